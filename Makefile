@@ -1,0 +1,30 @@
+# Two commands: `make demo` and `make test` (both set up .venv first if needed).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test data clean-venv
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: install python3.11 or run 'make PYTHON=/path/to/python3.11 setup'"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip >/dev/null
+	$(PY) -m pip install -e '.[dev]'
+	@touch $(STAMP)
+
+# Fashion-MNIST ships as a Debian package; install it where we are root with apt, else explain.
+data:
+	@bash scripts/get_data.sh
+
+demo: setup
+	$(PY) -m phase0_diffusion.demo
+
+test: setup
+	$(PY) -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

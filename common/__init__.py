@@ -1,0 +1,1 @@
+"""Shared library: models, diffusion processes, samplers, training loop, runs and logging."""

@@ -1,0 +1,1 @@
+"""Phase 0: diffusion foundations (DDPM, EDM, DDIM, classifier-free guidance)."""
