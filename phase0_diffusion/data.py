@@ -133,12 +133,15 @@ def _cifar_members(place: Path, split: str) -> tuple[dict[str, bytes] | None, li
     wanted = CIFAR_BATCHES[split] + ["batches.meta"]
     required = CIFAR_BATCHES[split]  # batches.meta is optional: there is a standard list
     if place.is_file():  # the archive: members live under cifar-10-batches-py/
-        with tarfile.open(place, "r:gz") as tar:
-            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-            missing = [f for f in required if f not in members]
-            if missing:
-                return None, missing
-            return {f: tar.extractfile(members[f]).read() for f in wanted if f in members}, []
+        try:
+            with tarfile.open(place, "r:gz") as tar:
+                members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+                missing = [f for f in required if f not in members]
+                if missing:
+                    return None, missing
+                return {f: tar.extractfile(members[f]).read() for f in wanted if f in members}, []
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            raise ValueError(f"{place}: corrupt or truncated tar.gz archive ({e})") from e
     missing = [f for f in required if not (place / f).is_file()]
     if missing:
         return None, missing
@@ -175,17 +178,12 @@ def _roots(name: str, root: str | os.PathLike | None) -> list[Path]:
 
 def _candidates(name: str, root: str | os.PathLike | None) -> list[Path]:
     """Every folder (or CIFAR archive) to try, in resolution order."""
-    tv = TORCHVISION_SUBDIRS[name]
-    bases: list[Path] = []  # folders that may hold the files, or torchvision's layout
-    places: list[Path] = []
-    for r in _roots(name, root):
-        bases.append(r)
-        places.append(r)
-        if root is None:  # the system copy comes right after the step-1 roots
-            bases.append(r.parent)  # e.g. $WM_DATA_DIR/MNIST/raw, as torchvision lays it out
-    if root is None and name in SYSTEM_DIRS:
-        places.append(SYSTEM_DIRS[name])
-    places += [b / tv for b in bases]
+    roots = _roots(name, root)
+    places = roots + ([SYSTEM_DIRS[name]] if root is None and name in SYSTEM_DIRS else [])
+    # torchvision lays data out as <dir>/MNIST/raw etc.; without an explicit root also accept
+    # that layout one level up, e.g. $WM_DATA_DIR/MNIST/raw after a download into $WM_DATA_DIR.
+    bases = roots if root is not None else [b for r in roots for b in (r, r.parent)]
+    places += [b / TORCHVISION_SUBDIRS[name] for b in bases]
     if name == "cifar10":  # the archive may sit where the batch folder would
         places += [b / CIFAR_ARCHIVE for b in bases]
     return list(dict.fromkeys(places))  # drop duplicates, keep order

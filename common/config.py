@@ -1,0 +1,127 @@
+"""Typed configs: dataclass schemas are the source of truth, Hydra composes them at the edge.
+
+Every entry point calls `load_config(Schema, "phase0/train", sys.argv[1:])`:
+
+1. Hydra's compose API reads `configs/<name>.yaml` (which lists the schema first in its `defaults`, then a
+   `profile` group: smoke / cpu / full) and applies command-line overrides such as `train.lr=3e-4`.
+   Because the schema is a structured config, an unknown key or a value of the wrong type fails here.
+2. `OmegaConf.to_object` turns the result into the dataclasses themselves.
+3. `validate` walks the tree and calls each dataclass's `check()`, which raises `ConfigError` for
+   out-of-range values; the walker prefixes the key path so the message reads `train.lr=-1.0: ...`.
+
+We use the compose API rather than `@hydra.main` so that runs never change the working directory,
+never create Hydra's own output folders, and errors print as one clear line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+from omegaconf import OmegaConf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid. `key` is the dotted path, `allowed` says what would be accepted."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"config error: {key}={value!r} is invalid; {allowed}")
+
+
+def require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    """Raise ConfigError(key, value, allowed) unless `ok`. Used inside `check()` methods."""
+    if not ok:
+        raise ConfigError(key, value, allowed)
+
+
+def choice(key: str, value: Any, options: Sequence[Any]) -> None:
+    require(value in options, key, value, f"allowed values: {', '.join(map(str, options))}")
+
+
+def validate(obj: Any, prefix: str = "") -> None:
+    """Depth-first: children are checked before their parent (a parent may rely on valid children)."""
+    for f in dataclasses.fields(obj):
+        child = getattr(obj, f.name)
+        if dataclasses.is_dataclass(child):
+            validate(child, f"{prefix}{f.name}.")
+    if hasattr(obj, "check"):
+        try:
+            obj.check()
+        except ConfigError as e:
+            raise ConfigError(prefix + e.key, e.value, e.allowed) from None
+
+
+def to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def load_config(schema: type[T], config_name: str, overrides: Sequence[str] = ()) -> T:
+    """Compose `configs/<config_name>.yaml` with `overrides`, type-check it against `schema`, validate.
+
+    Raises ConfigError with a readable message for unknown keys, wrong types and bad values.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    schema_name = f"{schema.__name__}_schema"
+    ConfigStore.instance().store(name=schema_name, node=schema)
+    if not (CONFIG_DIR / f"{config_name}.yaml").exists():
+        raise ConfigError("config", config_name, f"no file {CONFIG_DIR / config_name}.yaml")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=list(overrides))
+        obj = OmegaConf.to_object(cfg)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(*_explain(e)) from None
+    validate(obj)
+    return obj
+
+
+def _explain(e: Exception) -> tuple[str, Any, str]:
+    """Turn Hydra/OmegaConf's nested exceptions into (key, value, what to do)."""
+    inner = e
+    while inner.__cause__ is not None:
+        inner = inner.__cause__
+    key = getattr(inner, "full_key", None) or "override"
+    msg = str(inner).split("\n")[0]
+    if "not in struct" in str(inner) or "Key '" in msg and "not in" in msg:
+        return key, "(unknown key)", f"{msg}. Check the spelling; `--cfg` prints every valid key"
+    return key, getattr(inner, "value", None) or "(see message)", f"{msg}"
+
+
+def print_config(obj: Any) -> None:
+    print(OmegaConf.to_yaml(OmegaConf.structured(obj)))
+
+
+def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, doc: str = "") -> T:
+    """Parse an entry point's command line: Hydra-style `key=value` overrides, plus `--cfg` and `--help`.
+
+    On a config error prints one clear message and exits with status 2.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in argv or "-h" in argv:
+        print(doc.strip() or f"usage: key=value overrides of configs/{config_name}.yaml")
+        print(f"\nprofiles: {', '.join(sorted(p.stem for p in (CONFIG_DIR / Path(config_name).parent / 'profile').glob('*.yaml')))}")
+        print("`--cfg` prints the composed config and exits.")
+        sys.exit(0)
+    show = "--cfg" in argv
+    argv = [a for a in argv if a != "--cfg"]
+    try:
+        obj = load_config(schema, config_name, argv)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(2)
+    if show:
+        print_config(obj)
+        sys.exit(0)
+    return obj

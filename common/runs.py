@@ -1,0 +1,148 @@
+"""Run folders and the resolver that lets one phase find another's artefacts.
+
+Every run lives in `outputs/<phase>/<run-name>/`:
+
+    config.yaml      the resolved config (all defaults filled in)
+    metrics.jsonl    one JSON object per logged step
+    tb/              TensorBoard events
+    checkpoints/     step_XXXXXXXX.pt (last N), best.pt, and what `resume` reads
+    media/           images and videos
+    export/          final weights as model.safetensors (+ config.yaml beside them)
+
+Later phases never guess paths: they call `resolve_run("phase1", "latest", require="export/model.safetensors")`
+(or pass an explicit run folder). When nothing fits, the error names the command that makes it.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.config import REPO_ROOT, require
+
+# The command that produces each phase's main artefacts: quoted in every "not found" error.
+MAKE_COMMAND = {
+    "phase0": "python -m phase0_diffusion.train profile=cpu",
+    "phase1": "python -m phase1_world_model.collect && python -m phase1_world_model.train profile=cpu",
+    "phase2": "python -m phase2_diffusion_forcing.train profile=cpu",
+    "phase3": "python -m phase3_vla.collect && python -m phase3_vla.train profile=cpu",
+    "phase4": "python -m phase4_uwm.train profile=cpu",
+    "phase5": "python -m phase5_integration.train profile=cpu",
+}
+
+
+class ArtifactNotFoundError(FileNotFoundError):
+    """An earlier phase's artefact is missing; the message says which command makes it."""
+
+
+@dataclass
+class RunConfig:
+    """Where a run writes and how it starts."""
+
+    name: str = ""  # folder name under outputs/<phase>/; "" = a timestamp
+    root: str = "outputs"  # outputs root, relative to the repo root unless absolute
+    seed: int = 0  # seeds Python, NumPy and torch; per-step noise is derived from it
+    device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | mps
+    threads: int = 0  # torch intra-op threads per process; 0 = cores / processes on this node
+    resume: str = "false"  # false | true (this run name, or the latest run of the phase) | path of a run folder
+
+    def check(self) -> None:
+        require(self.device in ("auto", "cpu", "cuda", "mps"), "device", self.device,
+                "allowed values: auto, cpu, cuda, mps")
+        require(self.threads >= 0, "threads", self.threads, "must be >= 0 (0 = automatic)")
+        require("/" not in self.name and self.name not in (".", ".."), "name", self.name,
+                "a plain folder name (no '/'); use run.root to change the parent folder")
+
+    @property
+    def resume_mode(self) -> str | None:
+        """None (fresh run), 'auto', or a path."""
+        r = str(self.resume).strip()
+        if r.lower() in ("false", "no", "0", "none", ""):
+            return None
+        if r.lower() in ("true", "yes", "1", "latest"):
+            return "auto"
+        return r
+
+
+def outputs_root(root: str | Path = "outputs") -> Path:
+    root = Path(root)
+    return root if root.is_absolute() else REPO_ROOT / root
+
+
+@dataclass
+class Run:
+    dir: Path
+    phase: str
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    config_path = property(lambda self: self.dir / "config.yaml")
+    metrics_path = property(lambda self: self.dir / "metrics.jsonl")
+    tb_dir = property(lambda self: self.dir / "tb")
+    ckpt_dir = property(lambda self: self.dir / "checkpoints")
+    media_dir = property(lambda self: self.dir / "media")
+    export_dir = property(lambda self: self.dir / "export")
+
+    def make_dirs(self) -> "Run":
+        for d in (self.dir, self.ckpt_dir, self.media_dir, self.tb_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def open_run(phase: str, cfg: RunConfig) -> tuple[Run, bool]:
+    """Return (run, resuming). Resuming means the folder already holds a checkpoint to continue from."""
+    base = outputs_root(cfg.root) / phase
+    mode = cfg.resume_mode
+    if mode is None:
+        name = cfg.name or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run = Run(base / name, phase)
+        if run.ckpt_dir.exists() and any(run.ckpt_dir.glob("step_*.pt")):
+            raise FileExistsError(
+                f"{run.dir} already holds checkpoints. Continue it with run.resume=true, "
+                f"or choose another run.name.")
+        return run.make_dirs(), False
+    if mode == "auto":
+        if cfg.name:
+            run = Run(base / cfg.name, phase)
+        else:
+            run = resolve_run(phase, "latest", root=cfg.root, require="checkpoints")
+    else:
+        run = Run(Path(mode).resolve(), phase)
+    has_ckpt = run.ckpt_dir.exists() and any(run.ckpt_dir.glob("step_*.pt"))
+    if not has_ckpt:
+        raise ArtifactNotFoundError(
+            f"run.resume={cfg.resume}: {run.dir} has no checkpoint to resume from. "
+            f"Start it with: {MAKE_COMMAND.get(phase, 'the phase train command')}")
+    return run.make_dirs(), True
+
+
+def _has(run_dir: Path, require: str) -> bool:
+    if require == "checkpoints":
+        return any((run_dir / "checkpoints").glob("step_*.pt"))
+    return (run_dir / require).exists()
+
+
+def resolve_run(phase: str, spec: str = "latest", root: str | Path = "outputs",
+                require: str = "export/model.safetensors") -> Run:
+    """Find a run of `phase` holding `require` (a path inside the run, or "checkpoints").
+
+    spec: "latest" = the most recently modified run of that phase that has the artefact;
+    otherwise a path to a run folder (absolute or relative to the current directory).
+    """
+    if spec != "latest":
+        run_dir = Path(spec).expanduser().resolve()
+        if not _has(run_dir, require):
+            raise ArtifactNotFoundError(
+                f"{run_dir} has no {require}. Make it with: {MAKE_COMMAND.get(phase, '?')}")
+        return Run(run_dir, phase)
+    base = outputs_root(root) / phase
+    candidates = [d for d in base.iterdir() if d.is_dir() and _has(d, require)] if base.is_dir() else []
+    if not candidates:
+        raise ArtifactNotFoundError(
+            f"No {phase} run with {require} under {base}. Make one with: {MAKE_COMMAND.get(phase, '?')} "
+            f"(or pass the path of a run folder instead of 'latest').")
+    newest = max(candidates, key=lambda d: ((d / "metrics.jsonl").stat().st_mtime
+                                            if (d / "metrics.jsonl").exists() else d.stat().st_mtime))
+    return Run(newest, phase)

@@ -1,0 +1,99 @@
+"""Device, threads, seeds and the process group: everything decided once at start-up.
+
+Multi-process runs are launched by an existing engine, never by us:
+
+    torchrun --nproc_per_node=2 -m phase0_diffusion.train profile=smoke      # 2 processes (CPU: gloo)
+    accelerate launch --num_processes=8 -m phase0_diffusion.train ...        # 8 GPUs (nccl)
+
+Both set RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR, which is all `init_distributed` reads.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def select_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
+    """`auto` picks cuda, then mps, then cpu. An explicit choice that is not available is an error."""
+    if preference == "auto":
+        if torch.cuda.is_available():
+            preference = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            preference = "mps"
+        else:
+            preference = "cpu"
+    if preference == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("run.device=cuda but no CUDA device is visible; use run.device=auto or cpu")
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if preference == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("run.device=mps but MPS is not available; use run.device=auto or cpu")
+    return torch.device(preference)
+
+
+def set_threads(threads: int, local_world_size: int = 1) -> int:
+    """0 means: share the machine's cores evenly among the processes on this node.
+
+    Set explicitly because torch's default oversubscribes when several processes share a node, and
+    on a 2-core machine an oversubscribed run can be 10x slower.
+    """
+    if threads <= 0:
+        threads = max(1, (os.cpu_count() or 1) // max(1, local_world_size))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def init_distributed(device: torch.device | None = None) -> DistInfo:
+    """Join the process group when launched by torchrun/accelerate; a no-op for a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(
+        rank=int(os.environ["RANK"]),
+        world_size=world,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))),
+    )
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available() and (device is None or device.type == "cuda")
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return info
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,411 @@
+"""The one training loop every phase uses.
+
+A phase hands the Trainer a model whose `forward(batch, rng)` returns `(loss, logs)` (DIAMOND's
+convention), a map-style dataset, and optional hooks for evaluation and sampling. The Trainer does the
+rest: data order, gradient accumulation and clipping, EMA, bf16 autocast, NaN/inf detection, logging,
+atomic checkpoints, resume, and data parallelism across processes launched by torchrun/accelerate.
+
+Determinism is designed in, not hoped for:
+- The data order is a pure function of (seed, step) (`StepBatchSampler`), so the data position is the step.
+- The randomness a loss needs (noise, noise levels, label dropout) comes from `StepRNG`, which draws
+  the whole global batch's worth from a generator seeded by (seed, step) and hands each micro-batch
+  its slice. So 1 process x batch 8, 2 processes x batch 4 and 1 process x 2 accumulations x 4 see
+  the same samples with the same noise, and a resumed run continues exactly where it stopped.
+
+Fault injection for tests: with the environment variable WM_FAULT_KILL_AT_STEP=N the process sends
+itself SIGKILL right after finishing step N (after any checkpoint due at N), as a real crash would.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from common.checkpoint import (CheckpointManager, capture_rng, export_safetensors, load_checkpoint,
+                               restore_rng)
+from common.config import choice, require
+from common.ema import EMA
+from common.logger import LogConfig, RunLogger
+from common.runs import Run, RunConfig, open_run
+from common.system import (DistInfo, barrier, init_distributed, seed_everything, select_device,
+                           set_threads)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and checkpointing. Batch sizes count samples; steps count optimizer updates."""
+
+    max_steps: int = 1000  # optimizer updates in the whole run
+    batch_size: int = 64  # global batch per optimizer update (all processes, all accumulation steps)
+    micro_batch_size: int = 0  # per process per forward pass; 0 = batch_size / processes (no accumulation)
+    lr: float = 2e-4  # peak learning rate (AdamW)
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 100  # linear warm-up from 0 to lr
+    schedule: str = "constant"  # constant | cosine (to 10% of lr) | linear (to 0) after warm-up
+    grad_clip: float = 1.0  # max global grad norm; 0 = off
+    ema_decay: float = 0.999  # 0 = no EMA
+    bf16: bool = False  # bf16 autocast for forward passes (weights and optimizer stay fp32)
+    channels_last: bool = False  # NHWC memory format for conv nets (pairs well with bf16 on CPU)
+    ckpt_every: int = 500  # steps between checkpoints (the final step is always saved)
+    keep_last: int = 3  # step checkpoints kept, besides best.pt
+    best_metric: str = ""  # a metric returned by a hook that selects best.pt; "" = no best.pt
+    best_mode: str = "min"  # min | max
+    num_workers: int = 0  # DataLoader worker processes
+
+    def check(self) -> None:
+        for k in ("max_steps", "batch_size", "ckpt_every"):
+            require(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
+        require(self.micro_batch_size >= 0, "micro_batch_size", self.micro_batch_size, "must be >= 0 (0 = automatic)")
+        require(self.lr > 0, "lr", self.lr, "must be > 0")
+        require(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, "must be >= 0")
+        require(0.0 <= self.ema_decay < 1.0, "ema_decay", self.ema_decay, "must be in [0, 1) (0 = off)")
+        require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be >= 0 (0 = off)")
+        require(self.keep_last >= 1, "keep_last", self.keep_last, "must be >= 1")
+        require(self.num_workers >= 0, "num_workers", self.num_workers, "must be >= 0")
+        choice("schedule", self.schedule, ("constant", "cosine", "linear"))
+        choice("best_mode", self.best_mode, ("min", "max"))
+
+
+class TrainingDiverged(RuntimeError):
+    """Loss or gradient became NaN/inf. The last good checkpoint is kept; a diagnostic file is written."""
+
+
+def _mix(*xs: int) -> int:
+    h = 0x9E3779B97F4A7C15
+    for x in xs:
+        h = (h ^ (x & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+class StepRNG:
+    """Randomness for one micro-batch, independent of how the global batch is split.
+
+    Each call draws `total` rows (the global batch) from a generator seeded by (seed, step, call number)
+    and returns rows [offset, offset + count): the slice this process and accumulation step own.
+    """
+
+    def __init__(self, seed: int, step: int, offset: int, count: int, total: int, device: torch.device):
+        self.seed, self.step, self.offset, self.count, self.total = seed, step, offset, count, total
+        self.device = device
+        self._calls = 0
+
+    def generator(self) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        g.manual_seed(_mix(self.seed, self.step, self._calls))
+        self._calls += 1
+        return g
+
+    def _slice(self, full: torch.Tensor) -> torch.Tensor:
+        return full[self.offset:self.offset + self.count]
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        return self._slice(torch.randn(self.total, *shape, generator=self.generator(), device=self.device))
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        return self._slice(torch.rand(self.total, *shape, generator=self.generator(), device=self.device))
+
+
+class StepBatchSampler(Sampler):
+    """Yields each process's micro-batches of indices; the order is a pure function of (seed, step).
+
+    The index stream is the concatenation of per-epoch permutations; optimizer step s owns stream
+    positions [s*G, (s+1)*G) for global batch G, split as [accumulation][process][micro-batch].
+    """
+
+    def __init__(self, n: int, global_batch: int, micro: int, accum: int, rank: int, world: int,
+                 seed: int, start_step: int, max_steps: int):
+        self.n, self.G, self.micro, self.accum = n, global_batch, micro, accum
+        self.rank, self.world, self.seed = rank, world, seed
+        self.start_step, self.max_steps = start_step, max_steps
+
+    @lru_cache(maxsize=4)
+    def _perm(self, epoch: int) -> np.ndarray:
+        g = torch.Generator().manual_seed(_mix(self.seed, 0xDA7A, epoch))
+        return torch.randperm(self.n, generator=g).numpy()
+
+    def global_indices(self, step: int) -> np.ndarray:
+        start = step * self.G
+        pos = np.arange(start, start + self.G)
+        epochs, within = pos // self.n, pos % self.n
+        return np.array([self._perm(int(e))[i] for e, i in zip(epochs, within)]) if len(set(epochs)) > 1 \
+            else self._perm(int(epochs[0]))[within]
+
+    def position(self, step: int) -> dict:
+        return {"step": step, "epoch": step * self.G // self.n, "index_in_epoch": step * self.G % self.n}
+
+    def __iter__(self):
+        for step in range(self.start_step, self.max_steps):
+            idx = self.global_indices(step)
+            for a in range(self.accum):
+                off = (a * self.world + self.rank) * self.micro
+                yield idx[off:off + self.micro].tolist()
+
+    def __len__(self) -> int:
+        return (self.max_steps - self.start_step) * self.accum
+
+
+@dataclass
+class Hook:
+    """Call `fn(trainer)` every `every` steps (and at the last step) on the main process.
+
+    It may return a dict of metrics, which are logged; `train.best_metric` picks best.pt from them.
+    """
+
+    every: int
+    fn: Callable[["Trainer"], dict | None]
+    name: str = "hook"
+
+
+@dataclass
+class RunContext:
+    phase: str
+    run: Run
+    resuming: bool
+    device: torch.device
+    dist: DistInfo
+    threads: int
+    seed: int
+    config: dict = field(default_factory=dict)
+
+
+def setup_run(phase: str, run_cfg: RunConfig, config: dict) -> RunContext:
+    """Process group, device, threads and seeds, then the run folder (named by the main process)."""
+    info = init_distributed()
+    device = select_device(run_cfg.device, info.local_rank)
+    threads = set_threads(run_cfg.threads, info.local_world_size)
+    seed_everything(run_cfg.seed)
+    # The main process names (a timestamp by default) and creates the folder; the others are told.
+    holder: list = [None, None]
+    if info.is_main:
+        run, resuming = open_run(phase, run_cfg)
+        holder = [str(run.dir), resuming]
+    if info.enabled:
+        dist.broadcast_object_list(holder, src=0)
+    run, resuming = Run(Path(holder[0]), phase), bool(holder[1])
+    if info.is_main:
+        from omegaconf import OmegaConf
+        from common.checkpoint import atomic_write
+        text = OmegaConf.to_yaml(OmegaConf.create(config))
+        atomic_write(run.config_path, lambda f: f.write(text.encode()))
+    return RunContext(phase, run, resuming, device, info, threads, run_cfg.seed, config)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        t = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        if cfg.schedule == "linear":
+            return max(0.0, 1.0 - t)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))  # cosine to 10% of lr
+    return f
+
+
+class Trainer:
+    def __init__(self, ctx: RunContext, model: nn.Module, dataset, cfg: TrainConfig, log_cfg: LogConfig,
+                 hooks: list[Hook] = (), collate_fn=None):
+        self.ctx, self.cfg, self.log_cfg, self.hooks = ctx, cfg, log_cfg, list(hooks)
+        self.device, self.dist = ctx.device, ctx.dist
+        world = self.dist.world_size
+        micro = cfg.micro_batch_size or cfg.batch_size // world
+        if micro < 1 or cfg.batch_size % (micro * world):
+            raise ValueError(f"train.batch_size={cfg.batch_size} must be a multiple of "
+                             f"train.micro_batch_size ({micro}) x processes ({world})")
+        self.micro, self.accum = micro, cfg.batch_size // (micro * world)
+
+        self.model = model.to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas),
+                                           weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
+        self.step = 0
+        self.ckpt = CheckpointManager(ctx.run.ckpt_dir, cfg.keep_last)
+        if ctx.resuming:
+            self._resume()
+        self.ddp = (nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.dist.enabled else None)
+        self.dataset, self.collate_fn = dataset, collate_fn
+        self.logger = RunLogger(ctx.run.dir, log_cfg, ctx.config, enabled=self.dist.is_main)
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "data_position": self.sampler_position(),
+            "rng": capture_rng(),
+            "config": self.ctx.config,
+        }
+
+    def sampler_position(self) -> dict:
+        g = self.cfg.batch_size
+        n = len(self.dataset) if hasattr(self, "dataset") else 1
+        return {"step": self.step, "epoch": self.step * g // n, "index_in_epoch": self.step * g % n}
+
+    def _resume(self) -> None:
+        path = self.ckpt.latest()
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = state["step"]
+        restore_rng(state["rng"])
+        if self.dist.is_main:
+            print(f"resumed {path} at step {self.step}")
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The EMA copy when there is one: what hooks sample and evaluate."""
+        return self.ema.module if self.ema is not None else self.model
+
+    # ----------------------------------------------------------------- loop
+    def fit(self) -> dict:
+        cfg, info = self.cfg, self.dist
+        sampler = StepBatchSampler(len(self.dataset), cfg.batch_size, self.micro, self.accum, info.rank,
+                                   info.world_size, self.ctx.seed, self.step, cfg.max_steps)
+        loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                            collate_fn=self.collate_fn, pin_memory=self.device.type == "cuda")
+        batches = iter(loader)
+        net = self.ddp or self.model
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        kill_at = int(os.environ.get("WM_FAULT_KILL_AT_STEP", "-1"))
+        bar = None
+        if info.is_main and self.log_cfg.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=cfg.max_steps, initial=self.step, dynamic_ncols=True, desc=self.ctx.phase)
+        window_t, window_samples, last = time.perf_counter(), 0, {}
+        net.train()
+        while self.step < cfg.max_steps:
+            loss_sum, logs_sum = torch.zeros((), device=self.device), {}
+            for a in range(self.accum):
+                batch = _to_device(next(batches), self.device)
+                rng = StepRNG(self.ctx.seed, self.step, (a * info.world_size + info.rank) * self.micro,
+                              self.micro, cfg.batch_size, self.device)
+                sync = self.ddp.no_sync() if self.ddp is not None and a < self.accum - 1 else contextlib.nullcontext()
+                with sync:
+                    with autocast:
+                        loss, logs = net(batch, rng)
+                    (loss / self.accum).backward()
+                loss_sum += loss.detach().float() / self.accum
+                for k, v in logs.items():
+                    logs_sum[k] = logs_sum.get(k, 0.0) + float(v) / self.accum
+            if info.enabled:
+                dist.all_reduce(loss_sum)
+                loss_sum /= info.world_size
+            grad_norm = (nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                         if cfg.grad_clip > 0 else _grad_norm(self.model))
+            loss_value, grad_value = float(loss_sum), float(grad_norm)
+            if not (math.isfinite(loss_value) and math.isfinite(grad_value)):
+                self._diverged(loss_value, grad_value, logs_sum)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self.step += 1
+            window_samples += cfg.batch_size
+
+            if self.step % self.log_cfg.log_every == 0 or self.step == cfg.max_steps:
+                dt = time.perf_counter() - window_t
+                last = {"train/loss": loss_value, "train/grad_norm": grad_value,
+                        "train/lr": self.scheduler.get_last_lr()[0],
+                        "train/samples_per_s": window_samples / max(dt, 1e-9),
+                        **{f"train/{k}": v for k, v in logs_sum.items()}}
+                self.logger.log(last, self.step)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss_value:.4f}", samples_s=f"{last['train/samples_per_s']:.1f}")
+                window_t, window_samples = time.perf_counter(), 0
+            if bar is not None:
+                bar.update(1)
+            metric = self._run_hooks()
+            if self.step % cfg.ckpt_every == 0 or self.step == cfg.max_steps:
+                self.save(metric)
+            if self.step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        if bar is not None:
+            bar.close()
+        self.export()
+        self.logger.close()
+        return last
+
+    def _run_hooks(self) -> float | None:
+        metric = None
+        for hook in self.hooks:
+            if self.step % hook.every == 0 or self.step == self.cfg.max_steps:
+                if self.dist.is_main:
+                    self.model.eval()
+                    out = hook.fn(self) or {}
+                    self.model.train()
+                    if out:
+                        self.logger.log(out, self.step)
+                    if self.cfg.best_metric in out:
+                        metric = float(out[self.cfg.best_metric])
+                barrier(self.dist)
+        return metric
+
+    def save(self, metric: float | None = None) -> None:
+        if self.dist.is_main:
+            self.ckpt.save(self.state_dict(), self.step, metric, self.cfg.best_mode)
+        barrier(self.dist)
+
+    def export(self) -> Path | None:
+        """Final weights (EMA when present) as safetensors, with the config beside them."""
+        if not self.dist.is_main:
+            return None
+        return export_safetensors(self.eval_model.state_dict(), self.ctx.run.export_dir, self.ctx.config)
+
+    def _diverged(self, loss: float, grad_norm: float, logs: dict) -> None:
+        bad = [n for n, p in self.model.named_parameters()
+               if not torch.isfinite(p).all() or (p.grad is not None and not torch.isfinite(p.grad).all())]
+        diag = {"step": self.step, "loss": loss, "grad_norm": grad_norm, "logs": logs,
+                "lr": self.scheduler.get_last_lr()[0], "nonfinite_params_or_grads": bad[:20],
+                "last_good_checkpoint": str(self.ckpt.latest()) if self.ckpt.latest() else None}
+        path = self.ctx.run.dir / "nan_diagnostic.json"
+        if self.dist.is_main:
+            path.write_text(json.dumps(diag, indent=2, default=str))
+        raise TrainingDiverged(
+            f"non-finite loss ({loss}) or grad norm ({grad_norm}) at step {self.step + 1}; "
+            f"{len(bad)} parameters have non-finite values or grads (first: {bad[:3]}). "
+            f"Diagnostic: {path}. Last good checkpoint: {diag['last_good_checkpoint']} "
+            f"(resume with run.resume=true after lowering train.lr or enabling train.grad_clip).")
+
+
+def _grad_norm(model: nn.Module) -> torch.Tensor:
+    grads = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
+    return torch.stack(grads).norm() if grads else torch.zeros(())
