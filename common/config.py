@@ -15,6 +15,7 @@ never create Hydra's own output folders, and errors print as one clear line.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
@@ -74,21 +75,29 @@ def load_config(schema: type[T], config_name: str, overrides: Sequence[str] = ()
 
     schema_name = f"{schema.__name__}_schema"
     ConfigStore.instance().store(name=schema_name, node=schema)
-    if not (CONFIG_DIR / f"{config_name}.yaml").exists():
-        raise ConfigError("config", config_name, f"no file {CONFIG_DIR / config_name}.yaml")
+    # Each entry point's folder (configs/phase0/ for "phase0/train") is Hydra's config dir, so that
+    # groups are addressed as `profile=smoke`, not `phase0/profile=smoke`.
+    path = CONFIG_DIR / f"{config_name}.yaml"
+    if not path.exists():
+        raise ConfigError("config", config_name, f"no file {path}")
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=list(overrides))
+        with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
+            cfg = compose(config_name=path.stem, overrides=list(overrides))
         obj = OmegaConf.to_object(cfg)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(*_explain(e)) from None
+        raise ConfigError(*_explain(e, path.parent)) from None
     validate(obj)
     return obj
 
 
-def _explain(e: Exception) -> tuple[str, Any, str]:
+def _explain(e: Exception, config_dir: Path) -> tuple[str, Any, str]:
     """Turn Hydra/OmegaConf's nested exceptions into (key, value, what to do)."""
+    missing_group = re.search(r"Could not find '([\w/]+)/([\w.-]+)'", str(e))
+    if missing_group:
+        group, name = missing_group.groups()
+        options = sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+        return group, name, f"no such {group}; allowed values: {', '.join(options)}"
     inner = e
     while inner.__cause__ is not None:
         inner = inner.__cause__

@@ -1,0 +1,93 @@
+"""Phase 0 config schema. Values live in configs/phase0/*.yaml; this file says what they mean."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.config import choice, require
+from common.diffusion.ddpm import DDPMConfig
+from common.diffusion.edm import EDMConfig
+from common.logger import LogConfig
+from common.nn.unet import UNetConfig
+from common.runs import RunConfig
+from common.trainer import TrainConfig
+
+SAMPLERS = ("ddpm", "ddim", "euler", "heun")
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion_mnist"  # mnist | fashion_mnist | cifar10 | synthetic (generated, for tests)
+    root: str = ""  # folder holding the standard files; "" = search WM_DATA_DIR, data/, system copies
+    download: bool = False  # let torchvision download (only on a machine with internet, on request)
+    pad_to: int = 0  # zero-pad images to this size (e.g. 32 for a 4-level UNet on 28x28); 0 = as is
+    limit: int = 0  # use only the first N training images; 0 = all
+    synthetic_size: int = 16  # image side for name=synthetic
+    synthetic_count: int = 64  # number of images for name=synthetic
+
+    def check(self) -> None:
+        choice("name", self.name, ("mnist", "fashion_mnist", "cifar10", "synthetic"))
+        require(self.pad_to >= 0 and self.limit >= 0, "pad_to", self.pad_to, "pad_to and limit must be >= 0")
+
+
+@dataclass
+class DiffusionConfig:
+    process: str = "edm"  # edm (EDM preconditioning and loss) | ddpm (discrete-time, eps/x0/v target)
+    edm: EDMConfig = field(default_factory=EDMConfig)
+    ddpm: DDPMConfig = field(default_factory=DDPMConfig)
+    class_conditional: bool = False  # class embedding added to the UNet's conditioning vector
+    label_dropout: float = 0.1  # probability of replacing the label by the null class (for CFG)
+
+    def check(self) -> None:
+        choice("process", self.process, ("edm", "ddpm"))
+        require(0.0 <= self.label_dropout < 1.0, "label_dropout", self.label_dropout, "must be in [0, 1)")
+
+
+@dataclass
+class SampleConfig:
+    """How samples are drawn for grids during training and by `phase0_diffusion.sample`."""
+
+    sampler: str = "heun"  # ddpm (ancestral, 1000 steps) | ddim | euler | heun
+    steps: int = 18  # sampler steps (heun: 2 * steps - 1 evaluations); ddpm ignores it (uses T)
+    eta: float = 0.0  # ddim only: 0 deterministic ... 1 = DDPM posterior noise
+    guidance: float = 1.0  # CFG scale s (0 = unconditional, 1 = conditional, >1 guided)
+    every: int = 500  # training steps between sample grids; 0 = only at the end
+    num: int = 64  # images per grid
+    seed: int = 1234  # sampling noise seed (separate from training randomness)
+
+    def check(self) -> None:
+        choice("sampler", self.sampler, SAMPLERS)
+        require(self.steps >= 1, "steps", self.steps, "must be >= 1")
+        require(0.0 <= self.eta <= 1.0, "eta", self.eta, "must be in [0, 1]")
+        require(self.guidance >= 0, "guidance", self.guidance, "must be >= 0")
+        require(self.every >= 0 and self.num >= 1, "every", self.every, "every >= 0 and num >= 1")
+
+
+@dataclass
+class EvalConfig:
+    """FID-proxy (features of the project's own classifier) and class accuracy."""
+
+    classifier: str = "latest"  # run folder of `python -m phase0_diffusion.classifier`, or latest
+    num_samples: int = 1000  # generated images per FID-proxy estimate
+    every: int = 0  # training steps between evaluations; 0 = never during training
+    inception_weights: str = ""  # path to pt_inception-2015-12-05 weights for real FID; "" = skip
+
+    def check(self) -> None:
+        require(self.num_samples >= 2, "num_samples", self.num_samples, "must be >= 2")
+
+
+@dataclass
+class Phase0Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full | ...
+
+    def check(self) -> None:
+        if self.diffusion.process == "ddpm":
+            require(self.model.noise_embedding == "sinusoidal", "model.noise_embedding",
+                    self.model.noise_embedding, "ddpm feeds timesteps 0..T-1: use sinusoidal")
