@@ -12,16 +12,18 @@ outputs/phase0/<run.name>/; `run.resume=true run.name=<name>` continues a run.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 
 import torch
 from torch.utils.data import Dataset
 
+from common.checkpoint import atomic_write
 from common.config import ConfigError, cli, to_dict
 from common.nn.unet import count_parameters
 from common.trainer import Hook, Trainer, setup_run
-from phase0_diffusion.config import Phase0Config
+from phase0_diffusion.config import DataConfig, Phase0Config
 from phase0_diffusion.data import ImageData, load_images, pad_to, synthetic_images
 from phase0_diffusion.model import ImageDiffusion
 
@@ -37,22 +39,26 @@ class ImageTensorDataset(Dataset):
         return self.images[i], self.labels[i]
 
 
-def build_data(cfg: Phase0Config, split: str = "train") -> ImageData:
-    d = cfg.data
+def build_data_for(d: DataConfig, channels: int, split: str = "train") -> ImageData:
+    """Load (or generate) a split, pad and limit it, and check it has `channels` channels."""
     if d.name == "synthetic":
-        data = synthetic_images(d.synthetic_count, d.synthetic_size, cfg.model.in_channels,
-                                seed=0 if split == "train" else 1)
+        data = synthetic_images(d.synthetic_count, d.synthetic_size, channels, seed=0 if split == "train" else 1)
     else:
         data = load_images(d.name, split, root=d.root or None, download=d.download)
     if d.pad_to:
         data.images = pad_to(data.images, d.pad_to)
     if d.limit and split == "train":
         data.images, data.labels = data.images[:d.limit], data.labels[:d.limit]
-    c = data.shape[0]
-    if cfg.model.in_channels != c or cfg.model.out_channels != c:
-        raise ConfigError("model.in_channels", cfg.model.in_channels,
-                          f"{d.name} images have {c} channel(s): set model.in_channels={c} model.out_channels={c}")
+    if data.shape[0] != channels:
+        raise ConfigError("model.in_channels", channels, f"{d.name} images have {data.shape[0]} channel(s): "
+                          f"set model.in_channels={data.shape[0]} model.out_channels={data.shape[0]}")
     return data
+
+
+def build_data(cfg: Phase0Config, split: str = "train") -> ImageData:
+    if cfg.model.out_channels != cfg.model.in_channels:
+        raise ConfigError("model.out_channels", cfg.model.out_channels, "must equal model.in_channels")
+    return build_data_for(cfg.data, cfg.model.in_channels, split)
 
 
 def build_model(cfg: Phase0Config, num_classes: int) -> ImageDiffusion:
@@ -102,7 +108,10 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = Trainer(ctx, model, ImageTensorDataset(data), cfg.train, cfg.log, hooks)
     t0 = time.perf_counter()
     last = trainer.fit()
-    if ctx.dist.is_main:
+    if ctx.dist.is_main:  # what a loader needs besides the config: the image shape and the classes
+        atomic_write(ctx.run.export_dir / "data.json", lambda f: f.write(json.dumps(
+            {"dataset": data.name, "shape": list(data.shape), "num_classes": data.num_classes,
+             "classes": data.classes, "train_images": len(data.images)}, indent=2).encode()))
         print(f"phase0: done in {time.perf_counter() - t0:.0f} s at step {trainer.step}; "
               f"final loss {last.get('train/loss', float('nan')):.4f}; results in {ctx.run.dir}")
     return {"run_dir": str(ctx.run.dir), **last}
