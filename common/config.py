@@ -47,6 +47,12 @@ def choice(key: str, value: Any, options: Sequence[Any]) -> None:
 
 def validate(obj: Any, prefix: str = "") -> None:
     """Depth-first: children are checked before their parent (a parent may rely on valid children)."""
+    # Hydra's `+key=value` adds keys the schema lacks and OmegaConf.to_object keeps them as plain
+    # attributes, so a typo like `+train.lrr=1` would otherwise be silently ignored.
+    known = {f.name for f in dataclasses.fields(obj)}
+    for k in getattr(obj, "__dict__", {}):
+        require(k in known, prefix + k, "(unknown key)",
+                f"not a field of {type(obj).__name__}. Check the spelling; `--cfg` prints every valid key")
     for f in dataclasses.fields(obj):
         child = getattr(obj, f.name)
         if dataclasses.is_dataclass(child):

@@ -1,0 +1,1 @@
+"""Diffusion Forcing. Not implemented yet: see README.md."""

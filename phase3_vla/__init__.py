@@ -1,0 +1,1 @@
+"""SmolVLA finetuning with LoRA on LIBERO. Not implemented yet: see README.md."""

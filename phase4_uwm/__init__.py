@@ -1,0 +1,1 @@
+"""Unified World Model. Not implemented yet: see README.md."""

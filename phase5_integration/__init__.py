@@ -1,0 +1,1 @@
+"""integration project. Not implemented yet: see README.md."""
