@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from common.checkpoint import (CheckpointManager, capture_rng, export_safetensors, load_checkpoint,
+from common.checkpoint import (CheckpointManager, atomic_write, capture_rng, export_safetensors, load_checkpoint,
                                restore_rng)
 from common.config import choice, require
 from common.ema import EMA
@@ -73,6 +73,8 @@ class TrainConfig:
         require(self.lr > 0, "lr", self.lr, "must be > 0")
         require(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, "must be >= 0")
         require(0.0 <= self.ema_decay < 1.0, "ema_decay", self.ema_decay, "must be in [0, 1) (0 = off)")
+        require(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), "betas", self.betas,
+                "two numbers in [0, 1), e.g. [0.9, 0.999]")
         require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be >= 0 (0 = off)")
         require(self.keep_last >= 1, "keep_last", self.keep_last, "must be >= 1")
         require(self.num_workers >= 0, "num_workers", self.num_workers, "must be >= 0")
@@ -287,7 +289,16 @@ class Trainer:
         self.step = state["step"]
         restore_rng(state["rng"])
         if self.dist.is_main:
+            self._truncate_metrics(self.step)
             print(f"resumed {path} at step {self.step}")
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop metric lines logged after the checkpoint we resume from: they will be logged again."""
+        path = self.ctx.run.metrics_path
+        if path.exists():
+            keep = [l for l in path.read_text().splitlines(keepends=True)
+                    if l.strip() and json.loads(l).get("step", 0) <= step]
+            atomic_write(path, lambda f: f.write("".join(keep).encode()))
 
     @property
     def eval_model(self) -> nn.Module:

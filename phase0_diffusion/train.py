@@ -19,12 +19,13 @@ import time
 import torch
 from torch.utils.data import Dataset
 
-from common.checkpoint import atomic_write
+from common.checkpoint import CheckpointError, atomic_write
 from common.config import ConfigError, cli, to_dict
 from common.nn.unet import count_parameters
 from common.trainer import Hook, Trainer, setup_run
 from phase0_diffusion.config import DataConfig, Phase0Config
-from phase0_diffusion.data import ImageData, load_images, pad_to, synthetic_images
+from common.runs import ArtifactNotFoundError
+from phase0_diffusion.data import DataNotFoundError, ImageData, load_images, pad_to, synthetic_images
 from phase0_diffusion.model import ImageDiffusion
 
 
@@ -85,10 +86,10 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = cli(Phase0Config, "phase0/train", argv, __doc__)
     try:
         data = build_data(cfg)
-    except ConfigError as e:
+        ctx = setup_run("phase0", cfg.run, to_dict(cfg))
+    except (ConfigError, DataNotFoundError, ArtifactNotFoundError, FileExistsError) as e:
         print(e, file=sys.stderr)
         sys.exit(2)
-    ctx = setup_run("phase0", cfg.run, to_dict(cfg))
     model = build_model(cfg, data.num_classes)
     if ctx.dist.is_main:
         print(f"phase0: {data.name} {tuple(data.images.shape)} from {data.source}; "
@@ -105,7 +106,11 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.eval.every:
         from phase0_diffusion.eval import fid_hook
         hooks.append(Hook(cfg.eval.every, fid_hook(cfg, data), "fid_proxy"))
-    trainer = Trainer(ctx, model, ImageTensorDataset(data), cfg.train, cfg.log, hooks)
+    try:
+        trainer = Trainer(ctx, model, ImageTensorDataset(data), cfg.train, cfg.log, hooks)
+    except CheckpointError as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
     t0 = time.perf_counter()
     last = trainer.fit()
     if ctx.dist.is_main:  # what a loader needs besides the config: the image shape and the classes

@@ -86,10 +86,12 @@ def test_resume_without_checkpoint_names_the_command(run_root: Path, train_cli):
     assert not (run_root / "phase0" / "never_started").exists()  # nothing created by the failed attempt
 
 
-def test_fresh_run_into_folder_with_checkpoints_is_refused(reference: Path):
-    """Starting a new run where checkpoints already exist is refused (pointing at run.resume=true),
-    and the existing checkpoints are left untouched."""
+def test_fresh_run_into_folder_with_checkpoints_is_refused(reference: Path, capsys):
+    """Starting a new run where checkpoints already exist is refused (exit 2, one line pointing at
+    run.resume=true), and the existing checkpoints are left untouched."""
     ckpts = {p.name: p.stat().st_mtime_ns for p in (reference / "checkpoints").iterdir()}
-    with pytest.raises(FileExistsError, match=r"run\.resume=true"):
+    with pytest.raises(SystemExit) as exit_info:
         main(_args(reference.parents[1], reference.name))
+    assert exit_info.value.code == 2
+    assert "run.resume=true" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in (reference / "checkpoints").iterdir()} == ckpts
