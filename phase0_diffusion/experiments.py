@@ -1,0 +1,159 @@
+"""Regenerate every phase 0 result table and figure with one command (resumable).
+
+    python -m phase0_diffusion.experiments                 # all of it: ~1.5 h on 2 CPU cores
+    python -m phase0_diffusion.experiments --num-samples 200 --steps 300    # a quick look
+
+1. Unconditional DDPM (eps-prediction, linear betas) on Fashion-MNIST: DDPM-1000 samples.
+2. The same UNet in EDM form, trained the same length: FID-proxy and time per sample of DDPM-1000,
+   DDIM-10/20/50/100 and EDM-Heun-18 (35 evaluations); the DDPM model under the fast samplers too.
+3. Class-conditional EDM with label dropout: FID-proxy and class accuracy for guidance 0, 1, 2, 3, 5, 7.
+
+Runs go to outputs/phase0/exp-{ddpm,edm,cond}/; a finished run or evaluation is reused, an interrupted
+training run is resumed. Tables: outputs/phase0/experiments/results.md (+ results.json, guidance.png).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from common.checkpoint import atomic_write
+from common.runs import outputs_root
+from common.system import select_device, set_threads
+from phase0_diffusion import classifier, train
+from phase0_diffusion.classifier import classifier_dir, load_judge
+from phase0_diffusion.config import SampleConfig
+from phase0_diffusion.eval import evaluate, load_trained, tag
+
+MODELS = {
+    "ddpm": ["profile=cpu", "diffusion.process=ddpm", "model.noise_embedding=sinusoidal"],
+    "edm": ["profile=cpu"],
+    "cond": ["profile=cpu_cond"],
+}
+GUIDANCE = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0)
+
+
+def train_model(key: str, extra: list[str]) -> Path:
+    run = outputs_root() / "phase0" / f"exp-{key}"
+    if (run / "export" / "data.json").exists():
+        print(f"experiments: {run} is trained; reusing it")
+        return run
+    resume = ["run.resume=true"] if any((run / "checkpoints").glob("step_*.pt")) else []
+    train.main([*MODELS[key], f"run.name=exp-{key}", "log.progress=false", *resume, *extra])
+    return run
+
+
+def training_summary(run: Path) -> dict:
+    """Steps, wall-clock training time and model size, read back from the run's own records."""
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    train_lines = [l for l in lines if "train/loss" in l]
+    cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
+    model, _, _ = load_trained(run)
+    # Each line's throughput covers the log_every steps before it (sampling hooks included).
+    seconds = sum(cfg["train"]["batch_size"] * cfg["log"]["log_every"] / l["train/samples_per_s"]
+                  for l in train_lines)
+    return {"run": str(run), "steps": train_lines[-1]["step"], "batch_size": cfg["train"]["batch_size"],
+            "params_M": sum(p.numel() for p in model.process.net.parameters()) / 1e6,
+            "train_minutes": seconds / 60, "final_loss": train_lines[-1]["train/loss"],
+            "bf16": cfg["train"]["bf16"], "process": cfg["diffusion"]["process"]}
+
+
+def run_eval(run: Path, scfg: SampleConfig, n: int, device, force: bool) -> dict:
+    out = run / "eval" / f"{tag(scfg)}-n{n}-bf16.json"
+    if out.exists() and not force:
+        return json.loads(out.read_text())
+    model, tcfg, info = load_trained(run, device)
+    judge = load_judge("latest", tcfg.data.name, device=device)
+    m, x = evaluate(model, judge, scfg, n, tuple(info["shape"]), info["num_classes"], 250, device,
+                    seed=0, bf16=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda f: f.write(json.dumps(m, indent=2).encode()))
+    import torchvision
+    torchvision.utils.save_image((x[:100].clamp(-1, 1) + 1) / 2, run / "media" / f"eval_{tag(scfg)}.png",
+                                 nrow=10, padding=1)
+    print(f"experiments: {run.name} {tag(scfg)}: " + ", ".join(
+        f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)))
+    return m
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--num-samples", type=int, default=500, help="generated images per FID-proxy estimate")
+    p.add_argument("--steps", type=int, default=0, help="override train.max_steps (0 = the cpu profile's)")
+    p.add_argument("--force", action="store_true", help="recompute evaluations that already exist")
+    args = p.parse_args(argv)
+    set_threads(0)
+    device = select_device("auto")
+    n = args.num_samples
+    extra = [f"train.max_steps={args.steps}"] if args.steps else []
+    t0 = time.perf_counter()
+    if not (classifier_dir("fashion_mnist") / "export" / "classifier.json").exists():
+        classifier.main(["log.progress=false"])
+    runs = {k: train_model(k, extra) for k in MODELS}
+
+    results: dict = {"num_samples": n, "classifier": json.loads(
+        (classifier_dir("fashion_mnist") / "export" / "classifier.json").read_text())}
+    results["training"] = {k: training_summary(r) for k, r in runs.items()}
+    samplers = [SampleConfig(sampler="ddpm")] + [SampleConfig(sampler="ddim", steps=s) for s in (10, 20, 50, 100)] \
+        + [SampleConfig(sampler="heun", steps=18)]
+    results["samplers"] = {k: [run_eval(runs[k], s, n, device, args.force) for s in samplers] for k in ("edm", "ddpm")}
+    results["guidance"] = [run_eval(runs["cond"], SampleConfig(sampler="heun", steps=18, guidance=g), n, device,
+                                    args.force) for g in GUIDANCE]
+    out_dir = outputs_root() / "phase0" / "experiments"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / "results.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
+    (out_dir / "results.md").write_text(markdown(results))
+    plot_guidance(results["guidance"], out_dir / "guidance.png")
+    print((out_dir / "results.md").read_text())
+    print(f"experiments: done in {(time.perf_counter() - t0) / 60:.1f} min; tables in {out_dir / 'results.md'}")
+    return results
+
+
+def markdown(r: dict) -> str:
+    c = r["classifier"]
+    lines = [f"FID-proxy: Frechet distance in the {c['feature_dim']}-d feature space of the project's Fashion-MNIST "
+             f"classifier (test accuracy {c['test_accuracy']:.3f}), {r['num_samples']} samples vs the "
+             f"{c['reference']}. Lower is better; not comparable with Inception FID. Sampling in bf16 autocast, "
+             "batch 250, 2 CPU threads.", "",
+             "| model | process | params | steps x batch | training time (2 cores) | final loss |",
+             "|---|---|---|---|---|---|"]
+    for k, t in r["training"].items():
+        lines.append(f"| exp-{k} | {t['process']} | {t['params_M']:.2f}M | {t['steps']} x {t['batch_size']} | "
+                     f"{t['train_minutes']:.1f} min{' (bf16)' if t['bf16'] else ''} | {t['final_loss']:.4f} |")
+    lines += ["", "| sampler | NFE | EDM model: FID-proxy | s / sample | DDPM model: FID-proxy | s / sample |",
+              "|---|---|---|---|---|---|"]
+    for e, d in zip(r["samplers"]["edm"], r["samplers"]["ddpm"]):
+        name = {"ddpm": "DDPM ancestral", "ddim": f"DDIM-{e['steps']} (eta 0)", "heun": f"EDM-Heun-{e['steps']}"}[e["sampler"]]
+        lines.append(f"| {name} | {e['nfe']} | {e['fid_proxy']:.2f} | {e['seconds_per_sample']:.3f} | "
+                     f"{d['fid_proxy']:.2f} | {d['seconds_per_sample']:.3f} |")
+    lines += ["", "| guidance scale | FID-proxy | class accuracy | s / sample |", "|---|---|---|---|"]
+    for g in r["guidance"]:
+        lines.append(f"| {g['guidance']:g} | {g['fid_proxy']:.2f} | {g['class_accuracy']:.3f} | "
+                     f"{g['seconds_per_sample']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_guidance(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=110)
+    fid = [r["fid_proxy"] for r in rows]
+    acc = [r["class_accuracy"] for r in rows]
+    ax.plot(acc, fid, "o-")
+    for r, x, y in zip(rows, acc, fid):
+        ax.annotate(f"s={r['guidance']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("class accuracy of samples (fidelity to the label)")
+    ax.set_ylabel("FID-proxy (lower = closer to data)")
+    ax.set_title("Classifier-free guidance trade-off, Fashion-MNIST")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
