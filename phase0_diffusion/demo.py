@@ -3,7 +3,7 @@
 Three steps, each an entry point you can also run alone:
   1. python -m phase0_diffusion.classifier                      (skipped when already trained; ~3 min)
   2. python -m phase0_diffusion.train profile=demo              (~10 min on 2 cores)
-  3. python -m phase0_diffusion.eval  sample.sampler=heun sample.steps=18 sample.guidance=2
+  3. python -m phase0_diffusion.eval  sample.sampler=heun sample.steps=18 sample.guidance=2 bf16=true
 Ends with a sample grid (one row per class) and its metrics, and prints where they are.
 Extra arguments are passed to step 2 (e.g. `python -m phase0_diffusion.demo train.max_steps=100`).
 `--smoke` runs the same three steps in seconds on synthetic data (used by the tests); with it,
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     print(f"demo 3/3: sampling {n} images (EDM-Heun, 18 steps, guidance 2) for the metrics")
     metrics = evaluate.main([f"run={out['run_dir']}", f"root={root}", "sample.sampler=heun", "sample.steps=18",
-                             "sample.guidance=2", f"num_samples={n}"])
+                             "sample.guidance=2", f"num_samples={n}", "bf16=true"])
     run_dir = outputs_root(root) / "phase0" / name
     print("\n" + "=" * 72)
     print(f"demo finished in {(time.perf_counter() - t0) / 60:.1f} min")

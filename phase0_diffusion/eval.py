@@ -32,7 +32,7 @@ class EvalRunConfig:
     root: str = "outputs"
     sample: SampleConfig = field(default_factory=SampleConfig)
     num_samples: int = 1000  # images generated for FID-proxy
-    batch_size: int = 500  # images sampled at once
+    batch_size: int = 64  # images sampled at once (larger batches are slower on CPU: cache-bound)
     classifier: str = "latest"  # classifier run folder, or latest for the run's data set
     bf16: bool = False  # bf16 autocast while sampling
     device: str = "auto"
@@ -94,14 +94,20 @@ def tag(scfg: SampleConfig) -> str:
     return t + f"-g{scfg.guidance:g}"
 
 
-def main(argv: list[str] | None = None) -> dict:
-    import torchvision
-
-    cfg = cli(EvalRunConfig, "phase0/eval", argv, __doc__)
+def open_trained(cfg: EvalRunConfig):
+    """Threads, device, the run (explicit or latest) and its model: shared by eval and sample."""
     set_threads(cfg.threads)
     device = select_device(cfg.device)
     run = resolve_run("phase0", cfg.run, cfg.root, require="export/data.json")
     model, tcfg, info = load_trained(run.dir, device)
+    return run, model, tcfg, info, device
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import torchvision
+
+    cfg = cli(EvalRunConfig, "phase0/eval", argv, __doc__)
+    run, model, tcfg, info, device = open_trained(cfg)
     judge = load_judge(cfg.classifier, tcfg.data.name, cfg.root, device)
     metrics, x = evaluate(model, judge, cfg.sample, cfg.num_samples, tuple(info["shape"]), info["num_classes"],
                           cfg.batch_size, device, cfg.seed, cfg.bf16)
@@ -129,7 +135,7 @@ def fid_hook(cfg: Phase0Config, data):
         if judge is None:
             judge = load_judge(cfg.eval.classifier, cfg.data.name, cfg.run.root, trainer.device)
         m, _ = evaluate(trainer.eval_model, judge, cfg.sample, cfg.eval.num_samples, data.shape, data.num_classes,
-                        500, trainer.device, cfg.sample.seed, cfg.train.bf16)
+                        64, trainer.device, cfg.sample.seed, cfg.train.bf16)
         return {f"eval/{k}": v for k, v in m.items() if isinstance(v, (int, float)) and v is not None}
     return hook
 

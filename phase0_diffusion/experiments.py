@@ -1,6 +1,6 @@
 """Regenerate every phase 0 result table and figure with one command (resumable).
 
-    python -m phase0_diffusion.experiments                 # all of it: ~1.5 h on 2 CPU cores
+    python -m phase0_diffusion.experiments                 # all of it: about 80 min on 2 CPU cores
     python -m phase0_diffusion.experiments --num-samples 200 --steps 300    # a quick look
 
 1. Unconditional DDPM (eps-prediction, linear betas) on Fashion-MNIST: DDPM-1000 samples.
@@ -67,7 +67,7 @@ def run_eval(run: Path, scfg: SampleConfig, n: int, device, force: bool) -> dict
         return json.loads(out.read_text())
     model, tcfg, info = load_trained(run, device)
     judge = load_judge("latest", tcfg.data.name, device=device)
-    m, x = evaluate(model, judge, scfg, n, tuple(info["shape"]), info["num_classes"], 250, device,
+    m, x = evaluate(model, judge, scfg, n, tuple(info["shape"]), info["num_classes"], 64, device,
                     seed=0, bf16=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda f: f.write(json.dumps(m, indent=2).encode()))
@@ -81,7 +81,7 @@ def run_eval(run: Path, scfg: SampleConfig, n: int, device, force: bool) -> dict
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--num-samples", type=int, default=500, help="generated images per FID-proxy estimate")
+    p.add_argument("--num-samples", type=int, default=300, help="generated images per FID-proxy estimate")
     p.add_argument("--steps", type=int, default=0, help="override train.max_steps (0 = the cpu profile's)")
     p.add_argument("--force", action="store_true", help="recompute evaluations that already exist")
     args = p.parse_args(argv)
@@ -117,7 +117,7 @@ def markdown(r: dict) -> str:
     lines = [f"FID-proxy: Frechet distance in the {c['feature_dim']}-d feature space of the project's Fashion-MNIST "
              f"classifier (test accuracy {c['test_accuracy']:.3f}), {r['num_samples']} samples vs the "
              f"{c['reference']}. Lower is better; not comparable with Inception FID. Sampling in bf16 autocast, "
-             "batch 250, 2 CPU threads.", "",
+             "batch 64, 2 CPU threads.", "",
              "| model | process | params | steps x batch | training time (2 cores) | final loss |",
              "|---|---|---|---|---|---|"]
     for k, t in r["training"].items():

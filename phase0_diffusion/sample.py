@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import time
 
+import torch
 import torchvision
 
 from common.config import cli
-from common.runs import resolve_run
-from common.system import select_device, set_threads
-from phase0_diffusion.eval import EvalRunConfig, load_trained, tag
+from phase0_diffusion.eval import EvalRunConfig, open_trained, tag
 from phase0_diffusion.train import grid_labels
 
 
 def main(argv: list[str] | None = None) -> str:
     cfg = cli(EvalRunConfig, "phase0/sample", argv, __doc__)
-    set_threads(cfg.threads)
-    device = select_device(cfg.device)
-    run = resolve_run("phase0", cfg.run, cfg.root, require="export/data.json")
-    model, _, info = load_trained(run.dir, device)
-    import torch
+    run, model, _, info, device = open_trained(cfg)
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     n, k = cfg.sample.num, info["num_classes"]
     labels = grid_labels(n, k, device) if model.classes is not None else None
