@@ -263,13 +263,23 @@ def readme_with_results(pkg: str) -> Check:
     return Check(f"{pkg}/README.md with a '## Results' section", exists)
 
 
-def checkpoint(phase: int) -> Check:
+def checkpoint(phase: int, dataset: str | None = None) -> Check:
+    """A run of the phase with weights; with `dataset`, only runs whose config.yaml trained on it."""
+    def trained_on(run: Path) -> bool:
+        if dataset is None:
+            return True
+        import yaml
+        cfg = run / "config.yaml"
+        return cfg.is_file() and ((yaml.safe_load(cfg.read_text()) or {}).get("data") or {}).get("name") == dataset
+
     def exists(root: Path) -> bool:
         runs = root / "outputs" / f"phase{phase}"
         found = [*runs.glob("*/checkpoints/**/*"), *runs.glob("*/export/*.safetensors")]
-        return any(p.is_file() and p.stat().st_size > 0 for p in found)
+        # checkpoints/<file> and export/<file> both sit one level below the run folder
+        return any(p.is_file() and p.stat().st_size > 0 and trained_on(p.parents[1]) for p in found)
     runs = f"outputs/phase{phase}/*"
-    return Check(f"{runs}/checkpoints/* or {runs}/export/*.safetensors", exists)
+    on = f" trained on {dataset}" if dataset else ""
+    return Check(f"{runs}/checkpoints/* or {runs}/export/*.safetensors{on}", exists)
 
 
 PHASE_DIRS = {0: "phase0_diffusion", 1: "phase1_world_model", 2: "phase2_diffusion_forcing",
@@ -282,7 +292,8 @@ _MATH_NOTES = nonempty_file("notes/diffusion-fundamentals.md")
 ARTEFACTS: dict[str, Check] = {
     "`notes/diffusion-fundamentals.md`": _MATH_NOTES,
     "Write math notes": _MATH_NOTES,
-    "MNIST model checkpoint": checkpoint(0),
+    "MNIST model checkpoint": checkpoint(0, "mnist"),
+    "CIFAR model checkpoint": checkpoint(0, "cifar10"),
     "Trained model checkpoint": checkpoint(1),  # Phase 1 summary's wording
     "DF-trained model checkpoint": checkpoint(2),
     "Finetuned SmolVLA checkpoint": checkpoint(3),

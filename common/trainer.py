@@ -141,14 +141,9 @@ class StepBatchSampler(Sampler):
         return torch.randperm(self.n, generator=g).numpy()
 
     def global_indices(self, step: int) -> np.ndarray:
-        start = step * self.G
-        pos = np.arange(start, start + self.G)
-        epochs, within = pos // self.n, pos % self.n
-        return np.array([self._perm(int(e))[i] for e, i in zip(epochs, within)]) if len(set(epochs)) > 1 \
-            else self._perm(int(epochs[0]))[within]
-
-    def position(self, step: int) -> dict:
-        return {"step": step, "epoch": step * self.G // self.n, "index_in_epoch": step * self.G % self.n}
+        """The G dataset indices of optimizer step `step` (may straddle an epoch boundary)."""
+        epochs, within = np.divmod(np.arange(step * self.G, (step + 1) * self.G), self.n)
+        return np.concatenate([self._perm(int(e))[within[epochs == e]] for e in np.unique(epochs)])
 
     def __iter__(self):
         for step in range(self.start_step, self.max_steps):
@@ -234,6 +229,7 @@ class Trainer:
     def __init__(self, ctx: RunContext, model: nn.Module, dataset, cfg: TrainConfig, log_cfg: LogConfig,
                  hooks: list[Hook] = (), collate_fn=None):
         self.ctx, self.cfg, self.log_cfg, self.hooks = ctx, cfg, log_cfg, list(hooks)
+        self.dataset, self.collate_fn = dataset, collate_fn
         self.device, self.dist = ctx.device, ctx.dist
         world = self.dist.world_size
         micro = cfg.micro_batch_size or cfg.batch_size // world
@@ -257,7 +253,6 @@ class Trainer:
         self.ddp = (nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             if self.dist.enabled else None)
-        self.dataset, self.collate_fn = dataset, collate_fn
         self.logger = RunLogger(ctx.run.dir, log_cfg, ctx.config, enabled=self.dist.is_main)
 
     # ----------------------------------------------------------------- state
@@ -274,8 +269,9 @@ class Trainer:
         }
 
     def sampler_position(self) -> dict:
-        g = self.cfg.batch_size
-        n = len(self.dataset) if hasattr(self, "dataset") else 1
+        """Where the data stream stands. The step alone determines it (StepBatchSampler); epoch and
+        offset are recorded for people reading the checkpoint."""
+        g, n = self.cfg.batch_size, len(self.dataset)
         return {"step": self.step, "epoch": self.step * g // n, "index_in_epoch": self.step * g % n}
 
     def _resume(self) -> None:

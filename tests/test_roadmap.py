@@ -169,6 +169,10 @@ def test_verify(roadmap: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = root / "outputs" / "phase0" / "run1" / "checkpoints"
     ckpt.mkdir(parents=True)
     (ckpt / "last.pt").write_bytes(b"weights")
+    (ckpt.parent / "config.yaml").write_text("data:\n  name: fashion_mnist\n")
+    assert main(verify) == 0
+    assert "Done but unticked" not in capsys.readouterr().out  # a Fashion-MNIST model is not the MNIST one
+    (ckpt.parent / "config.yaml").write_text("data:\n  name: mnist\n")
     assert main(verify) == 0
     out = capsys.readouterr().out
     assert "Ticked but missing" not in out
