@@ -69,7 +69,6 @@ class EvalConfig:
     classifier: str = "latest"  # run folder of `python -m phase0_diffusion.classifier`, or latest
     num_samples: int = 1000  # generated images per FID-proxy estimate
     every: int = 0  # training steps between evaluations; 0 = never during training
-    inception_weights: str = ""  # path to pt_inception-2015-12-05 weights for real FID; "" = skip
 
     def check(self) -> None:
         require(self.num_samples >= 2, "num_samples", self.num_samples, "must be >= 2")

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from common.checkpoint import atomic_write, load_safetensors
 from common.config import cli, require, validate
-from common.runs import resolve_run
+from common.runs import outputs_root, resolve_run
 from common.system import select_device, set_threads
 from phase0_diffusion.classifier import Judge, load_judge
 from phase0_diffusion.config import Phase0Config, SampleConfig
@@ -38,6 +38,7 @@ class EvalRunConfig:
     device: str = "auto"
     threads: int = 0
     seed: int = 0  # sampling noise seed
+    inception_weights: str = ""  # pytorch-fid's pt_inception-2015-12-05 weights file for real FID; "" = skip
 
     def check(self) -> None:
         require(self.num_samples >= 2 and self.batch_size >= 1, "num_samples", self.num_samples,
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     judge = load_judge(cfg.classifier, tcfg.data.name, cfg.root, device)
     metrics, x = evaluate(model, judge, cfg.sample, cfg.num_samples, tuple(info["shape"]), info["num_classes"],
                           cfg.batch_size, device, cfg.seed, cfg.bf16)
+    if cfg.inception_weights:
+        metrics["fid_inception"] = inception_fid(x, cfg, tcfg, device)
     metrics.update(run=str(run.dir), classifier_test_accuracy=judge.info["test_accuracy"],
                    feature_space=f"FID-proxy: {judge.info['feature_dim']}-d features of the project's "
                                  f"{tcfg.data.name} classifier", device=str(device), bf16=cfg.bf16,
@@ -124,6 +127,26 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps(metrics, indent=2))
     print(f"eval: written to {out}")
     return metrics
+
+
+def inception_fid(x: torch.Tensor, cfg: EvalRunConfig, tcfg: Phase0Config, device) -> float:
+    """Real FID against the test split, in pytorch-fid's Inception features (user-supplied weights)."""
+    import numpy as np
+
+    from phase0_diffusion.classifier import feature_stats, frechet_distance
+    from phase0_diffusion.data import to_model_range
+    from phase0_diffusion.inception import build_inception, inception_features
+    from phase0_diffusion.train import build_data_for
+
+    features = inception_features(build_inception(cfg.inception_weights, device))
+    cache = outputs_root(cfg.root) / "phase0" / f"inception-reference-{tcfg.data.name}.npz"
+    if not cache.exists():
+        test = build_data_for(tcfg.data, tcfg.model.in_channels, "test")
+        mu, sigma = feature_stats(features(to_model_range(test.images).to(device)))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, mu=mu, sigma=sigma)
+    ref = np.load(cache)
+    return frechet_distance(*feature_stats(features(x)), ref["mu"], ref["sigma"])
 
 
 def fid_hook(cfg: Phase0Config, data):
