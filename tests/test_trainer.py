@@ -107,3 +107,15 @@ def test_logger_writes_media_to_disk_and_tensorboard(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     ev = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0}).Reload()
     assert set(ev.Tags()["images"]) == {"grid", "rollout"} and ev.Scalars("x")[0].value == 1.5
+
+
+def test_wandb_offline_logging_writes_a_local_run(tmp_path, monkeypatch):
+    """log.wandb=offline keeps everything on disk (no account, no network) beside the run."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    log = RunLogger(tmp_path, LogConfig(wandb="offline"), {"a": 1})
+    log.log({"x": 2.0}, step=1)
+    log.log_image("grid", torch.rand(3, 8, 8), step=1)
+    log.close()
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
