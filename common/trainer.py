@@ -1,4 +1,4 @@
-"""The one training loop every phase uses.
+"""The one training loop every phase uses (data order and noise: common/stepwise.py).
 
 A phase hands the Trainer a model whose `forward(batch, rng)` returns `(loss, logs)` (DIAMOND's
 convention), a map-style dataset, and optional hooks for evaluation and sampling. The Trainer does the
@@ -24,15 +24,13 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from common.checkpoint import (CheckpointManager, atomic_write, capture_rng, export_safetensors, load_checkpoint,
                                restore_rng)
@@ -40,6 +38,7 @@ from common.config import choice, require
 from common.ema import EMA
 from common.logger import LogConfig, RunLogger
 from common.runs import Run, RunConfig, open_run
+from common.stepwise import StepBatchSampler, StepRNG
 from common.system import (DistInfo, barrier, init_distributed, seed_everything, select_device,
                            set_threads)
 
@@ -84,76 +83,6 @@ class TrainConfig:
 
 class TrainingDiverged(RuntimeError):
     """Loss or gradient became NaN/inf. The last good checkpoint is kept; a diagnostic file is written."""
-
-
-def _mix(*xs: int) -> int:
-    h = 0x9E3779B97F4A7C15
-    for x in xs:
-        h = (h ^ (x & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
-
-
-class StepRNG:
-    """Randomness for one micro-batch, independent of how the global batch is split.
-
-    Each call draws `total` rows (the global batch) from a generator seeded by (seed, step, call number)
-    and returns rows [offset, offset + count): the slice this process and accumulation step own.
-    """
-
-    def __init__(self, seed: int, step: int, offset: int, count: int, total: int, device: torch.device):
-        self.seed, self.step, self.offset, self.count, self.total = seed, step, offset, count, total
-        self.device = device
-        self._calls = 0
-
-    def generator(self) -> torch.Generator:
-        g = torch.Generator(device=self.device)
-        g.manual_seed(_mix(self.seed, self.step, self._calls))
-        self._calls += 1
-        return g
-
-    def _slice(self, full: torch.Tensor) -> torch.Tensor:
-        return full[self.offset:self.offset + self.count]
-
-    def randn(self, *shape: int) -> torch.Tensor:
-        return self._slice(torch.randn(self.total, *shape, generator=self.generator(), device=self.device))
-
-    def rand(self, *shape: int) -> torch.Tensor:
-        return self._slice(torch.rand(self.total, *shape, generator=self.generator(), device=self.device))
-
-
-class StepBatchSampler(Sampler):
-    """Yields each process's micro-batches of indices; the order is a pure function of (seed, step).
-
-    The index stream is the concatenation of per-epoch permutations; optimizer step s owns stream
-    positions [s*G, (s+1)*G) for global batch G, split as [accumulation][process][micro-batch].
-    """
-
-    def __init__(self, n: int, global_batch: int, micro: int, accum: int, rank: int, world: int,
-                 seed: int, start_step: int, max_steps: int):
-        self.n, self.G, self.micro, self.accum = n, global_batch, micro, accum
-        self.rank, self.world, self.seed = rank, world, seed
-        self.start_step, self.max_steps = start_step, max_steps
-
-    @lru_cache(maxsize=4)
-    def _perm(self, epoch: int) -> np.ndarray:
-        g = torch.Generator().manual_seed(_mix(self.seed, 0xDA7A, epoch))
-        return torch.randperm(self.n, generator=g).numpy()
-
-    def global_indices(self, step: int) -> np.ndarray:
-        """The G dataset indices of optimizer step `step` (may straddle an epoch boundary)."""
-        epochs, within = np.divmod(np.arange(step * self.G, (step + 1) * self.G), self.n)
-        return np.concatenate([self._perm(int(e))[within[epochs == e]] for e in np.unique(epochs)])
-
-    def __iter__(self):
-        for step in range(self.start_step, self.max_steps):
-            idx = self.global_indices(step)
-            for a in range(self.accum):
-                off = (a * self.world + self.rank) * self.micro
-                yield idx[off:off + self.micro].tolist()
-
-    def __len__(self) -> int:
-        return (self.max_steps - self.start_step) * self.accum
 
 
 @dataclass

@@ -10,7 +10,8 @@ from torch import nn
 
 from common.logger import LogConfig, RunLogger
 from common.runs import RunConfig
-from common.trainer import StepBatchSampler, StepRNG, TrainConfig, Trainer, TrainingDiverged, setup_run
+from common.stepwise import StepBatchSampler, StepRNG
+from common.trainer import TrainConfig, Trainer, TrainingDiverged, setup_run
 
 
 def test_step_sampler_is_a_permutation_per_epoch_and_splits_exactly():
