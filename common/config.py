@@ -118,21 +118,36 @@ def print_config(obj: Any) -> None:
     print(OmegaConf.to_yaml(OmegaConf.structured(obj)))
 
 
-def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, doc: str = "") -> T:
+def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, doc: str = "",
+        profile_group: str = "profile") -> T:
     """Parse an entry point's command line: Hydra-style `key=value` overrides, plus `--cfg` and `--help`.
 
+    `profile=<name>` picks a file of `configs/<phase>/<profile_group>/`; entry points of one phase that
+    need different profiles (collect vs train) give their own group name, users still type `profile=`.
     On a config error prints one clear message and exits with status 2.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    group_dir = CONFIG_DIR / Path(config_name).parent / profile_group
+    profiles = sorted(p.stem for p in group_dir.glob("*.yaml"))
     if "--help" in argv or "-h" in argv:
         print(doc.strip() or f"usage: key=value overrides of configs/{config_name}.yaml")
-        print(f"\nprofiles: {', '.join(sorted(p.stem for p in (CONFIG_DIR / Path(config_name).parent / 'profile').glob('*.yaml')))}")
+        if profiles:
+            print(f"\nprofiles (profile=<name>): {', '.join(profiles)}")
         print("`--cfg` prints the composed config and exits.")
         sys.exit(0)
     show = "--cfg" in argv
-    argv = [a for a in argv if a != "--cfg"]
+    overrides = []
+    for a in argv:
+        if a == "--cfg":
+            continue
+        if a.startswith("profile=") and profile_group != "profile":
+            a = f"{profile_group}={a.split('=', 1)[1]}"
+        overrides.append(a)
     try:
-        obj = load_config(schema, config_name, argv)
+        chosen = [a.split("=", 1)[1] for a in overrides if a.startswith(f"{profile_group}=")]
+        for name in chosen:
+            require(name in profiles, "profile", name, f"allowed values: {', '.join(profiles)}")
+        obj = load_config(schema, config_name, overrides)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         sys.exit(2)

@@ -1,1 +1,2 @@
-"""DIAMOND-lite, an action-conditioned diffusion world model of Atari. Not implemented yet: see README.md."""
+"""DIAMOND-lite, an action-conditioned diffusion world model of Atari. So far the data pipeline: envs,
+collect, storage, dataset, show_batch (see README.md); the world model itself is not implemented yet."""
