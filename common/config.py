@@ -114,6 +114,33 @@ def _explain(e: Exception, config_dir: Path) -> tuple[str, Any, str]:
     return key, getattr(inner, "value", None) or "(see message)", f"{msg}"
 
 
+def load_saved_config(schema: type[T], path: str | Path) -> T:
+    """Rebuild a run's typed config from its saved config.yaml.
+
+    Keys the current schema no longer has (a run saved by an older version) are dropped with a warning
+    rather than refusing to load the run; missing keys take the schema's defaults.
+    """
+    import warnings
+
+    saved = OmegaConf.to_container(OmegaConf.load(path))
+    base = OmegaConf.structured(schema)
+
+    def prune(node: dict, ref, prefix: str) -> dict:
+        out = {}
+        for k, v in node.items():
+            if k not in ref:
+                warnings.warn(f"{path}: ignoring {prefix}{k} (not in {schema.__name__} any more)")
+            elif isinstance(v, dict) and OmegaConf.is_dict(ref[k]):
+                out[k] = prune(v, ref[k], f"{prefix}{k}.")
+            else:
+                out[k] = v
+        return out
+
+    obj = OmegaConf.to_object(OmegaConf.merge(base, prune(saved, base, "")))
+    validate(obj)
+    return obj
+
+
 def print_config(obj: Any) -> None:
     print(OmegaConf.to_yaml(OmegaConf.structured(obj)))
 

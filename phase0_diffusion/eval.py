@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from common.checkpoint import atomic_write, load_safetensors
-from common.config import cli, require, validate
+from common.config import cli, load_saved_config, require
 from common.runs import outputs_root, resolve_run
 from common.system import select_device, set_threads
 from phase0_diffusion.classifier import Judge, load_judge
@@ -52,9 +51,7 @@ def nfe(scfg: SampleConfig, T: int = 1000) -> int:
 
 def load_trained(run_dir: Path, device="cpu") -> tuple[ImageDiffusion, Phase0Config, dict]:
     """Rebuild a trained model from its run folder: config.yaml + export/model.safetensors (EMA)."""
-    schema = OmegaConf.structured(Phase0Config)
-    cfg: Phase0Config = OmegaConf.to_object(OmegaConf.merge(schema, OmegaConf.load(run_dir / "config.yaml")))
-    validate(cfg)
+    cfg = load_saved_config(Phase0Config, run_dir / "config.yaml")
     info = json.loads((run_dir / "export" / "data.json").read_text())
     model = ImageDiffusion(cfg.model, cfg.diffusion, info["num_classes"])
     model.load_state_dict(load_safetensors(run_dir / "export" / "model.safetensors"))

@@ -4,8 +4,9 @@
     python -m phase0_diffusion.experiments --num-samples 200 --steps 300    # a quick look
 
 1. Unconditional DDPM (eps-prediction, linear betas) on Fashion-MNIST: DDPM-1000 samples.
-2. The same UNet in EDM form, trained the same length: FID-proxy and time per sample of DDPM-1000,
-   DDIM-10/20/50/100 and EDM-Heun-18 (35 evaluations); the DDPM model under the fast samplers too.
+2. The same UNet in EDM form, trained the same length. FID-proxy and time per sample of DDPM-1000,
+   DDIM-10/20/50/100 and EDM-Heun-18 (35 evaluations) on the DDPM model, and of DDIM and EDM-Heun on
+   the EDM model (its DDPM-1000 with --edm-ddpm1000).
 3. Class-conditional EDM with label dropout: FID-proxy and class accuracy for guidance 0, 1, 2, 3, 5, 7.
 
 Runs go to outputs/phase0/exp-{ddpm,edm,cond}/; a finished run or evaluation is reused, an interrupted
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--num-samples", type=int, default=300, help="generated images per FID-proxy estimate")
     p.add_argument("--steps", type=int, default=0, help="override train.max_steps (0 = the cpu profile's)")
     p.add_argument("--force", action="store_true", help="recompute evaluations that already exist")
+    p.add_argument("--edm-ddpm1000", action="store_true",
+                   help="also sample the EDM model with DDPM-1000 (costs as much as all the rest of the evaluations)")
     args = p.parse_args(argv)
     set_threads(0)
     device = select_device("auto")
@@ -99,7 +102,10 @@ def main(argv: list[str] | None = None) -> dict:
     results["training"] = {k: training_summary(r) for k, r in runs.items()}
     samplers = [SampleConfig(sampler="ddpm")] + [SampleConfig(sampler="ddim", steps=s) for s in (10, 20, 50, 100)] \
         + [SampleConfig(sampler="heun", steps=18)]
-    results["samplers"] = {k: [run_eval(runs[k], s, n, device, args.force) for s in samplers] for k in ("edm", "ddpm")}
+    results["samplers"] = {
+        "ddpm": [run_eval(runs["ddpm"], s, n, device, args.force) for s in samplers],
+        "edm": [run_eval(runs["edm"], s, n, device, args.force) if s.sampler != "ddpm" or args.edm_ddpm1000
+                else None for s in samplers]}
     results["guidance"] = [run_eval(runs["cond"], SampleConfig(sampler="heun", steps=18, guidance=g), n, device,
                                     args.force) for g in GUIDANCE]
     out_dir = outputs_root() / "phase0" / "experiments"
@@ -123,12 +129,13 @@ def markdown(r: dict) -> str:
     for k, t in r["training"].items():
         lines.append(f"| exp-{k} | {t['process']} | {t['params_M']:.2f}M | {t['steps']} x {t['batch_size']} | "
                      f"{t['train_minutes']:.1f} min{' (bf16)' if t['bf16'] else ''} | {t['final_loss']:.4f} |")
-    lines += ["", "| sampler | NFE | EDM model: FID-proxy | s / sample | DDPM model: FID-proxy | s / sample |",
+    lines += ["", "| sampler | NFE | DDPM model: FID-proxy | s / sample | EDM model: FID-proxy | s / sample |",
               "|---|---|---|---|---|---|"]
-    for e, d in zip(r["samplers"]["edm"], r["samplers"]["ddpm"]):
-        name = {"ddpm": "DDPM ancestral", "ddim": f"DDIM-{e['steps']} (eta 0)", "heun": f"EDM-Heun-{e['steps']}"}[e["sampler"]]
-        lines.append(f"| {name} | {e['nfe']} | {e['fid_proxy']:.2f} | {e['seconds_per_sample']:.3f} | "
-                     f"{d['fid_proxy']:.2f} | {d['seconds_per_sample']:.3f} |")
+    cell = lambda m: f"{m['fid_proxy']:.2f} | {m['seconds_per_sample']:.3f}" if m else "not run | -"
+    for d, e in zip(r["samplers"]["ddpm"], r["samplers"]["edm"]):
+        name = {"ddpm": "DDPM-1000 ancestral", "ddim": f"DDIM-{d['steps']} (eta 0)",
+                "heun": f"EDM-Heun-{d['steps']}"}[d["sampler"]]
+        lines.append(f"| {name} | {d['nfe']} | {cell(d)} | {cell(e)} |")
     lines += ["", "| guidance scale | FID-proxy | class accuracy | s / sample |", "|---|---|---|---|"]
     for g in r["guidance"]:
         lines.append(f"| {g['guidance']:g} | {g['fid_proxy']:.2f} | {g['class_accuracy']:.3f} | "

@@ -101,3 +101,23 @@ def test_channel_mismatch_with_dataset_exits_2(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert "model.in_channels" in err and "model.in_channels=1" in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_saved_config_with_a_removed_key_still_loads(tmp_path):
+    """A run saved by an older version (a key the schema no longer has) loads with a warning."""
+    import warnings
+
+    from common.config import load_saved_config, to_dict
+    from omegaconf import OmegaConf
+    from phase0_diffusion.config import Phase0Config
+
+    saved = to_dict(Phase0Config())
+    saved["eval"]["old_key"] = "x"
+    saved["train"]["lr"] = 5e-4
+    path = tmp_path / "config.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(saved)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = load_saved_config(Phase0Config, path)
+    assert cfg.train.lr == 5e-4 and isinstance(cfg, Phase0Config)
+    assert any("eval.old_key" in str(w.message) for w in caught)
