@@ -1,7 +1,7 @@
 """Speed of our UNet against diffusers' UNet2DModel at a matched size, in one process, fp32 and bf16.
 
     python benchmarks/unet_vs_diffusers.py                 # phase 0 cpu-profile size, 28x28, batch 64
-    python benchmarks/unet_vs_diffusers.py --size 32 --channels 64 128 128 --batch 32
+    python benchmarks/unet_vs_diffusers.py --size 32 --channels 64 128 128 --diffusers-channels 80 144 144
 
 Run it on an otherwise idle machine: on 2 cores a second busy process slows torch by 10x or more.
 Prints training images/s (forward + backward + AdamW step) and sampling image-steps/s (forward only,
@@ -80,17 +80,23 @@ def main() -> None:
     p.add_argument("--size", type=int, default=28)
     p.add_argument("--in-channels", type=int, default=1)
     p.add_argument("--channels", type=int, nargs="+", default=[32, 64, 64])
+    # diffusers conditions each block with one Linear(emb, C), ours with two Linear(emb, 2C) (AdaGN), so
+    # equal widths are not equal sizes: 40/72/72 matches our 32/64/64 to 0.3% (2.125M vs 2.120M).
+    p.add_argument("--diffusers-channels", type=int, nargs="+", default=[40, 72, 72])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sample-batches", type=int, nargs="*", default=[],
+                   help="also time our model's sampling forward at these batch sizes (fp32 and bf16)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.randn(args.batch, args.in_channels, args.size, args.size)
     models = {"ours": make_ours(args.channels, args.in_channels),
-              "diffusers": make_diffusers(args.channels, args.in_channels, args.size)}
+              "diffusers": make_diffusers(args.diffusers_channels, args.in_channels, args.size)}
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, "
-          f"{args.in_channels}x{args.size}x{args.size}, channels {args.channels}")
+          f"{args.in_channels}x{args.size}x{args.size}, channels ours {args.channels}, "
+          f"diffusers {args.diffusers_channels}")
     for name, m in models.items():
         print(f"  {name:9s} {count_parameters(m) / 1e6:.2f}M parameters")
     rows = {}
@@ -106,6 +112,11 @@ def main() -> None:
         print(f"  {'bf16' if bf16 else 'fp32'}: train {o_tr / d_tr:.2f}x, sample {o_sa / d_sa:.2f}x")
     (o_tr, o_sa), (d_tr, d_sa) = rows[("ours", True)], rows[("diffusers", False)]
     print(f"  ours bf16 vs diffusers fp32: train {o_tr / d_tr:.2f}x, sample {o_sa / d_sa:.2f}x")
+    for b in args.sample_batches:  # large CPU batches can be slower per image (cache-bound)
+        xb = torch.randn(b, args.in_channels, args.size, args.size)
+        for bf16 in (False, True):
+            _, sa = bench(models["ours"], xb, bf16, max(2, args.repeats // 2))
+            print(f"  ours sampling at batch {b}, {'bf16' if bf16 else 'fp32'}: {sa:.1f} img-steps/s")
 
 
 if __name__ == "__main__":
