@@ -4,7 +4,7 @@
     python -m phase0_diffusion.train profile=cpu                     # Fashion-MNIST, EDM, 2 CPU cores
     python -m phase0_diffusion.train profile=cpu diffusion.process=ddpm model.noise_embedding=sinusoidal
     python -m phase0_diffusion.train profile=cpu_cond                # class-conditional, for guidance
-    python -m phase0_diffusion.train profile=cifar10_full            # DDPM's 35.7M UNet (GPU)
+    python -m phase0_diffusion.train profile=full                    # CIFAR-10, DDPM's UNet layout (GPU)
     torchrun --nproc_per_node=2 -m phase0_diffusion.train profile=smoke   # data parallel
 
 Any key can be overridden (`train.lr=1e-4`); `--cfg` prints the composed config. Results land in
@@ -23,8 +23,8 @@ from common.checkpoint import CheckpointError, atomic_write
 from common.config import ConfigError, cli, to_dict
 from common.nn.unet import count_parameters
 from common.trainer import Hook, Trainer, setup_run
-from phase0_diffusion.config import DataConfig, Phase0Config
 from common.runs import ArtifactNotFoundError
+from phase0_diffusion.config import DataConfig, Phase0Config
 from phase0_diffusion.data import DataNotFoundError, ImageData, load_images, pad_to, synthetic_images
 from phase0_diffusion.model import ImageDiffusion
 
@@ -67,7 +67,7 @@ def build_model(cfg: Phase0Config, num_classes: int) -> ImageDiffusion:
 
 
 def grid_labels(n: int, num_classes: int, device) -> torch.Tensor:
-    """Rows of the grid are classes: label i // per_row... laid out so each row is one class."""
+    """Labels for a grid of n images with one row per class (n // num_classes images per row)."""
     per_row = max(1, n // num_classes)
     return (torch.arange(n, device=device) // per_row).clamp(max=num_classes - 1)
 
