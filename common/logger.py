@@ -52,6 +52,30 @@ def to_uint8_hwc(img: Any) -> np.ndarray:
     return img
 
 
+def write_video(stem: str | Path, frames: Any, fps: int = 15) -> tuple[Path, bytes]:
+    """frames (T,H,W,C) or (T,C,H,W), uint8 or float in [0,1] -> `<stem>.mp4` and `<stem>.gif`.
+
+    Returns the MP4 path and the GIF's bytes (TensorBoard shows the GIF as an animated image)."""
+    import imageio.v3 as iio
+
+    arr = np.stack([to_uint8_hwc(f) for f in frames])  # (T, H, W, 3)
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    gif = io.BytesIO()
+    iio.imwrite(gif, arr, extension=".gif", duration=1000 / fps, loop=0)
+    stem.with_suffix(".gif").write_bytes(gif.getvalue())
+    mp4 = stem.with_suffix(".mp4")
+    try:
+        # H.264 wants even sizes; pad by one pixel where needed.
+        h, w = arr.shape[1:3]
+        padded = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        iio.imwrite(mp4, padded, fps=fps, codec="libx264", plugin="pyav")
+    except Exception:
+        import imageio.v2 as iio2
+        iio2.mimwrite(mp4, arr, fps=fps, macro_block_size=1)
+    return mp4, gif.getvalue()
+
+
 class RunLogger:
     def __init__(self, run_dir: Path, cfg: LogConfig, config: dict | None = None, enabled: bool = True,
                  run_name: str = ""):
@@ -104,25 +128,12 @@ class RunLogger:
         """frames: (T,H,W,C) or (T,C,H,W), uint8 or float in [0,1]. Writes MP4 and GIF."""
         if not self.enabled:
             return None
-        import imageio.v3 as iio
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        arr = np.stack([to_uint8_hwc(f) for f in frames])  # (T, H, W, 3)
         stem = self.media_dir / f"{tag.replace('/', '_')}_{step:08d}"
-        gif = io.BytesIO()
-        iio.imwrite(gif, arr, extension=".gif", duration=1000 / fps, loop=0)
-        stem.with_suffix(".gif").write_bytes(gif.getvalue())
-        mp4 = stem.with_suffix(".mp4")
-        try:
-            # H.264 wants even sizes; pad by one pixel where needed.
-            h, w = arr.shape[1:3]
-            padded = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-            iio.imwrite(mp4, padded, fps=fps, codec="libx264", plugin="pyav")
-        except Exception:
-            import imageio.v2 as iio2
-            iio2.mimwrite(mp4, arr, fps=fps, macro_block_size=1)
-        image = Summary.Image(height=arr.shape[1], width=arr.shape[2], colorspace=3,
-                              encoded_image_string=gif.getvalue())
+        mp4, gif = write_video(stem, frames, fps)
+        h, w = to_uint8_hwc(frames[0]).shape[:2]
+        image = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=gif)
         self._tb.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
         if self._wandb is not None:
             import wandb

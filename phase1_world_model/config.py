@@ -1,13 +1,20 @@
 """Phase 1 config schemas. Values live in configs/phase1/*.yaml; this file says what they mean.
 
-Only the data side exists so far: the Atari protocol (`AtariEnvConfig`, read by `envs.make_atari`), the
-collection command (`CollectConfig`) and the batch viewer (`ShowBatchConfig`).
+Data: the Atari protocol (`AtariEnvConfig`, read by `envs.make_atari`), the collection command
+(`CollectConfig`) and the batch viewer (`ShowBatchConfig`). Model: `WorldModelConfig` (denoiser or regressor,
+plus the reward/end head), trained by `Phase1Config`; rollouts and metrics by `EvaluateConfig`; play by
+`PlayConfig`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from common.config import choice, require
+from common.diffusion.edm import EDMConfig
+from common.logger import LogConfig
+from common.nn.unet import UNetConfig
+from common.runs import RunConfig
+from common.trainer import TrainConfig
 
 POLICIES = ("random", "sticky_random")
 SPLITS = ("train", "test")
@@ -84,3 +91,174 @@ class ShowBatchConfig:
         require(self.context >= 1, "context", self.context, "must be >= 1")
         require(self.num >= 1, "num", self.num, "must be >= 1")
         require(1 <= self.scale <= 8, "scale", self.scale, "must be in [1, 8]")
+
+
+KINDS = ("diffusion", "regressor")
+SOLVERS = ("euler", "heun")
+
+
+def _diamond_edm() -> EDMConfig:
+    # DIAMOND's EDM settings: training ln(sigma) ~ N(-0.4, 1.2^2); sampling Karras schedule 2e-3 .. 5, rho 7.
+    return EDMConfig(sigma_data=0.5, p_mean=-0.4, p_std=1.2, sigma_min=2e-3, sigma_max=5.0, rho=7.0)
+
+
+@dataclass
+class RewardEndConfig:
+    """The reward/termination head: a small conv net over (context frames, next frame) + action embedding."""
+
+    enabled: bool = True  # train it beside the frame model (needed by WorldModelEnv and play)
+    channels: list[int] = field(default_factory=lambda: [32, 64, 64, 64])  # stride-2 conv widths, one per stage
+    hidden: int = 256  # MLP width before the two classifiers
+    weight: float = 1.0  # its share of the training loss (its parameters are disjoint from the denoiser's)
+    # Class weights for the cross-entropies, from the training set's class counts: w_c = (N / (C n_c))^power,
+    # capped at max_class_weight. Rewards and episode ends are rare under random play (~0.6% and ~2% of
+    # Breakout steps), so unweighted training learns "never"; 1 = fully balanced, 0 = unweighted.
+    balance_power: float = 0.5
+    max_class_weight: float = 30.0
+
+    def check(self) -> None:
+        require(len(self.channels) >= 1 and all(c > 0 for c in self.channels), "channels", self.channels,
+                "a non-empty list of positive widths")
+        require(self.hidden >= 1 and self.weight >= 0, "hidden", self.hidden, "hidden >= 1 and weight >= 0")
+        require(0 <= self.balance_power <= 1, "balance_power", self.balance_power, "must be in [0, 1]")
+        require(self.max_class_weight >= 1, "max_class_weight", self.max_class_weight, "must be >= 1")
+
+
+@dataclass
+class WorldModelConfig:
+    """Next-frame model p(x_{t+1} | x_{t-K+1..t}, a_{t-K+1..t}).
+
+    kind=diffusion is DIAMOND's EDM denoiser; kind=regressor is the same UNet trained with MSE to output the
+    next frame directly (the deterministic baseline whose blur diffusion is meant to avoid).
+    """
+
+    kind: str = "diffusion"  # diffusion | regressor
+    context: int = 4  # K past frames (stacked as channels) and K past actions
+    action_dim: int = 64  # embedding width per past action; K of them are concatenated (DIAMOND: 4 x 64)
+    unet: UNetConfig = field(default_factory=lambda: UNetConfig(
+        channels=[64, 64, 64, 64], num_res_blocks=2, attn_levels=[3], emb_dim=256))
+    edm: EDMConfig = field(default_factory=_diamond_edm)
+    sigma_min_train: float = 2e-3  # training noise levels are clipped to [sigma_min_train, sigma_max_train]
+    sigma_max_train: float = 20.0
+    noise_offset: float = 0.3  # per-channel offset noise added to the training noise (DIAMOND)
+    solver: str = "euler"  # euler | heun (heun costs 2 evaluations per step but the last)
+    steps: int = 3  # denoising steps per generated frame (DIAMOND: 3 Euler steps)
+    reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
+
+    def check(self) -> None:
+        choice("kind", self.kind, KINDS)
+        choice("solver", self.solver, SOLVERS)
+        require(self.context >= 1, "context", self.context, "must be >= 1")
+        require(self.action_dim >= 1, "action_dim", self.action_dim, "must be >= 1")
+        require(self.steps >= 1, "steps", self.steps, "must be >= 1")
+        require(0 < self.sigma_min_train < self.sigma_max_train, "sigma_min_train", self.sigma_min_train,
+                "need 0 < sigma_min_train < sigma_max_train")
+        require(self.noise_offset >= 0, "noise_offset", self.noise_offset, "must be >= 0")
+
+
+@dataclass
+class DataSourceConfig:
+    """Which collected data set a model trains or evaluates on."""
+
+    game: str = "Breakout"  # outputs/phase1/datasets/<Game>/ unless `folder` is set
+    root: str = "outputs"  # outputs root where collect wrote the data
+    folder: str = ""  # explicit data set folder; "" = the game's default place
+
+    def check(self) -> None:
+        require(bool(self.game), "game", self.game, "name an ALE game (e.g. Breakout)")
+
+
+@dataclass
+class MonitorConfig:
+    """During training: short rollouts on held-out episodes, logged as metrics and a video."""
+
+    every: int = 1000  # training steps between rollouts; 0 = only at the end
+    rollouts: int = 8  # held-out start points
+    horizon: int = 20  # generated frames per rollout
+
+    def check(self) -> None:
+        require(self.every >= 0 and self.rollouts >= 1 and self.horizon >= 1, "every", self.every,
+                "every >= 0, rollouts >= 1, horizon >= 1")
+
+
+@dataclass
+class Phase1Config:
+    """`python -m phase1_world_model.train`: the world model (and its reward/end head) on a collected data set."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, lr=1e-4, warmup_steps=100,
+                                                                   ema_decay=0.999, weight_decay=1e-2))
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DataSourceConfig = field(default_factory=DataSourceConfig)
+    model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full
+
+
+@dataclass
+class EvaluateConfig:
+    """`python -m phase1_world_model.evaluate`: rollouts, metrics against horizon, videos, plots, table."""
+
+    diffusion: str = "latest"  # run folder of a kind=diffusion world model, or latest (newest under <root>/phase1/)
+    regressor: str = "latest"  # run folder of a kind=regressor model, latest, or none (skip that baseline)
+    root: str = "outputs"  # outputs root where the runs are
+    data_folder: str = ""  # held-out episodes from this data set folder; "" = the one the diffusion model trained on
+    horizons: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])  # frames after the context to score
+    starts_per_episode: int = 8  # rollout start points per held-out episode (spread evenly over it)
+    max_episodes: int = 0  # held-out episodes used; 0 = all of the test split
+    batch: int = 64  # rollouts generated in parallel
+    steps: list[int] = field(default_factory=list)  # denoising-steps sweep, e.g. [1,2,3,5,10]; [] = no sweep
+    sweep_solvers: list[str] = field(default_factory=lambda: ["euler"])  # solvers of the sweep: euler, heun
+    steps_horizon: int = 20  # rollout length of the sweep
+    videos: int = 4  # rollouts written as side-by-side videos (0 = none)
+    fps: int = 15  # video frame rate (the game runs at 15 agent steps per second)
+    seed: int = 0  # sampling noise (batch i of rollouts uses seed + i)
+    out: str = ""  # where results.json/.md and the plots go; "" = <diffusion run>/eval/
+    publish: bool = False  # copy the plots to phase1_world_model/figures/ and rewrite the README's results block
+    wandb: str = "off"  # also log the videos to wandb: off | offline | online
+    device: str = "auto"
+    bf16: bool = True  # bf16 autocast for generation (measured faster on CPU)
+
+    def check(self) -> None:
+        require(len(self.horizons) >= 1 and all(h >= 1 for h in self.horizons), "horizons", self.horizons,
+                "a non-empty list of positive horizons")
+        require(self.starts_per_episode >= 1 and self.batch >= 1, "starts_per_episode", self.starts_per_episode,
+                "starts_per_episode >= 1 and batch >= 1")
+        require(all(s >= 1 for s in self.steps), "steps", self.steps, "positive step counts")
+        require(all(s in SOLVERS for s in self.sweep_solvers), "sweep_solvers", self.sweep_solvers,
+                f"a list of: {', '.join(SOLVERS)}")
+        require(self.steps_horizon >= 1 and self.videos >= 0 and self.fps >= 1, "steps_horizon", self.steps_horizon,
+                "steps_horizon >= 1, videos >= 0, fps >= 1")
+        choice("wandb", self.wandb, ("off", "offline", "online"))
+
+
+@dataclass
+class PlayConfig:
+    """`python -m phase1_world_model.play`: act inside the world model (keyboard, or headless)."""
+
+    run: str = "latest"  # world-model run folder (kind=diffusion with its reward/end head), or latest
+    root: str = "outputs"  # outputs root where the runs are
+    data_folder: str = ""  # real frames to start from; "" = the data set the model was trained on
+    split: str = "test"  # which episodes starts are drawn from: train | test
+    mode: str = "keyboard"  # keyboard (pygame window) | headless (actions or a policy, writes a video)
+    actions: list[str] = field(default_factory=list)  # headless: action names (RIGHT) or indices, played in order
+    policy: str = "sticky_random"  # headless without actions: random | sticky_random (repeat_prob 0.75)
+    steps: int = 0  # frames to generate; 0 = 200 headless (or len(actions)), until the window closes for keyboard
+    batch: int = 1  # headless: parallel worlds (the video shows the first); frames/s counts all of them
+    max_episode_steps: int = 1000  # imagined episode length before truncation (then a new start)
+    fps: int = 15  # frames per second shown / in the video (the real game runs at 15 agent steps/s)
+    scale: int = 6  # window and video size = 64 * scale pixels
+    seed: int = 0  # start points and generation noise
+    denoise_steps: int = 0  # denoising steps per frame; 0 = the model's own (model.steps)
+    out: str = ""  # headless video path stem (.mp4 and .gif); "" = <run>/media/play_<policy or actions>_<seed>
+    device: str = "auto"
+    bf16: bool = True  # bf16 autocast for generation (measured faster on CPU)
+
+    def check(self) -> None:
+        choice("mode", self.mode, ("keyboard", "headless"))
+        choice("policy", self.policy, POLICIES)
+        choice("split", self.split, SPLITS)
+        require(self.steps >= 0 and self.batch >= 1 and self.denoise_steps >= 0, "steps", self.steps,
+                "steps >= 0, batch >= 1, denoise_steps >= 0")
+        require(1 <= self.scale <= 16 and self.fps >= 1, "scale", self.scale, "scale in [1, 16], fps >= 1")
+        require(self.max_episode_steps >= 1, "max_episode_steps", self.max_episode_steps, "must be >= 1")

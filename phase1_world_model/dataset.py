@@ -123,6 +123,12 @@ class AtariWorldModelDataset(Dataset):
             "episode": torch.tensor(self.episodes[e], dtype=torch.int64), "t": torch.tensor(t, dtype=torch.int64),
         }
 
+    def class_counts(self) -> tuple[list[int], list[int]]:
+        """How many items have sign(reward) -1 / 0 / +1, and end False / True (for class weighting)."""
+        r = np.sign(self.rewards).astype(np.int64) + 1
+        end = (self.terminated | self.life_loss).astype(np.int64)
+        return np.bincount(r, minlength=3).tolist(), np.bincount(end, minlength=2).tolist()
+
     def __repr__(self) -> str:
         return (f"AtariWorldModelDataset({self.game}, {self.split}: {len(self.episodes)} episodes, {len(self)} "
                 f"steps, context {self.context}, frames {tuple(self.frames.shape[1:])}, {self.num_actions} actions)")

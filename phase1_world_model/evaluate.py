@@ -1,0 +1,302 @@
+"""Evaluate phase 1 world models on held-out episodes: rollouts, metrics against horizon, videos, plots, table.
+
+    python -m phase1_world_model.evaluate                                  # latest diffusion + regressor runs
+    python -m phase1_world_model.evaluate steps=[1,2,3,5,10] sweep_solvers=[euler,heun]   # + denoising-steps sweep
+    python -m phase1_world_model.evaluate publish=true                     # also rewrite the README's results
+    python -m phase1_world_model.evaluate diffusion=outputs/phase1/myrun regressor=none
+
+From every start point (`starts_per_episode` per held-out episode), each method sees the same K real frames
+and the episode's real actions and generates `max(horizons)` frames autoregressively (`rollout.py`):
+
+    diffusion   the EDM world model, `model.steps` Euler steps per frame (its training config's sampler)
+    regressor   the same UNet trained with MSE to output the next frame (the deterministic baseline)
+    copy_last   the last real context frame, repeated (no model at all)
+
+Metrics per frame at each horizon h (the frame h steps after the context): MSE, PSNR, SSIM and the
+sharpness ratio (Laplacian energy generated / real, < 1 = blur), mean and standard error over rollouts
+(`metrics.py`). The reward/end head is scored on every held-out transition with the real next frame.
+
+Writes `<diffusion run>/eval/`: results.json, results.md (tables), metrics_vs_horizon.png, steps_sweep.png,
+and side-by-side videos (real | diffusion | regressor | copy | |real - diffusion|) as MP4 + GIF in the
+run's `media/`, also logged to its TensorBoard (and wandb when enabled) under `eval/`.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.checkpoint import CheckpointError, atomic_write
+from common.config import REPO_ROOT, ConfigError, cli
+from common.logger import LogConfig, RunLogger
+from common.runs import ArtifactNotFoundError
+from common.system import select_device
+from phase1_world_model.config import DataSourceConfig, EvaluateConfig
+from phase1_world_model.dataset import AtariWorldModelDataset
+from phase1_world_model.metrics import frame_metrics, summarize
+from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
+from phase1_world_model.storage import CorruptDatasetError
+from phase1_world_model.train import TrainedWorldModel, dataset_folder, load_trained
+
+METRICS = ("mse", "psnr", "ssim", "sharpness_ratio")
+README = REPO_ROOT / "phase1_world_model" / "README.md"
+FIGURES = REPO_ROOT / "phase1_world_model" / "figures"
+BEGIN, END = "<!-- results:begin (python -m phase1_world_model.evaluate publish=true) -->", "<!-- results:end -->"
+
+
+def score(gen: torch.Tensor, real: torch.Tensor, horizons: list[int]) -> dict:
+    """(N, h, 3, H, W) rollouts -> {metric: {horizon: [mean, standard error]}} at the given horizons."""
+    m = frame_metrics(gen, real)
+    return {k: {h: list(summarize(m[k][:, h - 1])) for h in horizons} for k in METRICS}
+
+
+@torch.no_grad()
+def reward_end_accuracy(model, ds: AtariWorldModelDataset, batch: int = 256) -> dict:
+    """Confusion-based scores of the reward/end head on every transition of `ds` (real next frames)."""
+    r_true, r_pred, e_true, e_pred = [], [], [], []
+    device = next(model.parameters()).device
+    for i in range(0, len(ds), batch):
+        items = [ds[j] for j in range(i, min(i + batch, len(ds)))]
+        b = {k: torch.stack([it[k] for it in items]).to(device) for k in ("obs", "act", "next_obs", "mask", "reward",
+                                                                             "end")}
+        r, e, _ = model.reward_end(b["obs"], b["act"], b["next_obs"], b["mask"])
+        r_true.append(b["reward"].cpu()), r_pred.append(r.cpu()), e_true.append(b["end"].cpu()), e_pred.append(e.cpu())
+    out = {}
+    for name, t, p, classes in (("reward", torch.cat(r_true), torch.cat(r_pred), (-1, 0, 1)),
+                                ("end", torch.cat(e_true).long(), torch.cat(e_pred).long(), (0, 1))):
+        recall = {}
+        for c in classes:
+            n = int((t == c).sum())
+            if n:
+                recall[str(c)] = {"n": n, "recall": float(((p == c) & (t == c)).sum() / n),
+                                  "precision": float(((p == c) & (t == c)).sum() / max(1, int((p == c).sum())))}
+        out[name] = {"accuracy": float((t == p).float().mean()),
+                     "balanced_accuracy": float(np.mean([v["recall"] for v in recall.values()])),
+                     "per_class": recall}
+    return out
+
+
+def _method_rollouts(models: dict, batch, horizon: int, cfg: EvaluateConfig, steps=None, solver=None) -> dict:
+    out = {}
+    for name, tm in models.items():
+        t0 = time.perf_counter()
+        kw = {"steps": steps, "solver": solver} if name == "diffusion" else {}
+        gen = batched_rollout(tm.model if tm is not None else None, batch, horizon, cfg.batch, cfg.seed,
+                              bf16=cfg.bf16, **kw)
+        out[name] = (gen, time.perf_counter() - t0)
+    return out
+
+
+def evaluate(cfg: EvaluateConfig) -> dict:
+    device = select_device(cfg.device)
+    diff = load_trained(cfg.diffusion, "diffusion", cfg.root, device)
+    models: dict[str, TrainedWorldModel | None] = {"diffusion": diff}
+    if cfg.regressor != "none":
+        models["regressor"] = load_trained(cfg.regressor, "regressor", cfg.root, device)
+    models["copy_last"] = None
+    for name, tm in models.items():
+        if tm is not None and tm.meta["game"] != diff.meta["game"]:
+            raise ConfigError(name, tm.run.dir, f"was trained on {tm.meta['game']}, the diffusion model on "
+                                                f"{diff.meta['game']}: evaluate models of one game")
+    K = diff.cfg.model.context
+    data = DataSourceConfig(game=diff.meta["game"], folder=cfg.data_folder) if cfg.data_folder else diff.cfg.data
+    test = AtariWorldModelDataset(dataset_folder(data), split="test", context=K)
+    if test.game != diff.meta["game"]:
+        raise ConfigError("data.game", test.game, f"the models were trained on {diff.meta['game']}")
+    H = max(cfg.horizons)
+    starts = start_points(test, H, cfg.starts_per_episode, cfg.max_episodes)
+    batch = gather(test, starts, H)
+    out_dir = Path(cfg.out) if cfg.out else diff.run.dir / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"evaluate: {len(batch)} rollouts of {H} frames from {len(set(e for e, _ in batch.starts))} held-out "
+          f"episodes of {test.game}; methods: {', '.join(models)}; -> {out_dir}")
+
+    results = {"game": test.game, "dataset": str(test.root), "rollouts": len(batch), "horizons": cfg.horizons,
+               "starts": batch.starts, "config": asdict(cfg),
+               "models": {n: {"run": str(tm.run.dir), "describe": tm.model.describe(),
+                              "steps": tm.cfg.model.steps, "solver": tm.cfg.model.solver}
+                          for n, tm in models.items() if tm is not None},
+               "methods": {}}
+    rolls = _method_rollouts(models, batch, H, cfg)
+    for name, (gen, secs) in rolls.items():
+        results["methods"][name] = {**score(gen, batch.future, cfg.horizons),
+                                    "seconds": secs, "frames_per_s": len(batch) * H / secs}
+        print(f"  {name:10s} PSNR " + "  ".join(f"h{h} {results['methods'][name]['psnr'][h][0]:.2f}"
+                                                 for h in cfg.horizons) + f"  ({secs:.0f} s)")
+
+    if cfg.steps:
+        sweep, sweep_hs = [], sorted({h for h in cfg.horizons if h <= cfg.steps_horizon} | {cfg.steps_horizon})
+        for solver in cfg.sweep_solvers:
+            for n in cfg.steps:
+                t0 = time.perf_counter()
+                gen = batched_rollout(diff.model, batch, cfg.steps_horizon, cfg.batch, cfg.seed, bf16=cfg.bf16,
+                                      steps=n, solver=solver)
+                secs = time.perf_counter() - t0
+                m = frame_metrics(gen, batch.future[:, :cfg.steps_horizon])
+                row = {"solver": solver, "steps": n, "nfe": n if solver == "euler" else 2 * n - 1,
+                       "seconds": secs, "frames_per_s": len(batch) * cfg.steps_horizon / secs,
+                       **{k: {h: list(summarize(m[k][:, h - 1])) for h in sweep_hs} for k in METRICS}}
+                sweep.append(row)
+                print(f"  sweep {solver} {n} steps: PSNR h1 {row['psnr'][1][0]:.2f} "
+                      f"h{cfg.steps_horizon} {row['psnr'][cfg.steps_horizon][0]:.2f} ({secs:.0f} s)")
+        results["steps_sweep"] = sweep
+
+    if diff.model.head is not None:
+        results["reward_end"] = reward_end_accuracy(diff.model, test)
+        re_ = results["reward_end"]
+        print(f"  reward head: accuracy {re_['reward']['accuracy']:.4f}, balanced {re_['reward']['balanced_accuracy']:.3f}; "
+              f"end head: accuracy {re_['end']['accuracy']:.4f}, balanced {re_['end']['balanced_accuracy']:.3f}")
+
+    _videos(diff, rolls, batch, cfg)
+    results["figures"] = _plots(results, out_dir)
+    atomic_write(out_dir / "results.json", lambda f: f.write(json.dumps(results, indent=1).encode()))
+    md = tables(results, diff)
+    atomic_write(out_dir / "results.md", lambda f: f.write(md.encode()))
+    if cfg.publish:
+        publish(results, md, out_dir)
+    print(f"evaluate: wrote {out_dir / 'results.md'}")
+    return results
+
+
+def _videos(diff: TrainedWorldModel, rolls: dict, batch, cfg: EvaluateConfig) -> None:
+    """Side-by-side clips in the diffusion run's media/ and TensorBoard (wandb when enabled)."""
+    if not cfg.videos:
+        return
+    logger = RunLogger(diff.run.dir, LogConfig(wandb=cfg.wandb, progress=False), enabled=True)
+    step = int(diff.meta.get("trained_steps", diff.cfg.train.max_steps))
+    picks = np.linspace(0, len(batch) - 1, min(cfg.videos, len(batch))).round().astype(int)
+    names = [n for n in ("diffusion", "regressor", "copy_last") if n in rolls]
+    for i in picks:
+        ep, t0 = batch.starts[i]
+        clip = side_by_side(batch.future[i], *[rolls[n][0][i] for n in names])
+        logger.log_video(f"eval/rollout_ep{ep}_t{t0}", clip, step, fps=cfg.fps)
+    logger.close()
+    print(f"  videos ({' | '.join(['real', *names, '|real - diffusion|'])}) in {diff.run.media_dir}")
+
+
+def _plots(results: dict, out_dir: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.2))
+    hs = results["horizons"]
+    for ax, k in zip(axes, METRICS):
+        for name, m in results["methods"].items():
+            mean = np.array([m[k][h][0] for h in hs])
+            se = np.nan_to_num(np.array([m[k][h][1] for h in hs]))
+            ax.errorbar(hs, mean, yerr=se, marker="o", capsize=3, label=name)
+        ax.set_xscale("log")
+        ax.set_xticks(hs, [str(h) for h in hs])
+        ax.set_xlabel("horizon (generated frames)")
+        ax.set_title(k + (" (lower is better)" if k == "mse" else " (1 = real)" if k == "sharpness_ratio" else ""))
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"{results['game']}: {results['rollouts']} held-out rollouts, mean ± s.e.")
+    fig.tight_layout()
+    p = out_dir / "metrics_vs_horizon.png"
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    paths.append(str(p))
+    if results.get("steps_sweep"):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        for solver in sorted({r["solver"] for r in results["steps_sweep"]}):
+            rows = [r for r in results["steps_sweep"] if r["solver"] == solver]
+            for ax, k in zip(axes, ("psnr", "sharpness_ratio")):
+                for h in sorted(rows[0][k], key=int):
+                    ax.plot([r["nfe"] for r in rows], [r[k][h][0] for r in rows], marker="o",
+                            label=f"{solver}, h={h}")
+        for ax, k in zip(axes, ("psnr", "sharpness_ratio")):
+            ax.set_xlabel("network evaluations per frame")
+            ax.set_title(k)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        p = out_dir / "steps_sweep.png"
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        paths.append(str(p))
+    return paths
+
+
+def _fmt(v: list[float], k: str) -> str:
+    mean, se = v
+    digits = 4 if k == "mse" else 3 if k in ("ssim", "sharpness_ratio") else 2
+    return f"{mean:.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{mean:.{digits}f}"
+
+
+def tables(results: dict, diff: TrainedWorldModel) -> str:
+    """Markdown tables of results.json (what the README shows)."""
+    hs = results["horizons"]
+    lines = [f"{results['rollouts']} rollouts from {len(set(e for e, _ in results['starts']))} held-out "
+             f"{results['game']} episodes, real actions, mean ± standard error. Diffusion: "
+             f"{results['models']['diffusion']['describe']}, {results['models']['diffusion']['steps']} "
+             f"{results['models']['diffusion']['solver']} steps per frame.", ""]
+    for k in METRICS:
+        lines += [f"**{k}** by horizon", "", "| method | " + " | ".join(f"h={h}" for h in hs) + " |",
+                  "|---|" + "---|" * len(hs)]
+        for name, m in results["methods"].items():
+            lines.append(f"| {name} | " + " | ".join(_fmt(m[k][h], k) for h in hs) + " |")
+        lines.append("")
+    lines += ["| method | generation time | frames/s (batch %d) |" % results["config"]["batch"], "|---|---|---|"]
+    for name, m in results["methods"].items():
+        lines.append(f"| {name} | {m['seconds']:.0f} s | {m['frames_per_s']:.1f} |")
+    lines.append("")
+    if results.get("steps_sweep"):
+        sh = sorted(results["steps_sweep"][0]["psnr"], key=int)
+        lines += [f"**Denoising steps** (diffusion model, horizon up to {results['config']['steps_horizon']})", "",
+                  "| solver | steps | NFE | " + " | ".join(f"PSNR h={h}" for h in sh) + " | "
+                  + " | ".join(f"sharpness h={h}" for h in sh) + " | frames/s |",
+                  "|---|---|---|" + "---|" * (2 * len(sh) + 1)]
+        for r in results["steps_sweep"]:
+            lines.append(f"| {r['solver']} | {r['steps']} | {r['nfe']} | "
+                         + " | ".join(_fmt(r["psnr"][h], "psnr") for h in sh) + " | "
+                         + " | ".join(_fmt(r["sharpness_ratio"][h], "sharpness_ratio") for h in sh)
+                         + f" | {r['frames_per_s']:.1f} |")
+        lines.append("")
+    if results.get("reward_end"):
+        lines += ["**Reward / end head** on every held-out transition (real next frame)", "",
+                  "| head | accuracy | balanced accuracy | per class: n, recall, precision |", "|---|---|---|---|"]
+        for name, r in results["reward_end"].items():
+            per = "; ".join(f"{c}: {v['n']}, {v['recall']:.2f}, {v['precision']:.2f}" for c, v in r["per_class"].items())
+            lines.append(f"| {name} | {r['accuracy']:.4f} | {r['balanced_accuracy']:.3f} | {per} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def publish(results: dict, md: str, out_dir: Path, readme: Path = README, figures: Path = FIGURES) -> None:
+    """Copy the plots to the README's figures folder and replace the README's results block."""
+    figures.mkdir(parents=True, exist_ok=True)
+    pics = []
+    for p in results["figures"]:
+        shutil.copy(p, figures / Path(p).name)
+        pics.append(f"![{Path(p).stem}](figures/{Path(p).name})")
+    block = f"{BEGIN}\n{md}\n" + "\n\n".join(pics) + f"\n{END}"
+    text = readme.read_text()
+    if BEGIN in text and END in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    atomic_write(readme, lambda f: f.write(text.encode()))
+    print(f"  published the tables and {len(pics)} figure(s) to {readme}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = cli(EvaluateConfig, "phase1/evaluate", argv, __doc__)
+    try:
+        return evaluate(cfg)
+    except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, CheckpointError, ValueError) as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Train the phase 1 world model (or its deterministic baseline) on a collected Atari data set.
+
+    python -m phase1_world_model.collect                                   # the data first (Breakout, 100 episodes)
+    python -m phase1_world_model.train profile=smoke                      # seconds (tests; needs a smoke data set)
+    python -m phase1_world_model.train profile=cpu                        # DIAMOND-lite on 2 CPU cores (~1 h)
+    python -m phase1_world_model.train profile=cpu model.kind=regressor   # the same UNet as an MSE regressor
+    python -m phase1_world_model.train profile=full                       # DIAMOND's sizes (GPU)
+    python -m phase1_world_model.train data.game=Pong                     # any collected game
+    torchrun --nproc_per_node=2 -m phase1_world_model.train profile=full  # data parallel
+
+Results land in outputs/phase1/<run.name>/ (checkpoints, metrics, rollout videos in media/, final EMA
+weights in export/); `run.resume=true run.name=<name>` continues a run. `--cfg` prints every key.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from common.checkpoint import CheckpointError, atomic_write, load_safetensors
+from common.config import ConfigError, cli, load_saved_config, to_dict
+from common.runs import ArtifactNotFoundError, Run, resolve_run
+from common.trainer import Hook, Trainer, setup_run
+from phase1_world_model.config import DataSourceConfig, Phase1Config
+from phase1_world_model.dataset import AtariWorldModelDataset
+from phase1_world_model.envs import canonical_game
+from phase1_world_model.model import WorldModel
+from phase1_world_model.storage import CorruptDatasetError, find_dataset
+
+
+def dataset_folder(d: DataSourceConfig) -> Path:
+    return find_dataset(canonical_game(d.game), d.root, d.folder)
+
+
+def load_split(d: DataSourceConfig, split: str, context: int) -> AtariWorldModelDataset:
+    return AtariWorldModelDataset(dataset_folder(d), split=split, context=context)
+
+
+def monitor_hook(cfg: Phase1Config, test: AtariWorldModelDataset):
+    """Short rollouts on held-out episodes during training: PSNR at the first and last step, and a video."""
+    from phase1_world_model.metrics import psnr
+    from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
+
+    m = cfg.monitor
+    starts = start_points(test, m.horizon, max(1, m.rollouts // max(1, len(test.episodes))))[:m.rollouts]
+    batch = gather(test, starts, m.horizon)
+
+    def fn(trainer: Trainer) -> dict:
+        t0 = time.perf_counter()
+        gen = batched_rollout(trainer.eval_model, batch, m.horizon, size=len(batch), seed=0, bf16=cfg.train.bf16)
+        p = psnr(gen, batch.future).mean(0)
+        trainer.logger.log_video("rollout", side_by_side(batch.future[0], gen[0]), trainer.step)
+        return {"rollout/psnr_h1": float(p[0]), f"rollout/psnr_h{m.horizon}": float(p[-1]),
+                "rollout/seconds": time.perf_counter() - t0}
+    return fn
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = cli(Phase1Config, "phase1/train", argv, __doc__)
+    try:
+        train = load_split(cfg.data, "train", cfg.model.context)
+        test = load_split(cfg.data, "test", cfg.model.context)
+        ctx = setup_run("phase1", cfg.run, to_dict(cfg))
+    except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, FileExistsError, ValueError) as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
+    frame_shape = tuple(train.frames.shape[1:])
+    model = WorldModel(cfg.model, train.num_actions, frame_shape)
+    if model.head is not None:
+        model.head.set_class_weights(*train.class_counts())
+    if ctx.dist.is_main:
+        print(f"phase1: {train!r}; {model.describe()}; device {ctx.device}, {ctx.threads} threads, "
+              f"{ctx.dist.world_size} process(es); run {ctx.run.dir}")
+    hooks = [Hook(cfg.monitor.every or cfg.train.max_steps, monitor_hook(cfg, test), "rollout")]
+    try:
+        trainer = Trainer(ctx, model, train, cfg.train, cfg.log, hooks)
+    except CheckpointError as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
+    t0 = time.perf_counter()
+    last = trainer.fit()
+    if ctx.dist.is_main:  # what a loader needs besides the config: the game, its actions, the frame shape
+        meta = {"kind": cfg.model.kind, "game": train.game, "num_actions": train.num_actions,
+                "action_meanings": train.action_meanings, "frame_shape": list(frame_shape),
+                "dataset": str(train.root), "train_transitions": len(train), "test_episodes": test.episodes, "trained_steps": trainer.step}
+        atomic_write(ctx.run.export_dir / f"{cfg.model.kind}.json",
+                     lambda f: f.write(json.dumps(meta, indent=2).encode()))
+        print(f"phase1: done in {time.perf_counter() - t0:.0f} s at step {trainer.step}; "
+              f"final loss {last.get('train/loss', float('nan')):.4f}; results in {ctx.run.dir}")
+    return {"run_dir": str(ctx.run.dir), **last}
+
+
+# ----------------------------------------------------------------- loading a trained model
+
+@dataclass
+class TrainedWorldModel:
+    model: WorldModel
+    cfg: Phase1Config
+    meta: dict
+    run: Run
+
+
+def load_trained(spec: str = "latest", kind: str = "diffusion", root: str = "outputs",
+                 device: str | torch.device = "cpu") -> TrainedWorldModel:
+    """A finished phase 1 run of the given kind (its EMA weights, in eval mode).
+
+    spec: a run folder or "latest" (the newest run of that kind). The error names the train command."""
+    try:
+        run = resolve_run("phase1", spec, root, require=f"export/{kind}.json")
+    except ArtifactNotFoundError as e:
+        extra = "" if kind == "diffusion" else " model.kind=regressor"
+        raise ArtifactNotFoundError(f"{e} For a {kind} model: python -m phase1_world_model.train profile=cpu{extra}")
+    meta = json.loads((run.export_dir / f"{kind}.json").read_text())
+    cfg = load_saved_config(Phase1Config, run.export_dir / "config.yaml")
+    model = WorldModel(cfg.model, meta["num_actions"], tuple(meta["frame_shape"]))
+    state = load_safetensors(run.export_dir / "model.safetensors")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{run.export_dir / 'model.safetensors'} does not match its config.yaml: {e}") from e
+    return TrainedWorldModel(model.to(device).eval(), cfg, meta, run)
+
+
+if __name__ == "__main__":
+    main()
