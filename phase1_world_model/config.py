@@ -209,7 +209,8 @@ class EvaluateConfig:
     batch: int = 64  # rollouts generated in parallel
     steps: list[int] = field(default_factory=list)  # denoising-steps sweep, e.g. [1,2,3,5,10]; [] = no sweep
     sweep_solvers: list[str] = field(default_factory=lambda: ["euler"])  # solvers of the sweep: euler, heun
-    steps_horizon: int = 20  # rollout length of the sweep
+    steps_horizon: int = 20  # rollout length of the sweep and of the shuffled-actions check
+    shuffled_actions: bool = True  # also roll out the diffusion model under another rollout's actions (does it use them?)
     videos: int = 4  # rollouts written as side-by-side videos (0 = none)
     fps: int = 15  # video frame rate (the game runs at 15 agent steps per second)
     seed: int = 0  # sampling noise (batch i of rollouts uses seed + i)

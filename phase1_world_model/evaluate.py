@@ -131,8 +131,20 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         print(f"  {name:10s} PSNR " + "  ".join(f"h{h} {results['methods'][name]['psnr'][h][0]:.2f}"
                                                  for h in cfg.horizons) + f"  ({secs:.0f} s)")
 
+    sweep_hs = sorted({h for h in cfg.horizons if h <= cfg.steps_horizon} | {cfg.steps_horizon})
+    if cfg.shuffled_actions and len(batch) > 1:
+        # The same starts under the actions of the next rollout in the batch: if the model ignored its actions,
+        # this would score as well as the real actions do.
+        shuffled = type(batch)(batch.context, batch.actions.roll(1, 0), batch.future, batch.starts)
+        gen = batched_rollout(diff.model, shuffled, cfg.steps_horizon, cfg.batch, cfg.seed, bf16=cfg.bf16)
+        results["shuffled_actions"] = score(gen, batch.future[:, :cfg.steps_horizon], sweep_hs)
+        real = rolls["diffusion"][0][:, :cfg.steps_horizon]
+        results["shuffled_actions_reference"] = score(real, batch.future[:, :cfg.steps_horizon], sweep_hs)
+        print(f"  shuffled actions: PSNR h{cfg.steps_horizon} {results['shuffled_actions']['psnr'][cfg.steps_horizon][0]:.2f} "
+              f"vs real actions {results['shuffled_actions_reference']['psnr'][cfg.steps_horizon][0]:.2f}")
+
     if cfg.steps:
-        sweep, sweep_hs = [], sorted({h for h in cfg.horizons if h <= cfg.steps_horizon} | {cfg.steps_horizon})
+        sweep = []
         for solver in cfg.sweep_solvers:
             for n in cfg.steps:
                 t0 = time.perf_counter()
@@ -261,6 +273,17 @@ def tables(results: dict, diff: TrainedWorldModel) -> str:
                          + " | ".join(_fmt(r["psnr"][h], "psnr") for h in sh) + " | "
                          + " | ".join(_fmt(r["sharpness_ratio"][h], "sharpness_ratio") for h in sh)
                          + f" | {r['frames_per_s']:.1f} |")
+        lines.append("")
+    if results.get("shuffled_actions"):
+        sh = sorted(results["shuffled_actions"]["psnr"], key=int)
+        lines += ["**Does the model use its actions?** Diffusion rollouts from the same starts under the real actions "
+                  "and under another rollout's actions", "",
+                  "| actions | " + " | ".join(f"PSNR h={h}" for h in sh) + " | " + " | ".join(f"SSIM h={h}" for h in sh)
+                  + " |", "|---|" + "---|" * (2 * len(sh))]
+        for name, key in (("real", "shuffled_actions_reference"), ("shuffled", "shuffled_actions")):
+            r = results[key]
+            lines.append(f"| {name} | " + " | ".join(_fmt(r["psnr"][h], "psnr") for h in sh) + " | "
+                         + " | ".join(_fmt(r["ssim"][h], "ssim") for h in sh) + " |")
         lines.append("")
     if results.get("reward_end"):
         lines += ["**Reward / end head** on every held-out transition (real next frame)", "",

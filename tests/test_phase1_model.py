@@ -287,6 +287,7 @@ def test_evaluate_writes_tables_plots_videos_and_publishes(root, tmp_path):
     assert [(r["solver"], r["steps"], r["nfe"]) for r in res["steps_sweep"]] == [
         ("euler", 1, 1), ("euler", 2, 2), ("heun", 1, 1), ("heun", 2, 3)]
     assert 0 <= res["reward_end"]["reward"]["accuracy"] <= 1
+    assert set(res["shuffled_actions"]["psnr"]) == {1, 2}
     for name in ("results.json", "results.md", "metrics_vs_horizon.png", "steps_sweep.png"):
         assert (out / name).exists(), name
     assert list((root / "phase1" / "diff" / "media").glob("eval_rollout_*.mp4"))
