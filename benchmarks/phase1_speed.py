@@ -2,6 +2,7 @@
 
     python benchmarks/phase1_speed.py                       # the cpu profile's model (channels 32)
     python benchmarks/phase1_speed.py --profile full        # DIAMOND's sizes (channels 64)
+    python benchmarks/phase1_speed.py --widths 32 48 64 --modes bf16   # how the cpu profile's width was chosen
     python benchmarks/phase1_speed.py --threads 1
 
 Run it on an otherwise idle machine: on 2 cores a second busy process slows torch by 10x or more.
@@ -13,6 +14,7 @@ and prints each as a ratio to fp32. This is how the cpu profile's precision was 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -44,56 +46,66 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(ts)
 
 
+def time_model(cfg, mode: str, repeats: int, K: int, A: int) -> tuple[float, float, float, float]:
+    """-> (train step s, batch-1 fps, batch-32 fps, denoiser params M) for one model config and precision."""
+    bf16, cl = MODES[mode]
+    torch.manual_seed(0)
+    model = WorldModel(cfg, A)
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = fake_batch(32, K, A)
+
+    def train_step(step=[0]):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = model(batch, StepRNG(0, step[0], 0, 32, 32, torch.device("cpu")))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step[0] += 1
+
+    t_train = median_time(train_step, repeats)
+    model.eval()
+    fps = {}
+    for B in (1, 32):
+        obs, act = batch["obs"][:B], batch["act"][:B]
+
+        def gen():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                model.next_frame(obs, act)
+        fps[B] = B / median_time(gen, repeats)
+    return t_train, fps[1], fps[32], sum(p.numel() for p in model.frame_net.parameters()) / 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--widths", type=int, nargs="+", help="UNet width(s), the same at every level, instead of "
+                                                            "the profile's channels (e.g. 32 48 64)")
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(Phase1Config, "phase1/train", [f"profile={args.profile}"]).model
-    K, A = cfg.context, 4
-    print(f"profile {args.profile}: UNet channels {cfg.unet.channels}, {cfg.steps} {cfg.solver} steps per frame, "
-          f"{args.threads} threads, median of {args.repeats}")
-    rows = {}
-    for mode, (bf16, cl) in MODES.items():
-        torch.manual_seed(0)
-        model = WorldModel(cfg, A)
-        if cl:
-            model = model.to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        batch = fake_batch(32, K, A)
-
-        def train_step(step=[0]):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss, _ = model(batch, StepRNG(0, step[0], 0, 32, 32, torch.device("cpu")))
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            step[0] += 1
-
-        t_train = median_time(train_step, args.repeats)
-        model.eval()
-        fps = {}
-        for B in (1, 32):
-            obs, act = batch["obs"][:B], batch["act"][:B]
-            if cl:
-                obs = obs.contiguous()
-
-            def gen():
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    model.next_frame(obs, act)
-            fps[B] = B / median_time(gen, args.repeats)
-        rows[mode] = (t_train, fps[1], fps[32])
-        print(f"  {mode:20s} train step (batch 32) {t_train:6.2f} s   next frame: batch 1 {fps[1]:6.1f} fps, "
-              f"batch 32 {fps[32]:6.1f} fps", flush=True)
-        if mode == "fp32":
-            params = sum(p.numel() for p in model.frame_net.parameters()) / 1e6
-    base = rows["fp32"]
-    print(f"\nratios to fp32 (higher is faster), {params:.2f}M-parameter denoiser:")
-    for mode, (t, f1, f32) in rows.items():
-        print(f"  {mode:20s} training x{base[0] / t:4.2f}   generation batch 1 x{f1 / base[1]:4.2f}   "
-              f"batch 32 x{f32 / base[2]:4.2f}")
+    base_cfg = load_config(Phase1Config, "phase1/train", [f"profile={args.profile}"]).model
+    levels = len(base_cfg.unet.channels)
+    widths = [[w] * levels for w in args.widths] if args.widths else [list(base_cfg.unet.channels)]
+    K, A = base_cfg.context, 4
+    print(f"profile {args.profile}: {base_cfg.steps} {base_cfg.solver} steps per frame, {args.threads} threads, "
+          f"median of {args.repeats}; baseline = the first row")
+    rows = []
+    for ch in widths:
+        cfg = copy.deepcopy(base_cfg)
+        cfg.unet.channels = ch
+        for mode in args.modes:
+            t, f1, f32, params = time_model(cfg, mode, args.repeats, K, A)
+            rows.append((f"channels {ch[0]} ({params:.2f}M) {mode}", t, f1, f32))
+            print(f"  {rows[-1][0]:38s} train step (batch 32) {t:6.2f} s   next frame: batch 1 {f1:6.1f} fps, "
+                  f"batch 32 {f32:6.1f} fps", flush=True)
+    _, t0, f10, f320 = rows[0]
+    print("\nratios to the first row (higher is faster):")
+    for name, t, f1, f32 in rows:
+        print(f"  {name:38s} training x{t0 / t:4.2f}   generation batch 1 x{f1 / f10:4.2f}   batch 32 x{f32 / f320:4.2f}")
 
 
 if __name__ == "__main__":

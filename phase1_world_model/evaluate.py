@@ -23,8 +23,6 @@ run's `media/`, also logged to its TensorBoard (and wandb when enabled) under `e
 from __future__ import annotations
 
 import json
-import re
-import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -33,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import report
 from common.checkpoint import CheckpointError, atomic_write
 from common.config import REPO_ROOT, ConfigError, cli
 from common.logger import LogConfig, RunLogger
@@ -48,7 +47,7 @@ from phase1_world_model.train import TrainedWorldModel, dataset_folder, load_tra
 METRICS = ("mse", "psnr", "ssim", "sharpness_ratio")
 README = REPO_ROOT / "phase1_world_model" / "README.md"
 FIGURES = REPO_ROOT / "phase1_world_model" / "figures"
-BEGIN, END = "<!-- results:begin (python -m phase1_world_model.evaluate publish=true) -->", "<!-- results:end -->"
+COMMAND = "python -m phase1_world_model.evaluate publish=true"
 
 
 def score(gen: torch.Tensor, real: torch.Tensor, horizons: list[int]) -> dict:
@@ -172,7 +171,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     md = tables(results, diff)
     atomic_write(out_dir / "results.md", lambda f: f.write(md.encode()))
     if cfg.publish:
-        publish(results, md, out_dir)
+        publish(results, md)
     print(f"evaluate: wrote {out_dir / 'results.md'}")
     return results
 
@@ -295,21 +294,10 @@ def tables(results: dict, diff: TrainedWorldModel) -> str:
     return "\n".join(lines)
 
 
-def publish(results: dict, md: str, out_dir: Path, readme: Path = README, figures: Path = FIGURES) -> None:
+def publish(results: dict, md: str, readme: Path = README, figures: Path = FIGURES) -> None:
     """Copy the plots to the README's figures folder and replace the README's results block."""
-    figures.mkdir(parents=True, exist_ok=True)
-    pics = []
-    for p in results["figures"]:
-        shutil.copy(p, figures / Path(p).name)
-        pics.append(f"![{Path(p).stem}](figures/{Path(p).name})")
-    block = f"{BEGIN}\n{md}\n" + "\n\n".join(pics) + f"\n{END}"
-    text = readme.read_text()
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    atomic_write(readme, lambda f: f.write(text.encode()))
-    print(f"  published the tables and {len(pics)} figure(s) to {readme}")
+    report.publish(readme, md, results["figures"], figures, COMMAND)
+    print(f"  published the tables and {len(results['figures'])} figure(s) to {readme}")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -6,6 +6,9 @@ returns one value per frame (the leading dimensions), computed on [0, 1] intensi
   channels and valid positions (no padding), which is what scikit-image's `structural_similarity(...,
   gaussian_weights=True, use_sample_covariance=False, data_range=1)` computes. At 64x64 the valid area is
   54x54. The tests check it against an independent SciPy implementation.
+- `color_tv`: total-variation distance between the two frames' per-channel intensity histograms (16 bins),
+  in [0, 1]. Blind to where things are, so it measures drift of the picture's statistics (colours washing
+  out, noise, saturation) rather than a misplaced ball.
 - `sharpness`: mean squared response of the 3x3 Laplacian, the high-frequency energy a blurry model loses.
   Reported as a ratio generated / real, so 1.0 means "as sharp as the real frames" and < 1 means blur.
 """
@@ -62,6 +65,17 @@ def sharpness(a: torch.Tensor) -> torch.Tensor:
     x = _unit(a).reshape(-1, C, H, W)
     k = _LAPLACIAN.to(x.device).view(1, 1, 3, 3).repeat(C, 1, 1, 1)
     return (F.conv2d(x, k, groups=C) ** 2).flatten(1).mean(1).reshape(lead)
+
+
+def color_tv(a: torch.Tensor, b: torch.Tensor, bins: int = 16) -> torch.Tensor:
+    lead, C = a.shape[:-3], a.shape[-3]
+
+    def hist(x: torch.Tensor) -> torch.Tensor:  # (..., C, H, W) uint8 -> (N, C, bins) normalised
+        q = (x.reshape(-1, C, x.shape[-2] * x.shape[-1]).long() * bins) // 256
+        h = torch.zeros(q.shape[0], C, bins, device=x.device).scatter_add_(2, q, torch.ones_like(q, dtype=torch.float))
+        return h / q.shape[-1]
+
+    return (0.5 * (hist(a) - hist(b)).abs().sum(-1)).mean(-1).reshape(lead)
 
 
 def frame_metrics(generated: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -293,10 +293,10 @@ def test_evaluate_writes_tables_plots_videos_and_publishes(root, tmp_path):
     assert list((root / "phase1" / "diff" / "media").glob("eval_rollout_*.mp4"))
     readme = tmp_path / "README.md"
     readme.write_text("# title\n\nintro\n")
-    evaluate.publish(res, (out / "results.md").read_text(), out, readme, tmp_path / "figures")
-    evaluate.publish(res, "second version", out, readme, tmp_path / "figures")  # replaces, never duplicates
+    evaluate.publish(res, (out / "results.md").read_text(), readme, tmp_path / "figures")
+    evaluate.publish(res, "second version", readme, tmp_path / "figures")  # replaces, never duplicates
     text = readme.read_text()
-    assert text.count(evaluate.BEGIN) == 1 and "second version" in text and text.startswith("# title\n\nintro")
+    assert text.count("<!-- results:begin (python -m phase1_world_model.evaluate publish=true) -->") == 1 and "second version" in text and text.startswith("# title\n\nintro")
     assert (tmp_path / "figures" / "metrics_vs_horizon.png").exists()
 
 

@@ -1,0 +1,251 @@
+"""What Diffusion Forcing buys over autoregressive diffusion: every method from the same real context under the same actions.
+
+    python -m phase2_diffusion_forcing.compare                      # latest DF, full-sequence and phase 1 runs
+    python -m phase2_diffusion_forcing.compare publish=true         # also rewrite the README's results block
+    python -m phase2_diffusion_forcing.compare full_sequence=none teacher_forced=none multiples=[1,2,4,8]
+
+From `starts_per_episode` points of every held-out episode, K real frames start each rollout, which then
+runs for max(multiples) x L frames (L = the DF model's training window) under the episode's real actions:
+
+    teacher_forced     phase 1's world model (trained on clean context, one frame ahead), rollout.py
+    full_sequence      the same network as DF trained with one noise level per window, full-sequence schedule
+    df_ar              Diffusion Forcing, autoregressive schedule, generated context fed back clean
+    df_ar_stab         ... fed back at the stabilization level σ_stab
+    df_pyramid         pyramid schedule (uncertainty u), clean feedback
+    df_pyramid_stab    pyramid schedule, σ_stab feedback
+
+All use `steps` noise levels per frame (3 Euler steps, phase 1's sampler). Metrics per frame (phase 1's
+`metrics.py`): PSNR, SSIM, MSE, sharpness ratio, and the drift measure `color_tv` (distance of the frame's
+colour histogram from the real frame's). Ablations: σ_stab for df_ar, and u for df_pyramid_stab, at
+`ablation_multiple` x L. Writes `<df run>/compare/` (results.json, results.md, plots) and long side-by-side
+videos in the DF run's media/.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import report
+from common.checkpoint import CheckpointError, atomic_write
+from common.config import REPO_ROOT, ConfigError, cli
+from common.logger import LogConfig, RunLogger
+from common.runs import ArtifactNotFoundError
+from common.system import select_device
+from phase1_world_model.dataset import AtariWorldModelDataset
+from phase1_world_model.metrics import color_tv, frame_metrics, summarize
+from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
+from phase1_world_model.storage import CorruptDatasetError
+from phase1_world_model.train import dataset_folder, load_trained
+from phase2_diffusion_forcing.config import CompareConfig, SamplerConfig
+from phase2_diffusion_forcing.sampler import rollout
+from phase2_diffusion_forcing.schedules import ScheduleError
+from phase2_diffusion_forcing.train import load_df
+
+METRICS = ("psnr", "ssim", "mse", "sharpness_ratio", "drift")
+COMMAND = "python -m phase2_diffusion_forcing.compare publish=true"
+README = REPO_ROOT / "phase2_diffusion_forcing" / "README.md"
+FIGURES = REPO_ROOT / "phase2_diffusion_forcing" / "figures"
+
+
+def all_metrics(gen: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(N, h, ...) -> each (N, h)."""
+    return {**frame_metrics(gen, real), "drift": color_tv(gen, real)}
+
+
+def df_rollouts(model, batch, horizon: int, sampler: SamplerConfig, cfg: CompareConfig) -> torch.Tensor:
+    """DF-sampler rollouts over the batch in chunks of cfg.batch; chunk i's noise from seed + i."""
+    device = next(model.parameters()).device
+    outs = []
+    for i in range(0, len(batch), cfg.batch):
+        g = torch.Generator(device=device).manual_seed(cfg.seed + i)
+        outs.append(rollout(model, batch.context[i:i + cfg.batch], batch.actions[i:i + cfg.batch], horizon, sampler,
+                            g, bf16=cfg.bf16))
+    return torch.cat(outs)
+
+
+def compare(cfg: CompareConfig) -> dict:
+    device = select_device(cfg.device)
+    df = load_df(cfg.df, "diffusion_forcing", cfg.root, device)
+    fs = load_df(cfg.full_sequence, "full_sequence", cfg.root, device) if cfg.full_sequence != "none" else None
+    tf = load_trained(cfg.teacher_forced, "diffusion", cfg.root, device) if cfg.teacher_forced != "none" else None
+    L, K = df.meta["window"], df.meta["context"]
+    for name, m in (("full_sequence", fs and fs.meta), ("teacher_forced", tf and tf.meta)):
+        if m and m["game"] != df.meta["game"]:
+            raise ConfigError(name, m["game"], f"the DF model was trained on {df.meta['game']}: compare one game")
+    test = AtariWorldModelDataset(dataset_folder(df.cfg.data), split="test", context=K)
+    H = max(cfg.multiples) * L
+    horizons = sorted({1, *(m * L for m in cfg.multiples)})
+    batch = gather(test, start_points(test, H, cfg.starts_per_episode, cfg.max_episodes), H)
+    out_dir = Path(cfg.out) if cfg.out else df.run.dir / "compare"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"compare: {len(batch)} rollouts of {H} frames (window L={L}, horizons {horizons}) from "
+          f"{len(set(e for e, _ in batch.starts))} held-out {test.game} episodes -> {out_dir}")
+
+    base = SamplerConfig(steps=cfg.steps, chunk=L)
+    methods: dict[str, tuple] = {}
+    if tf is not None:
+        methods["teacher_forced"] = ("phase 1 world model, clean context", lambda: batched_rollout(
+            tf.model, batch, H, cfg.batch, cfg.seed, steps=cfg.steps, bf16=cfg.bf16))
+    if fs is not None:
+        methods["full_sequence"] = ("full-sequence model and schedule", lambda: df_rollouts(
+            fs.model, batch, H, replace(base, schedule="full_sequence"), cfg))
+    s, u = cfg.stabilization, cfg.pyramid_uncertainty
+    for name, desc, sampler in (
+            ("df_ar", "DF, autoregressive, clean feedback", replace(base, schedule="autoregressive")),
+            ("df_ar_stab", f"DF, autoregressive, σ_stab={s}", replace(base, schedule="autoregressive", stabilization=s)),
+            ("df_pyramid", f"DF, pyramid u={u}, clean feedback", replace(base, schedule="pyramid", uncertainty=u)),
+            ("df_pyramid_stab", f"DF, pyramid u={u}, σ_stab={s}", replace(base, schedule="pyramid", uncertainty=u,
+                                                                          stabilization=s))):
+        methods[name] = (desc, lambda sampler=sampler: df_rollouts(df.model, batch, H, sampler, cfg))
+
+    results = {"game": test.game, "window": L, "context": K, "rollouts": len(batch), "horizon": H,
+               "horizons": horizons, "starts": batch.starts, "config": asdict(cfg),
+               "models": {"df": str(df.run.dir), "full_sequence": str(fs.run.dir) if fs else None,
+                          "teacher_forced": str(tf.run.dir) if tf else None,
+                          "df_describe": df.model.describe()},
+               "methods": {}, "curves": {}}
+    gens = {}
+    for name, (desc, fn) in methods.items():
+        t0 = time.perf_counter()
+        gen = fn()
+        secs = time.perf_counter() - t0
+        m = all_metrics(gen, batch.future)
+        results["methods"][name] = {"description": desc, "seconds": secs,
+                                    **{k: {h: list(summarize(m[k][:, h - 1])) for h in horizons} for k in METRICS}}
+        results["curves"][name] = {k: m[k].mean(0).tolist() for k in ("psnr", "drift")}
+        gens[name] = gen
+        print(f"  {name:16s} PSNR " + "  ".join(f"h{h} {results['methods'][name]['psnr'][h][0]:.2f}" for h in horizons)
+              + f"   drift h{H} {results['methods'][name]['drift'][H][0]:.3f}  ({secs:.0f} s)")
+
+    Ha = cfg.ablation_multiple * L
+    ab_batch = type(batch)(batch.context, batch.actions[:, :K - 1 + Ha], batch.future[:, :Ha], batch.starts)
+    results["ablation_stabilization"] = []
+    for level in cfg.ablate_stabilization:
+        gen = df_rollouts(df.model, ab_batch, Ha, replace(base, schedule="autoregressive", stabilization=level), cfg)
+        m = all_metrics(gen, ab_batch.future)
+        results["ablation_stabilization"].append(
+            {"stabilization": level, **{k: list(summarize(m[k][:, -1])) for k in METRICS},
+             "psnr_mean_over_horizon": float(m["psnr"].mean())})
+        print(f"  ablation σ_stab={level}: PSNR h{Ha} {results['ablation_stabilization'][-1]['psnr'][0]:.2f}")
+    results["ablation_uncertainty"] = []
+    for un in cfg.ablate_uncertainty:
+        gen = df_rollouts(df.model, ab_batch, Ha, replace(base, schedule="pyramid", uncertainty=un, stabilization=s),
+                          cfg)
+        m = all_metrics(gen, ab_batch.future)
+        results["ablation_uncertainty"].append(
+            {"uncertainty": un, **{k: list(summarize(m[k][:, -1])) for k in METRICS},
+             "psnr_mean_over_horizon": float(m["psnr"].mean())})
+        print(f"  ablation pyramid u={un}: PSNR h{Ha} {results['ablation_uncertainty'][-1]['psnr'][0]:.2f}")
+
+    _videos(df, gens, batch, cfg)
+    results["figures"] = _plots(results, out_dir)
+    atomic_write(out_dir / "results.json", lambda f: f.write(json.dumps(results, indent=1).encode()))
+    md = tables(results)
+    atomic_write(out_dir / "results.md", lambda f: f.write(md.encode()))
+    if cfg.publish:
+        report.publish(README, md, results["figures"], FIGURES, COMMAND)
+        print(f"  published to {README}")
+    print(f"compare: wrote {out_dir / 'results.md'}")
+    return results
+
+
+def _videos(df, gens: dict, batch, cfg: CompareConfig) -> None:
+    if not cfg.videos:
+        return
+    logger = RunLogger(df.run.dir, LogConfig(progress=False))
+    picks = np.linspace(0, len(batch) - 1, min(cfg.videos, len(batch))).round().astype(int)
+    names = list(gens)
+    for i in picks:
+        ep, t0 = batch.starts[i]
+        logger.log_video(f"compare/ep{ep}_t{t0}", side_by_side(batch.future[i], *[gens[n][i] for n in names]),
+                         int(df.meta["trained_steps"]))
+    logger.close()
+    print(f"  videos (real | {' | '.join(names)} | |real - {names[0]}|) in {df.run.media_dir}")
+
+
+def _plots(results: dict, out_dir: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    L, H = results["window"], results["horizon"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, k in zip(axes, ("psnr", "drift")):
+        for name, c in results["curves"].items():
+            ax.plot(np.arange(1, H + 1), c[k], label=name)
+        for m in range(L, H + 1, L):
+            ax.axvline(m, color="grey", lw=0.5, ls=":")
+        ax.set_xlabel(f"frames generated (dotted: multiples of the training window L={L})")
+        ax.set_title({"psnr": "PSNR vs real frames (higher is better)",
+                      "drift": "drift: colour-histogram distance (lower is better)"}[k])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    p1 = out_dir / "error_vs_horizon.png"
+    fig.savefig(p1, dpi=90)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key, x in ((axes[0], "ablation_stabilization", "stabilization"), (axes[1], "ablation_uncertainty",
+                                                                               "uncertainty")):
+        rows = results[key]
+        ax.errorbar([r[x] for r in rows], [r["psnr"][0] for r in rows], yerr=[np.nan_to_num(r["psnr"][1]) for r in rows],
+                    marker="o", capsize=3, label=f"PSNR at h={results['config']['ablation_multiple'] * L}")
+        ax.plot([r[x] for r in rows], [r["psnr_mean_over_horizon"] for r in rows], marker="s", label="PSNR mean over h")
+        ax.set_xlabel({"stabilization": "σ_stab (autoregressive schedule)",
+                       "uncertainty": "pyramid uncertainty u (σ_stab as in the table)"}[x])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    p2 = out_dir / "ablations.png"
+    fig.savefig(p2, dpi=90)
+    plt.close(fig)
+    return [str(p1), str(p2)]
+
+
+def _fmt(v, k: str) -> str:
+    mean, se = v
+    d = 4 if k == "mse" else 3 if k in ("ssim", "sharpness_ratio", "drift") else 2
+    return f"{mean:.{d}f} ± {se:.{d}f}" if np.isfinite(se) else f"{mean:.{d}f}"
+
+
+def tables(results: dict) -> str:
+    L, hs = results["window"], results["horizons"]
+    label = lambda h: f"h={h}" + (f" ({h // L}L)" if h % L == 0 else "")
+    lines = [f"{results['rollouts']} rollouts of {results['horizon']} frames from "
+             f"{len(set(e for e, _ in results['starts']))} held-out {results['game']} episodes, real actions, "
+             f"training window L={L}, K={results['context']} context frames, {results['config']['steps']} noise "
+             f"levels per frame; mean ± standard error. DF model: {results['models']['df_describe']}.", ""]
+    for k in METRICS:
+        lines += [f"**{k}**", "", "| method | " + " | ".join(label(h) for h in hs) + " |", "|---|" + "---|" * len(hs)]
+        for name, m in results["methods"].items():
+            lines.append(f"| {name} ({m['description']}) | " + " | ".join(_fmt(m[k][h], k) for h in hs) + " |")
+        lines.append("")
+    lines += ["| method | generation time |", "|---|---|"]
+    lines += [f"| {n} | {m['seconds']:.0f} s |" for n, m in results["methods"].items()]
+    Ha = results["config"]["ablation_multiple"] * L
+    for key, x in (("ablation_stabilization", "stabilization"), ("ablation_uncertainty", "uncertainty")):
+        lines += ["", f"**Ablation: {x}** ({'autoregressive schedule' if x == 'stabilization' else 'pyramid, σ_stab=' + str(results['config']['stabilization'])}), at h={Ha}", "",
+                  f"| {x} | PSNR | SSIM | drift | sharpness | PSNR averaged over h=1..{Ha} |", "|---|---|---|---|---|---|"]
+        for r in results[key]:
+            lines.append(f"| {r[x]} | {_fmt(r['psnr'], 'psnr')} | {_fmt(r['ssim'], 'ssim')} | {_fmt(r['drift'], 'drift')} "
+                         f"| {_fmt(r['sharpness_ratio'], 'sharpness_ratio')} | {r['psnr_mean_over_horizon']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = cli(CompareConfig, "phase2/compare", argv, __doc__)
+    try:
+        return compare(cfg)
+    except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, CheckpointError, ScheduleError, ValueError) as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

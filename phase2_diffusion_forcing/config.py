@@ -1,0 +1,132 @@
+"""Phase 2 config schemas. Values live in configs/phase2/*.yaml; this file says what they mean.
+
+`DFConfig` is the sequence denoiser (phase 1's world model plus per-frame noise levels of its context),
+trained by `Phase2Config` with `objective=diffusion_forcing` (an independent noise level per frame) or
+`objective=full_sequence` (one level shared by the window: the baseline). `SamplerConfig` picks the
+scheduling matrix; `CompareConfig` runs the experiments of the phase README.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.config import choice, require
+from common.logger import LogConfig
+from common.runs import RunConfig
+from common.trainer import TrainConfig
+from phase1_world_model.config import DataSourceConfig, WorldModelConfig, RewardEndConfig
+
+OBJECTIVES = ("diffusion_forcing", "full_sequence")
+NOISE_DISTS = ("schedule_uniform", "lognormal")
+SCHEDULES = ("autoregressive", "pyramid", "full_sequence", "file")
+
+
+def _frame_model() -> WorldModelConfig:
+    # Phase 1's cpu-profile denoiser without its reward/end head (phase 2 is about frames).
+    from common.nn.unet import UNetConfig
+    return WorldModelConfig(unet=UNetConfig(channels=[32, 32, 32, 32], num_res_blocks=2, attn_levels=[3],
+                                            emb_dim=256, num_groups=8, attn_head_dim=32),
+                            reward_end=RewardEndConfig(enabled=False))
+
+
+@dataclass
+class DFConfig:
+    """Sequence denoiser: frame t is denoised from its own noisy version and the K frames before it, each at
+    its own noise level (stacked as channels as in phase 1; frame t never sees a later frame)."""
+
+    frame: WorldModelConfig = field(default_factory=_frame_model)  # the per-frame denoiser (phase 1's WorldModel)
+    window: int = 8  # L: frames with a loss per training window (the K frames before it are context only)
+    level_dim: int = 32  # Fourier features per context frame's noise level (K of them, projected to emb_dim)
+    noise_dist: str = "schedule_uniform"  # per-frame training levels: schedule_uniform (u ~ U(0,1) through the
+    #   Karras schedule over [sigma_min_train, sigma_max_train], as DF draws uniformly over its discrete levels,
+    #   so near-clean context is common) | lognormal (phase 1's training distribution)
+    objective: str = "diffusion_forcing"  # diffusion_forcing (independent level per frame) | full_sequence
+    #   (one level shared by the window's L frames, its K context frames clean: the baseline)
+
+    def check(self) -> None:
+        require(self.window >= 1, "window", self.window, "must be >= 1")
+        require(self.level_dim >= 2 and self.level_dim % 2 == 0, "level_dim", self.level_dim, "an even number >= 2")
+        choice("noise_dist", self.noise_dist, NOISE_DISTS)
+        choice("objective", self.objective, OBJECTIVES)
+
+
+@dataclass
+class Phase2Config:
+    """`python -m phase2_diffusion_forcing.train`: a DF (or full-sequence) world model on phase 1's data."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=4, lr=1e-4, warmup_steps=100,
+                                                                   ema_decay=0.999, weight_decay=1e-2))
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DataSourceConfig = field(default_factory=DataSourceConfig)  # phase 1's collected data set
+    model: DFConfig = field(default_factory=DFConfig)
+    # Warm start the per-frame denoiser from a phase 1 diffusion run ("latest" or a run folder; "" = from
+    # scratch). Its architecture must match model.frame; the context-level embedding starts at zero, so the
+    # initial model is exactly the phase 1 model on clean context.
+    init_from: str = ""
+    root: str = "outputs"  # outputs root where init_from's phase 1 runs are
+    monitor_every: int = 0  # steps between short held-out rollouts during training; 0 = only at the end
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full
+
+    def check(self) -> None:
+        require(self.monitor_every >= 0, "monitor_every", self.monitor_every, "must be >= 0")
+
+
+@dataclass
+class SamplerConfig:
+    """How a chunk of frames is generated: a scheduling matrix of noise levels (row = denoising step,
+    column = frame), Euler steps of the probability-flow ODE between consecutive rows."""
+
+    schedule: str = "autoregressive"  # autoregressive | pyramid | full_sequence | file
+    steps: int = 3  # S: noise levels per frame (the Karras schedule from sigma_max to 0)
+    uncertainty: int = 1  # pyramid: frame m starts `uncertainty` rows after frame m-1 (1 = diagonal; >= S = AR)
+    matrix_file: str = ""  # schedule=file: .npy/.json/.txt integer matrix (rows x chunk frames) of levels in [0, S],
+    #   S = full noise, 0 = clean; each column non-increasing; first row all S, last row all 0
+    stabilization: float = 0.0  # sigma at which generated frames are fed back as context (0 = clean, DF: small > 0)
+    chunk: int = 0  # frames generated per window before it slides; 0 = the model's training window L
+
+    def check(self) -> None:
+        choice("schedule", self.schedule, SCHEDULES)
+        require(self.steps >= 1, "steps", self.steps, "must be >= 1")
+        require(self.uncertainty >= 0, "uncertainty", self.uncertainty, "must be >= 0 (0 = full sequence)")
+        require(self.stabilization >= 0, "stabilization", self.stabilization, "must be >= 0")
+        require(self.chunk >= 0, "chunk", self.chunk, "must be >= 0 (0 = the training window)")
+        require(self.schedule != "file" or bool(self.matrix_file), "matrix_file", self.matrix_file,
+                "schedule=file needs matrix_file=<path>")
+
+
+@dataclass
+class CompareConfig:
+    """`python -m phase2_diffusion_forcing.compare`: every method from the same real context under the same actions."""
+
+    df: str = "latest"  # run folder of an objective=diffusion_forcing model, or latest
+    full_sequence: str = "latest"  # run folder of an objective=full_sequence model, latest, or none
+    teacher_forced: str = "latest"  # phase 1 diffusion run (the autoregressive baseline), latest, or none
+    root: str = "outputs"
+    multiples: list[int] = field(default_factory=lambda: [1, 2, 4])  # horizons as multiples of the training window
+    starts_per_episode: int = 4  # start points per held-out episode
+    max_episodes: int = 0  # 0 = the whole test split
+    batch: int = 64  # rollouts generated in parallel
+    steps: int = 3  # denoising levels per frame for every method
+    stabilization: float = 0.05  # the "with stabilization" level (sigma) of the DF methods
+    pyramid_uncertainty: int = 1  # the pyramid of the main table
+    ablate_stabilization: list[float] = field(default_factory=lambda: [0.0, 0.02, 0.05, 0.1, 0.2, 0.5])
+    ablate_uncertainty: list[int] = field(default_factory=lambda: [1, 2, 3])
+    ablation_multiple: int = 4  # horizon (x window) of the ablations
+    videos: int = 3  # long rollouts written as side-by-side videos
+    seed: int = 0
+    out: str = ""  # "" = <df run>/compare/
+    publish: bool = False  # copy the plots to phase2_diffusion_forcing/figures/ and rewrite the README's results block
+    device: str = "auto"
+    bf16: bool = True
+
+    def check(self) -> None:
+        require(len(self.multiples) >= 1 and all(m >= 1 for m in self.multiples), "multiples", self.multiples,
+                "positive multiples of the window")
+        require(self.starts_per_episode >= 1 and self.batch >= 1 and self.steps >= 1, "starts_per_episode",
+                self.starts_per_episode, "starts_per_episode, batch and steps >= 1")
+        require(all(s >= 0 for s in self.ablate_stabilization), "ablate_stabilization", self.ablate_stabilization,
+                "levels >= 0")
+        require(all(u >= 0 for u in self.ablate_uncertainty), "ablate_uncertainty", self.ablate_uncertainty,
+                "scales >= 0")
+        require(self.ablation_multiple >= 1 and self.videos >= 0, "ablation_multiple", self.ablation_multiple,
+                "ablation_multiple >= 1 and videos >= 0")

@@ -1,0 +1,135 @@
+"""Train a Diffusion Forcing world model (or the full-sequence baseline) on phase 1's Atari data.
+
+    python -m phase1_world_model.collect                                   # phase 1's data set, if not there yet
+    python -m phase2_diffusion_forcing.train profile=smoke                # seconds (tests; needs a smoke data set)
+    python -m phase2_diffusion_forcing.train profile=cpu                  # DF, warm-started from phase 1 (2 CPU cores)
+    python -m phase2_diffusion_forcing.train profile=cpu model.objective=full_sequence run.name=cpu_full_sequence
+    python -m phase2_diffusion_forcing.train profile=full                 # GPU sizes
+    torchrun --nproc_per_node=2 -m phase2_diffusion_forcing.train profile=full
+
+Runs land in outputs/phase2/<run.name>/ (checkpoints, metrics, videos of held-out rollouts in media/, final
+EMA weights in export/ beside `<objective>.json`); `run.resume=true run.name=<name>` continues.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from common.checkpoint import CheckpointError, atomic_write, load_safetensors
+from common.config import ConfigError, cli, load_saved_config, to_dict
+from common.runs import ArtifactNotFoundError, Run, resolve_run
+from common.trainer import Hook, Trainer, setup_run
+from phase1_world_model.dataset import AtariWorldModelDataset
+from phase1_world_model.storage import CorruptDatasetError
+from phase1_world_model.train import dataset_folder, load_trained
+from phase2_diffusion_forcing.config import Phase2Config, SamplerConfig
+from phase2_diffusion_forcing.data import WindowDataset
+from phase2_diffusion_forcing.model import DFWorldModel
+
+
+def warm_start(model: DFWorldModel, spec: str, root: str) -> str:
+    """Load a phase 1 diffusion run's weights into the per-frame denoiser (architectures must match)."""
+    tm = load_trained(spec, "diffusion", root)
+    state = {k: v for k, v in tm.model.state_dict().items() if not k.startswith("head.")}
+    missing, unexpected = model.frame.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("head.")]:
+        raise ConfigError("init_from", spec, f"{tm.run.dir}'s model does not match model.frame "
+                                             f"(missing {missing[:3]}, unexpected {unexpected[:3]}): "
+                                             f"set model.frame to the phase 1 run's model config, or init_from=''")
+    return str(tm.run.dir)
+
+
+def monitor_hook(cfg: Phase2Config, test: AtariWorldModelDataset):
+    """Short held-out rollouts under the DF autoregressive schedule: PSNR at 1x and 2x the window, and a video."""
+    from phase1_world_model.metrics import psnr
+    from phase1_world_model.rollout import gather, side_by_side, start_points
+    from phase2_diffusion_forcing.sampler import rollout
+
+    H = 2 * cfg.model.window
+    starts = start_points(test, H, 1)[:8]
+    batch = gather(test, starts, H)
+
+    def fn(trainer: Trainer) -> dict:
+        t0 = time.perf_counter()
+        g = torch.Generator(device=trainer.device).manual_seed(0)
+        gen = rollout(trainer.eval_model, batch.context, batch.actions, H, SamplerConfig(stabilization=0.05), g,
+                      bf16=cfg.train.bf16)
+        p = psnr(gen, batch.future).mean(0)
+        trainer.logger.log_video("rollout", side_by_side(batch.future[0], gen[0]), trainer.step)
+        L = cfg.model.window
+        return {f"rollout/psnr_h{L}": float(p[L - 1]), f"rollout/psnr_h{H}": float(p[-1]),
+                "rollout/seconds": time.perf_counter() - t0}
+    return fn
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = cli(Phase2Config, "phase2/train", argv, __doc__)
+    try:
+        K = cfg.model.frame.context
+        base = AtariWorldModelDataset(dataset_folder(cfg.data), split="train", context=K)
+        test = AtariWorldModelDataset(dataset_folder(cfg.data), split="test", context=K)
+        train = WindowDataset(base, cfg.model.window)
+        model = DFWorldModel(cfg.model, base.num_actions, tuple(base.frames.shape[1:]))
+        init = warm_start(model, cfg.init_from, cfg.root) if cfg.init_from else ""
+        ctx = setup_run("phase2", cfg.run, to_dict(cfg))
+    except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, CheckpointError, FileExistsError,
+            ValueError) as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
+    if ctx.dist.is_main:
+        print(f"phase2: {len(train)} windows of {cfg.model.window} (+{K} context) frames from {base!r}; "
+              f"{model.describe()}; " + (f"warm start from {init}; " if init else "from scratch; ")
+              + f"device {ctx.device}, {ctx.threads} threads; run {ctx.run.dir}")
+    hooks = [Hook(cfg.monitor_every or cfg.train.max_steps, monitor_hook(cfg, test), "rollout")]
+    try:
+        trainer = Trainer(ctx, model, train, cfg.train, cfg.log, hooks)
+    except CheckpointError as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
+    t0 = time.perf_counter()
+    last = trainer.fit()
+    if ctx.dist.is_main:
+        meta = {"objective": cfg.model.objective, "game": base.game, "num_actions": base.num_actions,
+                "action_meanings": base.action_meanings, "frame_shape": list(base.frames.shape[1:]),
+                "window": cfg.model.window, "context": K, "warm_start": init, "trained_steps": trainer.step}
+        atomic_write(ctx.run.export_dir / f"{cfg.model.objective}.json",
+                     lambda f: f.write(json.dumps(meta, indent=2).encode()))
+        print(f"phase2: done in {time.perf_counter() - t0:.0f} s at step {trainer.step}; "
+              f"final loss {last.get('train/loss', float('nan')):.4f}; results in {ctx.run.dir}")
+    return {"run_dir": str(ctx.run.dir), **last}
+
+
+@dataclass
+class TrainedDF:
+    model: DFWorldModel
+    cfg: Phase2Config
+    meta: dict
+    run: Run
+
+
+def load_df(spec: str = "latest", objective: str = "diffusion_forcing", root: str = "outputs",
+            device: str | torch.device = "cpu") -> TrainedDF:
+    """A finished phase 2 run with the given objective ("latest" = the newest such run), EMA weights, eval mode.
+    When there is none, the error names the training command."""
+    try:
+        run = resolve_run("phase2", spec, root, require=f"export/{objective}.json")
+    except ArtifactNotFoundError as e:
+        extra = "" if objective == "diffusion_forcing" else f" model.objective={objective} run.name=cpu_{objective}"
+        raise ArtifactNotFoundError(f"{e} For objective {objective}: "
+                                    f"python -m phase2_diffusion_forcing.train profile=cpu{extra}") from None
+    meta = json.loads((run.export_dir / f"{objective}.json").read_text())
+    cfg = load_saved_config(Phase2Config, run.export_dir / "config.yaml")
+    model = DFWorldModel(cfg.model, meta["num_actions"], tuple(meta["frame_shape"]))
+    try:
+        model.load_state_dict(load_safetensors(run.export_dir / "model.safetensors"))
+    except RuntimeError as e:
+        raise CheckpointError(f"{run.export_dir / 'model.safetensors'} does not match its config.yaml: {e}") from e
+    return TrainedDF(model.to(device).eval(), cfg, meta, run)
+
+
+if __name__ == "__main__":
+    main()
