@@ -306,7 +306,18 @@ def _env_class():
         def reset(self, seed=None, init_state: int | None = None, **kwargs):
             if init_state is not None:
                 self.init_state_id = int(init_state)
-            obs, info = super().reset(seed=seed, **kwargs)
+            # A hard reset rebuilds the model, which the constructor has just built: the first reset of a
+            # new env is a soft one (the episode is the same - tests/test_phase3_env.py checks it).
+            inner = self._env.env
+            first, self._fresh = getattr(self, "_fresh", True), False
+            if first and inner.hard_reset:
+                inner.hard_reset = False
+                try:
+                    obs, info = super().reset(seed=seed, **kwargs)
+                finally:
+                    inner.hard_reset = True
+            else:
+                obs, info = super().reset(seed=seed, **kwargs)
             self.raw_obs = self._env.env._get_observations()  # cached observables: no second render
             return obs, info
 
