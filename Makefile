@@ -5,9 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test data clean-venv
+.PHONY: setup demo test data libero clean-venv
 
-setup: $(STAMP) data
+setup: $(STAMP) data libero
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: install python3.11 or run 'make PYTHON=/path/to/python3.11 setup'"; exit 1; }
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 # Fashion-MNIST ships as a Debian package; install it where we are root with apt, else explain.
 data:
 	@bash scripts/get_data.sh
+
+# Off-screen GL for LIBERO (libegl1, libgl1-mesa-dri, libosmesa6) where we are root with apt, else explain.
+libero: $(STAMP)
+	@bash scripts/setup_libero.sh
 
 demo: setup
 	$(PY) -m phase0_diffusion.demo

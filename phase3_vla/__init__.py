@@ -1,1 +1,2 @@
-"""SmolVLA finetuning with LoRA on LIBERO. Not implemented yet: see README.md."""
+"""Phase 3: VLA finetuning on LIBERO. So far: LIBERO offline (libero_env), the scripted LIBERO-Object expert
+(expert, expert_eval) and its demonstrations as LeRobotDatasets (collect, staging, dataset). See README.md."""

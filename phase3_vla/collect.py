@@ -1,13 +1,13 @@
 """Expert demonstrations of LIBERO-Object as LeRobotDatasets v3: 9 base tasks and the held-out new task.
 
     python -m phase3_vla.collect                       # profile cpu: 20 demos x 9 base tasks + 50 of the new task
-    python -m phase3_vla.collect profile=smoke         # 1 demo of 1 base task + 1 of the new task (tests)
-    python -m phase3_vla.collect profile=full          # 50 demos per task, more workers (GPU machines / many cores)
+    python -m phase3_vla.collect profile=smoke         # 1 demo of base task 2 + 1 of the new task (tests)
+    python -m phase3_vla.collect profile=full          # 50 per base task, 100 of the new task, 256 px, 1 worker/core
     python -m phase3_vla.collect workers=2 libero.image_size=256
     python -m phase3_vla.collect --verify              # check every staged file, collect nothing
     python -m phase3_vla.collect repair=true           # delete corrupt staged files and play them again
 
-Rendering both cameras costs ~15 s per episode on one CPU core (~90% of it is MuJoCo's software GL), so
+Rendering both cameras costs ~15-26 s per episode on one CPU core (~90% of it is MuJoCo's software GL), so
 attempts run in `workers` parallel processes, each building its own env. Attempt a of task t starts
 from the task's fixed initial state a mod 50 with the expert's randomization seeded by (seed, t, a);
 it is staged on its own, atomically, the moment it ends (staging.py): a success as a compressed .npz,

@@ -76,6 +76,9 @@ def write_lerobot_dataset(root: Path, repo_id: str, demos: Iterable, fps: int = 
         if ds is not None:
             ds.stop_image_writer()
         raise
+    images = tmp / "images"  # lerobot's temporary PNGs, embedded in the parquet files by now
+    if images.is_dir() and not any(p.is_file() for p in images.rglob("*")):
+        shutil.rmtree(images)
     old = root.with_name(root.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if root.exists():

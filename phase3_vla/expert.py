@@ -224,7 +224,7 @@ def run_episode(env, expert: PickPlaceExpert, init_state: int, max_steps: int, r
     for _ in range(max_steps):
         action = expert.act(env.raw_obs)
         if record:
-            result.frames.append(frame_of(env, obs))
+            result.frames.append(frame_of(obs))
             result.actions.append(action.astype(np.float32))
         result.phases.append(expert.phase)
         obs, _, terminated, _, info = env.step(action)

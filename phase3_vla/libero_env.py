@@ -228,10 +228,6 @@ def prepare(cfg: LiberoConfig | None = None) -> AssetSource:
     return source
 
 
-def prepared_info() -> dict:
-    return {k: str(v) for k, v in _prepared.items() if k != "key"}
-
-
 def get_suite(cfg: LiberoConfig):
     prepare(cfg)
     from libero.libero import benchmark
@@ -240,7 +236,7 @@ def get_suite(cfg: LiberoConfig):
 
 
 def task_info(cfg: LiberoConfig) -> list[dict]:
-    """[{task_id, name, instruction, target, init_states}] for every task of the suite (no env is built)."""
+    """[{task_id, name, instruction}] for every task of the suite (no env is built)."""
     suite = get_suite(cfg)
     out = []
     for i in range(suite.n_tasks):
@@ -400,7 +396,7 @@ def make_env(cfg: LiberoConfig, task_id: int, cameras: bool = True, suite=None):
         raise
 
 
-def frame_of(env, obs: dict) -> dict:
+def frame_of(obs: dict) -> dict:
     """What a dataset frame stores: both images flipped upright (uint8 HWC) and the 8-d state."""
     out = {"state": state8(obs["robot_state"])}
     for raw_name, key in CAMERAS.items():

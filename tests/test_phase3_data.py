@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,7 +126,7 @@ def test_writer_round_trips_through_lerobot(tmp_path):
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """profile=smoke (task 9 = new, task 0 = base, 1 demo each), SIGKILLed right after the first kept
+    """profile=smoke (task 9 = new, task 2 = base, 1 demo each), SIGKILLed right after the first kept
     attempt (the new task's), then continued by the same command in this process."""
     out = tmp_path_factory.mktemp("demos")
     env = subprocess_env(**{staging.FAULT_ENV: "9:0:after"})
@@ -138,24 +137,26 @@ def smoke(tmp_path_factory):
     return {"out": out, "first": first, "summary": summary}
 
 
+@pytest.mark.slow
 def test_smoke_collect_resumes_after_kill(smoke):
     out, first, s = smoke["out"], smoke["first"], smoke["summary"]
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     assert "round 1: 2 attempt(s)" in first.stdout
     # The second run played only what the first had not kept, and both datasets exist.
     assert s["this_run"]["played"] == 1 and s["this_run"]["successes"] == 1
-    assert {t["task_id"]: t["kept"] for t in s["tasks"]} == {9: 1, 0: 1}
-    assert staging.demo_path(out / "staging", 9, 0).exists() and staging.demo_path(out / "staging", 0, 0).exists()
+    assert {t["task_id"]: t["kept"] for t in s["tasks"]} == {9: 1, 2: 1}
+    assert staging.demo_path(out / "staging", 9, 0).exists() and staging.demo_path(out / "staging", 2, 0).exists()
     assert (out / "media" / "demos.mp4").stat().st_size > 0 and (out / "media" / "demos.gif").stat().st_size > 0
     page = (out / "stats.md").read_text()
     assert "pick up the orange juice and place it in the basket" in page and "| 9 | new |" in page
     assert json.loads((out / "summary.json").read_text())["datasets"]["new"]["repo_id"] == "local/libero_object_new"
 
 
+@pytest.mark.slow
 def test_smoke_datasets_read_back_with_lerobot(smoke):
     out = smoke["out"]
     for name, task, instruction in (("new", 9, "pick up the orange juice and place it in the basket"),
-                                    ("base", 0, "pick up the alphabet soup and place it in the basket")):
+                                    ("base", 2, "pick up the salad dressing and place it in the basket")):
         demo = staging.load_demo(staging.demo_path(out / "staging", task, 0))
         ds = open_dataset(out / "lerobot" / name)
         assert ds.repo_id == f"local/libero_object_{name}"
@@ -173,6 +174,7 @@ def test_smoke_datasets_read_back_with_lerobot(smoke):
         assert np.abs(demo.action).max() <= 1.0
 
 
+@pytest.mark.slow
 def test_rerun_plays_nothing_and_keeps_the_datasets(smoke):
     out = smoke["out"]
     marker = out / "lerobot" / "new" / "meta" / "info.json"
@@ -182,10 +184,11 @@ def test_rerun_plays_nothing_and_keeps_the_datasets(smoke):
     assert marker.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_corrupt_staged_file_is_reported_by_name(smoke, tmp_path, capsys):
     out = tmp_path / "copy"
     shutil.copytree(smoke["out"] / "staging", out / "staging")
-    victim = staging.demo_path(out / "staging", 0, 0)
+    victim = staging.demo_path(out / "staging", 2, 0)
     data = bytearray(victim.read_bytes())
     data[len(data) // 3] ^= 0xFF
     victim.write_bytes(bytes(data))
@@ -199,6 +202,7 @@ def test_corrupt_staged_file_is_reported_by_name(smoke, tmp_path, capsys):
     assert e.value.code == 2 and str(victim) in err and "repair=true" in err
 
 
+@pytest.mark.slow
 def test_other_settings_are_refused(smoke, tmp_path, capsys):
     out = tmp_path / "copy"
     shutil.copytree(smoke["out"] / "staging", out / "staging")
