@@ -114,6 +114,20 @@ def _explain(e: Exception, config_dir: Path) -> tuple[str, Any, str]:
     return key, getattr(inner, "value", None) or "(see message)", f"{msg}"
 
 
+def settings_mismatch(theirs: dict, ours: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested settings dicts, as `key=theirs (this run: ours)`.
+
+    Used to refuse continuing a data set or a run with other settings, naming what differs."""
+    out = []
+    for k in sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(k), ours.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += settings_mismatch(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}={a!r} (this run: {b!r})")
+    return out
+
+
 def load_saved_config(schema: type[T], path: str | Path) -> T:
     """Rebuild a run's typed config from its saved config.yaml.
 

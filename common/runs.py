@@ -15,8 +15,10 @@ Later phases never guess paths: they call `resolve_run("phase1", "latest", requi
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from common.config import REPO_ROOT, require
 
@@ -146,3 +148,38 @@ def resolve_run(phase: str, spec: str = "latest", root: str | Path = "outputs",
     newest = max(candidates, key=lambda d: ((d / "metrics.jsonl").stat().st_mtime
                                             if (d / "metrics.jsonl").exists() else d.stat().st_mtime))
     return Run(newest, phase)
+
+
+@dataclass
+class Exported:
+    """A finished run's exported model (EMA weights, eval mode) with its typed config and metadata."""
+
+    model: Any  # torch.nn.Module
+    cfg: Any  # the phase's config dataclass, as saved by the run
+    meta: dict  # the run's export/<marker> JSON (what a loader needs besides the config)
+    run: Run
+
+
+def load_exported(phase: str, spec: str, root: str | Path, marker: str, schema: type, build: Callable,
+                  make_hint: str = "", device: Any = "cpu") -> Exported:
+    """Load `export/model.safetensors` of a run that holds `export/<marker>` (a JSON written at the end of
+    training, which also tells runs of one phase apart, e.g. diffusion.json vs regressor.json).
+
+    `build(cfg, meta)` constructs the untrained model. spec: a run folder or "latest". A missing run raises
+    ArtifactNotFoundError (with `make_hint` appended); weights that do not fit the config raise CheckpointError."""
+    from common.checkpoint import CheckpointError, load_safetensors
+    from common.config import load_saved_config
+
+    try:
+        run = resolve_run(phase, spec, root, require=f"export/{marker}")
+    except ArtifactNotFoundError as e:
+        raise ArtifactNotFoundError(f"{e} {make_hint}".strip()) from None
+    meta = json.loads((run.export_dir / marker).read_text())
+    cfg = load_saved_config(schema, run.export_dir / "config.yaml")
+    model = build(cfg, meta)
+    weights = run.export_dir / "model.safetensors"
+    try:
+        model.load_state_dict(load_safetensors(weights))
+    except RuntimeError as e:
+        raise CheckpointError(f"{weights} does not match its config.yaml: {str(e).splitlines()[0]}") from e
+    return Exported(model.to(device).eval(), cfg, meta, run)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from common.checkpoint import atomic_write
-from common.config import ConfigError, cli
+from common.config import ConfigError, cli, settings_mismatch
 from phase1_world_model.config import CollectConfig
 from phase1_world_model.envs import canonical_game, make_atari, protocol
 from phase1_world_model.policies import make_policy
@@ -89,18 +89,6 @@ def _write(path: Path, data: bytes, episode: int) -> None:
     atomic_write(path, write)
 
 
-def _mismatch(theirs: dict, ours: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two settings dicts."""
-    out = []
-    for k in sorted(set(theirs) | set(ours)):
-        a, b = theirs.get(k), ours.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _mismatch(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k}={a!r} (this run: {b!r})")
-    return out
-
-
 def _verify_report(out: Path, found: dict, corrupt: list[CorruptEpisodeError]) -> dict:
     """`verify=true`: print what is in the folder and every corrupt file; collect nothing."""
     if not out.is_dir():
@@ -124,7 +112,7 @@ def _check_existing(out: Path, found: dict, corrupt: list[CorruptEpisodeError], 
         e.path.unlink()
     keys = ("format_version", "protocol", "collection")
     for i, (_, meta) in found.items():
-        diff = _mismatch({k: meta[k] for k in keys}, {k: settings[k] for k in keys})
+        diff = settings_mismatch({k: meta[k] for k in keys}, {k: settings[k] for k in keys})
         if diff:
             raise CollectError(f"{out / episode_name(i)} was collected with other settings: {'; '.join(diff)}. "
                                f"Use the same settings to continue it, or another folder (out=...).")

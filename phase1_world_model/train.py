@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from common.checkpoint import CheckpointError, atomic_write, load_safetensors
-from common.config import ConfigError, cli, load_saved_config, to_dict
-from common.runs import ArtifactNotFoundError, Run, resolve_run
+from common.checkpoint import CheckpointError, atomic_write
+from common.config import ConfigError, cli, to_dict
+from common.runs import ArtifactNotFoundError, Exported, load_exported
 from common.trainer import Hook, Trainer, setup_run
 from phase1_world_model.config import DataSourceConfig, Phase1Config
 from phase1_world_model.dataset import AtariWorldModelDataset
@@ -86,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     if ctx.dist.is_main:  # what a loader needs besides the config: the game, its actions, the frame shape
         meta = {"kind": cfg.model.kind, "game": train.game, "num_actions": train.num_actions,
                 "action_meanings": train.action_meanings, "frame_shape": list(frame_shape),
-                "dataset": str(train.root), "train_transitions": len(train), "test_episodes": test.episodes, "trained_steps": trainer.step}
+                "dataset": str(train.root), "train_transitions": len(train), "test_episodes": test.episodes,
+                "trained_steps": trainer.step}
         atomic_write(ctx.run.export_dir / f"{cfg.model.kind}.json",
                      lambda f: f.write(json.dumps(meta, indent=2).encode()))
         print(f"phase1: done in {time.perf_counter() - t0:.0f} s at step {trainer.step}; "
@@ -96,12 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 # ----------------------------------------------------------------- loading a trained model
 
-@dataclass
-class TrainedWorldModel:
-    model: WorldModel
-    cfg: Phase1Config
-    meta: dict
-    run: Run
+TrainedWorldModel = Exported  # .model (WorldModel), .cfg (Phase1Config), .meta, .run
 
 
 def load_trained(spec: str = "latest", kind: str = "diffusion", root: str = "outputs",
@@ -109,20 +104,10 @@ def load_trained(spec: str = "latest", kind: str = "diffusion", root: str = "out
     """A finished phase 1 run of the given kind (its EMA weights, in eval mode).
 
     spec: a run folder or "latest" (the newest run of that kind). The error names the train command."""
-    try:
-        run = resolve_run("phase1", spec, root, require=f"export/{kind}.json")
-    except ArtifactNotFoundError as e:
-        extra = "" if kind == "diffusion" else " model.kind=regressor"
-        raise ArtifactNotFoundError(f"{e} For a {kind} model: python -m phase1_world_model.train profile=cpu{extra}")
-    meta = json.loads((run.export_dir / f"{kind}.json").read_text())
-    cfg = load_saved_config(Phase1Config, run.export_dir / "config.yaml")
-    model = WorldModel(cfg.model, meta["num_actions"], tuple(meta["frame_shape"]))
-    state = load_safetensors(run.export_dir / "model.safetensors")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{run.export_dir / 'model.safetensors'} does not match its config.yaml: {e}") from e
-    return TrainedWorldModel(model.to(device).eval(), cfg, meta, run)
+    extra = "" if kind == "diffusion" else " model.kind=regressor"
+    return load_exported("phase1", spec, root, f"{kind}.json", Phase1Config,
+                         lambda cfg, meta: WorldModel(cfg.model, meta["num_actions"], tuple(meta["frame_shape"])),
+                         f"For a {kind} model: python -m phase1_world_model.train profile=cpu{extra}", device)
 
 
 if __name__ == "__main__":

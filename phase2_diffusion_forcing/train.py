@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
 
 import torch
 
-from common.checkpoint import CheckpointError, atomic_write, load_safetensors
-from common.config import ConfigError, cli, load_saved_config, to_dict
-from common.runs import ArtifactNotFoundError, Run, resolve_run
+from common.checkpoint import CheckpointError, atomic_write
+from common.config import ConfigError, cli, to_dict
+from common.runs import ArtifactNotFoundError, Exported, load_exported
 from common.trainer import Hook, Trainer, setup_run
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.storage import CorruptDatasetError
@@ -103,32 +102,18 @@ def main(argv: list[str] | None = None) -> dict:
     return {"run_dir": str(ctx.run.dir), **last}
 
 
-@dataclass
-class TrainedDF:
-    model: DFWorldModel
-    cfg: Phase2Config
-    meta: dict
-    run: Run
+TrainedDF = Exported  # .model (DFWorldModel), .cfg (Phase2Config), .meta, .run
 
 
 def load_df(spec: str = "latest", objective: str = "diffusion_forcing", root: str = "outputs",
             device: str | torch.device = "cpu") -> TrainedDF:
     """A finished phase 2 run with the given objective ("latest" = the newest such run), EMA weights, eval mode.
     When there is none, the error names the training command."""
-    try:
-        run = resolve_run("phase2", spec, root, require=f"export/{objective}.json")
-    except ArtifactNotFoundError as e:
-        extra = "" if objective == "diffusion_forcing" else f" model.objective={objective} run.name=cpu_{objective}"
-        raise ArtifactNotFoundError(f"{e} For objective {objective}: "
-                                    f"python -m phase2_diffusion_forcing.train profile=cpu{extra}") from None
-    meta = json.loads((run.export_dir / f"{objective}.json").read_text())
-    cfg = load_saved_config(Phase2Config, run.export_dir / "config.yaml")
-    model = DFWorldModel(cfg.model, meta["num_actions"], tuple(meta["frame_shape"]))
-    try:
-        model.load_state_dict(load_safetensors(run.export_dir / "model.safetensors"))
-    except RuntimeError as e:
-        raise CheckpointError(f"{run.export_dir / 'model.safetensors'} does not match its config.yaml: {e}") from e
-    return TrainedDF(model.to(device).eval(), cfg, meta, run)
+    extra = "" if objective == "diffusion_forcing" else f" model.objective={objective} run.name=cpu_{objective}"
+    return load_exported("phase2", spec, root, f"{objective}.json", Phase2Config,
+                         lambda cfg, meta: DFWorldModel(cfg.model, meta["num_actions"], tuple(meta["frame_shape"])),
+                         f"For objective {objective}: python -m phase2_diffusion_forcing.train profile=cpu{extra}",
+                         device)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from common.checkpoint import atomic_write
-from common.config import ConfigError, cli
+from common.config import ConfigError, cli, settings_mismatch
 from common.runs import outputs_root
 from phase3_vla import staging
 from phase3_vla.config import CollectConfig
@@ -130,17 +130,6 @@ def collect_chunk(job: dict) -> list[dict]:
     return out
 
 
-def _mismatch(theirs: dict, ours: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(theirs) | set(ours)):
-        a, b = theirs.get(k), ours.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _mismatch(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k}={a!r} (this run: {b!r})")
-    return out
-
-
 def _check(stage: Path, found: staging.Staged, settings: dict, repair: bool) -> None:
     """Corrupt files stop the run (or are deleted with repair); every kept attempt must come from these
     settings, or the datasets would silently mix two protocols."""
@@ -154,7 +143,7 @@ def _check(stage: Path, found: staging.Staged, settings: dict, repair: bool) -> 
     for kind, store in (("demo", found.demos), ("failure", found.failures)):
         for t, attempts in store.items():
             for a, meta in attempts.items():
-                diff = _mismatch(meta.get("settings", {}), settings)
+                diff = settings_mismatch(meta.get("settings", {}), settings)
                 if diff:
                     path = staging.demo_path(stage, t, a) if kind == "demo" else staging.failed_path(stage, t, a)
                     raise CollectError(f"{path} was collected with other settings: {'; '.join(diff[:4])}"
