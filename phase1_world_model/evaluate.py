@@ -39,7 +39,7 @@ from common.runs import ArtifactNotFoundError
 from common.system import select_device
 from phase1_world_model.config import DataSourceConfig, EvaluateConfig
 from phase1_world_model.dataset import AtariWorldModelDataset
-from phase1_world_model.metrics import frame_metrics, summarize
+from phase1_world_model.metrics import fmt, frame_metrics, summarize
 from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
 from phase1_world_model.storage import CorruptDatasetError
 from phase1_world_model.train import TrainedWorldModel, dataset_folder, load_trained
@@ -238,12 +238,6 @@ def _plots(results: dict, out_dir: Path) -> list[str]:
     return paths
 
 
-def _fmt(v: list[float], k: str) -> str:
-    mean, se = v
-    digits = 4 if k == "mse" else 3 if k in ("ssim", "sharpness_ratio") else 2
-    return f"{mean:.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{mean:.{digits}f}"
-
-
 def tables(results: dict, diff: TrainedWorldModel) -> str:
     """Markdown tables of results.json (what the README shows)."""
     hs = results["horizons"]
@@ -255,7 +249,7 @@ def tables(results: dict, diff: TrainedWorldModel) -> str:
         lines += [f"**{k}** by horizon", "", "| method | " + " | ".join(f"h={h}" for h in hs) + " |",
                   "|---|" + "---|" * len(hs)]
         for name, m in results["methods"].items():
-            lines.append(f"| {name} | " + " | ".join(_fmt(m[k][h], k) for h in hs) + " |")
+            lines.append(f"| {name} | " + " | ".join(fmt(m[k][h], k) for h in hs) + " |")
         lines.append("")
     lines += ["| method | generation time | frames/s (batch %d) |" % results["config"]["batch"], "|---|---|---|"]
     for name, m in results["methods"].items():
@@ -269,8 +263,8 @@ def tables(results: dict, diff: TrainedWorldModel) -> str:
                   "|---|---|---|" + "---|" * (2 * len(sh) + 1)]
         for r in results["steps_sweep"]:
             lines.append(f"| {r['solver']} | {r['steps']} | {r['nfe']} | "
-                         + " | ".join(_fmt(r["psnr"][h], "psnr") for h in sh) + " | "
-                         + " | ".join(_fmt(r["sharpness_ratio"][h], "sharpness_ratio") for h in sh)
+                         + " | ".join(fmt(r["psnr"][h], "psnr") for h in sh) + " | "
+                         + " | ".join(fmt(r["sharpness_ratio"][h], "sharpness_ratio") for h in sh)
                          + f" | {r['frames_per_s']:.1f} |")
         lines.append("")
     if results.get("shuffled_actions"):
@@ -281,8 +275,8 @@ def tables(results: dict, diff: TrainedWorldModel) -> str:
                   + " |", "|---|" + "---|" * (2 * len(sh))]
         for name, key in (("real", "shuffled_actions_reference"), ("shuffled", "shuffled_actions")):
             r = results[key]
-            lines.append(f"| {name} | " + " | ".join(_fmt(r["psnr"][h], "psnr") for h in sh) + " | "
-                         + " | ".join(_fmt(r["ssim"][h], "ssim") for h in sh) + " |")
+            lines.append(f"| {name} | " + " | ".join(fmt(r["psnr"][h], "psnr") for h in sh) + " | "
+                         + " | ".join(fmt(r["ssim"][h], "ssim") for h in sh) + " |")
         lines.append("")
     if results.get("reward_end"):
         lines += ["**Reward / end head** on every held-out transition (real next frame)", "",

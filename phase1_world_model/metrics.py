@@ -89,3 +89,10 @@ def summarize(values: torch.Tensor) -> tuple[float, float]:
     v = values.double()
     n = v.shape[0]
     return float(v.mean()), float(v.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
+
+
+def fmt(mean_se: list[float] | tuple[float, float], metric: str) -> str:
+    """'mean ± s.e.' with as many digits as the metric needs (4 for MSE, 3 for ratios, 2 for dB)."""
+    mean, se = mean_se
+    d = 4 if metric == "mse" else 3 if metric in ("ssim", "sharpness_ratio", "drift") else 2
+    return f"{mean:.{d}f} ± {se:.{d}f}" if math.isfinite(se) else f"{mean:.{d}f}"

@@ -38,7 +38,7 @@ from common.logger import LogConfig, RunLogger
 from common.runs import ArtifactNotFoundError
 from common.system import select_device
 from phase1_world_model.dataset import AtariWorldModelDataset
-from phase1_world_model.metrics import color_tv, frame_metrics, summarize
+from phase1_world_model.metrics import color_tv, fmt, frame_metrics, summarize
 from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
 from phase1_world_model.storage import CorruptDatasetError
 from phase1_world_model.train import dataset_folder, load_trained
@@ -208,12 +208,6 @@ def _plots(results: dict, out_dir: Path) -> list[str]:
     return [str(p1), str(p2)]
 
 
-def _fmt(v, k: str) -> str:
-    mean, se = v
-    d = 4 if k == "mse" else 3 if k in ("ssim", "sharpness_ratio", "drift") else 2
-    return f"{mean:.{d}f} ± {se:.{d}f}" if np.isfinite(se) else f"{mean:.{d}f}"
-
-
 def tables(results: dict) -> str:
     L, hs = results["window"], results["horizons"]
     label = lambda h: f"h={h}" + (f" ({h // L}L)" if h % L == 0 else "")
@@ -224,7 +218,7 @@ def tables(results: dict) -> str:
     for k in METRICS:
         lines += [f"**{k}**", "", "| method | " + " | ".join(label(h) for h in hs) + " |", "|---|" + "---|" * len(hs)]
         for name, m in results["methods"].items():
-            lines.append(f"| {name} ({m['description']}) | " + " | ".join(_fmt(m[k][h], k) for h in hs) + " |")
+            lines.append(f"| {name} ({m['description']}) | " + " | ".join(fmt(m[k][h], k) for h in hs) + " |")
         lines.append("")
     lines += ["| method | generation time |", "|---|---|"]
     lines += [f"| {n} | {m['seconds']:.0f} s |" for n, m in results["methods"].items()]
@@ -233,8 +227,8 @@ def tables(results: dict) -> str:
         lines += ["", f"**Ablation: {x}** ({'autoregressive schedule' if x == 'stabilization' else 'pyramid, σ_stab=' + str(results['config']['stabilization'])}), at h={Ha}", "",
                   f"| {x} | PSNR | SSIM | drift | sharpness | PSNR averaged over h=1..{Ha} |", "|---|---|---|---|---|---|"]
         for r in results[key]:
-            lines.append(f"| {r[x]} | {_fmt(r['psnr'], 'psnr')} | {_fmt(r['ssim'], 'ssim')} | {_fmt(r['drift'], 'drift')} "
-                         f"| {_fmt(r['sharpness_ratio'], 'sharpness_ratio')} | {r['psnr_mean_over_horizon']:.2f} |")
+            lines.append(f"| {r[x]} | {fmt(r['psnr'], 'psnr')} | {fmt(r['ssim'], 'ssim')} | {fmt(r['drift'], 'drift')} "
+                         f"| {fmt(r['sharpness_ratio'], 'sharpness_ratio')} | {r['psnr_mean_over_horizon']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
