@@ -3,13 +3,18 @@
 The simulator (`LiberoConfig`, read by `libero_env.prepare` / `libero_env.make_env`), the scripted expert
 (`ExpertConfig`, read by `expert.PickPlaceExpert`), its success-rate command (`ExpertEvalConfig`,
 `python -m phase3_vla.expert_eval`) and the demonstration collector (`CollectConfig`,
-`python -m phase3_vla.collect`).
+`python -m phase3_vla.collect`). Then the policy and its commands: `Phase3Config` (SmolVLA's `PolicyConfig`
+and `BackboneConfig`, `FinetuneSettings`, `EvalSettings`, `ExperimentsSettings`), one schema for
+`python -m phase3_vla.train | finetune | eval | experiments`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from common.config import choice, require
+from common.logger import LogConfig
+from common.runs import RunConfig
+from common.trainer import TrainConfig
 
 SUITES = ("libero_object",)  # the expert only knows pick-and-place-into-the-basket
 GL_BACKENDS = ("auto", "egl", "osmesa", "glx")
@@ -149,3 +154,222 @@ class CollectConfig:
         require(self.seed >= 0, "seed", self.seed, "must be >= 0")
         require("/" in self.repo_prefix and not self.repo_prefix.endswith("/"), "repo_prefix", self.repo_prefix,
                 "an 'owner/name' prefix like local/libero_object")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Policy, finetuning, evaluation and the experiments: one schema, `Phase3Config`, shared by
+# `python -m phase3_vla.train | finetune | eval | experiments`, so that one profile file
+# (configs/phase3/profile/<name>.yaml) sizes all four coherently; each command reads the sections named in
+# its docstring and records the whole config in its run.
+
+GENERATE = "generate"
+METHODS = ("lora", "full")
+NORMALIZATIONS = ("base", "new")
+
+
+@dataclass
+class BackboneConfig:
+    """The VLM SmolVLA is built on. `source=generate` writes a SmolVLM-style folder (config, processor,
+    tokenizer, no weights) so SmolVLA can be built with no download; its weights start random and are
+    trained by `phase3_vla.train`. Any other source is a hub id or a local folder of a real SmolVLM."""
+
+    # generate | a hub id (HuggingFaceTB/SmolVLM2-500M-Video-Instruct, SmolVLA's own) | a folder holding one
+    source: str = GENERATE
+    folder: str = ""  # generate only: where it is written; "" = <run.root>/phase3/backbones/<name>-<digest>
+    # The sizes of a generated backbone (ignored for a real one). Text model = Llama, vision = SmolVLM's SigLIP.
+    text_hidden: int = 128  # width of the language model; the action expert is expert_width_multiplier x this
+    text_layers: int = 4  # decoder layers; SmolVLA uses the first policy.num_vlm_layers of them
+    text_heads: int = 4  # attention heads (head_dim = text_hidden / text_heads)
+    text_kv_heads: int = 2  # key/value heads (grouped-query attention, as SmolVLM2)
+    text_intermediate: int = 0  # MLP width; 0 = 4 x text_hidden
+    vision_hidden: int = 64  # width of the vision encoder
+    vision_layers: int = 2
+    vision_heads: int = 2
+    vision_intermediate: int = 0  # 0 = 4 x vision_hidden
+    patch_size: int = 16  # pixels per patch side (SmolVLM2: 16); the image side is policy.image_size
+    scale_factor: int = 2  # pixel-shuffle factor of the connector: tokens per image = (side/patch/scale)^2
+    vocab_size: int = 512  # BPE vocabulary trained on LIBERO instructions (incl. SmolVLM's special tokens)
+
+    def check(self) -> None:
+        require(bool(self.source), "source", self.source, "generate, a hub id or a folder")
+        for k in ("text_hidden", "text_layers", "text_heads", "text_kv_heads", "vision_hidden", "vision_layers",
+                  "vision_heads", "patch_size", "scale_factor"):
+            require(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
+        require(self.text_hidden % self.text_heads == 0, "text_hidden", self.text_hidden,
+                f"must be a multiple of text_heads={self.text_heads}")
+        require(self.text_heads % self.text_kv_heads == 0, "text_kv_heads", self.text_kv_heads,
+                f"must divide text_heads={self.text_heads}")
+        require(self.vision_hidden % self.vision_heads == 0, "vision_hidden", self.vision_hidden,
+                f"must be a multiple of vision_heads={self.vision_heads}")
+        require(self.text_intermediate >= 0 and self.vision_intermediate >= 0, "text_intermediate",
+                self.text_intermediate, "must be >= 0 (0 = 4 x hidden)")
+        require(128 <= self.vocab_size <= 65536, "vocab_size", self.vocab_size, "must be in [128, 65536]")
+
+
+@dataclass
+class PolicyConfig:
+    """lerobot's SmolVLA (SmolVLAConfig / SmolVLAPolicy) as built by `phase3_vla.train`. Fields map onto
+    SmolVLAConfig; the defaults here are the cpu scale, lerobot's own defaults are noted per field."""
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    # Start from these SmolVLA weights: "" = random init (what "pretrained" means here: trained by
+    # phase3_vla.train on the base tasks); lerobot/smolvla_base or a folder saved by save_pretrained (hub access).
+    init: str = ""
+    image_size: int = 128  # both cameras are resized with padding to this square (lerobot: 512)
+    chunk_size: int = 50  # actions predicted per call (lerobot: 50)
+    n_action_steps: int = 50  # actions of a chunk executed before predicting again (lerobot: 50)
+    num_steps: int = 10  # flow-matching Euler steps at inference (lerobot: 10)
+    num_vlm_layers: int = 0  # first layers of the backbone's text model used; 0 = all (lerobot: 16 of 32)
+    num_expert_layers: int = 0  # action-expert layers; 0 = as many as the VLM layers (lerobot: -1, the same)
+    expert_width_multiplier: float = 0.75  # expert width / VLM width (lerobot: 0.75)
+    self_attn_every_n_layers: int = 2  # expert layers alternate self- and cross-attention (lerobot: 2)
+    tokenizer_max_length: int = 48  # instruction tokens (lerobot: 48)
+    # lerobot trains only the action expert (the VLM is pretrained and frozen). A generated backbone has no
+    # pretrained weights, so by default everything is trained; set both true with a real backbone + init.
+    train_expert_only: bool = False
+    freeze_vision_encoder: bool = False
+    # lerobot 0.4.4's SmolVLAPolicy.forward reads `batch["actions_id_pad"]` (sic) and so never masks the
+    # action steps padded past an episode's end; true passes the dataset's `action_is_pad` under that name.
+    mask_padded_actions: bool = False
+
+    def check(self) -> None:
+        require(16 <= self.image_size <= 1024, "image_size", self.image_size, "must be in [16, 1024] pixels")
+        require(self.chunk_size >= 1 and 1 <= self.n_action_steps <= self.chunk_size, "n_action_steps",
+                self.n_action_steps, f"must be in [1, chunk_size={self.chunk_size}]")
+        require(self.num_steps >= 1 and self.tokenizer_max_length >= 4, "num_steps", self.num_steps,
+                "num_steps >= 1 and tokenizer_max_length >= 4")
+        require(self.num_vlm_layers >= 0 and self.num_expert_layers >= 0, "num_vlm_layers", self.num_vlm_layers,
+                "num_vlm_layers and num_expert_layers must be >= 0 (0 = automatic)")
+        require(0 < self.expert_width_multiplier <= 4, "expert_width_multiplier", self.expert_width_multiplier,
+                "must be in (0, 4]")
+        b = self.backbone
+        if b.source == GENERATE:
+            require(self.image_size % b.patch_size == 0 and (self.image_size // b.patch_size) % b.scale_factor == 0,
+                    "image_size", self.image_size, f"must be a multiple of backbone.patch_size x backbone.scale_factor "
+                    f"= {b.patch_size * b.scale_factor} (the connector folds patches into tokens)")
+            require(self.num_vlm_layers <= b.text_layers, "num_vlm_layers", self.num_vlm_layers,
+                    f"must be <= backbone.text_layers={b.text_layers} (0 = all)")
+            require(int(b.text_hidden * self.expert_width_multiplier) % 2 == 0, "expert_width_multiplier",
+                    self.expert_width_multiplier, "expert width (text_hidden x this) must be even (sinusoidal time embedding)")
+
+
+@dataclass
+class DemoDataConfig:
+    """Which demonstrations: the LeRobotDatasets written by `python -m phase3_vla.collect`."""
+
+    demos: str = "cpu"  # collection (its profile name): <root>/phase3/demos/<demos>/lerobot/{base,new}
+    root: str = "outputs"  # outputs root of the collection, relative to the repo root unless absolute
+    base_folder: str = ""  # an explicit LeRobotDataset folder for base training; "" = from `demos`
+    new_folder: str = ""  # an explicit LeRobotDataset folder of the new task; "" = from `demos`
+
+    def check(self) -> None:
+        require("/" not in self.demos and bool(self.demos), "demos", self.demos, "a collection name like cpu or smoke")
+
+
+@dataclass
+class LoraSettings:
+    """peft's LoraConfig, built here (lerobot 0.4.4's --peft flags have no lora_alpha)."""
+
+    r: int = 16  # rank of the update B @ A
+    alpha: float = 0.0  # scale = alpha / r; 0 = 2 x r (the same scale 2 for every rank of the ablation)
+    dropout: float = 0.05  # dropout on the adapter's input
+    # A regex matched against full module names (peft's rule for a string); "" = lerobot's SmolVLA default:
+    # the action expert's q/v projections and the state/action/time projections.
+    target_modules: str = ""
+    modules_to_save: list[str] = field(default_factory=list)  # modules trained in full beside the adapters
+
+    def check(self) -> None:
+        require(1 <= self.r <= 1024, "r", self.r, "must be in [1, 1024]")
+        require(self.alpha >= 0, "alpha", self.alpha, "must be >= 0 (0 = 2 x r)")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
+
+
+@dataclass
+class FinetuneSettings:
+    """`python -m phase3_vla.finetune`: adapt a base run to the new task."""
+
+    method: str = "lora"  # lora (peft adapters only) | full (every parameter the base run trained)
+    base: str = ""  # the base run: a run folder, or a run name under <run.root>/phase3/; "" = base-<profile>
+    num_demos: int = 50  # the first N episodes of the new task's dataset (ablation 5/10/25/50); 0 = all
+    # Normalization statistics of state and action: base = the base run's (same action space, and what the
+    # adapted weights were trained with) | new = computed on the selected episodes of the new task.
+    normalization: str = "base"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        max_steps=1000, batch_size=8, lr=1e-4, warmup_steps=50, ema_decay=0.0, ckpt_every=250, schedule="cosine"))
+
+    def check(self) -> None:
+        choice("method", self.method, METHODS)
+        choice("normalization", self.normalization, NORMALIZATIONS)
+        require(self.num_demos >= 0, "num_demos", self.num_demos, "must be >= 0 (0 = every episode)")
+
+
+@dataclass
+class EvalSettings:
+    """`python -m phase3_vla.eval`: success rate in LIBERO from the suite's fixed initial states."""
+
+    run: str = ""  # the run to evaluate (base, lora or full): a folder or a name under <run.root>/phase3/; "" = base-<profile>
+    tasks: list[int] = field(default_factory=lambda: [9])  # LIBERO-Object task ids (9 = the new task)
+    episodes: int = 10  # per task; episode i starts from fixed initial state i (+ lerobot's settle steps)
+    videos: int = 2  # episodes per task written as MP4 + GIF (agent view | wrist), the first ones; -1 = all
+    n_action_steps: int = 0  # actions of each predicted chunk executed; 0 = the policy's own (lerobot's rule)
+    seed: int = 0  # flow-matching noise of episode i of task t is seeded by (seed, t, i)
+    out: str = ""  # "" = <run>/eval/
+    progress: bool = True  # one line per episode
+    # The simulator; its image_size is not read: cameras render at the size of the policy's training images.
+    libero: LiberoConfig = field(default_factory=LiberoConfig)
+
+    def check(self) -> None:
+        require(len(self.tasks) >= 1 and all(0 <= t < NUM_TASKS for t in self.tasks), "tasks", self.tasks,
+                f"a non-empty list of task ids in [0, {NUM_TASKS - 1}]")
+        require(1 <= self.episodes <= 50, "episodes", self.episodes, "must be in [1, 50] (LIBERO has 50 init states)")
+        require(self.videos >= -1 and self.n_action_steps >= 0, "videos", self.videos,
+                "videos >= -1 (-1 = all) and n_action_steps >= 0")
+
+
+@dataclass
+class ExperimentsSettings:
+    """`python -m phase3_vla.experiments`: the README's experiments, in order, reusing finished runs."""
+
+    base_tasks: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6, 7, 8])  # evaluated for the base model
+    new_task: int = 9
+    base_episodes: int = 3  # eval episodes per base task (~25 s each with cameras on CPU)
+    new_episodes: int = 10  # eval episodes per cell on the new task
+    demos: list[int] = field(default_factory=lambda: [5, 10, 25, 50])  # demo-count ablation (LoRA)
+    ranks: list[int] = field(default_factory=lambda: [4, 16, 64])  # rank ablation (LoRA, main_demos demos)
+    main_rank: int = 16  # the LoRA of experiment 2 (and of the demo ablation)
+    main_demos: int = 50  # demos of experiment 2 (and of the rank ablation)
+    # Which steps to run: base, zeroshot, lora, full, demos, ranks; [] = all, in that order.
+    only: list[str] = field(default_factory=list)
+    out: str = ""  # results.md / results.json; "" = <run.root>/phase3/experiments/<profile>/
+    plan: bool = False  # print the steps and whether each is done, run nothing (also `--plan`)
+
+    def check(self) -> None:
+        steps = ("base", "zeroshot", "lora", "full", "demos", "ranks")
+        require(all(s in steps for s in self.only), "only", self.only, f"a subset of {', '.join(steps)}")
+        require(self.base_episodes >= 1 and self.new_episodes >= 1, "new_episodes", self.new_episodes,
+                "base_episodes and new_episodes must be >= 1")
+        require(all(d >= 1 for d in self.demos) and all(r >= 1 for r in self.ranks), "demos", self.demos,
+                "demo counts and ranks must be >= 1")
+        require(0 <= self.new_task < NUM_TASKS and self.new_task not in self.base_tasks, "new_task", self.new_task,
+                "a task id in [0, 9] that is not among base_tasks")
+
+
+@dataclass
+class Phase3Config:
+    """Shared by `python -m phase3_vla.train` (run, log, data, policy, train), `finetune` (run, log, data,
+    finetune), `eval` (run.device/threads/root, eval) and `experiments` (all of them, plus experiments)."""
+
+    run: RunConfig = field(default_factory=RunConfig)  # run.name "" = a name made from the settings (base-cpu, ...)
+    log: LogConfig = field(default_factory=lambda: LogConfig(log_every=20))
+    data: DemoDataConfig = field(default_factory=DemoDataConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    # Base training. lerobot's SmolVLA recipe: AdamW lr 1e-4, betas (0.9, 0.95), weight decay 1e-10, grad clip
+    # 10, cosine decay with warm-up; no EMA.
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        max_steps=4000, batch_size=8, lr=1e-4, betas=(0.9, 0.95), weight_decay=1e-10, warmup_steps=200,
+        schedule="cosine", grad_clip=10.0, ema_decay=0.0, ckpt_every=500))
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    experiments: ExperimentsSettings = field(default_factory=ExperimentsSettings)
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full

@@ -1,0 +1,292 @@
+"""lerobot's SmolVLA on a local backbone: build, LoRA-wrap, save and reload it in lerobot's own formats.
+
+    from phase3_vla.config import PolicyConfig
+    from phase3_vla.dataset import open_dataset
+    from phase3_vla.policy import build_policy
+    ds = open_dataset("outputs/phase3/demos/cpu/lerobot/base")
+    policy, pre, post = build_policy(PolicyConfig(), ds.meta, device=torch.device("cpu"))   # SmolVLAPolicy + processors
+    action = post(policy.select_action(pre(observation)))       # (1, 7), what LIBERO takes
+
+Everything here is lerobot's or peft's: `SmolVLAConfig` / `SmolVLAPolicy`, `make_pre_post_processors`
+(SmolVLA's pipeline: batch dimension, newline, tokenizer, device, mean/std normalization of state and action,
+and the unnormalizer after the model), `save_pretrained` / `from_pretrained`, `PreTrainedPolicy.wrap_with_peft`
+with a `peft.LoraConfig` built here (lerobot 0.4.4's flags have no lora_alpha), `PeftModel.from_pretrained`.
+What this module adds: the backbone folder (backbone.py), the features read from a LeRobotDataset, the
+training wrapper `PolicyModule` (the project's Trainer convention), and error messages that say what to do.
+
+Saved layouts (lerobot's):
+    <dir>/config.json, model.safetensors, policy_preprocessor*.json/.safetensors, policy_postprocessor*   full policy
+    <dir>/adapter_config.json (base_model_name_or_path = the base policy folder), adapter_model.safetensors,
+          config.json (use_peft=true), processors                                                        LoRA adapter
+Both load with lerobot (`SmolVLAPolicy.from_pretrained`, or `make_policy` with `pretrained_path` + `use_peft`).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from phase3_vla.backbone import BackboneError, how_to_supply, regenerate_from, resolve_backbone
+from phase3_vla.config import GENERATE, LoraSettings, PolicyConfig
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched unless asked (HF_HUB_OFFLINE=0 for the full profile)
+
+
+class BaseRunMissingError(FileNotFoundError):
+    """A LoRA adapter's base policy is gone; the message names the command that makes it."""
+
+
+def policy_features(meta) -> tuple[dict, dict]:
+    """(input_features, output_features) of a LeRobotDataset, as lerobot's make_policy derives them."""
+    from lerobot.configs.types import FeatureType
+    from lerobot.datasets.utils import dataset_to_policy_features
+
+    feats = dataset_to_policy_features(meta.features)
+    out = {k: f for k, f in feats.items() if f.type is FeatureType.ACTION}
+    return {k: f for k, f in feats.items() if k not in out}, out
+
+
+def smolvla_config(p: PolicyConfig, vlm_model_name: str, input_features: dict, output_features: dict,
+                   device: torch.device):
+    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+
+    real_backbone = p.backbone.source != GENERATE
+    return SmolVLAConfig(
+        vlm_model_name=vlm_model_name,
+        # A real backbone without a SmolVLA init starts from its pretrained weights (lerobot's recipe for a
+        # new SmolVLA); with an init, those weights come from the init's own file instead.
+        load_vlm_weights=real_backbone and not p.init,
+        input_features=input_features, output_features=output_features, device=device.type,
+        chunk_size=p.chunk_size, n_action_steps=p.n_action_steps, num_steps=p.num_steps,
+        resize_imgs_with_padding=(p.image_size, p.image_size),
+        num_vlm_layers=p.num_vlm_layers or -1,  # lerobot keeps the first n layers when n > 0
+        num_expert_layers=p.num_expert_layers or -1, expert_width_multiplier=p.expert_width_multiplier,
+        self_attn_every_n_layers=p.self_attn_every_n_layers, tokenizer_max_length=p.tokenizer_max_length,
+        train_expert_only=p.train_expert_only, freeze_vision_encoder=p.freeze_vision_encoder,
+        push_to_hub=False)
+
+
+def build_policy(p: PolicyConfig, meta, device: torch.device, root: str | Path = "outputs"):
+    """A new SmolVLAPolicy for a dataset's features (random init, or `p.init`'s weights), with lerobot's
+    processors normalizing by the dataset's statistics. Returns (policy, preprocessor, postprocessor)."""
+    from lerobot.policies.factory import make_pre_post_processors
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+    vlm = resolve_backbone(p.backbone, p.image_size, root)
+    cfg = smolvla_config(p, vlm, *policy_features(meta), device)
+    with _quiet("Reducing the number of VLM layers"):
+        if p.init:
+            try:
+                policy = SmolVLAPolicy.from_pretrained(p.init, config=cfg)
+            except (OSError, ValueError) as e:  # offline / not cached / no such folder
+                raise BackboneError(f"policy.init={p.init}: cannot load SmolVLA weights ({type(e).__name__}: "
+                                    f"{str(e).splitlines()[0]}). {how_to_supply(p.init, 'policy.init')}") from None
+        else:
+            policy = SmolVLAPolicy(cfg)
+    freeze_unused(policy)
+    pre, post = make_pre_post_processors(cfg, dataset_stats=meta.stats)
+    return policy.to(device), pre, post
+
+
+def freeze_unused(policy) -> None:
+    """Freeze what SmolVLA never uses: the last VLM layer's query, output and MLP (only its keys and values
+    feed the action expert) and the final norm. lerobot's `set_requires_grad` means to freeze the last layer
+    and the norm when the VLM trains, but its name patterns (`text_model.model.layers.N.`) do not match
+    transformers 4.57's SmolVLM names (`model.text_model.layers.N.`), so only the LM head ends up frozen.
+    These parameters get no gradient either way (a test checks), so training is unchanged; what changes
+    is that the trainable-parameter counts are true, and DDP finds no unused parameter."""
+    text = policy.model.vlm_with_expert.get_vlm_model().text_model
+    for name, param in text.layers[-1].named_parameters():
+        if not name.startswith(("self_attn.k_proj", "self_attn.v_proj", "input_layernorm")):
+            param.requires_grad_(False)
+    text.norm.requires_grad_(False)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    params = list(model.parameters())
+    return sum(q.numel() for q in params if q.requires_grad), sum(q.numel() for q in params)
+
+
+def base_policy(model: nn.Module):
+    """The SmolVLAPolicy inside a peft wrapper (or the policy itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+# ------------------------------------------------------------------------------------------------ LoRA
+
+def lora_config(policy, s: LoraSettings):
+    """peft's LoraConfig; target modules default to lerobot's choice for SmolVLA (its
+    `_get_default_peft_targets`: the action expert's q/v projections + state/action/time projections)."""
+    from peft import LoraConfig
+
+    targets = s.target_modules or policy._get_default_peft_targets()["target_modules"]
+    return LoraConfig(r=s.r, lora_alpha=s.alpha or 2 * s.r, lora_dropout=s.dropout, target_modules=targets,
+                      modules_to_save=list(s.modules_to_save) or None, bias="none")
+
+
+def wrap_lora(policy, s: LoraSettings):
+    """lerobot's `wrap_with_peft` (freezes the policy, injects the adapters, marks config.use_peft). It refuses a
+    policy without `config.pretrained_path`: load the base with `load_policy`, which sets it."""
+    # SmolVLA also warns "Training SmolVLA from scratch using PEFT" whenever load_vlm_weights is false; here the
+    # weights are the base run's (config.pretrained_path), so the warning does not apply.
+    with _quiet("from scratch using PEFT"):
+        return policy.wrap_with_peft(peft_config=lora_config(policy, s))
+
+
+# ------------------------------------------------------------------------------------------------ save / load
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_policy(model: nn.Module, pre, post, folder: str | Path) -> Path:
+    """lerobot's layout into `folder`, atomically (built in `<folder>.tmp`, renamed). A full policy gets
+    config + model.safetensors; a peft model only its adapter (+ the policy config, as lerobot-train writes
+    it, so lerobot's make_policy can load it). The generated backbone's settings are copied beside them."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    policy = base_policy(model)
+    if policy is not model:
+        policy.config.save_pretrained(tmp)
+    pre.save_pretrained(tmp)
+    post.save_pretrained(tmp)
+    spec = Path(policy.config.vlm_model_name) / "backbone.json"
+    if spec.exists():
+        shutil.copy(spec, tmp / "backbone.json")
+    _replace_dir(tmp, folder)
+    return folder
+
+
+def _processors(folder: Path, cfg, device: torch.device):
+    from lerobot.policies.factory import make_pre_post_processors
+
+    return make_pre_post_processors(cfg, pretrained_path=str(folder),
+                                    preprocessor_overrides={"device_processor": {"device": device.type}})
+
+
+def load_policy(folder: str | Path, device: torch.device):
+    """A saved full policy (ours or lerobot-train's `pretrained_model/`) with its processors, in eval mode.
+    `config.pretrained_path` is set to the folder, which lerobot's wrap_with_peft requires."""
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+    folder = Path(folder).resolve()
+    if not (folder / "model.safetensors").exists():
+        raise FileNotFoundError(f"{folder} holds no saved policy (no model.safetensors)")
+    cfg = PreTrainedConfig.from_pretrained(folder)
+    vlm = Path(cfg.vlm_model_name)
+    if vlm.is_absolute() and not vlm.is_dir():
+        if not (folder / "backbone.json").exists():
+            raise BackboneError(f"{folder}: its backbone {vlm} is missing and no backbone.json is saved to rebuild it")
+        regenerate_from(folder / "backbone.json", vlm)
+    cfg.device = device.type
+    with _quiet("Reducing the number of VLM layers", "Loading weights from local directory"):
+        policy = SmolVLAPolicy.from_pretrained(folder, config=cfg)
+    freeze_unused(policy)  # from_pretrained builds the policy anew, with lerobot's requires_grad
+    policy.config.pretrained_path = folder
+    return (policy, *_processors(folder, cfg, device))
+
+
+def adapter_base(folder: str | Path) -> Path:
+    return Path(json.loads((Path(folder) / "adapter_config.json").read_text())["base_model_name_or_path"])
+
+
+def load_adapter(folder: str | Path, device: torch.device, make_base: str = ""):
+    """A saved LoRA adapter put back on its base policy (the folder recorded in adapter_config.json), with the
+    adapter run's processors. `make_base` is the command quoted when the base is missing."""
+    from peft import PeftModel
+
+    folder = Path(folder).resolve()
+    base = adapter_base(folder)
+    if not (base / "model.safetensors").exists():
+        raise BaseRunMissingError(
+            f"{folder} is a LoRA adapter of the base policy {base}, which does not exist any more. "
+            f"Make it again with: {make_base or 'python -m phase3_vla.train (the same profile and run.name)'}")
+    policy, _, _ = load_policy(base, device)
+    model = PeftModel.from_pretrained(policy, folder).to(device).eval()
+    from lerobot.configs.policies import PreTrainedConfig
+
+    return (model, *_processors(folder, PreTrainedConfig.from_pretrained(folder), device))
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+class PolicyModule(nn.Module):
+    """SmolVLA + its preprocessor in the project's Trainer convention: `forward(batch, rng) -> (loss, logs)`.
+
+    The flow-matching noise and time come from the Trainer's StepRNG (functions of seed and step), so a
+    resumed run draws what the uninterrupted run would have: time ~ Beta(1.5, 1) (lerobot's sample_time,
+    t * 0.999 + 0.001), drawn by inversion as u^(1/1.5) since Beta(a, 1) has CDF x^a.
+
+    With `adapter_only` (LoRA), `state_dict` / `load_state_dict` hold only the adapter weights (peft's
+    get/set_peft_model_state_dict): checkpoints and export/model.safetensors stay adapter-sized, and the
+    frozen base always comes from the base run.
+    """
+
+    def __init__(self, model: nn.Module, preprocessor, adapter_only: bool = False, mask_padded_actions: bool = False):
+        super().__init__()
+        self.model = model
+        self.preprocessor = preprocessor  # lerobot's pipeline (not a Module): tokenizer, device, normalization
+        self.adapter_only, self.mask_padded_actions = adapter_only, mask_padded_actions
+        self.cfg = base_policy(model).config
+
+    def forward(self, batch: dict, rng) -> tuple[torch.Tensor, dict]:
+        batch = self.preprocessor(batch)
+        if self.mask_padded_actions:
+            batch["actions_id_pad"] = batch["action_is_pad"]  # the key lerobot 0.4.4's SmolVLA reads
+        noise = rng.randn(self.cfg.chunk_size, self.cfg.max_action_dim)  # (B, chunk, 32)
+        time = rng.rand().pow(1 / 1.5) * 0.999 + 0.001  # (B,)
+        loss, _ = self.model(batch, noise=noise, time=time)
+        return loss, {}
+
+    def state_dict(self, *args, **kwargs):
+        if not self.adapter_only:
+            return super().state_dict(*args, **kwargs)
+        from peft import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.model)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        if not self.adapter_only:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(self.model, state_dict)
+        if strict and result.unexpected_keys:
+            raise RuntimeError(f"adapter checkpoint has unexpected keys: {result.unexpected_keys[:3]}")
+        return result
+
+
+@contextlib.contextmanager
+def _quiet(*fragments: str):
+    """Drop the lines lerobot prints or logs that contain these fragments (noise, or misleading here)."""
+    import io
+
+    class Drop(logging.Filter):
+        def filter(self, record):
+            return not any(f in record.getMessage() for f in fragments)
+
+    root, flt, buf = logging.getLogger(), Drop(), io.StringIO()
+    root.addFilter(flt)
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        root.removeFilter(flt)
+        kept = [line for line in buf.getvalue().splitlines() if not any(f in line for f in fragments)]
+        if kept:
+            print("\n".join(kept))

@@ -1,0 +1,281 @@
+"""Phase 3 policy: the generated backbone, SmolVLA built from it, LoRA wrapping and adapter reload, the fast
+action-chunk reader against lerobot's, train / finetune / eval / experiments at smoke scale, and lerobot's
+own `lerobot-train` on a dataset written by phase3_vla's writer.
+
+Everything runs on tiny LeRobotDatasets written here (64 px, a few frames of random images), never on the
+collected demonstrations, with the smoke profile's ~100k-parameter SmolVLA; the eval test plays one real
+LIBERO-Object episode at 64 px with a 6-step limit. Offline: HF_HUB_OFFLINE=1 and sockets blocked.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before lerobot / transformers import huggingface_hub
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import urllib3  # noqa: F401  (probes IPv6 with a socket at import: done here, outside the socket-blocked tests)
+
+from conftest import REPO, subprocess_env
+from test_phase3_data import _demo
+from common.config import load_config
+from phase3_vla import backbone, eval as evaluation, experiments, finetune, train
+from phase3_vla.config import BackboneConfig, LoraSettings, Phase3Config
+from phase3_vla.dataset import open_dataset, write_lerobot_dataset
+from phase3_vla.frames import ChunkedFrames
+from phase3_vla.policy import (BaseRunMissingError, build_policy, count_parameters, load_adapter, load_policy,
+                               save_policy, wrap_lora)
+
+NEW = "pick up the orange juice and place it in the basket"
+CPU = torch.device("cpu")
+
+
+def smoke_cfg(*overrides: str) -> Phase3Config:
+    return load_config(Phase3Config, "phase3/train", ["profile=smoke", *overrides])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Two tiny datasets like collect's: base (2 episodes of 2 tasks) and new (3 episodes of the new task)."""
+    root = tmp_path_factory.mktemp("p3data")
+    new = [_demo(9, a, steps=6, size=64) for a in range(3)]
+    for d in new:
+        d.meta["instruction"] = NEW
+    write_lerobot_dataset(root / "base", "local/test_base", [_demo(1, 0, steps=8, size=64), _demo(4, 0, steps=7, size=64)])
+    write_lerobot_dataset(root / "new", "local/test_new", new)
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory):
+    """A smoke base run trained by `python -m phase3_vla.train` (in-process)."""
+    root = tmp_path_factory.mktemp("p3runs")
+    args = ["profile=smoke", f"run.root={root}", f"data.base_folder={data / 'base'}", f"data.new_folder={data / 'new'}"]
+    out = train.main(args)
+    return {"root": root, "args": args, "base": out}
+
+
+def _raw(data, policy, n: int = 2):
+    """The first n training samples of the base dataset, collated as the Trainer's DataLoader does."""
+    ds = ChunkedFrames(open_dataset(data / "base"), policy.config.chunk_size)
+    return torch.utils.data.default_collate([ds[i] for i in range(n)])
+
+
+def _batch(policy, pre, data, n: int = 2):
+    return pre(_raw(data, policy, n))
+
+
+# ---------------------------------------------------------------- backbone and build
+
+def test_backbone_folder_is_deterministic_and_loads(tmp_path):
+    from transformers import AutoConfig, AutoProcessor
+
+    cfg = smoke_cfg().policy
+    a = backbone.generate_backbone(cfg.backbone, cfg.image_size, tmp_path / "a")
+    b = backbone.generate_backbone(cfg.backbone, cfg.image_size, tmp_path / "b")
+    files = sorted(p.name for p in a.iterdir())
+    assert {"config.json", "preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
+            "tokenizer.json", "tokenizer_config.json", "backbone.json"} <= set(files)
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)  # a pure function of the settings
+    config, proc = AutoConfig.from_pretrained(a), AutoProcessor.from_pretrained(a)
+    assert config.model_type == "smolvlm" and config.text_config.model_type == "llama"
+    assert config.vision_config.image_size == cfg.image_size and config.text_config.hidden_size == cfg.backbone.text_hidden
+    tok = proc.tokenizer
+    assert tok.convert_ids_to_tokens(tok.fake_image_token_id) == "<fake_token_around_image>"
+    assert tok.convert_ids_to_tokens(tok.global_image_token_id) == "<global-img>"
+    assert len(tok(NEW + "\n")["input_ids"]) <= cfg.tokenizer_max_length  # instructions are short sequences
+    # resolve_backbone reuses a matching folder and names it by the settings' digest
+    folder = backbone.resolve_backbone(cfg.backbone, cfg.image_size, tmp_path)
+    assert backbone.resolve_backbone(cfg.backbone, cfg.image_size, tmp_path) == folder and "smolvlm-" in folder
+
+
+def test_real_weights_offline_fail_with_how_to_supply(data, tmp_path):
+    """The full profile's path (real SmolVLM2 backbone, lerobot/smolvla_base weights) is real code: offline
+    it stops with one line saying how to supply the weights."""
+    with pytest.raises(backbone.BackboneError, match="huggingface-cli download HuggingFaceTB/SmolVLM2-500M"):
+        backbone.resolve_backbone(BackboneConfig(source=backbone.REAL_SMOLVLM), 512, tmp_path)
+    cfg = smoke_cfg("policy.init=lerobot/smolvla_base").policy
+    with pytest.raises(backbone.BackboneError, match="policy.init=lerobot/smolvla_base: cannot load .*HF_HUB_OFFLINE=0"):
+        build_policy(cfg, open_dataset(data / "base").meta, CPU, tmp_path)
+
+
+def test_smolvla_builds_from_it_and_runs(data, tmp_path):
+    cfg = smoke_cfg().policy
+    torch.manual_seed(0)
+    policy, pre, post = build_policy(cfg, open_dataset(data / "base").meta, CPU, tmp_path)
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+    assert isinstance(policy, SmolVLAPolicy) and policy.config.chunk_size == cfg.chunk_size
+    assert set(policy.config.image_features) == {"observation.images.image", "observation.images.image2"}
+    batch = _batch(policy, pre, data)
+    loss, _ = policy(batch)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    no_grad = [n for n, q in policy.named_parameters() if q.requires_grad and q.grad is None]
+    assert not no_grad  # freeze_unused: every parameter counted as trainable does get a gradient
+    policy.eval()
+    obs = {k: v[:1, 0] for k, v in batch.items() if k.startswith("observation.") and k.endswith(("image", "image2", "state"))}
+    obs["observation.language.tokens"] = batch["observation.language.tokens"][:1]
+    obs["observation.language.attention_mask"] = batch["observation.language.attention_mask"][:1]
+    policy.reset()
+    action = post(policy.select_action(obs))
+    assert tuple(action.shape) == (1, 7) and torch.isfinite(action).all()
+    chunk = policy.predict_action_chunk(obs)
+    assert tuple(chunk.shape) == (1, cfg.chunk_size, 7)
+
+
+def test_chunked_frames_equal_lerobots_delta_timestamps(data):
+    chunk = 5
+    delta = {"observation.images.image": [0.0], "observation.images.image2": [0.0], "observation.state": [0.0],
+             "action": [i / 20 for i in range(chunk)]}
+    for episodes in (None, [2]):
+        ref = open_dataset(data / "new", delta_timestamps=delta, episodes=episodes)
+        ours = ChunkedFrames(open_dataset(data / "new", episodes=episodes), chunk)
+        assert len(ref) == len(ours)
+        for i in range(len(ref)):
+            a, b = ref[i], ours[i]
+            assert set(a) == set(b)
+            for k, v in a.items():
+                assert (torch.equal(v, b[k]) if torch.is_tensor(v) else v == b[k]), (i, k)
+        assert ours[len(ours) - 1]["action_is_pad"].tolist() == [False] + [True] * (chunk - 1)
+
+
+# ---------------------------------------------------------------- LoRA
+
+def test_lora_wrap_counts_and_adapter_reload(runs, data, tmp_path):
+    base_dir = runs["root"] / "phase3" / "base-smoke" / "export" / "policy"
+    policy, pre, post = load_policy(base_dir, CPU)
+    assert policy.config.pretrained_path == base_dir.resolve()  # what lerobot's wrap_with_peft requires
+    batch = _batch(policy, pre, data)
+    noise, time = torch.randn(2, policy.config.chunk_size, 32), torch.full((2,), 0.4)
+    with torch.no_grad():
+        base_loss = policy(dict(batch), noise=noise, time=time)[0]
+    model = wrap_lora(policy, LoraSettings(r=4, alpha=8, dropout=0.0))
+    trainable, total = count_parameters(model)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n for n in names)
+    assert trainable == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) and trainable < 0.05 * total
+    assert any("lm_expert" in n and "q_proj" in n for n in names) and any("action_out_proj" in n for n in names)
+    with torch.no_grad():  # B = 0 at init: the adapter starts as the identity; then make it do something
+        assert torch.allclose(model(dict(batch), noise=noise, time=time)[0], base_loss)
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+        tuned = model(dict(batch), noise=noise, time=time)[0]
+    assert not torch.allclose(tuned, base_loss)
+    save_policy(model, pre, post, tmp_path / "adapter")
+    files = {p.name for p in (tmp_path / "adapter").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "config.json"} <= files and "model.safetensors" not in files
+    again, pre2, _ = load_adapter(tmp_path / "adapter", CPU)
+    with torch.no_grad():
+        assert torch.allclose(again(pre2(dict(_raw(data, policy))), noise=noise, time=time)[0], tuned, atol=1e-6)
+
+
+
+def test_missing_base_names_the_command(runs, data, tmp_path):
+    import shutil
+
+    root = tmp_path / "r"
+    shutil.copytree(runs["root"] / "phase3" / "base-smoke", root / "phase3" / "base-smoke")
+    shutil.copytree(runs["root"] / "phase3" / "backbones", root / "phase3" / "backbones")
+    args = ["profile=smoke", f"run.root={root}", f"data.new_folder={data / 'new'}"]
+    out = finetune.main(args)
+    adapter = Path(out["adapter"])
+    shutil.rmtree(root / "phase3" / "base-smoke")
+    with pytest.raises(BaseRunMissingError, match=f"python -m phase3_vla.train profile=smoke run.name=base-smoke run.root={root}"):
+        load_adapter(adapter, CPU, make_base=out["make_base"])
+    with pytest.raises(SystemExit) as e:  # the eval command says the same, in one line, exit 2
+        evaluation.main(["profile=smoke", f"run.root={root}", f"eval.run={out['run_dir']}"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:  # and a finetune without its base names the train command
+        finetune.main(args)
+    assert e.value.code == 2
+
+
+# ---------------------------------------------------------------- entry points
+
+def test_train_exports_lerobot_policy(runs):
+    out = runs["base"]
+    run = Path(out["run_dir"])
+    info = json.loads((run / "export" / "info.json").read_text())
+    assert info["kind"] == "base" and info["steps"] == 3 and info["trainable"] > 0 and info["seconds"] >= 0
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+    policy = SmolVLAPolicy.from_pretrained(run / "export" / "policy")  # lerobot's own loader, nothing else
+    assert policy.config.n_action_steps == smoke_cfg().policy.n_action_steps
+    assert (run / "export" / "model.safetensors").exists() and (run / "checkpoints" / "step_00000003.pt").exists()
+
+
+def test_finetune_lora_and_full(runs):
+    lora = finetune.main([*runs["args"], "finetune.num_demos=2"])
+    info = json.loads((Path(lora["run_dir"]) / "export" / "info.json").read_text())
+    assert Path(lora["run_dir"]).name == "lora-r4-n2-smoke" and info["num_demos"] == 2 and info["frames"] == 12
+    assert info["kind"] == "lora" and 0 < info["trainable_fraction"] < 0.05 and info["base_run"].endswith("base-smoke")
+    assert json.loads((Path(lora["adapter"]) / "adapter_config.json").read_text())["base_model_name_or_path"] == info["base_policy"]
+    ckpt = torch.load(Path(lora["run_dir"]) / "checkpoints" / "step_00000002.pt", weights_only=False)
+    assert all("lora_" in k for k in ckpt["model"])  # adapter-only checkpoints
+    # resume a finished LoRA run for more steps: the adapter-only state loads back
+    more = finetune.main([*runs["args"], "finetune.num_demos=2", "run.resume=true", "finetune.train.max_steps=3"])
+    assert more["steps"] == 3
+    full = finetune.main([*runs["args"], "finetune.method=full"])
+    finfo = json.loads((Path(full["run_dir"]) / "export" / "info.json").read_text())
+    assert finfo["kind"] == "full" and finfo["trainable"] > 10 * info["trainable"] and (Path(full["policy"]) / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_eval_one_real_episode(runs):
+    res = evaluation.main([*runs["args"], "eval.run=base-smoke", "eval.episodes=1"])
+    (task,) = res["tasks"]
+    assert task["task_id"] == 9 and task["episodes"] == 1 and 0 <= task["ci95"][0] <= task["ci95"][1] <= 1
+    rec = json.loads((Path(res["out"]) / "episodes" / "task_09_ep_000.json").read_text())
+    assert rec["steps"] <= 6 and rec["init_state"] == 0 and ("success" if rec["success"] else "timeout") in rec["reason"]
+    assert {"max_lift_m", "final_distance_m", "policy_calls"} <= set(rec) and rec["policy_calls"] == 2  # 6 steps, chunks of 4
+    assert Path(rec["video"]).stat().st_size > 0 and Path(rec["video"]).with_suffix(".gif").stat().st_size > 0
+    assert (Path(res["out"]) / "results.md").read_text().count("| 9 |") == 1
+    again = evaluation.main([*runs["args"], "eval.run=base-smoke", "eval.episodes=1"])  # reused, not replayed
+    assert again["tasks"] == res["tasks"]
+
+
+def test_wilson_interval():
+    lo, hi = evaluation.wilson(0, 10)
+    assert lo == 0 and abs(hi - 0.2775) < 1e-3
+    lo, hi = evaluation.wilson(5, 10)
+    assert abs(lo - 0.2366) < 1e-3 and abs(hi - 0.7634) < 1e-3
+
+
+def test_experiments_plan_and_config_errors(runs, capsys):
+    res = experiments.main([*runs["args"], "--plan"])
+    steps = [c["step"] for c in res["cells"]]
+    assert steps == ["base", "zeroshot", "lora", "full", "demos", "ranks", "ranks"]
+    assert "[done]" in capsys.readouterr().out  # the base run of the fixture is found and reused
+    for argv, key in ((["profile=smoke", "finetune.method=qlora"], "finetune.method"),
+                      (["profile=smoke", "policy.image_size=36"], "policy.image_size"),
+                      (["profile=nope"], "smoke")):
+        with pytest.raises(SystemExit) as e:
+            train.main(argv)
+        assert e.value.code == 2 and key in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_lerobot_train_reads_the_dataset(data, tmp_path):
+    """lerobot's own trainer, unchanged, on a dataset written by phase3_vla's writer (2 steps, offline)."""
+    cfg = smoke_cfg().policy
+    vlm = backbone.resolve_backbone(cfg.backbone, cfg.image_size, tmp_path)
+    out = tmp_path / "lerobot-train"
+    cmd = [sys.executable, "-m", "lerobot.scripts.lerobot_train", "--policy.type=smolvla", "--policy.push_to_hub=false",
+           "--policy.device=cpu", f"--policy.vlm_model_name={vlm}", f"--policy.resize_imgs_with_padding=[{cfg.image_size},{cfg.image_size}]",
+           f"--policy.chunk_size={cfg.chunk_size}", f"--policy.n_action_steps={cfg.n_action_steps}",
+           f"--policy.tokenizer_max_length={cfg.tokenizer_max_length}", "--dataset.repo_id=local/test_base",
+           f"--dataset.root={data / 'base'}", f"--output_dir={out}", "--steps=2", "--batch_size=2", "--eval_freq=0",
+           "--wandb.enable=false", "--num_workers=0", "--log_freq=1"]
+    p = subprocess.run(cmd, cwd=REPO, env=subprocess_env(HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    saved = out / "checkpoints" / "last" / "pretrained_model"
+    assert (saved / "model.safetensors").exists()
+    policy, pre, post, _ = evaluation.load_for_eval(saved, CPU)  # and our eval loads what it saved
+    assert policy.config.chunk_size == cfg.chunk_size and evaluation.image_size_of(policy) == 64
