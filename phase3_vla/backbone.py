@@ -39,9 +39,9 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from phase3_vla import hub_offline
 from phase3_vla.config import GENERATE, BackboneConfig
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # set before anything imports huggingface_hub: nothing is downloaded unless asked
 
 FORMAT_VERSION = 1
 REAL_SMOLVLM = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"  # SmolVLA's backbone (lerobot's default)
@@ -207,7 +207,7 @@ def check_real_backbone(name: str) -> None:
             raise BackboneError(f"policy.backbone.source={name}: {path} has no config.json (not a SmolVLM folder)")
         return
     try:
-        AutoConfig.from_pretrained(name)
+        AutoConfig.from_pretrained(name, local_files_only=hub_offline())
     except (OSError, ValueError) as e:
         raise BackboneError(f"policy.backbone.source={name}: cannot load its config ({type(e).__name__}: "
                             f"{str(e).splitlines()[0]}). {how_to_supply(name)}") from None

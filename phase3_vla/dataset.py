@@ -91,7 +91,6 @@ def write_lerobot_dataset(root: Path, repo_id: str, demos: Iterable, fps: int = 
 def open_dataset(root: Path, repo_id: str | None = None, **kwargs):
     """lerobot's LeRobotDataset on a local folder, hub untouched. The repo id is the one collect recorded in
     `<root>.selection.json` unless given (it is only a name here: nothing is fetched)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     root = Path(root)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import replace
@@ -46,7 +45,6 @@ from phase3_vla.config import Phase3Config
 from phase3_vla.libero_env import LiberoSetupError
 from phase3_vla import training
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # set before anything imports huggingface_hub: nothing is downloaded unless asked
 
 LIFTED = 0.03  # metres: the item counts as lifted when it rose this far above its settled height
 

@@ -28,7 +28,6 @@ Evaluation with both cameras costs ~25 s per 280-step episode on this CPU, so th
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,6 @@ from common.runs import outputs_root
 from phase3_vla.config import Phase3Config
 from phase3_vla import training
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # set before anything imports huggingface_hub: nothing is downloaded unless asked
 
 STEPS = ("base", "zeroshot", "lora", "full", "demos", "ranks")
 NUMBER = {"base": "1", "zeroshot": "1", "lora": "2", "full": "2", "demos": "3a", "ranks": "3b"}  # README's numbering

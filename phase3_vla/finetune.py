@@ -22,7 +22,6 @@ that path, and says which command remakes the base when it is gone.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from common.checkpoint import CheckpointError
@@ -33,7 +32,6 @@ from phase3_vla.backbone import BackboneError
 from phase3_vla.config import Phase3Config
 from phase3_vla import training
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # set before anything imports huggingface_hub: nothing is downloaded unless asked
 
 
 def new_task_stats(data) -> dict:

@@ -32,10 +32,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from phase3_vla import hub_offline
 from phase3_vla.backbone import BackboneError, how_to_supply, regenerate_from, resolve_backbone
 from phase3_vla.config import GENERATE, LoraSettings, PolicyConfig
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched unless asked (HF_HUB_OFFLINE=0 for the full profile)
 
 
 class BaseRunMissingError(FileNotFoundError):
@@ -83,7 +83,7 @@ def build_policy(p: PolicyConfig, meta, device: torch.device, root: str | Path =
     with _quiet("Reducing the number of VLM layers"):
         if p.init:
             try:
-                policy = SmolVLAPolicy.from_pretrained(p.init, config=cfg)
+                policy = SmolVLAPolicy.from_pretrained(p.init, config=cfg, local_files_only=hub_offline())
             except (OSError, ValueError) as e:  # offline / not cached / no such folder
                 raise BackboneError(f"policy.init={p.init}: cannot load SmolVLA weights ({type(e).__name__}: "
                                     f"{str(e).splitlines()[0]}). {how_to_supply(p.init, 'policy.init')}") from None

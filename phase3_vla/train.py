@@ -25,7 +25,6 @@ lerobot's own trainer reads the same datasets unchanged (offline; checked by tes
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from common.checkpoint import CheckpointError
@@ -36,7 +35,6 @@ from phase3_vla.backbone import BackboneError
 from phase3_vla.config import Phase3Config
 from phase3_vla import training
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # set before anything imports huggingface_hub: nothing is downloaded unless asked
 
 
 def main(argv: list[str] | None = None) -> dict:

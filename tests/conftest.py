@@ -1,7 +1,7 @@
 """Shared test setup: headless, offline, single-threaded subprocesses, and a CLI runner.
 
 Environment variables are set here (at import, before any test) so that both in-process code and every
-subprocess a test starts inherit them: no display needed, wandb never contacted, one thread per process
+subprocess a test starts inherit them: no display needed, wandb and the Hugging Face hub never contacted, one thread per process
 (the test machine has 2 cores shared with other jobs).
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["WANDB_MODE"] = "disabled"
+os.environ["HF_HUB_OFFLINE"] = "1"  # the hub is never contacted, whichever module imports huggingface_hub first
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -94,9 +94,14 @@ def test_backbone_folder_is_deterministic_and_loads(tmp_path):
     assert backbone.resolve_backbone(cfg.backbone, cfg.image_size, tmp_path) == folder and "smolvlm-" in folder
 
 
-def test_real_weights_offline_fail_with_how_to_supply(data, tmp_path):
+def test_real_weights_offline_fail_with_how_to_supply(data, tmp_path, monkeypatch):
     """The full profile's path (real SmolVLM2 backbone, lerobot/smolvla_base weights) is real code: offline
-    it stops with one line saying how to supply the weights."""
+    it stops with one line saying how to supply the weights. It must not depend on HF_HUB_OFFLINE having been
+    set before huggingface_hub was imported (which read it then): the hub module here believes it is online,
+    as it does when another library imported it first, and still nothing touches a socket."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(backbone.BackboneError, match="huggingface-cli download HuggingFaceTB/SmolVLM2-500M"):
         backbone.resolve_backbone(BackboneConfig(source=backbone.REAL_SMOLVLM), 512, tmp_path)
     cfg = smoke_cfg("policy.init=lerobot/smolvla_base").policy
