@@ -33,7 +33,6 @@ from phase3_vla.config import Phase3Config
 from phase3_vla import training
 
 
-
 def new_task_stats(data) -> dict:
     """Normalization statistics of state and action over the selected episodes only (finetune.normalization=new;
     the dataset's own meta.stats cover all its episodes). Image statistics are kept: SmolVLA does not

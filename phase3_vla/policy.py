@@ -37,7 +37,6 @@ from phase3_vla.backbone import BackboneError, how_to_supply, regenerate_from, r
 from phase3_vla.config import GENERATE, LoraSettings, PolicyConfig
 
 
-
 class BaseRunMissingError(FileNotFoundError):
     """A LoRA adapter's base policy is gone; the message names the command that makes it."""
 

@@ -36,7 +36,6 @@ from phase3_vla.config import Phase3Config
 from phase3_vla import training
 
 
-
 def main(argv: list[str] | None = None) -> dict:
     cfg = training.named(cli(Phase3Config, "phase3/train", argv, __doc__), "train")
     try:

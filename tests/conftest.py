@@ -1,8 +1,8 @@
 """Shared test setup: headless, offline, single-threaded subprocesses, and a CLI runner.
 
 Environment variables are set here (at import, before any test) so that both in-process code and every
-subprocess a test starts inherit them: no display needed, wandb and the Hugging Face hub never contacted, one thread per process
-(the test machine has 2 cores shared with other jobs).
+subprocess a test starts inherit them: no display needed, wandb and the Hugging Face hub never contacted,
+one thread per process (the test machine has 2 cores shared with other jobs).
 """
 from __future__ import annotations
 
