@@ -334,7 +334,9 @@ class ExperimentsSettings:
     base_tasks: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6, 7, 8])  # evaluated for the base model
     new_task: int = 9
     base_episodes: int = 3  # eval episodes per base task (~25 s each with cameras on CPU)
-    new_episodes: int = 10  # eval episodes per cell on the new task
+    new_episodes: int = 10  # eval episodes per cell on the new task (zero-shot, LoRA, full)
+    # eval episodes of the ablation cells (demos / ranks) that are not the main LoRA run; 0 = new_episodes
+    ablation_episodes: int = 0
     demos: list[int] = field(default_factory=lambda: [5, 10, 25, 50])  # demo-count ablation (LoRA)
     ranks: list[int] = field(default_factory=lambda: [4, 16, 64])  # rank ablation (LoRA, main_demos demos)
     main_rank: int = 16  # the LoRA of experiment 2 (and of the demo ablation)
@@ -343,12 +345,14 @@ class ExperimentsSettings:
     only: list[str] = field(default_factory=list)
     out: str = ""  # results.md / results.json; "" = <run.root>/phase3/experiments/<profile>/
     plan: bool = False  # print the steps and whether each is done, run nothing (also `--plan`)
+    train_only: bool = False  # train (or reuse) the cells' runs and evaluate nothing
 
     def check(self) -> None:
         steps = ("base", "zeroshot", "lora", "full", "demos", "ranks")
         require(all(s in steps for s in self.only), "only", self.only, f"a subset of {', '.join(steps)}")
         require(self.base_episodes >= 1 and self.new_episodes >= 1, "new_episodes", self.new_episodes,
                 "base_episodes and new_episodes must be >= 1")
+        require(self.ablation_episodes >= 0, "ablation_episodes", self.ablation_episodes, "must be >= 0 (0 = new_episodes)")
         require(all(d >= 1 for d in self.demos) and all(r >= 1 for r in self.ranks), "demos", self.demos,
                 "demo counts and ranks must be >= 1")
         require(0 <= self.new_task < NUM_TASKS and self.new_task not in self.base_tasks, "new_task", self.new_task,

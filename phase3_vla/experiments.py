@@ -4,6 +4,9 @@
     python -m phase3_vla.experiments                              # all of them (cpu profile: hours, see README)
     python -m phase3_vla.experiments experiments.only=[base,zeroshot]
     python -m phase3_vla.experiments experiments.new_episodes=20 experiments.base_episodes=5
+    python -m phase3_vla.experiments experiments.ablation_episodes=5   # fewer episodes for the ablation cells
+    python -m phase3_vla.experiments experiments.train_only=true       # train every run, evaluate nothing
+    bash scripts/phase3_experiments_2x.sh                              # two cells at a time (2 cores), then the table
     python -m phase3_vla.experiments profile=smoke data.demos=smoke   # the whole chain at toy scale
 
 1. base       the base model (`phase3_vla.train`), evaluated on its 9 tasks (experiments.base_episodes each)
@@ -67,9 +70,11 @@ def cells(cfg: Phase3Config) -> list[Cell]:
     base = f"base-{p}"
 
     def lora(step: str, r: int, n: int) -> Cell:
+        main = (r, n) == (e.main_rank, e.main_demos)  # the ablations' shared point keeps experiment 2's episodes
+        episodes = e.new_episodes if main or not e.ablation_episodes else e.ablation_episodes
         return Cell(step, f"LoRA r={r}, {n} demos", f"lora-r{r}-n{n}-{p}", "finetune",
                     ["finetune.method=lora", f"finetune.lora.r={r}", f"finetune.num_demos={n}"], [e.new_task],
-                    e.new_episodes, {"method": "lora", "rank": r, "demos": n})
+                    episodes, {"method": "lora", "rank": r, "demos": n})
 
     out = [Cell("base", "base model on its tasks", base, "train", [], list(e.base_tasks), e.base_episodes,
                 {"method": "base"}),
@@ -155,7 +160,9 @@ def results_page(rows: list[dict], cfg: Phase3Config) -> str:
     lines = [f"# Phase 3 experiments ({cfg.profile} profile)", "",
              f"Written by `python -m phase3_vla.experiments profile={cfg.profile}`. Success = LIBERO's own check "
              f"within {cfg.eval.libero.max_steps} steps; episode i starts from fixed initial state i. Evaluation "
-             f"episodes per cell: {e.new_episodes} on the new task, {e.base_episodes} per base task; 95% intervals "
+             f"episodes per cell: {e.new_episodes} on the new task"
+             + (f" ({e.ablation_episodes} for the ablation cells other than the main LoRA)" if e.ablation_episodes else "")
+             + f", {e.base_episodes} per base task; 95% intervals "
              "are Wilson score intervals. Train time = wall clock of that run on the machine that trained it.", "",
              "| # | experiment | run | trainable params | train time | steps | success | rate | 95% CI | failures |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -201,6 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         for c in todo:
             info = ensure_trained(c, common, cfg.run.root)
+            if cfg.experiments.train_only:
+                continue
             result = evaluation.main([*common, f"eval.run={c.run}", f"eval.tasks=[{','.join(map(str, c.tasks))}]",
                                       f"eval.episodes={c.episodes}"])
             rows.append(row(c, info, result))

@@ -266,6 +266,19 @@ def test_experiments_plan_and_config_errors(runs, capsys):
         assert e.value.code == 2 and key in capsys.readouterr().err
 
 
+def test_experiment_cells_episodes():
+    """Ablation cells get experiments.ablation_episodes, except the one that is the main LoRA run, which keeps
+    experiment 2's episode count (the same run and episodes appear in both tables)."""
+    cfg = smoke_cfg("experiments.new_episodes=6", "experiments.ablation_episodes=3", "experiments.demos=[1,2]",
+                    "experiments.ranks=[2,4]")
+    got = {(c.step, c.run): c.episodes for c in experiments.cells(cfg)}
+    assert got[("lora", "lora-r4-n1-smoke")] == got[("demos", "lora-r4-n1-smoke")] == 6
+    assert got[("ranks", "lora-r4-n1-smoke")] == got[("full", "full-n1-smoke")] == got[("zeroshot", "base-smoke")] == 6
+    assert got[("demos", "lora-r4-n2-smoke")] == got[("ranks", "lora-r2-n1-smoke")] == 3
+    assert all(c.episodes == 6 for c in experiments.cells(smoke_cfg("experiments.new_episodes=6"))
+               if c.step != "base")  # 0 = new_episodes
+
+
 @pytest.mark.slow
 def test_lerobot_train_reads_the_dataset(data, tmp_path):
     """lerobot's own trainer, unchanged, on a dataset written by phase3_vla's writer (2 steps, offline)."""
