@@ -15,12 +15,12 @@ through the run's preprocessor, `select_action` pops the next action of the curr
 new chunk every `n_action_steps` steps, the postprocessor unnormalizes it, and the 7-d action is applied.
 Cameras render at the size of the policy's training images. Inference runs on run.device (cpu here).
 
-Writes into <run>/eval/ (or eval.out): episodes/task_TT_ep_EEE.json per episode (success, steps, failure
-reason and diagnostics: how high the item was lifted, its final distance from the basket, seconds),
-media/task_TT_ep_EEE.mp4/.gif for the first eval.videos episodes per task (agent view | wrist), and
-results.json + results.md: successes per task with Wilson 95% intervals. Episodes already played with the
-same settings and the same weights are reused, so an interrupted evaluation continues where it stopped and
-evaluations of different task lists add up.
+Writes into <run>/eval/ (<run>/eval-n_action_steps<k>/ with eval.n_action_steps=k; or eval.out):
+episodes/task_TT_ep_EEE.json per episode (success, steps, failure reason and diagnostics: how high the item
+was lifted, its final distance from the basket, seconds), media/task_TT_ep_EEE.mp4/.gif for the first
+eval.videos episodes per task (agent view | wrist), and results.json + results.md: successes per task with
+Wilson 95% intervals. Episodes already played with the same settings and the same weights are reused, so an
+interrupted evaluation continues where it stopped and evaluations of different task lists add up.
 """
 from __future__ import annotations
 
@@ -226,6 +226,16 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def out_dir(cfg: Phase3Config, folder: Path) -> Path:
+    """eval.out, else <run>/eval/ next to the run's export/ (or inside a bare policy folder). Re-planning more
+    often (eval.n_action_steps) is another experiment, not a replay of this one: it gets its own folder, so the
+    episodes played with the policy's own chunking (what the experiments' table reads) are kept."""
+    if cfg.eval.out:
+        return Path(cfg.eval.out).expanduser().resolve()
+    sub = f"eval-n_action_steps{cfg.eval.n_action_steps}" if cfg.eval.n_action_steps else "eval"
+    return folder.parent.parent / sub if folder.parent.name == "export" else folder / sub
+
+
 def evaluate(cfg: Phase3Config) -> dict:
     from common.logger import write_video
     from phase3_vla.libero_env import make_env
@@ -238,8 +248,7 @@ def evaluate(cfg: Phase3Config) -> dict:
     size = image_size_of(policy)
     lib = replace(e.libero, image_size=size)
     settings = settings_of(cfg, digest, policy, size)
-    out = Path(e.out).expanduser().resolve() if e.out else (
-        folder.parent.parent / "eval" if folder.parent.name == "export" else folder / "eval")
+    out = out_dir(cfg, folder)
     print(f"phase3 eval: {folder} on tasks {e.tasks} x {e.episodes} episode(s), {size} px cameras, at most "
           f"{lib.max_steps} steps, a new chunk every {policy.config.n_action_steps} steps; device {device}; -> {out}",
           flush=True)

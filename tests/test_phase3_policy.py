@@ -266,6 +266,14 @@ def test_experiments_plan_and_config_errors(runs, capsys):
         assert e.value.code == 2 and key in capsys.readouterr().err
 
 
+def test_eval_out_dir_keeps_replanning_apart(tmp_path):
+    run = tmp_path / "lora-r4-n1-smoke"
+    assert evaluation.out_dir(smoke_cfg(), run / "export" / "adapter") == run / "eval"
+    assert evaluation.out_dir(smoke_cfg("eval.n_action_steps=2"), run / "export" / "adapter") == run / "eval-n_action_steps2"
+    assert evaluation.out_dir(smoke_cfg(), tmp_path / "saved") == tmp_path / "saved" / "eval"  # a bare policy folder
+    assert evaluation.out_dir(smoke_cfg(f"eval.out={tmp_path / 'x'}"), run / "export" / "policy") == tmp_path / "x"
+
+
 def test_experiment_cells_episodes():
     """Ablation cells get experiments.ablation_episodes, except the one that is the main LoRA run, which keeps
     experiment 2's episode count (the same run and episodes appear in both tables)."""
