@@ -274,6 +274,29 @@ def test_eval_out_dir_keeps_replanning_apart(tmp_path):
     assert evaluation.out_dir(smoke_cfg(f"eval.out={tmp_path / 'x'}"), run / "export" / "policy") == tmp_path / "x"
 
 
+def test_filmstrip(tmp_path, capsys):
+    """The README's rollout figure: rows of evenly spaced agent-view frames from eval's videos and logs."""
+    import imageio.v3 as iio
+    import numpy as np
+    from common.logger import write_video
+    from phase3_vla import filmstrip
+
+    ev = tmp_path / "phase3" / "r" / "eval"
+    frames = np.zeros((9, 32, 64, 3), np.uint8)
+    frames[:, :, :32] = np.arange(9, dtype=np.uint8)[:, None, None, None] * 28  # agent view brightens per step
+    frames[:, :, 32:] = 255  # wrist
+    write_video(ev / "media" / "task_09_ep_000", frames, fps=20)
+    (ev / "episodes").mkdir(parents=True)
+    (ev / "episodes" / "task_09_ep_000.json").write_text(json.dumps({"reason": "success", "steps": 9}))
+    out = filmstrip.main([str(tmp_path / "f.png"), "r:9:0", "r:9:0", "--frames", "3", "--root", str(tmp_path)])
+    img = iio.imread(out)
+    assert img.shape == (2 * 32 + 4, 3 * 32 + 2 * 4, 3)  # two rows, three agent-view frames, 4 px gaps
+    assert img[16, 16, 0] < 20 and abs(int(img[16, 36 + 16, 0]) - 4 * 28) < 20 and img[16, 72 + 16, 0] > 200
+    assert "success (9 steps)" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="python -m phase3_vla.eval eval.run=r"):
+        filmstrip.main([str(tmp_path / "g.png"), "r:9:1", "--root", str(tmp_path)])
+
+
 def test_experiment_cells_episodes():
     """Ablation cells get experiments.ablation_episodes, except the one that is the main LoRA run, which keeps
     experiment 2's episode count (the same run and episodes appear in both tables)."""
