@@ -25,8 +25,9 @@ settings. Other key=value arguments (data.*, run.root, run.threads, policy.*, fi
 <run.root>/phase3/experiments/<profile>/results.md + results.json (success, Wilson 95% interval, trainable
 parameters, training wall time per cell).
 
-Evaluation with both cameras costs ~25 s per 280-step episode on this CPU, so the defaults are small:
-3 episodes per base task and 10 per cell on the new task (cpu profile); the intervals say how little that is.
+Evaluation renders both cameras in software: ~40 s per 280-step failure and 15-20 s per success on one core
+of the 2-core machine (with another job on the other core), so the cpu profile's counts are small: 2 episodes
+per base task, 10 per main cell on the new task, 5 per ablation cell; the intervals say how little that is.
 """
 from __future__ import annotations
 
