@@ -333,7 +333,7 @@ class ExperimentsSettings:
 
     base_tasks: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6, 7, 8])  # evaluated for the base model
     new_task: int = 9
-    base_episodes: int = 3  # eval episodes per base task (~25 s each with cameras on CPU)
+    base_episodes: int = 3  # eval episodes per base task (15-55 s each with both cameras on one CPU core)
     new_episodes: int = 10  # eval episodes per cell on the new task (zero-shot, LoRA, full)
     # eval episodes of the ablation cells (demos / ranks) that are not the main LoRA run; 0 = new_episodes
     ablation_episodes: int = 0

@@ -169,6 +169,11 @@ def episode_path(out: Path, task: int, ep: int) -> Path:
     return out / "episodes" / f"task_{task:02d}_ep_{ep:03d}.json"
 
 
+def video_stem(out: Path, task: int, ep: int) -> Path:
+    """<out>/media/task_TT_ep_EEE: write_video adds .mp4 and .gif."""
+    return out / "media" / f"task_{task:02d}_ep_{ep:03d}"
+
+
 def load_episode(out: Path, task: int, ep: int, settings: dict) -> dict | None:
     path = episode_path(out, task, ep)
     try:
@@ -265,7 +270,7 @@ def evaluate(cfg: Phase3Config) -> dict:
             rec = {"task_id": task, "instruction": env.task_description, "episode": i, "init_state": i, **r,
                    "run": str(folder), "settings": settings}
             if frames:
-                mp4, _ = write_video(out / "media" / f"task_{task:02d}_ep_{i:03d}", frames, fps=20)
+                mp4, _ = write_video(video_stem(out, task, i), frames, fps=20)
                 rec["video"] = str(mp4)
             path = episode_path(out, task, i)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,21 +16,33 @@ from pathlib import Path
 
 import numpy as np
 
-from common.runs import outputs_root
+from phase3_vla.training import run_dir
 
 
 def episode_files(spec: str, root: str) -> tuple[Path, dict]:
+    from phase3_vla.eval import episode_path, video_stem
+
     try:
         run, task, ep = spec.rsplit(":", 2)
         task, ep = int(task), int(ep)
     except ValueError:
         raise SystemExit(f"filmstrip: {spec!r} is not <run>:<task>:<episode>, e.g. full-n50-cpu:9:0") from None
-    base = outputs_root(root) / "phase3" / run / "eval"
-    video, log = base / "media" / f"task_{task:02d}_ep_{ep:03d}.mp4", base / "episodes" / f"task_{task:02d}_ep_{ep:03d}.json"
+    out = run_dir(run, root) / "eval"
+    video, log = video_stem(out, task, ep).with_suffix(".mp4"), episode_path(out, task, ep)
     if not video.exists() or not log.exists():
         raise SystemExit(f"filmstrip: no video or episode log for {spec} ({video}); evaluate it with "
                          f"python -m phase3_vla.eval eval.run={run} eval.tasks=[{task}] eval.episodes={ep + 1} eval.videos={ep + 1}")
     return video, json.loads(log.read_text())
+
+
+def join(images: list[np.ndarray], axis: int, gap: int = 4) -> np.ndarray:
+    """Images side by side (axis 1) or stacked (axis 0) with white gaps; shorter ones padded with white."""
+    other = 1 - axis
+    size = max(im.shape[other] for im in images)
+    padded = [np.pad(im, [(0, size - im.shape[other]) if a == other else (0, 0) for a in range(3)],
+                     constant_values=255) for im in images]
+    white = np.full([gap if a == axis else (size if a == other else 3) for a in range(3)], 255, np.uint8)
+    return np.concatenate([x for im in padded for x in (im, white)][:-1], axis=axis)
 
 
 def row(video: Path, n: int, wrist: bool) -> np.ndarray:
@@ -40,8 +52,7 @@ def row(video: Path, n: int, wrist: bool) -> np.ndarray:
     if not wrist:
         frames = frames[:, :, : frames.shape[2] // 2]
     idx = np.linspace(0, len(frames) - 1, n).round().astype(int)
-    gap = np.full((frames.shape[1], 4, 3), 255, np.uint8)
-    return np.concatenate([x for i in idx for x in (frames[i], gap)][:-1], axis=1)
+    return join([frames[i] for i in idx], axis=1)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -59,11 +70,8 @@ def main(argv: list[str] | None = None) -> Path:
         video, log = episode_files(spec, args.root)
         rows.append(row(video, args.frames, args.wrist))
         print(f"{spec}: {log['reason']} ({log['steps']} steps)")
-    width = max(r.shape[1] for r in rows)
-    gap = np.full((4, width, 3), 255, np.uint8)
-    pad = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(args.out, np.concatenate([x for r in pad for x in (r, gap)][:-1], axis=0))
+    iio.imwrite(args.out, join(rows, axis=0))
     print(f"wrote {args.out}")
     return args.out
 
