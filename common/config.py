@@ -159,15 +159,70 @@ def print_config(obj: Any) -> None:
     print(OmegaConf.to_yaml(OmegaConf.structured(obj)))
 
 
+# Old spellings still accepted (with a note on stderr): old key -> (new key, value map or None).
+RENAMED = {
+    "root": ("run.root", None),
+    "data.root": ("run.root", None),
+    "device": ("run.device", None),
+    "threads": ("run.threads", None),
+    "seed": ("run.seed", None),
+    "bf16": ("run.precision", {"true": "bf16", "false": "fp32"}),
+    "train.bf16": ("run.precision", {"true": "bf16", "false": "fp32"}),
+    "finetune.train.bf16": ("run.precision", {"true": "bf16", "false": "fp32"}),
+    "run": ("load", None),  # `run=<folder>` of the commands that load a run (phase 0 eval/sample, phase 1 play)
+}
+
+
+_MISSING = object()
+
+
+def default_at(schema: type, dotted: str) -> Any:
+    """The default value at `dotted` (e.g. `run.root`) of a default-built `schema`; _MISSING if no such key."""
+    node = schema()
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
+            return _MISSING
+        node = getattr(node, part)
+    return node
+
+
+def _renamed(schema: type, override: str) -> str:
+    """`root=x` -> `run.root=x` (and the rest of RENAMED) when the schema has the new key and the old one is
+    gone (or is now a group, as `run` is: `run=<folder>` cannot mean `run.*`)."""
+    key, sep, value = override.partition("=")
+    if not sep or key not in RENAMED:
+        return override
+    old = default_at(schema, key)
+    new, values = RENAMED[key]
+    if (old is not _MISSING and not dataclasses.is_dataclass(old)) or default_at(schema, new) is _MISSING:
+        return override
+    if values is not None:
+        value = values.get(value.strip().lower(), value)
+    print(f"note: `{key}=` is now `{new}=`; the old spelling will go away", file=sys.stderr)
+    return f"{new}={value}"
+
+
+_LAST_COMMAND: list[str] = []
+
+
+def last_command() -> str:
+    """The command line the most recent `cli()` call parsed (`python -m <module> <args>`), for provenance."""
+    return _LAST_COMMAND[0] if _LAST_COMMAND else " ".join(sys.argv)
+
+
 def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, doc: str = "",
         profile_group: str = "profile") -> T:
     """Parse an entry point's command line: Hydra-style `key=value` overrides, plus `--cfg` and `--help`.
 
     `profile=<name>` picks a file of `configs/<phase>/<profile_group>/`; entry points of one phase that
     need different profiles (collect vs train) give their own group name, users still type `profile=`.
-    On a config error prints one clear message and exits with status 2.
+    Old spellings of renamed keys (RENAMED) are rewritten with a note. On a config error prints one clear
+    message and exits with status 2.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    caller = sys._getframe(1).f_globals
+    module = caller["__spec__"].name if caller.get("__spec__") is not None else caller.get("__name__", "?")
+    _LAST_COMMAND[:] = [" ".join(["python -m", module, *argv])]
     group_dir = CONFIG_DIR / Path(config_name).parent / profile_group
     profiles = sorted(p.stem for p in group_dir.glob("*.yaml"))
     if "--help" in argv or "-h" in argv:
@@ -183,7 +238,7 @@ def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, do
             continue
         if a.startswith("profile=") and profile_group != "profile":
             a = f"{profile_group}={a.split('=', 1)[1]}"
-        overrides.append(a)
+        overrides.append(_renamed(schema, a))
     try:
         chosen = [a.split("=", 1)[1] for a in overrides if a.startswith(f"{profile_group}=")]
         for name in chosen:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -39,19 +41,33 @@ class ArtifactNotFoundError(FileNotFoundError):
 
 @dataclass
 class RunConfig:
-    """Where a run writes and how it starts."""
+    """The `run.*` keys of every command: where it reads and writes, and what it runs on."""
 
-    name: str = ""  # folder name under outputs/<phase>/; "" = a timestamp
-    root: str = "outputs"  # outputs root, relative to the repo root unless absolute
-    seed: int = 0  # seeds Python, NumPy and torch; per-step noise is derived from it
+    # Where runs, collected data sets and results go, and where later commands look for them: one key for
+    # every command of every phase. Relative to the repo root unless absolute.
+    root: str = "outputs"
+    seed: int = 0  # seeds Python, NumPy and torch (training noise, sampling noise, collected episodes)
     device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | mps
     threads: int = 0  # torch intra-op threads per process; 0 = cores / processes on this node
-    resume: str = "false"  # false | true (this run name, or the latest run of the phase) | path of a run folder
+    precision: str = "auto"  # auto (bf16 only where the device computes it natively) | bf16 | fp32; common/precision.py
 
     def check(self) -> None:
+        from common.precision import PRECISIONS
         require(self.device in ("auto", "cpu", "cuda", "mps"), "device", self.device,
                 "allowed values: auto, cpu, cuda, mps")
         require(self.threads >= 0, "threads", self.threads, "must be >= 0 (0 = automatic)")
+        require(self.precision in PRECISIONS, "precision", self.precision, f"allowed values: {', '.join(PRECISIONS)}")
+
+
+@dataclass
+class TrainRunConfig(RunConfig):
+    """`run.*` of a command that makes a run folder (training): its name and whether it continues."""
+
+    name: str = ""  # folder name under <root>/<phase>/; "" = a timestamp (or a name the command derives)
+    resume: str = "false"  # false | true (this run name, or the latest run of the phase) | path of a run folder
+
+    def check(self) -> None:
+        super().check()
         require("/" not in self.name and self.name not in (".", ".."), "name", self.name,
                 "a plain folder name (no '/'); use run.root to change the parent folder")
 
@@ -71,10 +87,23 @@ def outputs_root(root: str | Path = "outputs") -> Path:
     return root if root.is_absolute() else REPO_ROOT / root
 
 
+def releases_dir() -> Path:
+    """The trained models that ship with the repo (`releases/<phase>/<name>/`, made by `python -m common.release`).
+    $WM_RELEASES points elsewhere (the tests use it)."""
+    return Path(os.environ.get("WM_RELEASES", REPO_ROOT / "releases"))
+
+
+RELEASE_MANIFEST = "release.json"
+
+
 @dataclass
 class Run:
+    """A run folder, or a release (`release=True`): the same files a loader reads, laid out flat. A release holds
+    what a run's export/ holds (weights, config.yaml, the phase's marker JSON) plus release.json and metrics.json."""
+
     dir: Path
     phase: str
+    release: bool = False
 
     @property
     def name(self) -> str:
@@ -85,15 +114,34 @@ class Run:
     tb_dir = property(lambda self: self.dir / "tb")
     ckpt_dir = property(lambda self: self.dir / "checkpoints")
     media_dir = property(lambda self: self.dir / "media")
-    export_dir = property(lambda self: self.dir / "export")
+
+    @property
+    def export_dir(self) -> Path:
+        return self.dir if self.release else self.dir / "export"
 
     def make_dirs(self) -> "Run":
         for d in (self.dir, self.ckpt_dir, self.media_dir, self.tb_dir):
             d.mkdir(parents=True, exist_ok=True)
         return self
 
+    def describe(self) -> str:
+        if not self.release:
+            return f"run {self.dir}"
+        m = json.loads((self.dir / RELEASE_MANIFEST).read_text())
+        prov = m.get("provenance", {})
+        return (f"release {self.phase}/{self.name} ({self.dir}; trained {prov.get('trained', '?')} at commit "
+                f"{str(prov.get('git_commit', '?'))[:10]})")
 
-def open_run(phase: str, cfg: RunConfig) -> tuple[Run, bool]:
+
+def writable_dir(run: Run, root: str | Path = "outputs") -> Path:
+    """Where a command writes what it makes from `run` (eval results, samples, videos): the run folder itself,
+    or for a release (never written to) <root>/<phase>/release-<name>/."""
+    path = outputs_root(root) / run.phase / f"release-{run.name}" if run.release else run.dir
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def open_run(phase: str, cfg: TrainRunConfig) -> tuple[Run, bool]:
     """Return (run, resuming). Resuming means the folder already holds a checkpoint to continue from."""
     base = outputs_root(cfg.root) / phase
     mode = cfg.resume_mode
@@ -120,28 +168,63 @@ def open_run(phase: str, cfg: RunConfig) -> tuple[Run, bool]:
     return run.make_dirs(), True
 
 
-def _has(run_dir: Path, require: str) -> bool:
+def _has(run_dir: Path, require: str, release: bool = False) -> bool:
     if require == "checkpoints":
-        return any((run_dir / "checkpoints").glob("step_*.pt"))
+        return not release and any((run_dir / "checkpoints").glob("step_*.pt"))
+    if release:
+        return (run_dir / RELEASE_MANIFEST).exists() and (run_dir / require.removeprefix("export/")).exists()
     return (run_dir / require).exists()
 
 
+def find_release(phase: str, require: str = "export/model.safetensors", name: str = "") -> Run | None:
+    """The release of `phase` holding `require` (named `name`, or the newest one), verified against its manifest."""
+    from common.release import verify_release
+
+    base = releases_dir() / phase
+    found = [d for d in sorted(base.iterdir()) if d.is_dir() and (not name or d.name == name)
+             and _has(d, require, release=True)] if base.is_dir() else []
+    if not found:
+        return None
+    newest = max(found, key=lambda d: json.loads((d / RELEASE_MANIFEST).read_text()).get("created", ""))
+    verify_release(newest)
+    return Run(newest, phase, release=True)
+
+
 def resolve_run(phase: str, spec: str = "latest", root: str | Path = "outputs",
-                require: str = "export/model.safetensors") -> Run:
+                require: str = "export/model.safetensors", quiet: bool = False) -> Run:
     """Find a run of `phase` holding `require` (a path inside the run, or "checkpoints").
 
-    spec: "latest" = the most recently modified run of that phase that has the artefact;
-    otherwise a path to a run folder (absolute or relative to the current directory).
+    spec: "latest" = the most recently modified local run under <root>/<phase>/ that has the artefact, else the
+    release of the phase (saying so in one line on stderr unless `quiet`); "release" (or "release:<name>") = the
+    release only; otherwise a path to a run or release folder (absolute or relative to the current directory).
+    A release is checked against the digests in its manifest before it is used.
     """
+    if spec == "release" or spec.startswith("release:"):
+        rel = find_release(phase, require, spec.partition(":")[2]) if require != "checkpoints" else None
+        if rel is None:
+            raise ArtifactNotFoundError(
+                f"No {phase} release with {require.removeprefix('export/')} under {releases_dir() / phase}. "
+                f"Train one with: {MAKE_COMMAND.get(phase, '?')}")
+        return rel
     if spec != "latest":
         run_dir = Path(spec).expanduser().resolve()
-        if not _has(run_dir, require):
+        release = (run_dir / RELEASE_MANIFEST).exists()
+        if not _has(run_dir, require, release):
             raise ArtifactNotFoundError(
                 f"{run_dir} has no {require}. Make it with: {MAKE_COMMAND.get(phase, '?')}")
-        return Run(run_dir, phase)
+        if release:
+            from common.release import verify_release
+            verify_release(run_dir)
+        return Run(run_dir, phase, release)
     base = outputs_root(root) / phase
     candidates = [d for d in base.iterdir() if d.is_dir() and _has(d, require)] if base.is_dir() else []
     if not candidates:
+        rel = find_release(phase, require) if require != "checkpoints" else None
+        if rel is not None:
+            if not quiet:
+                print(f"note: no local {phase} run with {require} under {base}; using the {rel.describe()}",
+                      file=sys.stderr, flush=True)
+            return rel
         raise ArtifactNotFoundError(
             f"No {phase} run with {require} under {base}. Make one with: {MAKE_COMMAND.get(phase, '?')} "
             f"(or pass the path of a run folder instead of 'latest').")
@@ -165,7 +248,8 @@ def load_exported(phase: str, spec: str, root: str | Path, marker: str, schema: 
     """Load `export/model.safetensors` of a run that holds `export/<marker>` (a JSON written at the end of
     training, which also tells runs of one phase apart, e.g. diffusion.json vs regressor.json).
 
-    `build(cfg, meta)` constructs the untrained model. spec: a run folder or "latest". A missing run raises
+    `build(cfg, meta)` constructs the untrained model. spec: a run folder, "latest" or "release" (resolve_run). Release
+    weights may be stored in half precision; they are loaded into the model's fp32 parameters. A missing run raises
     ArtifactNotFoundError (with `make_hint` appended); weights that do not fit the config raise CheckpointError."""
     from common.checkpoint import CheckpointError, load_safetensors
     from common.config import load_saved_config

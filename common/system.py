@@ -12,10 +12,14 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from common.precision import Precision
 
 
 @dataclass(frozen=True)
@@ -97,3 +101,46 @@ def barrier(info: DistInfo) -> None:
 def cleanup_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a command runs on, decided once at start-up from its `run.*` keys."""
+
+    device: torch.device
+    threads: int
+    precision: "Precision"
+
+    def describe(self) -> str:
+        return f"device {self.device}, {self.threads} thread(s), {self.precision.describe()}"
+
+    def as_dict(self) -> dict:
+        import platform
+        from common.precision import cpu_flags, cpu_name
+        return {"device": str(self.device), "threads": self.threads, **self.precision.as_dict(),
+                "cpu": cpu_name(), "cpu_flags": cpu_flags(), "torch": torch.__version__,
+                "python": platform.python_version()}
+
+
+def start(run_cfg, local_rank: int = 0, local_world_size: int = 1, seed: bool = True) -> Runtime:
+    """Threads, device, seeds and precision from a command's `run` section (common.runs.RunConfig).
+
+    Threads come first: the precision probe measures at the thread count the command will use."""
+    from common.precision import resolve_precision
+    threads = set_threads(run_cfg.threads, local_world_size)
+    device = select_device(run_cfg.device, local_rank)
+    if seed:
+        seed_everything(run_cfg.seed)
+    return Runtime(device, threads, resolve_precision(run_cfg.precision, device))
+
+
+def git_state(repo=None) -> dict:
+    """{"git_commit": sha, "git_dirty": bool} of the repo this code runs from; {} outside a git checkout."""
+    import subprocess
+    from common.config import REPO_ROOT
+    try:
+        run = lambda *a: subprocess.run(["git", *a], cwd=repo or REPO_ROOT, capture_output=True, text=True,
+                                        timeout=10, check=True).stdout.strip()
+        return {"git_commit": run("rev-parse", "HEAD"), "git_dirty": bool(run("status", "--porcelain", "-uno"))}
+    except (OSError, subprocess.SubprocessError):
+        return {}

@@ -2,7 +2,8 @@
 
 A phase hands the Trainer a model whose `forward(batch, rng)` returns `(loss, logs)` (DIAMOND's
 convention), a map-style dataset, and optional hooks for evaluation and sampling. The Trainer does the
-rest: data order, gradient accumulation and clipping, EMA, bf16 autocast, NaN/inf detection, logging,
+rest: data order, gradient accumulation and clipping, EMA, precision (bf16 autocast where the hardware
+computes it natively: common/precision.py), NaN/inf detection, logging,
 atomic checkpoints, resume, and data parallelism across processes launched by torchrun/accelerate.
 
 Determinism is designed in, not hoped for:
@@ -18,6 +19,7 @@ itself SIGKILL right after finishing step N (after any checkpoint due at N), as 
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
 import math
 import os
@@ -37,10 +39,10 @@ from common.checkpoint import (CheckpointManager, atomic_write, capture_rng, exp
 from common.config import choice, require
 from common.ema import EMA
 from common.logger import LogConfig, RunLogger
-from common.runs import Run, RunConfig, open_run
+from common.precision import Precision
+from common.runs import Run, TrainRunConfig, open_run
 from common.stepwise import StepBatchSampler, StepRNG
-from common.system import (DistInfo, barrier, init_distributed, seed_everything, select_device,
-                           set_threads)
+from common.system import DistInfo, Runtime, barrier, init_distributed, start
 
 
 @dataclass
@@ -57,8 +59,7 @@ class TrainConfig:
     schedule: str = "constant"  # constant | cosine (to 10% of lr) | linear (to 0) after warm-up
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     ema_decay: float = 0.999  # 0 = no EMA
-    bf16: bool = False  # bf16 autocast for forward passes (weights and optimizer stay fp32)
-    channels_last: bool = False  # NHWC memory format for conv nets (pairs well with bf16 on CPU)
+    channels_last: bool = False  # NHWC memory format for conv nets (bf16 autocast itself is run.precision)
     ckpt_every: int = 500  # steps between checkpoints (the final step is always saved)
     keep_last: int = 3  # step checkpoints kept, besides best.pt
     best_metric: str = ""  # a metric returned by a hook that selects best.pt; "" = no best.pt
@@ -107,14 +108,16 @@ class RunContext:
     threads: int
     seed: int
     config: dict = field(default_factory=dict)
+    precision: Precision = field(default_factory=lambda: Precision("fp32", "default"))
 
 
-def setup_run(phase: str, run_cfg: RunConfig, config: dict) -> RunContext:
-    """Process group, device, threads and seeds, then the run folder (named by the main process)."""
+def setup_run(phase: str, run_cfg: TrainRunConfig, config: dict) -> RunContext:
+    """Process group, device, threads, seeds and precision, then the run folder (named by the main process).
+
+    config.yaml records the precision actually used (run.precision: auto is resolved); system.json beside it
+    says why, with the device, threads, CPU and library versions."""
     info = init_distributed()
-    device = select_device(run_cfg.device, info.local_rank)
-    threads = set_threads(run_cfg.threads, info.local_world_size)
-    seed_everything(run_cfg.seed)
+    rt: Runtime = start(run_cfg, info.local_rank, info.local_world_size)
     # The main process names (a timestamp by default) and creates the folder; the others are told.
     holder: list = [None, None]
     if info.is_main:
@@ -123,12 +126,24 @@ def setup_run(phase: str, run_cfg: RunConfig, config: dict) -> RunContext:
     if info.enabled:
         dist.broadcast_object_list(holder, src=0)
     run, resuming = Run(Path(holder[0]), phase), bool(holder[1])
+    config = dict(config)
+    if isinstance(config.get("run"), dict):
+        config["run"] = {**config["run"], "precision": rt.precision.name}
     if info.is_main:
         from omegaconf import OmegaConf
-        from common.checkpoint import atomic_write
         text = OmegaConf.to_yaml(OmegaConf.create(config))
         atomic_write(run.config_path, lambda f: f.write(text.encode()))
-    return RunContext(phase, run, resuming, device, info, threads, run_cfg.seed, config)
+        from common.config import last_command
+        from common.system import git_state
+        system = {"command": last_command(), **git_state(), "started": _dt.datetime.now().isoformat(timespec="seconds"),
+                  **rt.as_dict(), "processes": info.world_size, "precision_setting": run_cfg.precision}
+        path = run.dir / "system.json"
+        if resuming and path.exists():  # the first start stays the record; each resume is appended
+            first = json.loads(path.read_text())
+            system = {**first, "resumes": first.get("resumes", []) + [system]}
+        atomic_write(path, lambda f: f.write(json.dumps(system, indent=1).encode()))
+        print(f"{phase}: {rt.describe()}", flush=True)
+    return RunContext(phase, run, resuming, rt.device, info, rt.threads, run_cfg.seed, config, rt.precision)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -239,7 +254,6 @@ class Trainer:
                             collate_fn=self.collate_fn, pin_memory=self.device.type == "cuda")
         batches = iter(loader)
         net = self.ddp or self.model
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
         kill_at = int(os.environ.get("WM_FAULT_KILL_AT_STEP", "-1"))
         bar = None
         if info.is_main and self.log_cfg.progress:
@@ -255,7 +269,7 @@ class Trainer:
                               self.micro, cfg.batch_size, self.device)
                 sync = self.ddp.no_sync() if self.ddp is not None and a < self.accum - 1 else contextlib.nullcontext()
                 with sync:
-                    with autocast:
+                    with self.ctx.precision.autocast():
                         loss, logs = net(batch, rng)
                     (loss / self.accum).backward()
                 loss_sum += loss.detach().float() / self.accum

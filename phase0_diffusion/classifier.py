@@ -14,6 +14,7 @@ Writes outputs/phase0/classifier-<data set>/ with export/model.safetensors, expo
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from torch import nn
 from common.checkpoint import atomic_write, load_safetensors
 from common.config import cli, require, to_dict
 from common.logger import LogConfig
-from common.runs import ArtifactNotFoundError, RunConfig, outputs_root
+from common.runs import RELEASE_MANIFEST, ArtifactNotFoundError, Run, TrainRunConfig, find_release, outputs_root
 from common.trainer import TrainConfig, Trainer, setup_run
 from phase0_diffusion.config import DataConfig
 from phase0_diffusion.data import to_model_range
@@ -33,7 +34,7 @@ from phase0_diffusion.data import to_model_range
 
 @dataclass
 class ClassifierConfig:
-    run: RunConfig = field(default_factory=RunConfig)
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -100,12 +101,13 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 class Judge:
     """A trained classifier with its reference statistics: FID-proxy and class accuracy of samples."""
 
-    def __init__(self, run_dir: Path, device="cpu"):
-        info = json.loads((run_dir / "export" / "classifier.json").read_text())
+    def __init__(self, export_dir: Path, device="cpu"):
+        """export_dir: a classifier run's export/ folder, or a classifier release."""
+        info = json.loads((export_dir / "classifier.json").read_text())
         self.info = info
         self.model = SmallCNN(info["in_channels"], info["num_classes"], info["width"]).to(device).eval()
-        self.model.load_state_dict(load_safetensors(run_dir / "export" / "model.safetensors"))
-        ref = np.load(run_dir / "export" / "reference_stats.npz")
+        self.model.load_state_dict(load_safetensors(export_dir / "model.safetensors"))
+        ref = np.load(export_dir / "reference_stats.npz")
         self.mu, self.sigma = ref["mu"], ref["sigma"]
 
     def fid_proxy(self, x: torch.Tensor) -> float:
@@ -122,13 +124,30 @@ def classifier_dir(dataset: str, root: str = "outputs") -> Path:
     return outputs_root(root) / "phase0" / f"classifier-{dataset}"
 
 
+def find_classifier(spec: str, dataset: str, root: str = "outputs", quiet: bool = False) -> Run | None:
+    """The classifier to judge `dataset` with: spec = a run or release folder, latest (the local run
+    <root>/phase0/classifier-<dataset>, else its release) or release. None when there is none."""
+    name = f"classifier-{dataset}"
+    if spec not in ("latest", "release"):
+        path = Path(spec).expanduser().resolve()
+        return Run(path, "phase0", release=(path / RELEASE_MANIFEST).exists())
+    local = classifier_dir(dataset, root)
+    if spec == "latest" and (local / "export" / "classifier.json").exists():
+        return Run(local, "phase0")
+    rel = find_release("phase0", "export/classifier.json", name)
+    if rel is not None and spec == "latest" and not quiet:
+        print(f"note: no local classifier at {local}; using the {rel.describe()}", file=sys.stderr, flush=True)
+    return rel
+
+
 def load_judge(spec: str, dataset: str, root: str = "outputs", device="cpu") -> Judge:
-    run_dir = classifier_dir(dataset, root) if spec == "latest" else Path(spec)
-    if not (run_dir / "export" / "classifier.json").exists():
+    run = find_classifier(spec, dataset, root)
+    if run is None or not (run.export_dir / "classifier.json").exists():
+        where = run.dir if run is not None else classifier_dir(dataset, root)
         raise ArtifactNotFoundError(
-            f"no trained classifier for {dataset} at {run_dir} (needed for FID-proxy and class accuracy). "
+            f"no trained classifier for {dataset} at {where} (needed for FID-proxy and class accuracy). "
             f"Make it with: python -m phase0_diffusion.classifier data.name={dataset}")
-    return Judge(run_dir, device)
+    return Judge(run.export_dir, device)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -154,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     info = {"dataset": cfg.data.name, "test_accuracy": acc, "num_classes": train_data.num_classes,
             "in_channels": cfg.in_channels, "width": cfg.width, "feature_dim": 4 * cfg.width,
             "reference": f"{cfg.data.name} test split, {len(test_data.images)} images",
-            "train_steps": cfg.train.max_steps}
+            "train_steps": cfg.train.max_steps, "data": train_data.identity("train")}
     atomic_write(export / "classifier.json", lambda f: f.write(json.dumps(info, indent=2).encode()))
     print(f"classifier: {cfg.data.name} test accuracy {acc:.4f}; written to {export}")
     return info

@@ -8,7 +8,7 @@ from common.diffusion.ddpm import DDPMConfig
 from common.diffusion.edm import EDMConfig
 from common.logger import LogConfig
 from common.nn.unet import UNetConfig
-from common.runs import RunConfig
+from common.runs import TrainRunConfig
 from common.trainer import TrainConfig
 
 SAMPLERS = ("ddpm", "ddim", "euler", "heun")
@@ -76,7 +76,7 @@ class EvalConfig:
 
 @dataclass
 class Phase0Config:
-    run: RunConfig = field(default_factory=RunConfig)
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -76,6 +76,15 @@ class ImageData:
         c, h, w = self.images.shape[1:]
         return (int(c), int(h), int(w))
 
+    def identity(self, split: str) -> dict:
+        """What a release records about the data a model saw: name, split, size and a digest of the pixels
+        and labels (the same files give the same digest wherever they were read from)."""
+        import hashlib
+        h = hashlib.sha256(self.images.numpy().tobytes())
+        h.update(self.labels.numpy().tobytes())
+        return {"name": self.name, "split": split, "images": len(self.images), "shape": list(self.shape),
+                "sha256": h.hexdigest()[:16], "source": self.source}
+
 
 class DataNotFoundError(FileNotFoundError):
     """No location holds the requested data set (the message says where we looked)."""

@@ -22,8 +22,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from common.checkpoint import atomic_write
-from common.runs import outputs_root
-from common.system import select_device, set_threads
+from common.precision import Precision
+from common.runs import RunConfig, Run, outputs_root
+from common.system import start
 from phase0_diffusion import classifier, train
 from phase0_diffusion.classifier import classifier_dir, load_judge
 from phase0_diffusion.config import SampleConfig
@@ -52,24 +53,26 @@ def training_summary(run: Path) -> dict:
     lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
     train_lines = [l for l in lines if "train/loss" in l]
     cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
-    model, _, _ = load_trained(run)
+    model, _, _ = load_trained(Run(run, "phase0"))
     # Each line's throughput covers the log_every steps before it (sampling hooks included).
     seconds = sum(cfg["train"]["batch_size"] * cfg["log"]["log_every"] / l["train/samples_per_s"]
                   for l in train_lines)
     return {"run": str(run), "steps": train_lines[-1]["step"], "batch_size": cfg["train"]["batch_size"],
             "params_M": sum(p.numel() for p in model.process.net.parameters()) / 1e6,
             "train_minutes": seconds / 60, "final_loss": train_lines[-1]["train/loss"],
-            "bf16": cfg["train"]["bf16"], "process": cfg["diffusion"]["process"]}
+            "precision": cfg["run"].get("precision", "bf16" if cfg["train"].get("bf16") else "fp32"),
+            "process": cfg["diffusion"]["process"]}
 
 
-def run_eval(run: Path, scfg: SampleConfig, n: int, device, force: bool) -> dict:
-    out = run / "eval" / f"{tag(scfg)}-n{n}-bf16.json"
+def run_eval(run: Path, scfg: SampleConfig, n: int, device, precision: Precision, force: bool) -> dict:
+    out = run / "eval" / f"{tag(scfg)}-n{n}-{precision.name}.json"
     if out.exists() and not force:
         return json.loads(out.read_text())
-    model, tcfg, info = load_trained(run, device)
+    model, tcfg, info = load_trained(Run(run, "phase0"), device)
     judge = load_judge("latest", tcfg.data.name, device=device)
     m, x = evaluate(model, judge, scfg, n, tuple(info["shape"]), info["num_classes"], 64, device,
-                    seed=0, bf16=True)
+                    seed=0, bf16=precision.bf16)
+    m["precision"] = precision.name
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda f: f.write(json.dumps(m, indent=2).encode()))
     import torchvision
@@ -87,9 +90,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--force", action="store_true", help="recompute evaluations that already exist")
     p.add_argument("--edm-ddpm1000", action="store_true",
                    help="also sample the EDM model with DDPM-1000 (costs as much as all the rest of the evaluations)")
+    p.add_argument("--precision", default="auto", help="sampling precision: auto | bf16 | fp32 (common/precision.py)")
     args = p.parse_args(argv)
-    set_threads(0)
-    device = select_device("auto")
+    rt = start(RunConfig(precision=args.precision))
+    device, prec = rt.device, rt.precision
+    print(f"experiments: {rt.describe()}")
     n = args.num_samples
     extra = [f"train.max_steps={args.steps}"] if args.steps else []
     t0 = time.perf_counter()
@@ -103,11 +108,11 @@ def main(argv: list[str] | None = None) -> dict:
     samplers = [SampleConfig(sampler="ddpm")] + [SampleConfig(sampler="ddim", steps=s) for s in (10, 20, 50, 100)] \
         + [SampleConfig(sampler="heun", steps=18)]
     results["samplers"] = {
-        "ddpm": [run_eval(runs["ddpm"], s, n, device, args.force) for s in samplers],
-        "edm": [run_eval(runs["edm"], s, n, device, args.force) if s.sampler != "ddpm" or args.edm_ddpm1000
+        "ddpm": [run_eval(runs["ddpm"], s, n, device, prec, args.force) for s in samplers],
+        "edm": [run_eval(runs["edm"], s, n, device, prec, args.force) if s.sampler != "ddpm" or args.edm_ddpm1000
                 else None for s in samplers]}
     results["guidance"] = [run_eval(runs["cond"], SampleConfig(sampler="heun", steps=18, guidance=g), n, device,
-                                    args.force) for g in GUIDANCE]
+                                    prec, args.force) for g in GUIDANCE]
     out_dir = outputs_root() / "phase0" / "experiments"
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "results.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
@@ -122,13 +127,13 @@ def markdown(r: dict) -> str:
     c = r["classifier"]
     lines = [f"FID-proxy: Frechet distance in the {c['feature_dim']}-d feature space of the project's Fashion-MNIST "
              f"classifier (test accuracy {c['test_accuracy']:.3f}), {r['num_samples']} samples vs the "
-             f"{c['reference']}. Lower is better; not comparable with Inception FID. Sampling in bf16 autocast, "
-             "batch 64, 2 CPU threads.", "",
+             f"{c['reference']}. Lower is better; not comparable with Inception FID. Sampling in "
+             f"{r['samplers']['ddpm'][0].get('precision', 'bf16')}, batch 64, 2 CPU threads.", "",
              "| model | process | params | steps x batch | training time (2 cores) | final loss |",
              "|---|---|---|---|---|---|"]
     for k, t in r["training"].items():
         lines.append(f"| exp-{k} | {t['process']} | {t['params_M']:.2f}M | {t['steps']} x {t['batch_size']} | "
-                     f"{t['train_minutes']:.1f} min{' (bf16)' if t['bf16'] else ''} | {t['final_loss']:.4f} |")
+                     f"{t['train_minutes']:.1f} min ({t['precision']}) | {t['final_loss']:.4f} |")
     lines += ["", "| sampler | NFE | DDPM model: FID-proxy | s / sample | EDM model: FID-proxy | s / sample |",
               "|---|---|---|---|---|---|"]
     cell = lambda m: f"{m['fid_proxy']:.2f} | {m['seconds_per_sample']:.3f}" if m else "not run | -"

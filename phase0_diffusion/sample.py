@@ -1,10 +1,11 @@
 """Draw a grid of samples from a trained phase 0 model with any sampler.
 
-    python -m phase0_diffusion.sample                                   # latest run, its own sampler settings
-    python -m phase0_diffusion.sample run=outputs/phase0/<run> sample.sampler=ddpm
+    python -m phase0_diffusion.sample                                   # latest run (or the release)
+    python -m phase0_diffusion.sample load=outputs/phase0/<run> sample.sampler=ddpm
     python -m phase0_diffusion.sample sample.sampler=ddim sample.steps=50 sample.eta=0 sample.guidance=3
 
-Class-conditional models get one row per class. Writes <run>/media/sample_<sampler>-....png.
+Class-conditional models get one row per class. Writes <run>/media/sample_<sampler>-....png (for the
+release: <run.root>/phase0/release-<name>/media/).
 """
 from __future__ import annotations
 
@@ -14,21 +15,25 @@ import torch
 import torchvision
 
 from common.config import cli
+from common.runs import writable_dir
 from phase0_diffusion.eval import EvalRunConfig, open_trained, tag
 from phase0_diffusion.train import grid_labels
 
 
 def main(argv: list[str] | None = None) -> str:
     cfg = cli(EvalRunConfig, "phase0/sample", argv, __doc__)
-    run, model, _, info, device = open_trained(cfg)
-    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    run, model, _, info, rt = open_trained(cfg, "sample")
+    device = rt.device
+    g = torch.Generator(device=device).manual_seed(cfg.run.seed)
     n, k = cfg.sample.num, info["num_classes"]
     labels = grid_labels(n, k, device) if model.classes is not None else None
     t0 = time.perf_counter()
-    x = model.sample(n, tuple(info["shape"]), cfg.sample, labels, g, device)
+    with rt.precision.autocast():
+        x = model.sample(n, tuple(info["shape"]), cfg.sample, labels, g, device).float()
     seconds = time.perf_counter() - t0
     nrow = max(1, n // k) if labels is not None else int(n ** 0.5)
-    out = run.dir / "media" / f"sample_{tag(cfg.sample)}.png"
+    out = writable_dir(run, cfg.run.root) / "media" / f"sample_{tag(cfg.sample)}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
     torchvision.utils.save_image((x.clamp(-1, 1) + 1) / 2, out, nrow=nrow, padding=1)
     print(f"sample: {n} images in {seconds:.1f} s ({seconds / n:.3f} s each) -> {out}")
     return str(out)

@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     if ctx.dist.is_main:  # what a loader needs besides the config: the image shape and the classes
         atomic_write(ctx.run.export_dir / "data.json", lambda f: f.write(json.dumps(
             {"dataset": data.name, "shape": list(data.shape), "num_classes": data.num_classes,
-             "classes": data.classes, "train_images": len(data.images)}, indent=2).encode()))
+             "classes": data.classes, "train_images": len(data.images), "data": data.identity("train")},
+            indent=2).encode()))
         print(f"phase0: done in {time.perf_counter() - t0:.0f} s at step {trainer.step}; "
               f"final loss {last.get('train/loss', float('nan')):.4f}; results in {ctx.run.dir}")
     return {"run_dir": str(ctx.run.dir), **last}

@@ -23,7 +23,7 @@ import numpy as np
 
 from common.checkpoint import atomic_write
 from common.config import ConfigError, cli, settings_mismatch
-from phase1_world_model.config import CollectConfig
+from phase1_world_model.config import AtariEnvConfig, CollectConfig
 from phase1_world_model.envs import canonical_game, make_atari, protocol
 from phase1_world_model.policies import make_policy
 from phase1_world_model.storage import (FORMAT_VERSION, CorruptDatasetError, CorruptEpisodeError, Episode,
@@ -124,12 +124,12 @@ def run(cfg: CollectConfig) -> dict:
         game = canonical_game(cfg.game)
     except ValueError as e:
         raise ConfigError("game", cfg.game, str(e).split(": ", 1)[-1]) from None
-    out = dataset_dir(game, cfg.root, cfg.out)
+    out = dataset_dir(game, cfg.run.root, cfg.out)
     env = make_atari(game, cfg.env)
     meanings = list(env.unwrapped.get_action_meanings())
     settings = {"format_version": FORMAT_VERSION, "protocol": protocol(game, cfg.env),
                 "collection": {"policy": cfg.policy, "repeat_prob": cfg.repeat_prob if cfg.policy == "sticky_random"
-                               else None, "seed": cfg.seed, "max_steps": cfg.max_steps},
+                               else None, "seed": cfg.run.seed, "max_steps": cfg.max_steps},
                 "action_meanings": meanings}
     header = {"game": game, **settings, "num_actions": len(meanings)}
 
@@ -144,12 +144,12 @@ def run(cfg: CollectConfig) -> dict:
     entries = {i: entry for i, (entry, _) in found.items()}
     todo = [i for i in range(cfg.episodes) if i not in entries]
     print(f"collect {game} -> {out}: {len(entries)} episode(s) present, {len(todo)} to play "
-          f"({cfg.policy}{f' p={cfg.repeat_prob}' if cfg.policy == 'sticky_random' else ''}, seed {cfg.seed}, "
+          f"({cfg.policy}{f' p={cfg.repeat_prob}' if cfg.policy == 'sticky_random' else ''}, seed {cfg.run.seed}, "
           f"{len(meanings)} actions: {' '.join(meanings)})", flush=True)
 
     t_start, play_seconds, steps = time.perf_counter(), 0.0, 0
     for n, i in enumerate(todo, 1):
-        env_seed, rng = episode_rngs(cfg.seed, i)
+        env_seed, rng = episode_rngs(cfg.run.seed, i)
         ep, seconds = play_episode(env, make_policy(cfg.policy, len(meanings), rng, cfg.repeat_prob),
                                    env_seed, cfg.max_steps)
         ep.meta = {**settings, "episode": i, "env_seed": env_seed, "noops": ep.meta["noops"]}
@@ -174,6 +174,38 @@ def run(cfg: CollectConfig) -> dict:
     return {"out": str(out), "collected": todo, "kept": sorted(found), "steps": steps, "seconds": wall,
             "steps_per_second": steps / wall if wall > 0 else 0.0,
             "env_steps_per_second": steps / play_seconds if play_seconds > 0 else 0.0}
+
+
+def ensure_dataset(identity: dict, root: str = "outputs", folder: str = "") -> Path:
+    """The data set a model was trained on (its recorded `dataset_identity`), collected here if it is missing:
+    episode i is a function of (seed, i), so the same settings make the same episodes. The index digest is
+    compared with the recorded one; a mismatch (another ale-py, say) is reported, not hidden."""
+    from dataclasses import replace
+
+    from common.runs import ArtifactNotFoundError
+    from phase1_world_model.storage import dataset_identity, find_dataset
+
+    game = identity["game"]
+    try:
+        path = find_dataset(game, root, folder)
+    except ArtifactNotFoundError:
+        c, p = identity["collection"], identity["protocol"]
+        print(f"note: the {game} data set is not at {dataset_dir(game, root, folder)}; collecting it with the "
+              f"recorded settings ({identity['episodes']} episodes, seed {c['seed']}, {c['policy']})", flush=True)
+        env = AtariEnvConfig(**{k: p[k] for k in ("frame_skip", "max_pool", "noop_max", "size",
+                                                  "repeat_action_probability", "full_action_space", "max_frames")})
+        cfg = CollectConfig(game=game, episodes=identity["episodes"], policy=c["policy"],
+                            repeat_prob=c["repeat_prob"] if c["repeat_prob"] is not None else 0.75,
+                            max_steps=c["max_steps"], test_fraction=identity["test_fraction"], out=folder, env=env,
+                            progress_every=0)
+        cfg = replace(cfg, run=replace(cfg.run, root=str(root), seed=c["seed"]))
+        path = Path(run(cfg)["out"])
+    want = identity.get("index_sha256")
+    got = dataset_identity(path)["index_sha256"]
+    if want and got != want:
+        print(f"warning: {path} differs from the data set the model was trained on (index digest {got}, recorded "
+              f"{want}); results on it are not comparable with the recorded ones", file=sys.stderr, flush=True)
+    return path
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -13,7 +13,7 @@ from common.config import choice, require
 from common.diffusion.edm import EDMConfig
 from common.logger import LogConfig
 from common.nn.unet import UNetConfig
-from common.runs import RunConfig
+from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
 
 POLICIES = ("random", "sticky_random")
@@ -47,15 +47,15 @@ class CollectConfig:
 
     game: str = "Breakout"  # any ALE game by name (Breakout, Pong, MsPacman, ...); case and '_' are ignored
     episodes: int = 100  # episodes 0..episodes-1 must exist when the command ends (finished ones are kept)
+    run: RunConfig = field(default_factory=RunConfig)  # run.root: where the data set goes; run.seed: the episodes' seed
     policy: str = "sticky_random"  # random (uniform each step) | sticky_random (repeat the last action w.p. repeat_prob)
     # sticky_random only. Policy-level persistence, unrelated to ALE's sticky actions (which stay off): 0.75
     # holds an action for ~5 agent steps on average (policies.py), so the paddle makes long moves.
     repeat_prob: float = 0.75
-    seed: int = 0  # episode i is seeded from (seed, i): its no-ops, emulator and policy are reproducible
     max_steps: int = 0  # cap on agent steps per episode (the last step is marked truncated); 0 = env's cap only
     test_fraction: float = 0.1  # share of episodes in the test split, spread evenly (0.1 = episodes 9, 19, ...)
-    root: str = "outputs"  # outputs root, relative to the repo root unless absolute
-    out: str = ""  # dataset folder; "" = <root>/phase1/datasets/<Game>/ (where the dataset looks by default)
+    # Episode i is seeded from (run.seed, i): its no-ops, emulator and policy are reproducible.
+    out: str = ""  # dataset folder; "" = <run.root>/phase1/datasets/<Game>/ (where the dataset looks by default)
     env: AtariEnvConfig = field(default_factory=AtariEnvConfig)
     verify: bool = False  # only check every episode file of the folder and report corrupt ones (also `--verify`)
     repair: bool = False  # delete corrupt episode files and collect them again (same seeds, same content)
@@ -68,7 +68,7 @@ class CollectConfig:
         require(0.0 <= self.repeat_prob < 1.0, "repeat_prob", self.repeat_prob, "must be in [0, 1)")
         require(self.max_steps >= 0, "max_steps", self.max_steps, "must be >= 0 (0 = no cap)")
         require(0.0 <= self.test_fraction < 1.0, "test_fraction", self.test_fraction, "must be in [0, 1)")
-        require(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        require(self.run.seed >= 0, "run.seed", self.run.seed, "must be >= 0")
         require(self.progress_every >= 0, "progress_every", self.progress_every, "must be >= 0")
 
 
@@ -76,13 +76,12 @@ class CollectConfig:
 class ShowBatchConfig:
     """`python -m phase1_world_model.show_batch`: draw dataset samples with their actions to a PNG."""
 
-    game: str = "Breakout"  # which collected dataset (outputs/phase1/datasets/<Game>/)
-    root: str = "outputs"  # outputs root
-    data: str = ""  # dataset folder; "" = <root>/phase1/datasets/<Game>/
+    run: RunConfig = field(default_factory=RunConfig)  # run.root: where the data set is; run.seed: which samples
+    game: str = "Breakout"  # which collected dataset (<run.root>/phase1/datasets/<Game>/)
+    data: str = ""  # dataset folder; "" = <run.root>/phase1/datasets/<Game>/
     split: str = "train"  # train | test
     context: int = 4  # K past frames per sample
     num: int = 8  # samples drawn (one row each)
-    seed: int = 0  # which samples are drawn
     scale: int = 3  # each 64x64 frame is enlarged this many times so the action names are readable
     out: str = ""  # PNG path; "" = <data>/media/batch_<split>.png
 
@@ -160,8 +159,7 @@ class WorldModelConfig:
 class DataSourceConfig:
     """Which collected data set a model trains or evaluates on."""
 
-    game: str = "Breakout"  # outputs/phase1/datasets/<Game>/ unless `folder` is set
-    root: str = "outputs"  # outputs root where collect wrote the data
+    game: str = "Breakout"  # <run.root>/phase1/datasets/<Game>/ unless `folder` is set
     folder: str = ""  # explicit data set folder; "" = the game's default place
 
     def check(self) -> None:
@@ -185,7 +183,7 @@ class MonitorConfig:
 class Phase1Config:
     """`python -m phase1_world_model.train`: the world model (and its reward/end head) on a collected data set."""
 
-    run: RunConfig = field(default_factory=RunConfig)
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, lr=1e-4, warmup_steps=100,
                                                                    ema_decay=0.999, weight_decay=1e-2))
     log: LogConfig = field(default_factory=LogConfig)
@@ -199,9 +197,9 @@ class Phase1Config:
 class EvaluateConfig:
     """`python -m phase1_world_model.evaluate`: rollouts, metrics against horizon, videos, plots, table."""
 
-    diffusion: str = "latest"  # run folder of a kind=diffusion world model, or latest (newest under <root>/phase1/)
-    regressor: str = "latest"  # run folder of a kind=regressor model, latest, or none (skip that baseline)
-    root: str = "outputs"  # outputs root where the runs are
+    run: RunConfig = field(default_factory=RunConfig)  # run.root: where the runs and data are; run.seed: sampling noise
+    diffusion: str = "latest"  # run folder of a kind=diffusion world model, latest (newest under <run.root>/phase1/, else the release) or release
+    regressor: str = "latest"  # run folder of a kind=regressor model, latest, release, or none (skip that baseline)
     data_folder: str = ""  # held-out episodes from this data set folder; "" = the one the diffusion model trained on
     horizons: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])  # frames after the context to score
     starts_per_episode: int = 8  # rollout start points per held-out episode (spread evenly over it)
@@ -213,12 +211,9 @@ class EvaluateConfig:
     shuffled_actions: bool = True  # also roll out the diffusion model under another rollout's actions (does it use them?)
     videos: int = 4  # rollouts written as side-by-side videos (0 = none)
     fps: int = 15  # video frame rate (the game runs at 15 agent steps per second)
-    seed: int = 0  # sampling noise (batch i of rollouts uses seed + i)
-    out: str = ""  # where results.json/.md and the plots go; "" = <diffusion run>/eval/
+    out: str = ""  # where results.json/.md and the plots go; "" = <diffusion run>/eval/ (a release: <run.root>/phase1/release-<name>/eval/)
     publish: bool = False  # copy the plots to phase1_world_model/figures/ and rewrite the README's results block
     wandb: str = "off"  # also log the videos to wandb: off | offline | online
-    device: str = "auto"
-    bf16: bool = True  # bf16 autocast for generation (measured faster on CPU)
 
     def check(self) -> None:
         require(len(self.horizons) >= 1 and all(h >= 1 for h in self.horizons), "horizons", self.horizons,
@@ -237,8 +232,8 @@ class EvaluateConfig:
 class PlayConfig:
     """`python -m phase1_world_model.play`: act inside the world model (keyboard, or headless)."""
 
-    run: str = "latest"  # world-model run folder (kind=diffusion with its reward/end head), or latest
-    root: str = "outputs"  # outputs root where the runs are
+    run: RunConfig = field(default_factory=RunConfig)  # run.root: where the runs and data are; run.seed: starts and noise
+    load: str = "latest"  # world-model run folder (kind=diffusion with its reward/end head), latest (else the release) or release
     data_folder: str = ""  # real frames to start from; "" = the data set the model was trained on
     split: str = "test"  # which episodes starts are drawn from: train | test
     mode: str = "keyboard"  # keyboard (pygame window) | headless (actions or a policy, writes a video)
@@ -249,11 +244,8 @@ class PlayConfig:
     max_episode_steps: int = 1000  # imagined episode length before truncation (then a new start)
     fps: int = 15  # frames per second shown / in the video (the real game runs at 15 agent steps/s)
     scale: int = 6  # window and video size = 64 * scale pixels
-    seed: int = 0  # start points and generation noise
     denoise_steps: int = 0  # denoising steps per frame; 0 = the model's own (model.steps)
     out: str = ""  # headless video path stem (.mp4 and .gif); "" = <run>/media/play_<policy or actions>_<seed>
-    device: str = "auto"
-    bf16: bool = True  # bf16 autocast for generation (measured faster on CPU)
 
     def check(self) -> None:
         choice("mode", self.mode, ("keyboard", "headless"))

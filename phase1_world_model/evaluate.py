@@ -35,14 +35,14 @@ from common import report
 from common.checkpoint import CheckpointError, atomic_write
 from common.config import REPO_ROOT, ConfigError, cli
 from common.logger import LogConfig, RunLogger
-from common.runs import ArtifactNotFoundError
-from common.system import select_device
-from phase1_world_model.config import DataSourceConfig, EvaluateConfig
+from common.runs import ArtifactNotFoundError, writable_dir
+from common.system import start
+from phase1_world_model.config import EvaluateConfig
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.metrics import fmt, frame_metrics, summarize
 from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
 from phase1_world_model.storage import CorruptDatasetError
-from phase1_world_model.train import TrainedWorldModel, dataset_folder, load_trained
+from phase1_world_model.train import TrainedWorldModel, data_of, load_trained
 
 METRICS = ("mse", "psnr", "ssim", "sharpness_ratio")
 README = REPO_ROOT / "phase1_world_model" / "README.md"
@@ -82,81 +82,83 @@ def reward_end_accuracy(model, ds: AtariWorldModelDataset, batch: int = 256) -> 
     return out
 
 
-def _method_rollouts(models: dict, batch, horizon: int, cfg: EvaluateConfig, steps=None, solver=None) -> dict:
+def _method_rollouts(models: dict, batch, horizon: int, cfg: EvaluateConfig, bf16: bool, steps=None,
+                     solver=None) -> dict:
     out = {}
     for name, tm in models.items():
         t0 = time.perf_counter()
         kw = {"steps": steps, "solver": solver} if name == "diffusion" else {}
-        gen = batched_rollout(tm.model if tm is not None else None, batch, horizon, cfg.batch, cfg.seed,
-                              bf16=cfg.bf16, **kw)
+        gen = batched_rollout(tm.model if tm is not None else None, batch, horizon, cfg.batch, cfg.run.seed,
+                              bf16=bf16, **kw)
         out[name] = (gen, time.perf_counter() - t0)
     return out
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
-    device = select_device(cfg.device)
-    diff = load_trained(cfg.diffusion, "diffusion", cfg.root, device)
+    rt = start(cfg.run)
+    bf16 = rt.precision.bf16
+    diff = load_trained(cfg.diffusion, "diffusion", cfg.run.root, rt.device)
     models: dict[str, TrainedWorldModel | None] = {"diffusion": diff}
     if cfg.regressor != "none":
-        models["regressor"] = load_trained(cfg.regressor, "regressor", cfg.root, device)
+        models["regressor"] = load_trained(cfg.regressor, "regressor", cfg.run.root, rt.device)
     models["copy_last"] = None
     for name, tm in models.items():
         if tm is not None and tm.meta["game"] != diff.meta["game"]:
             raise ConfigError(name, tm.run.dir, f"was trained on {tm.meta['game']}, the diffusion model on "
                                                 f"{diff.meta['game']}: evaluate models of one game")
     K = diff.cfg.model.context
-    data = DataSourceConfig(game=diff.meta["game"], folder=cfg.data_folder) if cfg.data_folder else diff.cfg.data
-    test = AtariWorldModelDataset(dataset_folder(data), split="test", context=K)
+    test = AtariWorldModelDataset(data_of(diff, cfg.run.root, cfg.data_folder), split="test", context=K)
     if test.game != diff.meta["game"]:
         raise ConfigError("data.game", test.game, f"the models were trained on {diff.meta['game']}")
     H = max(cfg.horizons)
     starts = start_points(test, H, cfg.starts_per_episode, cfg.max_episodes)
     batch = gather(test, starts, H)
-    out_dir = Path(cfg.out) if cfg.out else diff.run.dir / "eval"
+    out_dir = Path(cfg.out) if cfg.out else writable_dir(diff.run, cfg.run.root) / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"evaluate: {len(batch)} rollouts of {H} frames from {len(set(e for e, _ in batch.starts))} held-out "
-          f"episodes of {test.game}; methods: {', '.join(models)}; -> {out_dir}")
+          f"episodes of {test.game}; methods: {', '.join(models)}; {rt.describe()}; -> {out_dir}")
 
     results = {"game": test.game, "dataset": str(test.root), "rollouts": len(batch), "horizons": cfg.horizons,
-               "starts": batch.starts, "config": asdict(cfg),
+               "starts": batch.starts, "config": asdict(cfg), "system": rt.as_dict(),
                "models": {n: {"run": str(tm.run.dir), "describe": tm.model.describe(),
                               "steps": tm.cfg.model.steps, "solver": tm.cfg.model.solver}
                           for n, tm in models.items() if tm is not None},
                "methods": {}}
-    rolls = _method_rollouts(models, batch, H, cfg)
+    rolls = _method_rollouts(models, batch, H, cfg, bf16)
     for name, (gen, secs) in rolls.items():
         results["methods"][name] = {**score(gen, batch.future, cfg.horizons),
                                     "seconds": secs, "frames_per_s": len(batch) * H / secs}
         print(f"  {name:10s} PSNR " + "  ".join(f"h{h} {results['methods'][name]['psnr'][h][0]:.2f}"
                                                  for h in cfg.horizons) + f"  ({secs:.0f} s)")
 
-    sweep_hs = sorted({h for h in cfg.horizons if h <= cfg.steps_horizon} | {cfg.steps_horizon})
+    SH = min(cfg.steps_horizon, H)  # the rollouts hold H real frames to compare with
+    sweep_hs = sorted({h for h in cfg.horizons if h <= SH} | {SH})
     if cfg.shuffled_actions and len(batch) > 1:
         # The same starts under the actions of the next rollout in the batch: if the model ignored its actions,
         # this would score as well as the real actions do.
         shuffled = type(batch)(batch.context, batch.actions.roll(1, 0), batch.future, batch.starts)
-        gen = batched_rollout(diff.model, shuffled, cfg.steps_horizon, cfg.batch, cfg.seed, bf16=cfg.bf16)
-        results["shuffled_actions"] = score(gen, batch.future[:, :cfg.steps_horizon], sweep_hs)
-        real = rolls["diffusion"][0][:, :cfg.steps_horizon]
-        results["shuffled_actions_reference"] = score(real, batch.future[:, :cfg.steps_horizon], sweep_hs)
-        print(f"  shuffled actions: PSNR h{cfg.steps_horizon} {results['shuffled_actions']['psnr'][cfg.steps_horizon][0]:.2f} "
-              f"vs real actions {results['shuffled_actions_reference']['psnr'][cfg.steps_horizon][0]:.2f}")
+        gen = batched_rollout(diff.model, shuffled, SH, cfg.batch, cfg.run.seed, bf16=bf16)
+        results["shuffled_actions"] = score(gen, batch.future[:, :SH], sweep_hs)
+        real = rolls["diffusion"][0][:, :SH]
+        results["shuffled_actions_reference"] = score(real, batch.future[:, :SH], sweep_hs)
+        print(f"  shuffled actions: PSNR h{SH} {results['shuffled_actions']['psnr'][SH][0]:.2f} "
+              f"vs real actions {results['shuffled_actions_reference']['psnr'][SH][0]:.2f}")
 
     if cfg.steps:
         sweep = []
         for solver in cfg.sweep_solvers:
             for n in cfg.steps:
                 t0 = time.perf_counter()
-                gen = batched_rollout(diff.model, batch, cfg.steps_horizon, cfg.batch, cfg.seed, bf16=cfg.bf16,
+                gen = batched_rollout(diff.model, batch, SH, cfg.batch, cfg.run.seed, bf16=bf16,
                                       steps=n, solver=solver)
                 secs = time.perf_counter() - t0
-                m = frame_metrics(gen, batch.future[:, :cfg.steps_horizon])
+                m = frame_metrics(gen, batch.future[:, :SH])
                 row = {"solver": solver, "steps": n, "nfe": n if solver == "euler" else 2 * n - 1,
-                       "seconds": secs, "frames_per_s": len(batch) * cfg.steps_horizon / secs,
+                       "seconds": secs, "frames_per_s": len(batch) * SH / secs,
                        **{k: {h: list(summarize(m[k][:, h - 1])) for h in sweep_hs} for k in METRICS}}
                 sweep.append(row)
                 print(f"  sweep {solver} {n} steps: PSNR h1 {row['psnr'][1][0]:.2f} "
-                      f"h{cfg.steps_horizon} {row['psnr'][cfg.steps_horizon][0]:.2f} ({secs:.0f} s)")
+                      f"h{SH} {row['psnr'][SH][0]:.2f} ({secs:.0f} s)")
         results["steps_sweep"] = sweep
 
     if diff.model.head is not None:
@@ -165,7 +167,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         print(f"  reward head: accuracy {re_['reward']['accuracy']:.4f}, balanced {re_['reward']['balanced_accuracy']:.3f}; "
               f"end head: accuracy {re_['end']['accuracy']:.4f}, balanced {re_['end']['balanced_accuracy']:.3f}")
 
-    _videos(diff, rolls, batch, cfg)
+    _videos(diff, rolls, batch, cfg, out_dir.parent if not cfg.out else out_dir)
     results["figures"] = _plots(results, out_dir)
     atomic_write(out_dir / "results.json", lambda f: f.write(json.dumps(results, indent=1).encode()))
     md = tables(results, diff)
@@ -176,11 +178,12 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     return results
 
 
-def _videos(diff: TrainedWorldModel, rolls: dict, batch, cfg: EvaluateConfig) -> None:
-    """Side-by-side clips in the diffusion run's media/ and TensorBoard (wandb when enabled)."""
+def _videos(diff: TrainedWorldModel, rolls: dict, batch, cfg: EvaluateConfig, home: Path) -> None:
+    """Side-by-side clips in media/ of `home` (the diffusion run, or where a release's results go) and its
+    TensorBoard (wandb when enabled)."""
     if not cfg.videos:
         return
-    logger = RunLogger(diff.run.dir, LogConfig(wandb=cfg.wandb, progress=False), enabled=True)
+    logger = RunLogger(home, LogConfig(wandb=cfg.wandb, progress=False), enabled=True)
     step = int(diff.meta.get("trained_steps", diff.cfg.train.max_steps))
     picks = np.linspace(0, len(batch) - 1, min(cfg.videos, len(batch))).round().astype(int)
     names = [n for n in ("diffusion", "regressor", "copy_last") if n in rolls]
@@ -189,7 +192,7 @@ def _videos(diff: TrainedWorldModel, rolls: dict, batch, cfg: EvaluateConfig) ->
         clip = side_by_side(batch.future[i], *[rolls[n][0][i] for n in names])
         logger.log_video(f"eval/rollout_ep{ep}_t{t0}", clip, step, fps=cfg.fps)
     logger.close()
-    print(f"  videos ({' | '.join(['real', *names, '|real - diffusion|'])}) in {diff.run.media_dir}")
+    print(f"  videos ({' | '.join(['real', *names, '|real - diffusion|'])}) in {home / 'media'}")
 
 
 def _plots(results: dict, out_dir: Path) -> list[str]:

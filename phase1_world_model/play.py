@@ -27,13 +27,13 @@ import torch
 
 from common.checkpoint import CheckpointError, atomic_write
 from common.config import ConfigError, cli
-from common.runs import ArtifactNotFoundError
-from common.system import select_device
-from phase1_world_model.config import DataSourceConfig, PlayConfig
+from common.runs import ArtifactNotFoundError, writable_dir
+from common.system import start
+from phase1_world_model.config import PlayConfig
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.policies import make_policy
 from phase1_world_model.storage import CorruptDatasetError
-from phase1_world_model.train import dataset_folder, load_trained
+from phase1_world_model.train import data_of, load_trained
 from phase1_world_model.wm_env import Imagination, WorldModelEnv
 
 
@@ -64,11 +64,12 @@ def keys_to_action(up: bool, down: bool, left: bool, right: bool, fire: bool, me
 
 
 def _load(cfg: PlayConfig):
-    device = select_device(cfg.device)
-    tm = load_trained(cfg.run, "diffusion", cfg.root, device)
-    data = DataSourceConfig(game=tm.meta["game"], folder=cfg.data_folder) if cfg.data_folder else tm.cfg.data
-    ds = AtariWorldModelDataset(dataset_folder(data), split=cfg.split, context=tm.cfg.model.context)
-    return tm, ds
+    rt = start(cfg.run)
+    tm = load_trained(cfg.load, "diffusion", cfg.run.root, rt.device)
+    ds = AtariWorldModelDataset(data_of(tm, cfg.run.root, cfg.data_folder), split=cfg.split,
+                                context=tm.cfg.model.context)
+    print(f"play: {tm.run.describe()}; {rt.describe()}", flush=True)
+    return tm, ds, rt
 
 
 def _caption(frames: np.ndarray, texts: list[str], scale: int) -> np.ndarray:
@@ -88,15 +89,15 @@ def _caption(frames: np.ndarray, texts: list[str], scale: int) -> np.ndarray:
 def headless(cfg: PlayConfig) -> dict:
     from common.logger import write_video
 
-    tm, ds = _load(cfg)
+    tm, ds, rt = _load(cfg)
     meanings = ds.action_meanings
-    rng = np.random.default_rng(cfg.seed)
-    worlds = Imagination(tm.model, ds, cfg.denoise_steps or None, bf16=cfg.bf16)
+    rng = np.random.default_rng(cfg.run.seed)
+    worlds = Imagination(tm.model, ds, cfg.denoise_steps or None, bf16=rt.precision.bf16)
     B = cfg.batch
     fixed = parse_actions(cfg.actions, meanings) if cfg.actions else None
     steps = cfg.steps or (len(fixed) if fixed else 200)
     policies = [make_policy(cfg.policy, len(meanings), r) for r in rng.spawn(B)]
-    g = torch.Generator(device=worlds.device).manual_seed(cfg.seed)
+    g = torch.Generator(device=worlds.device).manual_seed(cfg.run.seed)
     frame = worlds.reset(rng, B)
     frames, texts, ret, lives_lost = [frame[0].permute(1, 2, 0).cpu().numpy()], ["start (real)"], 0.0, 0
     t_ep = torch.zeros(B, dtype=torch.long)  # steps since each world's start
@@ -120,16 +121,18 @@ def headless(cfg: PlayConfig) -> dict:
             t_ep[done] = 0
     elapsed = time.perf_counter() - t_start if t_start is not None else float("nan")
     fps = B * (steps - 1) / elapsed if steps > 1 else float("nan")
-    stem = Path(cfg.out) if cfg.out else tm.run.media_dir / f"play_{'actions' if fixed else cfg.policy}_{cfg.seed}"
+    media = writable_dir(tm.run, cfg.run.root) / "media"
+    stem = Path(cfg.out) if cfg.out else media / f"play_{'actions' if fixed else cfg.policy}_{cfg.run.seed}"
     stem = stem.with_suffix("")
+    stem.parent.mkdir(parents=True, exist_ok=True)
     mp4, _ = write_video(stem, _caption(np.stack(frames), texts, cfg.scale), cfg.fps)
     report = {"run": str(tm.run.dir), "batch": B, "steps": steps, "denoise_steps": cfg.denoise_steps or
-              tm.cfg.model.steps, "device": str(worlds.device), "bf16": cfg.bf16, "threads": torch.get_num_threads(),
+              tm.cfg.model.steps, **rt.as_dict(),
               "generated_frames_per_s": fps, "return_world0": ret, "ends_world0": lives_lost,
               "video": str(mp4)}
     atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(report, indent=1).encode()))
     print(f"play: {steps} frames x {B} world(s) at {fps:.1f} generated frames/s ({worlds.device}, "
-          f"{torch.get_num_threads()} threads, bf16={cfg.bf16}); world 0 return {ret:+.0f}, {lives_lost} end(s); "
+          f"{rt.threads} threads, {rt.precision.name}); world 0 return {ret:+.0f}, {lives_lost} end(s); "
           f"video {mp4} (+ .gif)")
     return report
 
@@ -141,15 +144,15 @@ def keyboard(cfg: PlayConfig, max_frames: int = 0) -> dict:
     except ImportError:
         raise ConfigError("mode", "keyboard", "needs pygame: pip install -e '.[play]' (or pygame-ce), "
                                               "or use mode=headless") from None
-    tm, ds = _load(cfg)
-    env = WorldModelEnv(tm.model, ds, cfg.max_episode_steps, cfg.denoise_steps or None, bf16=cfg.bf16)
+    tm, ds, rt = _load(cfg)
+    env = WorldModelEnv(tm.model, ds, cfg.max_episode_steps, cfg.denoise_steps or None, bf16=rt.precision.bf16)
     meanings = env.get_action_meanings()
     H, W = ds.frames.shape[2:]
     pygame.init()
     screen = pygame.display.set_mode((W * cfg.scale, H * cfg.scale + 22))
     pygame.display.set_caption(f"{ds.game} inside the world model ({tm.run.name})")
     font, clock = pygame.font.Font(None, 20), pygame.time.Clock()
-    obs, _ = env.reset(seed=cfg.seed)
+    obs, _ = env.reset(seed=cfg.run.seed)
     ret, frames, paused, running = 0.0, 0, False, True
     limit = max_frames or cfg.steps
     while running:

@@ -70,11 +70,11 @@ def main(argv: list[str] | None = None) -> Path:
         if cfg.data:
             ds = AtariWorldModelDataset(cfg.data, split=cfg.split, context=cfg.context)
         else:
-            ds = AtariWorldModelDataset.for_game(cfg.game, cfg.root, split=cfg.split, context=cfg.context)
+            ds = AtariWorldModelDataset.for_game(cfg.game, cfg.run.root, split=cfg.split, context=cfg.context)
     except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, ValueError) as e:
         print(e, file=sys.stderr)
         sys.exit(2)
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.run.seed)
     indices = sorted(rng.choice(len(ds), size=min(cfg.num, len(ds)), replace=False).tolist())
     img = render(ds, indices, cfg.scale)
     out = Path(cfg.out) if cfg.out else ds.root / "media" / f"batch_{cfg.split}.png"

@@ -210,6 +210,19 @@ def write_index(root: Path, header: dict, entries: list[dict], test_fraction: fl
     return index
 
 
+def dataset_identity(root: Path) -> dict:
+    """What a trained model records about its data set (and a release carries): the game, protocol and collection
+    settings that recreate it, its size, and the digest of its index (deterministic: it lists every episode's
+    seed, length and return), so a re-collected copy can be checked against the original."""
+    import hashlib
+    index = read_index(root)
+    t = index["totals"]
+    return {"game": index["game"], "episodes": len(index["episodes"]), "train_episodes": t["train"]["episodes"],
+            "test_episodes": t["test"]["episodes"], "steps": t["train"]["steps"] + t["test"]["steps"],
+            "test_fraction": index["test_fraction"], "protocol": index["protocol"], "collection": index["collection"],
+            "index_sha256": hashlib.sha256((Path(root) / INDEX).read_bytes()).hexdigest()[:16]}
+
+
 def read_index(root: Path) -> dict:
     path = Path(root) / INDEX
     try:

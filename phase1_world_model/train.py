@@ -28,15 +28,15 @@ from phase1_world_model.config import DataSourceConfig, Phase1Config
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.envs import canonical_game
 from phase1_world_model.model import WorldModel
-from phase1_world_model.storage import CorruptDatasetError, find_dataset
+from phase1_world_model.storage import CorruptDatasetError, dataset_identity, find_dataset
 
 
-def dataset_folder(d: DataSourceConfig) -> Path:
-    return find_dataset(canonical_game(d.game), d.root, d.folder)
+def dataset_folder(d: DataSourceConfig, root: str = "outputs") -> Path:
+    return find_dataset(canonical_game(d.game), root, d.folder)
 
 
-def load_split(d: DataSourceConfig, split: str, context: int) -> AtariWorldModelDataset:
-    return AtariWorldModelDataset(dataset_folder(d), split=split, context=context)
+def load_split(d: DataSourceConfig, root: str, split: str, context: int) -> AtariWorldModelDataset:
+    return AtariWorldModelDataset(dataset_folder(d, root), split=split, context=context)
 
 
 def monitor_hook(cfg: Phase1Config, test: AtariWorldModelDataset):
@@ -50,7 +50,8 @@ def monitor_hook(cfg: Phase1Config, test: AtariWorldModelDataset):
 
     def fn(trainer: Trainer) -> dict:
         t0 = time.perf_counter()
-        gen = batched_rollout(trainer.eval_model, batch, m.horizon, size=len(batch), seed=0, bf16=cfg.train.bf16)
+        gen = batched_rollout(trainer.eval_model, batch, m.horizon, size=len(batch), seed=0,
+                              bf16=trainer.ctx.precision.bf16)
         p = psnr(gen, batch.future).mean(0)
         trainer.logger.log_video("rollout", side_by_side(batch.future[0], gen[0]), trainer.step)
         return {"rollout/psnr_h1": float(p[0]), f"rollout/psnr_h{m.horizon}": float(p[-1]),
@@ -61,8 +62,8 @@ def monitor_hook(cfg: Phase1Config, test: AtariWorldModelDataset):
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(Phase1Config, "phase1/train", argv, __doc__)
     try:
-        train = load_split(cfg.data, "train", cfg.model.context)
-        test = load_split(cfg.data, "test", cfg.model.context)
+        train = load_split(cfg.data, cfg.run.root, "train", cfg.model.context)
+        test = load_split(cfg.data, cfg.run.root, "test", cfg.model.context)
         ctx = setup_run("phase1", cfg.run, to_dict(cfg))
     except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, FileExistsError, ValueError) as e:
         print(e, file=sys.stderr)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         meta = {"kind": cfg.model.kind, "game": train.game, "num_actions": train.num_actions,
                 "action_meanings": train.action_meanings, "frame_shape": list(frame_shape),
                 "dataset": str(train.root), "train_transitions": len(train), "test_episodes": test.episodes,
-                "trained_steps": trainer.step}
+                "trained_steps": trainer.step, "data": dataset_identity(train.root)}
         atomic_write(ctx.run.export_dir / f"{cfg.model.kind}.json",
                      lambda f: f.write(json.dumps(meta, indent=2).encode()))
         print(f"phase1: done in {time.perf_counter() - t0:.0f} s at step {trainer.step}; "
@@ -103,11 +104,23 @@ def load_trained(spec: str = "latest", kind: str = "diffusion", root: str = "out
                  device: str | torch.device = "cpu") -> TrainedWorldModel:
     """A finished phase 1 run of the given kind (its EMA weights, in eval mode).
 
-    spec: a run folder or "latest" (the newest run of that kind). The error names the train command."""
+    spec: a run folder, "latest" (the newest local run of that kind, else the release) or "release". The error
+    names the train command."""
     extra = "" if kind == "diffusion" else " model.kind=regressor"
     return load_exported("phase1", spec, root, f"{kind}.json", Phase1Config,
                          lambda cfg, meta: WorldModel(cfg.model, meta["num_actions"], tuple(meta["frame_shape"])),
                          f"For a {kind} model: python -m phase1_world_model.train profile=cpu{extra}", device)
+
+
+def data_of(tm: TrainedWorldModel, root: str = "outputs", folder: str = "") -> Path:
+    """The data set to roll a trained model out on: `folder` if given, else the one it trained on (by game, under
+    <root>), collected with the recorded settings when it is missing (a release used on a fresh clone)."""
+    if folder:
+        return dataset_folder(DataSourceConfig(game=tm.meta["game"], folder=folder), root)
+    if "data" not in tm.meta:
+        return dataset_folder(tm.cfg.data, root)
+    from phase1_world_model.collect import ensure_dataset
+    return ensure_dataset(tm.meta["data"], root, tm.cfg.data.folder if not tm.run.release else "")
 
 
 if __name__ == "__main__":

@@ -125,12 +125,16 @@ class WorldModelEnv(gym.Env):
 
     @classmethod
     def from_run(cls, run: str = "latest", root: str = "outputs", split: str = "train", device: str = "cpu",
-                 **kwargs: Any) -> "WorldModelEnv":
-        """The trained diffusion world model of a phase 1 run, started from its own data set's `split`."""
-        from phase1_world_model.train import dataset_folder, load_trained
+                 precision: str = "auto", **kwargs: Any) -> "WorldModelEnv":
+        """The trained diffusion world model of a phase 1 run ("latest": the newest local run, else the release;
+        "release"; or a folder), started from its own data set's `split` (collected first if it is missing).
+        precision: auto | bf16 | fp32 for generation (common/precision.py)."""
+        from common.precision import resolve_precision
+        from phase1_world_model.train import data_of, load_trained
 
         tm = load_trained(run, "diffusion", root, device)
-        ds = AtariWorldModelDataset(dataset_folder(tm.cfg.data), split=split, context=tm.cfg.model.context)
+        ds = AtariWorldModelDataset(data_of(tm, root), split=split, context=tm.cfg.model.context)
+        kwargs.setdefault("bf16", resolve_precision(precision, device).bf16)
         return cls(tm.model, ds, **kwargs)
 
     def get_action_meanings(self) -> list[str]:

@@ -35,13 +35,13 @@ from common import report
 from common.checkpoint import CheckpointError, atomic_write
 from common.config import REPO_ROOT, ConfigError, cli
 from common.logger import LogConfig, RunLogger
-from common.runs import ArtifactNotFoundError
-from common.system import select_device
+from common.runs import ArtifactNotFoundError, writable_dir
+from common.system import start
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.metrics import color_tv, fmt, frame_metrics, summarize
 from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
 from phase1_world_model.storage import CorruptDatasetError
-from phase1_world_model.train import dataset_folder, load_trained
+from phase1_world_model.train import data_of, load_trained
 from phase2_diffusion_forcing.config import CompareConfig, SamplerConfig
 from phase2_diffusion_forcing.sampler import rollout
 from phase2_diffusion_forcing.schedules import ScheduleError
@@ -58,43 +58,44 @@ def all_metrics(gen: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor
     return {**frame_metrics(gen, real), "drift": color_tv(gen, real)}
 
 
-def df_rollouts(model, batch, horizon: int, sampler: SamplerConfig, cfg: CompareConfig) -> torch.Tensor:
+def df_rollouts(model, batch, horizon: int, sampler: SamplerConfig, cfg: CompareConfig, bf16: bool) -> torch.Tensor:
     """DF-sampler rollouts over the batch in chunks of cfg.batch; chunk i's noise from seed + i."""
     device = next(model.parameters()).device
     outs = []
     for i in range(0, len(batch), cfg.batch):
-        g = torch.Generator(device=device).manual_seed(cfg.seed + i)
+        g = torch.Generator(device=device).manual_seed(cfg.run.seed + i)
         outs.append(rollout(model, batch.context[i:i + cfg.batch], batch.actions[i:i + cfg.batch], horizon, sampler,
-                            g, bf16=cfg.bf16))
+                            g, bf16=bf16))
     return torch.cat(outs)
 
 
 def compare(cfg: CompareConfig) -> dict:
-    device = select_device(cfg.device)
-    df = load_df(cfg.df, "diffusion_forcing", cfg.root, device)
-    fs = load_df(cfg.full_sequence, "full_sequence", cfg.root, device) if cfg.full_sequence != "none" else None
-    tf = load_trained(cfg.teacher_forced, "diffusion", cfg.root, device) if cfg.teacher_forced != "none" else None
+    rt = start(cfg.run)
+    device, bf16 = rt.device, rt.precision.bf16
+    df = load_df(cfg.df, "diffusion_forcing", cfg.run.root, device)
+    fs = load_df(cfg.full_sequence, "full_sequence", cfg.run.root, device) if cfg.full_sequence != "none" else None
+    tf = load_trained(cfg.teacher_forced, "diffusion", cfg.run.root, device) if cfg.teacher_forced != "none" else None
     L, K = df.meta["window"], df.meta["context"]
     for name, m in (("full_sequence", fs and fs.meta), ("teacher_forced", tf and tf.meta)):
         if m and m["game"] != df.meta["game"]:
             raise ConfigError(name, m["game"], f"the DF model was trained on {df.meta['game']}: compare one game")
-    test = AtariWorldModelDataset(dataset_folder(df.cfg.data), split="test", context=K)
+    test = AtariWorldModelDataset(data_of(df, cfg.run.root), split="test", context=K)
     H = max(cfg.multiples) * L
     horizons = sorted({1, *(m * L for m in cfg.multiples)})
     batch = gather(test, start_points(test, H, cfg.starts_per_episode, cfg.max_episodes), H)
-    out_dir = Path(cfg.out) if cfg.out else df.run.dir / "compare"
+    out_dir = Path(cfg.out) if cfg.out else writable_dir(df.run, cfg.run.root) / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"compare: {len(batch)} rollouts of {H} frames (window L={L}, horizons {horizons}) from "
-          f"{len(set(e for e, _ in batch.starts))} held-out {test.game} episodes -> {out_dir}")
+          f"{len(set(e for e, _ in batch.starts))} held-out {test.game} episodes; {rt.describe()} -> {out_dir}")
 
     base = SamplerConfig(steps=cfg.steps, chunk=L)
     methods: dict[str, tuple] = {}
     if tf is not None:
         methods["teacher_forced"] = ("phase 1 world model, clean context", lambda: batched_rollout(
-            tf.model, batch, H, cfg.batch, cfg.seed, steps=cfg.steps, bf16=cfg.bf16))
+            tf.model, batch, H, cfg.batch, cfg.run.seed, steps=cfg.steps, bf16=bf16))
     if fs is not None:
         methods["full_sequence"] = ("full-sequence model and schedule", lambda: df_rollouts(
-            fs.model, batch, H, replace(base, schedule="full_sequence"), cfg))
+            fs.model, batch, H, replace(base, schedule="full_sequence"), cfg, bf16))
     s, u = cfg.stabilization, cfg.pyramid_uncertainty
     for name, desc, sampler in (
             ("df_ar", "DF, autoregressive, clean feedback", replace(base, schedule="autoregressive")),
@@ -102,10 +103,10 @@ def compare(cfg: CompareConfig) -> dict:
             ("df_pyramid", f"DF, pyramid u={u}, clean feedback", replace(base, schedule="pyramid", uncertainty=u)),
             ("df_pyramid_stab", f"DF, pyramid u={u}, σ_stab={s}", replace(base, schedule="pyramid", uncertainty=u,
                                                                           stabilization=s))):
-        methods[name] = (desc, lambda sampler=sampler: df_rollouts(df.model, batch, H, sampler, cfg))
+        methods[name] = (desc, lambda sampler=sampler: df_rollouts(df.model, batch, H, sampler, cfg, bf16))
 
     results = {"game": test.game, "window": L, "context": K, "rollouts": len(batch), "horizon": H,
-               "horizons": horizons, "starts": batch.starts, "config": asdict(cfg),
+               "horizons": horizons, "starts": batch.starts, "config": asdict(cfg), "system": rt.as_dict(),
                "models": {"df": str(df.run.dir), "full_sequence": str(fs.run.dir) if fs else None,
                           "teacher_forced": str(tf.run.dir) if tf else None,
                           "df_describe": df.model.describe()},
@@ -127,7 +128,8 @@ def compare(cfg: CompareConfig) -> dict:
     ab_batch = type(batch)(batch.context, batch.actions[:, :K - 1 + Ha], batch.future[:, :Ha], batch.starts)
     results["ablation_stabilization"] = []
     for level in cfg.ablate_stabilization:
-        gen = df_rollouts(df.model, ab_batch, Ha, replace(base, schedule="autoregressive", stabilization=level), cfg)
+        gen = df_rollouts(df.model, ab_batch, Ha, replace(base, schedule="autoregressive", stabilization=level), cfg,
+                          bf16)
         m = all_metrics(gen, ab_batch.future)
         results["ablation_stabilization"].append(
             {"stabilization": level, **{k: list(summarize(m[k][:, -1])) for k in METRICS},
@@ -136,14 +138,14 @@ def compare(cfg: CompareConfig) -> dict:
     results["ablation_uncertainty"] = []
     for un in cfg.ablate_uncertainty:
         gen = df_rollouts(df.model, ab_batch, Ha, replace(base, schedule="pyramid", uncertainty=un, stabilization=s),
-                          cfg)
+                          cfg, bf16)
         m = all_metrics(gen, ab_batch.future)
         results["ablation_uncertainty"].append(
             {"uncertainty": un, **{k: list(summarize(m[k][:, -1])) for k in METRICS},
              "psnr_mean_over_horizon": float(m["psnr"].mean())})
         print(f"  ablation pyramid u={un}: PSNR h{Ha} {results['ablation_uncertainty'][-1]['psnr'][0]:.2f}")
 
-    _videos(df, gens, batch, cfg)
+    _videos(df, gens, batch, cfg, out_dir.parent if not cfg.out else out_dir)
     results["figures"] = _plots(results, out_dir)
     atomic_write(out_dir / "results.json", lambda f: f.write(json.dumps(results, indent=1).encode()))
     md = tables(results)
@@ -155,10 +157,10 @@ def compare(cfg: CompareConfig) -> dict:
     return results
 
 
-def _videos(df, gens: dict, batch, cfg: CompareConfig) -> None:
+def _videos(df, gens: dict, batch, cfg: CompareConfig, home: Path) -> None:
     if not cfg.videos:
         return
-    logger = RunLogger(df.run.dir, LogConfig(progress=False))
+    logger = RunLogger(home, LogConfig(progress=False))
     picks = np.linspace(0, len(batch) - 1, min(cfg.videos, len(batch))).round().astype(int)
     names = list(gens)
     for i in picks:
@@ -166,7 +168,7 @@ def _videos(df, gens: dict, batch, cfg: CompareConfig) -> None:
         logger.log_video(f"compare/ep{ep}_t{t0}", side_by_side(batch.future[i], *[gens[n][i] for n in names]),
                          int(df.meta["trained_steps"]))
     logger.close()
-    print(f"  videos (real | {' | '.join(names)} | |real - {names[0]}|) in {df.run.media_dir}")
+    print(f"  videos (real | {' | '.join(names)} | |real - {names[0]}|) in {home / 'media'}")
 
 
 def _plots(results: dict, out_dir: Path) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from common.config import choice, require
 from common.logger import LogConfig
-from common.runs import RunConfig
+from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
 from phase1_world_model.config import DataSourceConfig, WorldModelConfig, RewardEndConfig
 
@@ -53,17 +53,17 @@ class DFConfig:
 class Phase2Config:
     """`python -m phase2_diffusion_forcing.train`: a DF (or full-sequence) world model on phase 1's data."""
 
-    run: RunConfig = field(default_factory=RunConfig)
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=4, lr=1e-4, warmup_steps=100,
                                                                    ema_decay=0.999, weight_decay=1e-2))
     log: LogConfig = field(default_factory=LogConfig)
     data: DataSourceConfig = field(default_factory=DataSourceConfig)  # phase 1's collected data set
     model: DFConfig = field(default_factory=DFConfig)
-    # Warm start the per-frame denoiser from a phase 1 diffusion run ("latest" or a run folder; "" = from
-    # scratch). Its architecture must match model.frame; the context-level embedding starts at zero, so the
-    # initial model is exactly the phase 1 model on clean context.
+    # Warm start the per-frame denoiser from a phase 1 diffusion run ("latest" = the newest under
+    # <run.root>/phase1/, else phase 1's release; "release"; a run folder; "" = from scratch). Its architecture
+    # must match model.frame; the context-level embedding starts at zero, so the initial model is exactly the
+    # phase 1 model on clean context.
     init_from: str = ""
-    root: str = "outputs"  # outputs root where init_from's phase 1 runs are
     monitor_every: int = 0  # steps between short held-out rollouts during training; 0 = only at the end
     profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full
 
@@ -98,10 +98,10 @@ class SamplerConfig:
 class CompareConfig:
     """`python -m phase2_diffusion_forcing.compare`: every method from the same real context under the same actions."""
 
-    df: str = "latest"  # run folder of an objective=diffusion_forcing model, or latest
-    full_sequence: str = "latest"  # run folder of an objective=full_sequence model, latest, or none
-    teacher_forced: str = "latest"  # phase 1 diffusion run (the autoregressive baseline), latest, or none
-    root: str = "outputs"
+    run: RunConfig = field(default_factory=RunConfig)  # run.root: where the runs and data are; run.seed: sampling noise
+    df: str = "latest"  # run folder of an objective=diffusion_forcing model, latest (local, else the release) or release
+    full_sequence: str = "latest"  # run folder of an objective=full_sequence model, latest, release, or none
+    teacher_forced: str = "latest"  # phase 1 diffusion run (the autoregressive baseline), latest, release, or none
     multiples: list[int] = field(default_factory=lambda: [1, 2, 4])  # horizons as multiples of the training window
     starts_per_episode: int = 4  # start points per held-out episode
     max_episodes: int = 0  # 0 = the whole test split
@@ -113,11 +113,8 @@ class CompareConfig:
     ablate_uncertainty: list[int] = field(default_factory=lambda: [1, 2, 3])
     ablation_multiple: int = 4  # horizon (x window) of the ablations
     videos: int = 3  # long rollouts written as side-by-side videos
-    seed: int = 0
-    out: str = ""  # "" = <df run>/compare/
+    out: str = ""  # "" = <df run>/compare/ (a release: <run.root>/phase2/release-<name>/compare/)
     publish: bool = False  # copy the plots to phase2_diffusion_forcing/figures/ and rewrite the README's results block
-    device: str = "auto"
-    bf16: bool = True
 
     def check(self) -> None:
         require(len(self.multiples) >= 1 and all(m >= 1 for m in self.multiples), "multiples", self.multiples,

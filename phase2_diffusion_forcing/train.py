@@ -23,7 +23,7 @@ from common.config import ConfigError, cli, to_dict
 from common.runs import ArtifactNotFoundError, Exported, load_exported
 from common.trainer import Hook, Trainer, setup_run
 from phase1_world_model.dataset import AtariWorldModelDataset
-from phase1_world_model.storage import CorruptDatasetError
+from phase1_world_model.storage import CorruptDatasetError, dataset_identity
 from phase1_world_model.train import dataset_folder, load_trained
 from phase2_diffusion_forcing.config import Phase2Config, SamplerConfig
 from phase2_diffusion_forcing.data import WindowDataset
@@ -56,7 +56,7 @@ def monitor_hook(cfg: Phase2Config, test: AtariWorldModelDataset):
         t0 = time.perf_counter()
         g = torch.Generator(device=trainer.device).manual_seed(0)
         gen = rollout(trainer.eval_model, batch.context, batch.actions, H, SamplerConfig(stabilization=0.05), g,
-                      bf16=cfg.train.bf16)
+                      bf16=trainer.ctx.precision.bf16)
         p = psnr(gen, batch.future).mean(0)
         trainer.logger.log_video("rollout", side_by_side(batch.future[0], gen[0]), trainer.step)
         L = cfg.model.window
@@ -69,11 +69,12 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = cli(Phase2Config, "phase2/train", argv, __doc__)
     try:
         K = cfg.model.frame.context
-        base = AtariWorldModelDataset(dataset_folder(cfg.data), split="train", context=K)
-        test = AtariWorldModelDataset(dataset_folder(cfg.data), split="test", context=K)
+        folder = dataset_folder(cfg.data, cfg.run.root)
+        base = AtariWorldModelDataset(folder, split="train", context=K)
+        test = AtariWorldModelDataset(folder, split="test", context=K)
         train = WindowDataset(base, cfg.model.window)
         model = DFWorldModel(cfg.model, base.num_actions, tuple(base.frames.shape[1:]))
-        init = warm_start(model, cfg.init_from, cfg.root) if cfg.init_from else ""
+        init = warm_start(model, cfg.init_from, cfg.run.root) if cfg.init_from else ""
         ctx = setup_run("phase2", cfg.run, to_dict(cfg))
     except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, CheckpointError, FileExistsError,
             ValueError) as e:
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     if ctx.dist.is_main:
         print(f"phase2: {len(train)} windows of {cfg.model.window} (+{K} context) frames from {base!r}; "
               f"{model.describe()}; " + (f"warm start from {init}; " if init else "from scratch; ")
-              + f"device {ctx.device}, {ctx.threads} threads; run {ctx.run.dir}")
+              + f"run {ctx.run.dir}")
     hooks = [Hook(cfg.monitor_every or cfg.train.max_steps, monitor_hook(cfg, test), "rollout")]
     try:
         trainer = Trainer(ctx, model, train, cfg.train, cfg.log, hooks)
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     if ctx.dist.is_main:
         meta = {"objective": cfg.model.objective, "game": base.game, "num_actions": base.num_actions,
                 "action_meanings": base.action_meanings, "frame_shape": list(base.frames.shape[1:]),
-                "window": cfg.model.window, "context": K, "warm_start": init, "trained_steps": trainer.step}
+                "window": cfg.model.window, "context": K, "warm_start": init, "trained_steps": trainer.step,
+                "data": dataset_identity(folder)}
         atomic_write(ctx.run.export_dir / f"{cfg.model.objective}.json",
                      lambda f: f.write(json.dumps(meta, indent=2).encode()))
         print(f"phase2: done in {time.perf_counter() - t0:.0f} s at step {trainer.step}; "

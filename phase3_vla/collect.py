@@ -55,14 +55,14 @@ class CollectError(RuntimeError):
 
 
 def out_dir(cfg: CollectConfig) -> Path:
-    return Path(cfg.out).expanduser().resolve() if cfg.out else outputs_root(cfg.root) / "phase3" / "demos" / cfg.profile
+    return Path(cfg.out).expanduser().resolve() if cfg.out else outputs_root(cfg.run.root) / "phase3" / "demos" / cfg.profile
 
 
 def settings_of(cfg: CollectConfig) -> dict:
     """What a staged attempt depends on. Where the files come from (assets, config folder, GL backend)
     does not change an episode, so it is left out and may differ between runs."""
     libero = {k: v for k, v in asdict(cfg.libero).items() if k not in ("assets", "config_dir", "gl", "hub_download")}
-    return {"format_version": staging.FORMAT_VERSION, "libero": libero, "expert": asdict(cfg.expert), "seed": cfg.seed}
+    return {"format_version": staging.FORMAT_VERSION, "libero": libero, "expert": asdict(cfg.expert), "seed": cfg.run.seed}
 
 
 def targets(cfg: CollectConfig) -> dict[int, int]:
@@ -156,7 +156,7 @@ def _jobs(cfg: CollectConfig, stage: Path, found: staging.Staged, settings: dict
     for t, want in targets(cfg).items():
         todo = plan(found.done(t), want, max(want, math.ceil(want * cfg.max_attempts_factor)))
         for i in range(0, len(todo), cfg.chunk):
-            jobs.append({"task_id": t, "attempts": todo[i:i + cfg.chunk], "staging": str(stage), "seed": cfg.seed,
+            jobs.append({"task_id": t, "attempts": todo[i:i + cfg.chunk], "staging": str(stage), "seed": cfg.run.seed,
                          "libero": asdict(cfg.libero), "expert": asdict(cfg.expert), "settings": settings,
                          "progress": cfg.progress})
     return sorted(jobs, key=lambda j: -len(j["attempts"]))  # longest first: the pool finishes together

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from common.config import choice, require
 from common.logger import LogConfig
-from common.runs import RunConfig
+from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
 
 SUITES = ("libero_object",)  # the expert only knows pick-and-place-into-the-basket
@@ -92,15 +92,15 @@ class ExpertConfig:
 class ExpertEvalConfig:
     """`python -m phase3_vla.expert_eval`: the expert's success rate per task over the fixed initial states."""
 
+    run: RunConfig = field(default_factory=RunConfig)  # run.root: where results go; run.seed: expert randomization
     libero: LiberoConfig = field(default_factory=LiberoConfig)
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     tasks: list[int] = field(default_factory=lambda: list(range(NUM_TASKS)))  # task ids of the suite
     init_states: int = 5  # initial states 0..n-1 of each task (LIBERO has 50 per task)
     cameras: bool = False  # render both cameras (15 s/episode on CPU) or not (~2 s/episode)
-    seed: int = 0  # expert randomization of attempt i of task t is seeded from (seed, t, i)
+    # Expert randomization of attempt i of task t is seeded from (run.seed, t, i).
     workers: int = 1  # parallel processes, each owning whole tasks
-    out: str = ""  # results.json + results.md; "" = <root>/phase3/expert_eval/
-    root: str = "outputs"  # outputs root, relative to the repo root unless absolute
+    out: str = ""  # results.json + results.md; "" = <run.root>/phase3/expert_eval/
 
     def check(self) -> None:
         require(len(self.tasks) >= 1 and all(0 <= t < NUM_TASKS for t in self.tasks), "tasks", self.tasks,
@@ -114,6 +114,7 @@ class CollectConfig:
     """`python -m phase3_vla.collect`: expert demonstrations of LIBERO-Object as two LeRobotDatasets v3
     (base = 9 tasks, new = the held-out task), staged episode by episode so that nothing finished is lost."""
 
+    run: RunConfig = field(default_factory=RunConfig)  # run.root: where the demonstrations go; run.seed: their seed
     libero: LiberoConfig = field(default_factory=LiberoConfig)
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     # The held-out task of phase 3 (never in base training). 9 = "pick up the orange juice and place it in
@@ -123,15 +124,13 @@ class CollectConfig:
     base_demos: int = 20  # successful demonstrations kept per base task
     new_demos: int = 50  # successful demonstrations kept for the new task
     # Attempt a of a task starts from initial state a mod 50 with expert randomization seeded by
-    # (seed, task, a); failed attempts are discarded, counted, and replaced by the next attempt number.
+    # (run.seed, task, a); failed attempts are discarded, counted, and replaced by the next attempt number.
     max_attempts_factor: float = 2.0  # give up on a task after demos * factor attempts (reported)
-    seed: int = 0
     workers: int = 2  # parallel worker processes (each renders its own env); 0 = one per CPU core
     chunk: int = 10  # attempts per work item handed to a worker (a worker keeps its env within an item)
     videos: int = 4  # expert demonstrations in the video (the first demo of the first tasks); 0 = none
     fps: int = 20  # LIBERO's control rate: one dataset frame per 50 ms control step
-    out: str = ""  # "" = <root>/phase3/demos/<profile>/
-    root: str = "outputs"  # outputs root, relative to the repo root unless absolute
+    out: str = ""  # "" = <run.root>/phase3/demos/<profile>/
     repo_prefix: str = "local/libero_object"  # LeRobotDataset repo ids: <prefix>_base and <prefix>_new
     verify: bool = False  # only check the staged episode files and report corrupt ones (also `--verify`)
     repair: bool = False  # delete corrupt staged files and collect those attempts again
@@ -151,7 +150,7 @@ class CollectConfig:
         require(self.max_attempts_factor >= 1, "max_attempts_factor", self.max_attempts_factor, "must be >= 1")
         require(self.workers >= 0 and self.chunk >= 1, "workers", self.workers, "workers >= 0 and chunk >= 1")
         require(self.videos >= 0 and self.fps >= 1, "videos", self.videos, "videos >= 0 and fps >= 1")
-        require(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        require(self.run.seed >= 0, "run.seed", self.run.seed, "must be >= 0")
         require("/" in self.repo_prefix and not self.repo_prefix.endswith("/"), "repo_prefix", self.repo_prefix,
                 "an 'owner/name' prefix like local/libero_object")
 
@@ -257,8 +256,7 @@ class PolicyConfig:
 class DemoDataConfig:
     """Which demonstrations: the LeRobotDatasets written by `python -m phase3_vla.collect`."""
 
-    demos: str = "cpu"  # collection (its profile name): <root>/phase3/demos/<demos>/lerobot/{base,new}
-    root: str = "outputs"  # outputs root of the collection, relative to the repo root unless absolute
+    demos: str = "cpu"  # collection (its profile name): <run.root>/phase3/demos/<demos>/lerobot/{base,new}
     base_folder: str = ""  # an explicit LeRobotDataset folder for base training; "" = from `demos`
     new_folder: str = ""  # an explicit LeRobotDataset folder of the new task; "" = from `demos`
 
@@ -364,7 +362,7 @@ class Phase3Config:
     """Shared by `python -m phase3_vla.train` (run, log, data, policy, train), `finetune` (run, log, data,
     finetune), `eval` (run.device/threads/root, eval) and `experiments` (all of them, plus experiments)."""
 
-    run: RunConfig = field(default_factory=RunConfig)  # run.name "" = a name made from the settings (base-cpu, ...)
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)  # run.name "" = a name made from the settings (base-cpu, ...)
     log: LogConfig = field(default_factory=lambda: LogConfig(log_every=20))
     data: DemoDataConfig = field(default_factory=DemoDataConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)

@@ -39,7 +39,7 @@ from common.checkpoint import atomic_write
 from common.config import ConfigError, cli
 from common.runs import ArtifactNotFoundError
 from common.stepwise import _mix
-from common.system import select_device, set_threads
+from common.system import start
 from phase3_vla.backbone import BackboneError
 from phase3_vla.config import Phase3Config
 from phase3_vla.libero_env import LiberoSetupError
@@ -247,15 +247,15 @@ def evaluate(cfg: Phase3Config) -> dict:
 
     e = cfg.eval
     folder = resolve(cfg)
-    device = select_device(cfg.run.device)
-    set_threads(cfg.run.threads)
+    rt = start(cfg.run, seed=False)
+    device = rt.device
     policy, pre, post, digest = load_for_eval(folder, device, e.n_action_steps)
     size = image_size_of(policy)
     lib = replace(e.libero, image_size=size)
     settings = settings_of(cfg, digest, policy, size)
     out = out_dir(cfg, folder)
     print(f"phase3 eval: {folder} on tasks {e.tasks} x {e.episodes} episode(s), {size} px cameras, at most "
-          f"{lib.max_steps} steps, a new chunk every {policy.config.n_action_steps} steps; device {device}; -> {out}",
+          f"{lib.max_steps} steps, a new chunk every {policy.config.n_action_steps} steps; {rt.describe()}; -> {out}",
           flush=True)
     for task in e.tasks:
         todo = [i for i in range(e.episodes) if load_episode(out, task, i, settings) is None]
@@ -265,7 +265,8 @@ def evaluate(cfg: Phase3Config) -> dict:
         for i in todo:
             torch.manual_seed(_mix(e.seed, task, i))  # the flow-matching noise of this episode
             record = e.videos < 0 or i < e.videos
-            r = play(policy, pre, post, env, init_state=i, max_steps=lib.max_steps, record=record)
+            with rt.precision.autocast():
+                r = play(policy, pre, post, env, init_state=i, max_steps=lib.max_steps, record=record)
             frames = r.pop("frames")
             rec = {"task_id": task, "instruction": env.task_description, "episode": i, "init_state": i, **r,
                    "run": str(folder), "settings": settings}

@@ -34,7 +34,7 @@ def settings_of(cfg: ExpertEvalConfig) -> dict:
     libero = asdict(cfg.libero)
     for k in ("assets", "config_dir", "gl", "hub_download") + (() if cfg.cameras else ("image_size",)):
         libero.pop(k)  # where files come from or how pixels are made does not change the physics
-    return {"libero": libero, "expert": asdict(cfg.expert), "seed": cfg.seed, "cameras": cfg.cameras}
+    return {"libero": libero, "expert": asdict(cfg.expert), "seed": cfg.run.seed, "cameras": cfg.cameras}
 
 
 def eval_task(job: dict) -> dict:
@@ -96,7 +96,7 @@ def table(records: list[dict], cameras: bool) -> str:
 
 
 def run(cfg: ExpertEvalConfig) -> dict:
-    out = Path(cfg.out).expanduser().resolve() if cfg.out else outputs_root(cfg.root) / "phase3" / "expert_eval"
+    out = Path(cfg.out).expanduser().resolve() if cfg.out else outputs_root(cfg.run.root) / "phase3" / "expert_eval"
     settings = settings_of(cfg)
     (out / "tasks").mkdir(parents=True, exist_ok=True)
     todo = []
@@ -104,7 +104,7 @@ def run(cfg: ExpertEvalConfig) -> dict:
         old = _load(_task_file(out, t))
         if old and old.get("settings") == settings and len(old["episodes"]) >= cfg.init_states:
             continue  # already evaluated with these settings (and at least as many init states)
-        todo.append({"task_id": t, "init_states": cfg.init_states, "cameras": cfg.cameras, "seed": cfg.seed,
+        todo.append({"task_id": t, "init_states": cfg.init_states, "cameras": cfg.cameras, "seed": cfg.run.seed,
                      "libero": asdict(cfg.libero), "expert": asdict(cfg.expert), "settings": settings})
     print(f"expert_eval -> {out}: {len(cfg.tasks) - len(todo)} task(s) already evaluated, {len(todo)} to run "
           f"({cfg.init_states} init states each, cameras {'on' if cfg.cameras else 'off'}, {cfg.workers} worker(s))",
@@ -121,7 +121,7 @@ def run(cfg: ExpertEvalConfig) -> dict:
                "success": sum(e["success"] for r in records for e in r["episodes"]),
                "episodes": sum(len(r["episodes"]) for r in records), "wall_seconds_this_run": round(wall, 1)}
     md = (f"Expert success over fixed initial states 0-{cfg.init_states - 1} (cameras "
-          f"{'on' if cfg.cameras else 'off'}, seed {cfg.seed}, expert.jitter={cfg.expert.jitter}):\n\n"
+          f"{'on' if cfg.cameras else 'off'}, seed {cfg.run.seed}, expert.jitter={cfg.expert.jitter}):\n\n"
           + table(records, cfg.cameras) + "\n")
     atomic_write(out / "results.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
     atomic_write(out / "results.md", lambda f: f.write(md.encode()))

@@ -33,7 +33,7 @@ def dataset_folder(cfg: Phase3Config, split: str) -> Path:
     explicit = cfg.data.base_folder if split == "base" else cfg.data.new_folder
     if explicit:
         return Path(explicit).expanduser().resolve()
-    return outputs_root(cfg.data.root) / PHASE / "demos" / cfg.data.demos / "lerobot" / split
+    return outputs_root(cfg.run.root) / PHASE / "demos" / cfg.data.demos / "lerobot" / split
 
 
 def require_dataset(cfg: Phase3Config, split: str) -> Path:

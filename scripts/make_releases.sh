@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Train every phase's cpu-profile models and export them to releases/ (python -m common.release).
+#
+#   bash scripts/make_releases.sh                 # all phases: ~3.5 h on 2 cores (bf16-capable CPU)
+#   bash scripts/make_releases.sh phase1 phase2   # only these (each later phase reuses the earlier runs)
+#
+# Rerun after an interruption: finished runs are reused, interrupted ones resumed (run.resume=true), then
+# released again. Logs in outputs/releases-logs/. These are the commands recorded in each release's
+# provenance; they use the profiles as they are, so a release is what `profile=cpu` gives.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+[ -x "$PY" ] || PY=python
+logs=outputs/releases-logs
+mkdir -p "$logs"
+phases=("$@")
+[ ${#phases[@]} -gt 0 ] || phases=(phase0 phase1 phase2 phase3)
+want() { [[ " ${phases[*]} " == *" $1 "* ]]; }
+
+# train <phase> <run name> <module> <args...>: reuse a finished run, resume an interrupted one.
+train() {
+  local phase=$1 name=$2 module=$3; shift 3
+  local dir=outputs/$phase/$name resume=()
+  if [ -f "$dir/export/config.yaml" ] && ls "$dir"/export/*.json >/dev/null 2>&1; then
+    echo "$phase/$name: finished, reused"; return 0
+  fi
+  ls "$dir"/checkpoints/step_*.pt >/dev/null 2>&1 && resume=(run.resume=true)
+  echo "$phase/$name: $module $* ${resume[*]} -> $logs/$phase-$name.log"
+  "$PY" -m "$module" "$@" run.name="$name" "${resume[@]}" log.progress=false > "$logs/$phase-$name.log" 2>&1
+}
+release() { "$PY" -m common.release "outputs/$1" --name "$2" --force; }
+
+if want phase0; then
+  train phase0 classifier-fashion_mnist phase0_diffusion.classifier
+  train phase0 cond-cpu phase0_diffusion.train profile=cpu_cond
+  release phase0/classifier-fashion_mnist classifier-fashion_mnist
+  release phase0/cond-cpu cond-cpu
+fi
+if want phase1; then
+  "$PY" -m phase1_world_model.collect > "$logs/phase1-collect.log" 2>&1
+  # The two models side by side, one core each (the README's timing).
+  train phase1 diffusion-cpu phase1_world_model.train profile=cpu run.threads=1 &
+  a=$!
+  train phase1 regressor-cpu phase1_world_model.train profile=cpu model.kind=regressor run.threads=1 &
+  b=$!
+  wait $a; wait $b
+  release phase1/diffusion-cpu diffusion-cpu
+  release phase1/regressor-cpu regressor-cpu
+fi
+if want phase2; then
+  train phase2 df-cpu phase2_diffusion_forcing.train profile=cpu init_from=outputs/phase1/diffusion-cpu
+  release phase2/df-cpu df-cpu
+fi
+if want phase3; then
+  "$PY" -m phase3_vla.collect > "$logs/phase3-collect.log" 2>&1
+  train phase3 base-cpu phase3_vla.train profile=cpu
+  train phase3 full-n50-cpu phase3_vla.finetune profile=cpu finetune.method=full run.threads=1 &
+  a=$!
+  train phase3 lora-r16-n50-cpu phase3_vla.finetune profile=cpu finetune.method=lora run.threads=1 &
+  b=$!
+  wait $a; wait $b
+  release phase3/base-cpu base-cpu
+  release phase3/full-n50-cpu full-n50-cpu
+  release phase3/lora-r16-n50-cpu lora-r16-n50-cpu
+fi
+"$PY" -m common.release --list
