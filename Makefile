@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test data libero clean-venv
+.PHONY: setup demo test data libero roadmap-smoke releases clean-venv
 
 setup: $(STAMP) data libero
 
@@ -29,6 +29,14 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Every phase's main pipeline at smoke scale, chained through the resolver (one line per phase).
+roadmap-smoke: setup
+	$(PY) scripts/roadmap_smoke.py
+
+# Train the cpu-profile models and export them to releases/ (hours; see scripts/make_releases.sh).
+releases: setup
+	PY=$(PY) bash scripts/make_releases.sh
 
 clean-venv:
 	rm -rf $(VENV)

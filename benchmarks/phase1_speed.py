@@ -91,6 +91,8 @@ def main() -> None:
     levels = len(base_cfg.unet.channels)
     widths = [[w] * levels for w in args.widths] if args.widths else [list(base_cfg.unet.channels)]
     K, A = base_cfg.context, 4
+    from common.precision import machine_summary
+    print(machine_summary())
     print(f"profile {args.profile}: {base_cfg.steps} {base_cfg.solver} steps per frame, {args.threads} threads, "
           f"median of {args.repeats}; baseline = the first row")
     rows = []

@@ -1,7 +1,7 @@
 """SmolVLA training-step and inference time at a few image sizes, backbone widths and chunk lengths.
 
     python benchmarks/phase3_policy_speed.py                     # the variants below, 1 thread, batch 8
-    python benchmarks/phase3_policy_speed.py --steps 5 --batch 4 --threads 2 --bf16
+    python benchmarks/phase3_policy_speed.py --steps 5 --batch 4 --threads 2 --precisions fp32 bf16
     python benchmarks/phase3_policy_speed.py --only baseline,img64
 
 Every variant is timed in this process on the same synthetic batch (two 128 px cameras, as the cpu
@@ -135,23 +135,26 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed training steps per variant (after 2 warm-up)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (train.bf16=true)")
+    ap.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                    help="time each variant in these precisions (bf16 = run.precision=bf16's autocast)")
     ap.add_argument("--lerobot-chunks", action="store_true",
                     help="read chunks with LeRobotDataset(delta_timestamps=...) (lerobot-train's way) for the data column")
     ap.add_argument("--only", default="", help="comma-separated variant names (the first is the baseline)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     names = a.only.split(",") if a.only else list(VARIANTS)
-    print(f"torch {torch.__version__}, {a.threads} thread(s), batch {a.batch}, bf16={a.bf16}, load average "
+    from common.precision import machine_summary
+    print(machine_summary())
+    print(f"torch {torch.__version__}, {a.threads} thread(s), batch {a.batch}, load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (ratios are the meaningful numbers on a busy machine)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = synthetic_dataset(Path(tmp) / "ds")
         rows = []
-        for n in names:
-            r = time_variant(n, VARIANTS[n], folder, a.batch, a.steps, a.bf16, Path(tmp), a.lerobot_chunks)
+        for n, prec in [(n, p) for p in a.precisions for n in names]:
+            r = time_variant(n, VARIANTS[n], folder, a.batch, a.steps, prec == "bf16", Path(tmp), a.lerobot_chunks)
             rows.append(r)
             base = rows[0]
-            print(f"{n:10s} image {r['image']:3d} chunk {r['chunk']:2d} text {r['text']:6s} vision {r['vision']:6s} "
+            print(f"{prec} {n:10s} image {r['image']:3d} chunk {r['chunk']:2d} text {r['text']:6s} vision {r['vision']:6s} "
                   f"{r['params'] / 1e6:5.2f}M params ({r['trainable'] / 1e6:.3f}M trained) | train {r['step_s']:.3f} s/step ({r['step_s'] / base['step_s']:.2f}x) | "
                   f"chunk inference {r['infer_s'] * 1000:.0f} ms ({r['infer_s'] / base['infer_s']:.2f}x) | "
                   f"data {r['load_s']:.2f} s/batch", flush=True)

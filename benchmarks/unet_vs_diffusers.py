@@ -90,6 +90,8 @@ def main() -> None:
                    help="also time our model's sampling forward at these batch sizes (fp32 and bf16)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    from common.precision import machine_summary
+    print(machine_summary())
     torch.manual_seed(0)
     x = torch.randn(args.batch, args.in_channels, args.size, args.size)
     models = {"ours": make_ours(args.channels, args.in_channels),

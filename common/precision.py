@@ -148,3 +148,15 @@ def resolve_precision(setting: str, device: torch.device | str) -> Precision:
         return Precision("bf16" if fast else "fp32",
                          f"auto: {_cpu_evidence(p)}; bf16 needs >= {BF16_MIN_SPEEDUP}x", kind)
     return Precision("fp32", f"auto: fp32 on {kind}", kind)
+
+
+def machine_summary() -> str:
+    """One line for benchmark output: the CPU, its bf16-relevant flags, any ISA cap, the probe and auto's choice."""
+    import os
+    p = probe_cpu()
+    caps = ", ".join(f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+                     if os.environ.get(k))
+    return (f"CPU {cpu_name()} [{' '.join(cpu_flags()) or 'flags unknown'}]"
+            + (f" capped by {caps}" if caps else "") + f"; torch {torch.__version__}, {p.threads} thread(s); "
+            f"probe: bf16 {p.bf16_gflops:.1f} vs fp32 {p.fp32_gflops:.1f} GFLOP/s -> auto picks "
+            f"{'bf16' if p.speedup >= BF16_MIN_SPEEDUP else 'fp32'}")

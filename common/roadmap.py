@@ -264,22 +264,25 @@ def readme_with_results(pkg: str) -> Check:
 
 
 def checkpoint(phase: int, dataset: str | None = None) -> Check:
-    """A run of the phase with weights; with `dataset`, only runs whose config.yaml trained on it."""
-    def trained_on(run: Path) -> bool:
+    """A run of the phase with weights under outputs/, or a release of the phase (releases/, shipped with the repo,
+    so a fresh clone satisfies its ticked boxes); with `dataset`, only those whose config.yaml trained on it."""
+    def trained_on(config: Path) -> bool:
         if dataset is None:
             return True
         import yaml
-        cfg = run / "config.yaml"
-        return cfg.is_file() and ((yaml.safe_load(cfg.read_text()) or {}).get("data") or {}).get("name") == dataset
+        return config.is_file() and ((yaml.safe_load(config.read_text()) or {}).get("data") or {}).get("name") == dataset
 
     def exists(root: Path) -> bool:
         runs = root / "outputs" / f"phase{phase}"
         found = [*runs.glob("*/checkpoints/**/*"), *runs.glob("*/export/*.safetensors")]
         # checkpoints/<file> and export/<file> both sit one level below the run folder
-        return any(p.is_file() and p.stat().st_size > 0 and trained_on(p.parents[1]) for p in found)
+        if any(p.is_file() and p.stat().st_size > 0 and trained_on(p.parents[1] / "config.yaml") for p in found):
+            return True
+        releases = [m.parent for m in (root / "releases" / f"phase{phase}").glob("*/release.json")]
+        return any(any(r.rglob("*.safetensors")) and trained_on(r / "config.yaml") for r in releases)
     runs = f"outputs/phase{phase}/*"
     on = f" trained on {dataset}" if dataset else ""
-    return Check(f"{runs}/checkpoints/* or {runs}/export/*.safetensors{on}", exists)
+    return Check(f"{runs}/checkpoints/* or {runs}/export/*.safetensors or releases/phase{phase}/*{on}", exists)
 
 
 PHASE_DIRS = {0: "phase0_diffusion", 1: "phase1_world_model", 2: "phase2_diffusion_forcing",

@@ -1,16 +1,23 @@
-"""Run folders and the resolver that lets one phase find another's artefacts.
+"""Run folders, releases, and the resolver that lets one phase find another's artefacts.
 
-Every run lives in `outputs/<phase>/<run-name>/`:
+Every run lives in `<run.root>/<phase>/<run-name>/` (`run.root` defaults to `outputs/`):
 
     config.yaml      the resolved config (all defaults filled in)
+    system.json      command, git commit, machine, precision and why (one entry per start/resume)
     metrics.jsonl    one JSON object per logged step
     tb/              TensorBoard events
     checkpoints/     step_XXXXXXXX.pt (last N), best.pt, and what `resume` reads
     media/           images and videos
     export/          final weights as model.safetensors (+ config.yaml beside them)
 
-Later phases never guess paths: they call `resolve_run("phase1", "latest", require="export/model.safetensors")`
-(or pass an explicit run folder). When nothing fits, the error names the command that makes it.
+A release (`releases/<phase>/<name>/`, made by `python -m common.release <run folder>`) is an export folder
+checked into the repo with its metrics and provenance; `releases_dir()` finds it ($WM_RELEASES overrides).
+
+Later phases never guess paths: they call `resolve_run("phase1", "latest", root, require="export/...")`,
+or pass "release", "release:<name>" or an explicit run or release folder. "latest" falls back to the newest
+matching release when no local run exists, saying so in one line on stderr. When nothing fits, the error
+names the command that makes it (MAKE_COMMAND). Outputs of a command that loads a release go to
+`<run.root>/<phase>/release-<name>/` (`writable_dir`), never into the repo.
 """
 from __future__ import annotations
 

@@ -167,7 +167,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         print(f"  reward head: accuracy {re_['reward']['accuracy']:.4f}, balanced {re_['reward']['balanced_accuracy']:.3f}; "
               f"end head: accuracy {re_['end']['accuracy']:.4f}, balanced {re_['end']['balanced_accuracy']:.3f}")
 
-    _videos(diff, rolls, batch, cfg, out_dir.parent if not cfg.out else out_dir)
+    _videos(diff, rolls, batch, cfg, writable_dir(diff.run, cfg.run.root))
     results["figures"] = _plots(results, out_dir)
     atomic_write(out_dir / "results.json", lambda f: f.write(json.dumps(results, indent=1).encode()))
     md = tables(results, diff)

@@ -145,7 +145,7 @@ def compare(cfg: CompareConfig) -> dict:
              "psnr_mean_over_horizon": float(m["psnr"].mean())})
         print(f"  ablation pyramid u={un}: PSNR h{Ha} {results['ablation_uncertainty'][-1]['psnr'][0]:.2f}")
 
-    _videos(df, gens, batch, cfg, out_dir.parent if not cfg.out else out_dir)
+    _videos(df, gens, batch, cfg, writable_dir(df.run, cfg.run.root))
     results["figures"] = _plots(results, out_dir)
     atomic_write(out_dir / "results.json", lambda f: f.write(json.dumps(results, indent=1).encode()))
     md = tables(results)

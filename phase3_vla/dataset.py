@@ -105,6 +105,25 @@ def open_dataset(root: Path, repo_id: str | None = None, **kwargs):
     return LeRobotDataset(repo_id, root=root, **kwargs)
 
 
+def dataset_identity(root: Path, episodes: list[int] | None = None) -> dict:
+    """What a trained policy records about its demonstrations (and a release carries): the suite and tasks, the
+    size, which episodes, and a digest of the data set's meta/ files (info, stats, tasks, episode index), which
+    change whenever an episode does."""
+    import hashlib
+
+    root = Path(root)
+    info = json.loads((root / "meta" / "info.json").read_text())
+    h = hashlib.sha256()
+    for p in sorted((root / "meta").rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    marker = root.with_name(root.name + ".selection.json")
+    return {"folder": str(root), "repo_id": json.loads(marker.read_text())["repo_id"] if marker.exists() else None,
+            "episodes": info.get("total_episodes"), "frames": info.get("total_frames"),
+            "used_episodes": episodes if episodes is not None else "all", "meta_sha256": h.hexdigest()[:16]}
+
+
 def column_stats(values: np.ndarray) -> dict:
     return {"mean": values.mean(0).tolist(), "std": values.std(0).tolist(), "min": values.min(0).tolist(),
             "max": values.max(0).tolist()}

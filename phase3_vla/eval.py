@@ -4,6 +4,8 @@
     python -m phase3_vla.eval eval.run=base-cpu eval.tasks=[0,1,2,3,4,5,6,7,8] eval.episodes=3
     python -m phase3_vla.eval eval.run=lora-r16-n50-cpu            # a LoRA run: the adapter on its base
     python -m phase3_vla.eval eval.run=outputs/lerobot-train/checkpoints/last/pretrained_model   # any saved policy
+    python -m phase3_vla.eval eval.run=release:lora-r16-n50-cpu    # a released model (releases/phase3/); with no
+                                                                    # local base-cpu run, the default falls back to its release
     python -m phase3_vla.eval eval.n_action_steps=10                # re-plan every 10 steps instead of every chunk
     python -m phase3_vla.eval profile=smoke                         # 1 short episode
 
@@ -37,7 +39,7 @@ import torch
 
 from common.checkpoint import atomic_write
 from common.config import ConfigError, cli
-from common.runs import ArtifactNotFoundError
+from common.runs import ArtifactNotFoundError, Run, writable_dir
 from common.stepwise import _mix
 from common.system import start
 from phase3_vla.backbone import BackboneError
@@ -66,7 +68,7 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
 def resolve(cfg: Phase3Config) -> Path:
     """The folder to evaluate: a run (its export/policy or export/adapter) or a saved policy folder itself."""
     spec = cfg.eval.run or f"base-{cfg.profile}"
-    path = training.run_dir(spec, cfg.run.root)
+    path = training.find_run(spec, cfg.run.root, not cfg.eval.run, f"base-{cfg.profile}")
     if (path / "config.json").exists() and ((path / "model.safetensors").exists() or (path / "adapter_config.json").exists()):
         return path
     info = training.finished(path)
@@ -74,7 +76,7 @@ def resolve(cfg: Phase3Config) -> Path:
         hint = (f"continue it with the same command plus run.resume=true" if any((path / "checkpoints").glob("step_*.pt"))
                 else f"make it with python -m phase3_vla.train (base runs) or python -m phase3_vla.finetune")
         raise ArtifactNotFoundError(f"eval.run={spec}: {path} is not a finished phase 3 run (no export/info.json); {hint}")
-    return path / "export" / ("adapter" if info["kind"] == "lora" else "policy")
+    return training.export_of(path) / ("adapter" if info["kind"] == "lora" else "policy")
 
 
 def load_for_eval(folder: Path, device: torch.device, n_action_steps: int = 0):
@@ -83,7 +85,7 @@ def load_for_eval(folder: Path, device: torch.device, n_action_steps: int = 0):
     from phase3_vla.policy import load_adapter, load_policy
 
     if (folder / "adapter_config.json").exists():
-        info = training.finished(folder.parent.parent) or {}
+        info = training.finished(training.run_of(folder)) or {}
         model, pre, post = load_adapter(folder, device, make_base=info.get("make_base", ""))
         policy = model.merge_and_unload()
         weights = folder / "adapter_model.safetensors"
@@ -238,6 +240,8 @@ def out_dir(cfg: Phase3Config, folder: Path) -> Path:
     if cfg.eval.out:
         return Path(cfg.eval.out).expanduser().resolve()
     sub = f"eval-n_action_steps{cfg.eval.n_action_steps}" if cfg.eval.n_action_steps else "eval"
+    if training.is_release(folder.parent):  # a release is never written to
+        return writable_dir(Run(folder.parent, training.PHASE, release=True), cfg.run.root) / sub
     return folder.parent.parent / sub if folder.parent.name == "export" else folder / sub
 
 

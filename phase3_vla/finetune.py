@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = training.named(cli(Phase3Config, "phase3/finetune", argv, __doc__), "finetune")
     f = cfg.finetune
     try:
-        from phase3_vla.dataset import open_dataset
+        from phase3_vla.dataset import dataset_identity, open_dataset
         from phase3_vla.frames import ChunkedFrames
         from phase3_vla.policy import PolicyModule, count_parameters, load_policy, save_policy, wrap_lora
 
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
             "trainable_fraction": trainable / max(1, total), "base_run": str(base.dir),
             "base_policy": str(base.export_dir / "policy"), "make_base": training.train_command(base.dir),
             "dataset": str(folder), "num_demos": len(episodes), "frames": len(data),
+            "data": dataset_identity(folder, episodes),
             "tasks": list(data.meta.tasks.index), "normalization": f.normalization,
             "lora": ({"r": f.lora.r, "alpha": f.lora.alpha or 2 * f.lora.r, "dropout": f.lora.dropout,
                       "target_modules": f.lora.target_modules or "lerobot default"} if f.method == "lora" else None),

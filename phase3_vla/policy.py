@@ -171,22 +171,35 @@ def save_policy(model: nn.Module, pre, post, folder: str | Path) -> Path:
 
 
 def _processors(folder: Path, cfg, device: torch.device):
+    """The saved pre/postprocessors; the tokenizer is read from the config's (resolved) backbone folder, not
+    from the path saved with them, so a policy moved to another machine (a release) still finds it."""
     from lerobot.policies.factory import make_pre_post_processors
 
-    return make_pre_post_processors(cfg, pretrained_path=str(folder),
-                                    preprocessor_overrides={"device_processor": {"device": device.type}})
+    return make_pre_post_processors(cfg, pretrained_path=str(folder), preprocessor_overrides={
+        "device_processor": {"device": device.type}, "tokenizer_processor": {"tokenizer_name": cfg.vlm_model_name}})
+
+
+def _config(folder: Path):
+    """lerobot's saved policy config, with a relative `vlm_model_name` (a release's `../backbone`) resolved
+    against the folder it was saved in."""
+    from lerobot.configs.policies import PreTrainedConfig
+
+    cfg = PreTrainedConfig.from_pretrained(folder)
+    vlm = Path(cfg.vlm_model_name)
+    if not vlm.is_absolute() and cfg.vlm_model_name.startswith("."):
+        cfg.vlm_model_name = str((folder / vlm).resolve())
+    return cfg
 
 
 def load_policy(folder: str | Path, device: torch.device):
     """A saved full policy (ours or lerobot-train's `pretrained_model/`) with its processors, in eval mode.
     `config.pretrained_path` is set to the folder, which lerobot's wrap_with_peft requires."""
-    from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
     folder = Path(folder).resolve()
     if not (folder / "model.safetensors").exists():
         raise FileNotFoundError(f"{folder} holds no saved policy (no model.safetensors)")
-    cfg = PreTrainedConfig.from_pretrained(folder)
+    cfg = _config(folder)
     vlm = Path(cfg.vlm_model_name)
     if vlm.is_absolute() and not vlm.is_dir():
         if not (folder / "backbone.json").exists():
@@ -201,7 +214,9 @@ def load_policy(folder: str | Path, device: torch.device):
 
 
 def adapter_base(folder: str | Path) -> Path:
-    return Path(json.loads((Path(folder) / "adapter_config.json").read_text())["base_model_name_or_path"])
+    """The base policy folder an adapter belongs to (a relative path, as in a release, is relative to it)."""
+    base = Path(json.loads((Path(folder) / "adapter_config.json").read_text())["base_model_name_or_path"])
+    return base if base.is_absolute() else (Path(folder) / base).resolve()
 
 
 def load_adapter(folder: str | Path, device: torch.device, make_base: str = ""):
@@ -217,9 +232,7 @@ def load_adapter(folder: str | Path, device: torch.device, make_base: str = ""):
             f"Make it again with: {make_base or 'python -m phase3_vla.train (the same profile and run.name)'}")
     policy, _, _ = load_policy(base, device)
     model = PeftModel.from_pretrained(policy, folder).to(device).eval()
-    from lerobot.configs.policies import PreTrainedConfig
-
-    return (model, *_processors(folder, PreTrainedConfig.from_pretrained(folder), device))
+    return (model, *_processors(folder, _config(folder), device))
 
 
 # ------------------------------------------------------------------------------------------------ training

@@ -5,12 +5,12 @@
     python -m phase3_vla.train                              # profile cpu -> outputs/phase3/base-cpu/
     python -m phase3_vla.train run.resume=true              # continue it after an interruption (bitwise on CPU)
     python -m phase3_vla.train profile=full                 # real SmolVLA sizes from lerobot/smolvla_base (GPU, hub)
-    python -m phase3_vla.train train.bf16=true policy.image_size=64 policy.chunk_size=10 policy.n_action_steps=10
+    python -m phase3_vla.train run.precision=bf16 policy.image_size=64 policy.chunk_size=10 policy.n_action_steps=10
 
 Builds lerobot's SmolVLAPolicy (phase3_vla.policy) on a generated SmolVLM-style backbone, for the features
 of the base LeRobotDataset (two cameras, 8-d state, 7-d action), with lerobot's processors normalizing by
 that dataset's statistics, and trains it with the project's Trainer (common/trainer.py: checkpoints, resume,
-metrics.jsonl + TensorBoard, bf16 autocast). Reads the config sections run, log, data, policy, train.
+metrics.jsonl + TensorBoard, autocast as run.precision chooses). Reads the config sections run, log, data, policy, train.
 
 Exports, besides export/model.safetensors: export/policy/ in lerobot's save_pretrained format
 (`SmolVLAPolicy.from_pretrained("outputs/phase3/base-cpu/export/policy")` loads it; finetune starts there)
@@ -39,7 +39,7 @@ from phase3_vla import training
 def main(argv: list[str] | None = None) -> dict:
     cfg = training.named(cli(Phase3Config, "phase3/train", argv, __doc__), "train")
     try:
-        from phase3_vla.dataset import open_dataset
+        from phase3_vla.dataset import dataset_identity, open_dataset
         from phase3_vla.frames import ChunkedFrames
         from phase3_vla.policy import PolicyModule, build_policy, count_parameters, save_policy
 
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
             "kind": "base", "steps": trainer.step, "seconds": round(clock.seconds, 1),
             "seconds_per_step": round(clock.seconds / max(1, trainer.step), 4), "trainable": trainable, "total": total,
             "dataset": str(folder), "episodes": data.meta.total_episodes, "frames": len(data),
+            "data": dataset_identity(folder),
             "tasks": list(data.meta.tasks.index), "final_loss": last.get("train/loss"),
             "backbone": policy.config.vlm_model_name, "mask_padded_actions": cfg.policy.mask_padded_actions,
             "policy": str(ctx.run.export_dir / "policy")})

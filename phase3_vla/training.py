@@ -16,7 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from common.checkpoint import atomic_write
-from common.runs import ArtifactNotFoundError, Run, outputs_root
+import sys
+
+from common.runs import RELEASE_MANIFEST, ArtifactNotFoundError, Run, find_release, outputs_root
 from common.trainer import Hook, Trainer
 from phase3_vla.config import Phase3Config
 
@@ -80,18 +82,52 @@ def train_command(run: Path) -> str:
     return f"python -m phase3_vla.train profile={profile} run.name={run.name}{tail}"
 
 
+def is_release(run: Path) -> bool:
+    return (run / RELEASE_MANIFEST).exists()
+
+
+def export_of(run: Path) -> Path:
+    """Where a run's exported files are: <run>/export/, or the release folder itself."""
+    return run if is_release(run) else run / "export"
+
+
+def run_of(folder: Path) -> Path:
+    """The run (or release) a saved policy/adapter folder belongs to."""
+    return folder.parent.parent if folder.parent.name == "export" else folder.parent
+
+
 def finished(run: Path) -> dict | None:
-    """The run's export/info.json when it has finished, else None."""
-    path = run / "export" / INFO
+    """The run's export/info.json (a release's info.json) when it has finished, else None."""
+    path = export_of(run) / INFO
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def find_run(spec: str, root: str, default: bool, release_name: str) -> Path:
+    """A run named on the command line: a name under <root>/phase3/, a folder, `release` (the release called
+    `release_name`) or `release:<name>`. With `default` (the user named nothing), a missing local run falls back
+    to the release of the same name, saying so on stderr."""
+    if spec == "release" or spec.startswith("release:"):
+        name = spec.partition(":")[2] or release_name
+        rel = find_release(PHASE, f"export/{INFO}", name)
+        if rel is None:
+            raise RunNotReadyError(f"no phase 3 release named {name} in releases/phase3/ (make one from a finished "
+                                   f"run with: python -m common.release outputs/phase3/{name})")
+        return rel.dir
+    run = run_dir(spec, root)
+    if default and finished(run) is None and not any((run / "checkpoints").glob("step_*.pt")):
+        rel = find_release(PHASE, f"export/{INFO}", run.name)
+        if rel is not None:
+            print(f"note: no local run {run}; using the {rel.describe()}", file=sys.stderr, flush=True)
+            return rel.dir
+    return run
+
+
 def require_base(cfg: Phase3Config) -> Run:
-    """The base run a finetune starts from (finetune.base, default base-<profile>), finished."""
+    """The base run a finetune starts from (finetune.base, default base-<profile>, else its release), finished."""
     spec = cfg.finetune.base or f"base-{cfg.profile}"
-    run = run_dir(spec, cfg.run.root)
+    run = find_run(spec, cfg.run.root, not cfg.finetune.base, f"base-{cfg.profile}")
     info = finished(run)
-    if info is None or not (run / "export" / "policy" / "model.safetensors").exists():
+    if info is None or not (export_of(run) / "policy" / "model.safetensors").exists():
         if any((run / "checkpoints").glob("step_*.pt")):
             raise RunNotReadyError(f"base run {run} has not finished (finetune.base={spec}). Continue it with: "
                                    f"{train_command(run)} run.resume=true")
@@ -100,7 +136,7 @@ def require_base(cfg: Phase3Config) -> Run:
                                + ("" if cfg.run.root == "outputs" else f" run.root={cfg.run.root}"))
     if info.get("kind") != "base":
         raise RunNotReadyError(f"finetune.base={spec}: {run} is a {info.get('kind')} run, not a base run")
-    return Run(run, PHASE)
+    return Run(run, PHASE, release=is_release(run))
 
 
 class Clock:
@@ -125,7 +161,7 @@ class Clock:
 
 
 class PolicyTrainer(Trainer):
-    """The project's Trainer (atomic checkpoints, resume, logging, bf16 autocast), exporting the policy in
+    """The project's Trainer (atomic checkpoints, resume, logging, run.precision), exporting the policy in
     lerobot's format as well: `save(export_dir)` is called after the usual export/model.safetensors."""
 
     def __init__(self, *args, save=None, **kwargs):

@@ -39,7 +39,7 @@ def test_smoke_training_loss_decreases(tmp_path):
 @pytest.mark.parametrize("sampler,steps", [("heun", 4), ("euler", 3), ("ddim", 5), ("ddpm", 0)])
 def test_eval_every_sampler_writes_metrics(trained, sampler, steps):
     root, run = trained
-    m = evaluate.main([f"run={run}", f"root={root}", f"sample.sampler={sampler}", f"sample.steps={max(steps, 1)}",
+    m = evaluate.main([f"load={run}", f"run.root={root}", f"sample.sampler={sampler}", f"sample.steps={max(steps, 1)}",
                        "sample.guidance=2", "num_samples=16" if sampler != "ddpm" else "num_samples=4"])
     assert m["fid_proxy"] >= 0 and 0 <= m["class_accuracy"] <= 1 and m["seconds_per_sample"] > 0
     assert m["nfe"] == {"heun": 7, "euler": 3, "ddim": 5, "ddpm": 1000}[sampler]
@@ -48,19 +48,19 @@ def test_eval_every_sampler_writes_metrics(trained, sampler, steps):
 
 def test_sample_writes_a_grid(trained):
     root, run = trained
-    path = sample.main([f"run={run}", f"root={root}", "sample.num=8", "sample.steps=3", "sample.sampler=euler"])
+    path = sample.main([f"load={run}", f"run.root={root}", "sample.num=8", "sample.steps=3", "sample.sampler=euler"])
     assert Path(path).exists()
 
 
 def test_eval_without_classifier_names_the_command(tmp_path):
     out = train.main(["profile=smoke", f"run.root={tmp_path}", "run.name=x", "train.max_steps=2"])
     with pytest.raises(ArtifactNotFoundError, match="python -m phase0_diffusion.classifier data.name=synthetic"):
-        evaluate.main([f"run={out['run_dir']}", f"root={tmp_path}", "num_samples=4"])
+        evaluate.main([f"load={out['run_dir']}", f"run.root={tmp_path}", "num_samples=4"])
 
 
 def test_eval_latest_without_runs_names_the_command(tmp_path):
     with pytest.raises(ArtifactNotFoundError, match="python -m phase0_diffusion.train"):
-        evaluate.main([f"root={tmp_path}"])
+        evaluate.main([f"run.root={tmp_path}"])
 
 
 def test_ddpm_process_trains_and_samples(tmp_path):

@@ -26,7 +26,7 @@ EPISODES = 3  # full Breakout episodes; with test_fraction 1/3 episode 2 is the 
 
 
 def _collect(root: Path, *overrides: str) -> dict:
-    return collect.main([f"root={root}", f"episodes={EPISODES}", "test_fraction=0.34", "progress_every=0",
+    return collect.main([f"run.root={root}", f"episodes={EPISODES}", "test_fraction=0.34", "progress_every=0",
                          *overrides])
 
 
@@ -144,7 +144,7 @@ def test_index_lists_episodes_with_protocol_and_split(data):
 
 
 def test_max_steps_caps_and_marks_truncated(tmp_path):
-    result = collect.main(["profile=smoke", f"root={tmp_path}"])
+    result = collect.main(["profile=smoke", f"run.root={tmp_path}"])
     assert result["collected"] == [0, 1]
     for i in (0, 1):
         ep = load_episode(tmp_path / "phase1" / "datasets" / "Breakout" / episode_name(i))
@@ -168,7 +168,7 @@ def test_resume_collects_only_missing_episodes(tmp_path, data):
 
 def test_killed_collection_keeps_finished_episodes_and_continues(tmp_path):
     """SIGKILL in the middle of writing episode 1's file, then the same command finishes the job."""
-    args = (f"root={tmp_path}", "episodes=3", "max_steps=40", "test_fraction=0.34", "progress_every=0")
+    args = (f"run.root={tmp_path}", "episodes=3", "max_steps=40", "test_fraction=0.34", "progress_every=0")
     killed = run_module("phase1_world_model.collect", *args, env=subprocess_env(**{FAULT_ENV: "1"}))
     assert killed.returncode == -9, killed.stderr[-2000:]
     out = tmp_path / "phase1" / "datasets" / "Breakout"
@@ -195,7 +195,7 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, data, capsys):
                                          ("repeat_prob=1.5", "repeat_prob=1.5")])
 def test_collect_config_errors_name_the_key(tmp_path, capsys, arg, message):
     with pytest.raises(SystemExit) as e:
-        collect.main([f"root={tmp_path}", arg])
+        collect.main([f"run.root={tmp_path}", arg])
     assert e.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "phase1").exists()
 

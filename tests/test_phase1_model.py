@@ -188,9 +188,9 @@ def test_metrics_against_closed_forms_and_an_independent_ssim():
 def root(tmp_path_factory) -> Path:
     """outputs root with the smoke Breakout data set (2 episodes of 50 steps) and smoke diffusion + regressor runs."""
     root = tmp_path_factory.mktemp("outputs")
-    collect.main(["profile=smoke", f"root={root}"])
-    train.main(["profile=smoke", f"run.root={root}", f"data.root={root}", "run.name=diff"])
-    train.main(["profile=smoke", f"run.root={root}", f"data.root={root}", "run.name=reg", "model.kind=regressor"])
+    collect.main(["profile=smoke", f"run.root={root}"])
+    train.main(["profile=smoke", f"run.root={root}", "run.name=diff"])
+    train.main(["profile=smoke", f"run.root={root}", "run.name=reg", "model.kind=regressor"])
     return root
 
 
@@ -213,7 +213,7 @@ def test_train_writes_an_exported_run_that_loads_back(root):
 
 def test_train_without_data_names_the_collect_command(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        train.main(["profile=smoke", f"run.root={tmp_path}", f"data.root={tmp_path}"])
+        train.main(["profile=smoke", f"run.root={tmp_path}"])
     assert e.value.code == 2 and "python -m phase1_world_model.collect" in capsys.readouterr().err
 
 
@@ -221,7 +221,8 @@ def test_killed_training_resumes_to_the_same_weights(root, tmp_path):
     from conftest import run_module, subprocess_env
     from common.checkpoint import load_safetensors
 
-    args = ["profile=smoke", f"run.root={tmp_path}", f"data.root={root}", "train.max_steps=4", "train.ckpt_every=2"]
+    data = root / "phase1" / "datasets" / "Breakout"
+    args = ["profile=smoke", f"run.root={tmp_path}", f"data.folder={data}", "train.max_steps=4", "train.ckpt_every=2"]
     run_module("phase1_world_model.train", *args, "run.name=ref")
     killed = run_module("phase1_world_model.train", *args, "run.name=k", env=subprocess_env(WM_FAULT_KILL_AT_STEP="2"))
     assert killed.returncode != 0
@@ -279,8 +280,8 @@ def test_imagination_restarts_only_the_worlds_asked(root, test_split):
 
 def test_evaluate_writes_tables_plots_videos_and_publishes(root, tmp_path):
     out = tmp_path / "eval"
-    res = evaluate.main([f"root={root}", "horizons=[1,3]", "starts_per_episode=2", "steps=[1,2]",
-                         "sweep_solvers=[euler,heun]", "steps_horizon=2", "videos=1", f"out={out}", "bf16=false"])
+    res = evaluate.main([f"run.root={root}", "horizons=[1,3]", "starts_per_episode=2", "steps=[1,2]",
+                         "sweep_solvers=[euler,heun]", "steps_horizon=2", "videos=1", f"out={out}", "run.precision=fp32"])
     assert set(res["methods"]) == {"diffusion", "regressor", "copy_last"}
     for m in res["methods"].values():
         assert set(m["psnr"]) == {1, 3} and all(np.isfinite(v[0]) for v in m["ssim"].values())
@@ -305,14 +306,14 @@ def test_evaluate_without_a_regressor_names_its_train_command(root, tmp_path, ca
     (other / "phase1").mkdir(parents=True)
     os.symlink(root / "phase1" / "diff", other / "phase1" / "diff")
     with pytest.raises(SystemExit):
-        evaluate.main([f"root={other}", "horizons=[1]"])
+        evaluate.main([f"run.root={other}", "horizons=[1]"])
     assert "python -m phase1_world_model.train profile=cpu model.kind=regressor" in capsys.readouterr().err
 
 
 def test_play_headless_with_actions_and_policy(root, tmp_path):
-    rep = play.main([f"root={root}", "mode=headless", "actions=[FIRE,right,3]", f"out={tmp_path / 'a'}", "scale=2"])
+    rep = play.main([f"run.root={root}", "mode=headless", "actions=[FIRE,right,3]", f"out={tmp_path / 'a'}", "scale=2"])
     assert rep["steps"] == 3 and (tmp_path / "a.mp4").exists() and (tmp_path / "a.gif").exists()
-    rep = play.main([f"root={root}", "mode=headless", "steps=4", "batch=3", "max_episode_steps=2",
+    rep = play.main([f"run.root={root}", "mode=headless", "steps=4", "batch=3", "max_episode_steps=2",
                      f"out={tmp_path / 'b'}"])
     assert rep["batch"] == 3 and rep["generated_frames_per_s"] > 0
     assert json.loads((tmp_path / "b.json").read_text())["steps"] == 4
@@ -332,5 +333,5 @@ def test_play_keyboard_loop_runs_on_a_dummy_display(root, monkeypatch):
     pytest.importorskip("pygame")
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
-    cfg = load_config(PlayConfig, "phase1/play", [f"root={root}", "fps=1000"])
+    cfg = load_config(PlayConfig, "phase1/play", [f"run.root={root}", "fps=1000"])
     assert play.keyboard(cfg, max_frames=3)["frames"] == 3

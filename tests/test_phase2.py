@@ -213,9 +213,9 @@ def test_clean_context_autoregressive_step_equals_the_teacher_forced_step():
 def root(tmp_path_factory) -> Path:
     """Smoke data set, a phase 1 smoke run, and DF + full-sequence smoke runs (DF warm-started from phase 1)."""
     root = tmp_path_factory.mktemp("outputs")
-    collect.main(["profile=smoke", f"root={root}"])
-    p1_train.main(["profile=smoke", f"run.root={root}", f"data.root={root}", "run.name=p1"])
-    common = ["profile=smoke", f"run.root={root}", f"data.root={root}", f"root={root}"]
+    collect.main(["profile=smoke", f"run.root={root}"])
+    p1_train.main(["profile=smoke", f"run.root={root}", "run.name=p1"])
+    common = ["profile=smoke", f"run.root={root}"]
     train.main([*common, "run.name=df", "init_from=latest"])
     train.main([*common, "run.name=fs", "model.objective=full_sequence"])
     return root
@@ -264,8 +264,8 @@ def test_sliding_window_rollout_runs_4x_past_the_window(root):
 
 
 def test_compare_smoke_writes_tables_plots_and_videos(root, tmp_path):
-    res = compare.main([f"root={root}", "starts_per_episode=2", "multiples=[1,2]", "ablate_stabilization=[0,0.1]",
-                        "ablate_uncertainty=[1]", "ablation_multiple=1", "videos=1", f"out={tmp_path}", "bf16=false"])
+    res = compare.main([f"run.root={root}", "starts_per_episode=2", "multiples=[1,2]", "ablate_stabilization=[0,0.1]",
+                        "ablate_uncertainty=[1]", "ablation_multiple=1", "videos=1", f"out={tmp_path}", "run.precision=fp32"])
     assert set(res["methods"]) == {"teacher_forced", "full_sequence", "df_ar", "df_ar_stab", "df_pyramid",
                                    "df_pyramid_stab"}
     assert res["horizons"] == [1, 4, 8] and len(res["ablation_stabilization"]) == 2

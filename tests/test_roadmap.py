@@ -223,3 +223,16 @@ def test_real_roadmap_parses_and_is_clean() -> None:
     assert not set("‚√üœ") & set(text), "mojibake left in ROADMAP.md"
     stale = "ROADMAP.md counters disagree with its boxes: run `python -m common.roadmap status --sync`"
     assert synced_lines(rm) == rm.lines, stale
+
+
+def test_verify_a_release_satisfies_a_checkpoint_box(roadmap: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A fresh clone has no outputs/, only the releases shipped in the repo: they count, by phase and data set.
+    rel = roadmap.parent / "releases" / "phase1" / "diffusion-cpu"
+    rel.mkdir(parents=True)
+    (rel / "model.safetensors").write_bytes(b"x")
+    main(["verify", "--file", str(roadmap)])
+    assert "Trained model checkpoint" not in capsys.readouterr().out  # no release.json: not a release
+    (rel / "release.json").write_text("{}")
+    main(["verify", "--file", str(roadmap)])
+    out = capsys.readouterr().out
+    assert "Done but unticked (1):" in out and "Trained model checkpoint" in out and "releases/phase1" in out

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from common.logger import LogConfig, RunLogger
-from common.runs import RunConfig
+from common.runs import TrainRunConfig
 from common.stepwise import StepBatchSampler, StepRNG
 from common.trainer import TrainConfig, Trainer, TrainingDiverged, setup_run
 
@@ -70,7 +70,7 @@ def _toy_data(n=32):
 
 
 def test_nan_loss_stops_with_diagnostic_and_keeps_last_good_checkpoint(tmp_path):
-    ctx = setup_run("toy", RunConfig(root=str(tmp_path), name="nan", threads=1), {"toy": True})
+    ctx = setup_run("toy", TrainRunConfig(root=str(tmp_path), name="nan", threads=1, precision="fp32"), {"toy": True})
     cfg = TrainConfig(max_steps=20, batch_size=8, lr=1e-2, warmup_steps=0, ckpt_every=5)
     trainer = Trainer(ctx, _Toy(nan_at=8), _toy_data(), cfg, LogConfig(progress=False, log_every=1))
     with pytest.raises(TrainingDiverged, match="step 8") as err:
@@ -85,9 +85,10 @@ def test_nan_loss_stops_with_diagnostic_and_keeps_last_good_checkpoint(tmp_path)
 
 def test_bf16_autocast_and_grad_accumulation_train(tmp_path):
     """The loss goes down with bf16 autocast and 4 accumulation steps (batch 16 as 4 x 4)."""
-    ctx = setup_run("toy", RunConfig(root=str(tmp_path), name="bf16", threads=1), {})
+    ctx = setup_run("toy", TrainRunConfig(root=str(tmp_path), name="bf16", threads=1, precision="bf16"), {})
+    assert ctx.precision.bf16 and "run.precision=bf16" in ctx.precision.reason
     cfg = TrainConfig(max_steps=60, batch_size=16, micro_batch_size=4, lr=5e-2, warmup_steps=0,
-                      ckpt_every=60, bf16=True, ema_decay=0.9)
+                      ckpt_every=60, ema_decay=0.9)
     trainer = Trainer(ctx, _Toy(nan_at=10**9), _toy_data(), cfg, LogConfig(progress=False, log_every=10))
     trainer.fit()
     lines = [json.loads(l) for l in ctx.run.metrics_path.read_text().splitlines()]

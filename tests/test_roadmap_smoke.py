@@ -1,0 +1,25 @@
+"""`make roadmap-smoke` (scripts/roadmap_smoke.py): every built phase's main pipeline at smoke scale, each phase
+finding the earlier phases' artefacts through the resolver, in one command. Run as a subprocess, as a user runs it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_phases_chain_at_smoke_scale(tmp_path):
+    env = {**os.environ, "WM_RELEASES": str(tmp_path / "no-releases")}  # only what the chain itself made
+    proc = subprocess.run([sys.executable, "scripts/roadmap_smoke.py", "--root", str(tmp_path / "chain")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    summary = proc.stdout.split("roadmap smoke under", 1)[1].splitlines()[1:]
+    status = {line.split(":")[0]: line for line in summary if line.startswith("phase ")}
+    for n in range(4):
+        assert status[f"phase {n}"].startswith(f"phase {n}: ok"), status
+    assert "not built yet" in status["phase 4"] and "not built yet" in status["phase 5"]
+    # phase 2 warm-started from phase 1's run, found as "latest" under the same run.root
+    assert "warm-started from diffusion" in status["phase 2"]
+    assert (tmp_path / "chain" / "phase2" / "df" / "export" / "diffusion_forcing.json").exists()
