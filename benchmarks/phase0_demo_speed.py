@@ -20,8 +20,9 @@ import torch
 from common.config import load_config
 from common.nn.unet import UNet, count_parameters
 from common.precision import Precision, machine_summary
-from phase0_diffusion.classifier import ClassifierConfig, SmallCNN
+from phase0_diffusion.classifier import ClassifierConfig
 from phase0_diffusion.config import Phase0Config
+from phase0_diffusion.model import SmallCNN
 
 
 def _median(fn, repeats: int) -> float:

@@ -96,11 +96,11 @@ def time_variant(name: str, p: PolicyConfig, folder: Path, batch: int, steps: in
     load_s = float(np.median(loads[1:]))
     model = policy
     if name in LORA:
-        from phase3_vla.config import LoraSettings
+        from phase3_vla.config import AdapterConfig
         from phase3_vla.policy import wrap_lora
 
         policy.config.pretrained_path = root  # lerobot's wrap_with_peft insists on a base path
-        model = wrap_lora(policy, LoraSettings(r=LORA[name]))
+        model = wrap_lora(policy, AdapterConfig(r=LORA[name]))
     module = PolicyModule(model, pre, adapter_only=name in LORA).train()
     opt = torch.optim.AdamW([q for q in module.parameters() if q.requires_grad], lr=1e-4)
     times = []

@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.errors import UserError
+
 _STEP_RE = re.compile(r"^step_(\d{8})\.pt$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file could not be read; the message names the file."""
 
 

@@ -22,23 +22,37 @@ from typing import Any, Sequence, TypeVar
 
 from omegaconf import OmegaConf
 
+from common.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A config value is invalid. `key` is the dotted path, `allowed` says what would be accepted."""
+class ConfigError(UserError, ValueError):
+    """A config value is invalid. `key` is the dotted path, `allowed` says what would be accepted; `others` holds
+    the other keys (and values) of a check that involves several fields, so the message names all of them."""
 
-    def __init__(self, key: str, value: Any, allowed: str):
-        self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"config error: {key}={value!r} is invalid; {allowed}")
+    def __init__(self, key: str, value: Any, allowed: str, others: dict[str, Any] | None = None):
+        self.key, self.value, self.allowed, self.others = key, value, allowed, dict(others or {})
+        if self.others:
+            pairs = ", ".join(f"{k}={v!r}" for k, v in {key: value, **self.others}.items())
+            super().__init__(f"config error: {pairs} do not fit together; {allowed}")
+        else:
+            super().__init__(f"config error: {key}={value!r} is invalid; {allowed}")
 
 
 def require(ok: bool, key: str, value: Any, allowed: str) -> None:
-    """Raise ConfigError(key, value, allowed) unless `ok`. Used inside `check()` methods."""
+    """Raise ConfigError(key, value, allowed) unless `ok`. Used inside `check()` methods for one field."""
     if not ok:
         raise ConfigError(key, value, allowed)
+
+
+def require_together(ok: bool, values: dict[str, Any], allowed: str) -> None:
+    """A check that relates several fields (`{"sigma_min": 2.0, "sigma_max": 1.0}`): the error names all of them."""
+    if not ok:
+        (key, value), *rest = values.items()
+        raise ConfigError(key, value, allowed, dict(rest))
 
 
 def choice(key: str, value: Any, options: Sequence[Any]) -> None:
@@ -61,11 +75,14 @@ def validate(obj: Any, prefix: str = "") -> None:
         try:
             obj.check()
         except ConfigError as e:
-            raise ConfigError(prefix + e.key, e.value, e.allowed) from None
+            raise ConfigError(prefix + e.key, e.value, e.allowed, {prefix + k: v for k, v in e.others.items()}) from None
 
 
 def to_dict(obj: Any) -> dict:
     return dataclasses.asdict(obj)
+
+
+_SCHEMAS: dict[str, str] = {}  # store key -> the class (module.name) that owns it
 
 
 def load_config(schema: type[T], config_name: str, overrides: Sequence[str] = ()) -> T:
@@ -80,6 +97,10 @@ def load_config(schema: type[T], config_name: str, overrides: Sequence[str] = ()
     from omegaconf.errors import OmegaConfBaseException
 
     schema_name = f"{schema.__name__}_schema"
+    qualified = f"{schema.__module__}.{schema.__qualname__}"
+    owner = _SCHEMAS.setdefault(schema_name, qualified)
+    if owner != qualified:  # two classes under one store key: a YAML would be checked against the wrong one
+        raise TypeError(f"config schema name {schema_name} is taken by {owner}; rename {qualified}")
     ConfigStore.instance().store(name=schema_name, node=schema)
     # Each entry point's folder (configs/phase0/ for "phase0/train") is Hydra's config dir, so that
     # groups are addressed as `profile=smoke`, not `phase0/profile=smoke`.
@@ -210,6 +231,48 @@ def last_command() -> str:
     return _LAST_COMMAND[0] if _LAST_COMMAND else " ".join(sys.argv)
 
 
+def field_comments(cls: type) -> dict[str, str]:
+    """What each field of a dataclass means, from its source: the trailing `# comment` of the field's line
+    (`lr: float = 1e-4  # peak rate`), else the comment lines right above it."""
+    import inspect
+
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    out, above = {}, []
+    for line in lines:
+        m = re.match(r"^    (\w+)\s*:[^#]*?(?:#\s*(.*))?$", line)
+        if line.startswith("    #"):
+            above.append(line.strip().lstrip("#").strip())
+            continue
+        if m and m.group(1) in names:
+            out[m.group(1)] = m.group(2) or " ".join(above)
+        above = []
+    return {k: v for k, v in out.items() if v}
+
+
+def help_lines(schema: type, prefix: str = "") -> list[str]:
+    """`key = default  # meaning` for every leaf key of a config schema, depth first."""
+    node = schema()
+    comments = {}
+    for base in reversed(schema.__mro__):  # inherited fields (TrainRunConfig from RunConfig) keep their meaning
+        if dataclasses.is_dataclass(base):
+            comments.update(field_comments(base))
+    lines = []
+    for f in dataclasses.fields(schema):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            lines += help_lines(type(value), f"{prefix}{f.name}.")
+            continue
+        text = f"  {prefix}{f.name} = {value!r}"
+        if f.name in comments:
+            text = f"{text:<48}  # {comments[f.name]}"
+        lines.append(text)
+    return lines
+
+
 def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, doc: str = "",
         profile_group: str = "profile") -> T:
     """Parse an entry point's command line: Hydra-style `key=value` overrides, plus `--cfg` and `--help`.
@@ -229,7 +292,8 @@ def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, do
         print(doc.strip() or f"usage: key=value overrides of configs/{config_name}.yaml")
         if profiles:
             print(f"\nprofiles (profile=<name>): {', '.join(profiles)}")
-        print("`--cfg` prints the composed config and exits.")
+        print(f"\nkeys (key=value; defaults before any profile; `--cfg` prints the composed config):")
+        print("\n".join(help_lines(schema)))
         sys.exit(0)
     show = "--cfg" in argv
     overrides = []

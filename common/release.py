@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
 
-from common.checkpoint import CheckpointError, atomic_write
-from common.runs import RELEASE_MANIFEST, Run, releases_dir
+from common.checkpoint import atomic_write
+from common.runs import RELEASE_MANIFEST, ReleaseError, Run, releases_dir, sha256, verify_release
 
 FORMAT = 1
 MAX_RELEASE_BYTES = 10 * 1024 * 1024  # one release
@@ -41,43 +40,6 @@ HALF_ABOVE_BYTES = 2 * 1024 * 1024  # smaller weight files (the FID-proxy classi
 # Phase-specific steps run after the export files are copied: module with `prepare(run, out) -> dict` (the dict
 # is merged into the provenance). Phase 3's policies point at a backbone folder and a base policy by path.
 HOOKS = {"phase3": "phase3_vla.release_files"}
-
-
-class ReleaseError(CheckpointError):
-    """A release is missing a file, or a file does not match its manifest; the message names the file."""
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify_release(folder: str | Path) -> dict:
-    """Check every file of a release against release.json (size, then sha256); returns the manifest."""
-    folder = Path(folder)
-    manifest_path = folder / RELEASE_MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise ReleaseError(f"{folder} is not a release: no {RELEASE_MANIFEST}") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ReleaseError(f"release manifest {manifest_path} is corrupt ({e}); restore it with "
-                           f"`git checkout -- {manifest_path}`") from None
-    for rel, want in manifest.get("files", {}).items():
-        path = folder / rel
-        if not path.is_file():
-            raise ReleaseError(f"release file {path} is missing; restore it with `git checkout -- {folder}`")
-        size = path.stat().st_size
-        if size != want["bytes"]:
-            raise ReleaseError(f"release file {path} has {size} bytes, its manifest says {want['bytes']} "
-                               f"(truncated or replaced); restore it with `git checkout -- {path}`")
-        if sha256(path) != want["sha256"]:
-            raise ReleaseError(f"release file {path} does not match the sha256 in {manifest_path} (corrupt or "
-                               f"modified); restore it with `git checkout -- {path}`")
-    return manifest
 
 
 def _half(src: Path, dst: Path) -> dict:

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from common.errors import UserError
+
 DEFAULT_ROADMAP = Path(__file__).resolve().parents[1] / "ROADMAP.md"
 BAR_WIDTH = 10
 
@@ -53,7 +55,7 @@ TOTAL_TASKS = re.compile(r"^(\*\*Total Tasks:\*\*\s*)\d+/\d+( complete.*)$", re.
 RESULTS = re.compile(r"^##\s+Results\b", re.MULTILINE)
 
 
-class RoadmapError(Exception):
+class RoadmapError(UserError):
     """The roadmap file is missing or has no phases; the message says which file."""
 
 

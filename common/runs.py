@@ -22,6 +22,7 @@ names the command that makes it (MAKE_COMMAND). Outputs of a command that loads 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import sys
@@ -29,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from common.checkpoint import CheckpointError
 from common.config import REPO_ROOT, require
+from common.errors import UserError
 
 # The command that produces each phase's main artefacts: quoted in every "not found" error.
 MAKE_COMMAND = {
@@ -37,13 +40,15 @@ MAKE_COMMAND = {
     "phase1": "python -m phase1_world_model.collect && python -m phase1_world_model.train profile=cpu",
     "phase2": "python -m phase2_diffusion_forcing.train profile=cpu",
     "phase3": "python -m phase3_vla.collect && python -m phase3_vla.train profile=cpu",
-    "phase4": "python -m phase4_uwm.train profile=cpu",
-    "phase5": "python -m phase5_integration.train profile=cpu",
-}
+}  # phases 4 and 5 add theirs when they exist
 
 
-class ArtifactNotFoundError(FileNotFoundError):
+class ArtifactNotFoundError(UserError, FileNotFoundError):
     """An earlier phase's artefact is missing; the message says which command makes it."""
+
+
+class RunExistsError(UserError, FileExistsError):
+    """A new run would overwrite a run folder that holds checkpoints."""
 
 
 @dataclass
@@ -156,7 +161,7 @@ def open_run(phase: str, cfg: TrainRunConfig) -> tuple[Run, bool]:
         name = cfg.name or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         run = Run(base / name, phase)
         if run.ckpt_dir.exists() and any(run.ckpt_dir.glob("step_*.pt")):
-            raise FileExistsError(
+            raise RunExistsError(
                 f"{run.dir} already holds checkpoints. Continue it with run.resume=true, "
                 f"or choose another run.name.")
         return run.make_dirs(), False
@@ -183,10 +188,45 @@ def _has(run_dir: Path, require: str, release: bool = False) -> bool:
     return (run_dir / require).exists()
 
 
+class ReleaseError(CheckpointError):
+    """A release is missing a file, or a file does not match its manifest; the message names the file."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_release(folder: str | Path) -> dict:
+    """Check every file of a release against release.json (size, then sha256); returns the manifest."""
+    folder = Path(folder)
+    manifest_path = folder / RELEASE_MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise ReleaseError(f"{folder} is not a release: no {RELEASE_MANIFEST}") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ReleaseError(f"release manifest {manifest_path} is corrupt ({e}); restore it with "
+                           f"`git checkout -- {manifest_path}`") from None
+    for rel, want in manifest.get("files", {}).items():
+        path = folder / rel
+        if not path.is_file():
+            raise ReleaseError(f"release file {path} is missing; restore it with `git checkout -- {folder}`")
+        size = path.stat().st_size
+        if size != want["bytes"]:
+            raise ReleaseError(f"release file {path} has {size} bytes, its manifest says {want['bytes']} "
+                               f"(truncated or replaced); restore it with `git checkout -- {path}`")
+        if sha256(path) != want["sha256"]:
+            raise ReleaseError(f"release file {path} does not match the sha256 in {manifest_path} (corrupt or "
+                               f"modified); restore it with `git checkout -- {path}`")
+    return manifest
+
+
 def find_release(phase: str, require: str = "export/model.safetensors", name: str = "") -> Run | None:
     """The release of `phase` holding `require` (named `name`, or the newest one), verified against its manifest."""
-    from common.release import verify_release
-
     base = releases_dir() / phase
     found = [d for d in sorted(base.iterdir()) if d.is_dir() and (not name or d.name == name)
              and _has(d, require, release=True)] if base.is_dir() else []
@@ -220,7 +260,6 @@ def resolve_run(phase: str, spec: str = "latest", root: str | Path = "outputs",
             raise ArtifactNotFoundError(
                 f"{run_dir} has no {require}. Make it with: {MAKE_COMMAND.get(phase, '?')}")
         if release:
-            from common.release import verify_release
             verify_release(run_dir)
         return Run(run_dir, phase, release)
     base = outputs_root(root) / phase

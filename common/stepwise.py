@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import Sampler
 
 
-def _mix(*xs: int) -> int:
+def mix_seed(*xs: int) -> int:
+    """A 63-bit seed mixed from integers (splitmix64-style): independent streams per (seed, step, ...)."""
     h = 0x9E3779B97F4A7C15
     for x in xs:
         h = (h ^ (x & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
@@ -35,7 +36,7 @@ class StepRNG:
 
     def generator(self) -> torch.Generator:
         g = torch.Generator(device=self.device)
-        g.manual_seed(_mix(self.seed, self.step, self._calls))
+        g.manual_seed(mix_seed(self.seed, self.step, self._calls))
         self._calls += 1
         return g
 
@@ -64,7 +65,7 @@ class StepBatchSampler(Sampler):
 
     @lru_cache(maxsize=4)
     def _perm(self, epoch: int) -> np.ndarray:
-        g = torch.Generator().manual_seed(_mix(self.seed, 0xDA7A, epoch))
+        g = torch.Generator().manual_seed(mix_seed(self.seed, 0xDA7A, epoch))
         return torch.randperm(self.n, generator=g).numpy()
 
     def global_indices(self, step: int) -> np.ndarray:

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from common.config import ConfigError
+
 if TYPE_CHECKING:
     from common.precision import Precision
 
@@ -49,11 +51,11 @@ def select_device(preference: str = "auto", local_rank: int = 0) -> torch.device
             preference = "cpu"
     if preference == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("run.device=cuda but no CUDA device is visible; use run.device=auto or cpu")
+            raise ConfigError("run.device", "cuda", "no CUDA device is visible; use run.device=auto or cpu")
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     if preference == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("run.device=mps but MPS is not available; use run.device=auto or cpu")
+        raise ConfigError("run.device", "mps", "MPS is not available; use run.device=auto or cpu")
     return torch.device(preference)
 
 

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from common.checkpoint import (CheckpointManager, atomic_write, capture_rng, export_safetensors, load_checkpoint,
                                restore_rng)
-from common.config import choice, require
+from common.config import ConfigError, choice, require
 from common.ema import EMA
 from common.logger import LogConfig, RunLogger
 from common.precision import Precision
@@ -178,8 +178,8 @@ class Trainer:
         world = self.dist.world_size
         micro = cfg.micro_batch_size or cfg.batch_size // world
         if micro < 1 or cfg.batch_size % (micro * world):
-            raise ValueError(f"train.batch_size={cfg.batch_size} must be a multiple of "
-                             f"train.micro_batch_size ({micro}) x processes ({world})")
+            raise ConfigError("train.batch_size", cfg.batch_size, f"must be a multiple of train.micro_batch_size "
+                              f"({micro}) x processes ({world})", {"train.micro_batch_size": cfg.micro_batch_size})
         self.micro, self.accum = micro, cfg.batch_size // (micro * world)
 
         self.model = model.to(self.device)

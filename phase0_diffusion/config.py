@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.config import choice, require
+from common.config import choice, require, require_together
 from common.diffusion.ddpm import DDPMConfig
 from common.diffusion.edm import EDMConfig
 from common.logger import LogConfig
 from common.nn.unet import UNetConfig
-from common.runs import TrainRunConfig
+from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
 
 SAMPLERS = ("ddpm", "ddim", "euler", "heun")
@@ -26,7 +26,8 @@ class DataConfig:
 
     def check(self) -> None:
         choice("name", self.name, ("mnist", "fashion_mnist", "cifar10", "synthetic"))
-        require(self.pad_to >= 0 and self.limit >= 0, "pad_to", self.pad_to, "pad_to and limit must be >= 0")
+        require(self.pad_to >= 0, "pad_to", self.pad_to, "must be >= 0")
+        require(self.limit >= 0, "limit", self.limit, "must be >= 0")
 
 
 @dataclass
@@ -59,7 +60,8 @@ class SampleConfig:
         require(self.steps >= 1, "steps", self.steps, "must be >= 1")
         require(0.0 <= self.eta <= 1.0, "eta", self.eta, "must be in [0, 1]")
         require(self.guidance >= 0, "guidance", self.guidance, "must be >= 0")
-        require(self.every >= 0 and self.num >= 1, "every", self.every, "every >= 0 and num >= 1")
+        require(self.every >= 0, "every", self.every, "must be >= 0")
+        require(self.num >= 1, "num", self.num, "must be >= 1")
 
 
 @dataclass
@@ -87,6 +89,24 @@ class Phase0Config:
     profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full | ...
 
     def check(self) -> None:
-        if self.diffusion.process == "ddpm":
-            require(self.model.noise_embedding == "sinusoidal", "model.noise_embedding",
-                    self.model.noise_embedding, "ddpm feeds timesteps 0..T-1: use sinusoidal")
+        require_together(self.diffusion.process != "ddpm" or self.model.noise_embedding == "sinusoidal",
+                         {"model.noise_embedding": self.model.noise_embedding,
+                          "diffusion.process": self.diffusion.process},
+                         "ddpm feeds timesteps 0..T-1: use model.noise_embedding=sinusoidal")
+
+
+@dataclass
+class EvalRunConfig:
+    """`python -m phase0_diffusion.eval` and `.sample`: a trained model, a sampler, and what to measure."""
+
+    run: RunConfig = field(default_factory=RunConfig)  # run.seed = the sampling noise seed
+    load: str = "latest"  # the model: a phase 0 run folder, latest (the newest local run, else the release), release
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    num_samples: int = 1000  # images generated for FID-proxy
+    batch_size: int = 64  # images sampled at once (larger batches are slower on CPU: cache-bound)
+    classifier: str = "latest"  # classifier run folder, or latest for the run's data set (local, else the release)
+    inception_weights: str = ""  # pytorch-fid's pt_inception-2015-12-05 weights file for real FID; "" = skip
+
+    def check(self) -> None:
+        require(self.num_samples >= 2, "num_samples", self.num_samples, "must be >= 2")
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.errors import DataError, UserError
+
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 SPLITS = ("train", "test")
 REPO_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -86,7 +88,7 @@ class ImageData:
                 "sha256": h.hexdigest()[:16], "source": self.source}
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(UserError, FileNotFoundError):
     """No location holds the requested data set (the message says where we looked)."""
 
 
@@ -96,11 +98,11 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     try:
         raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # truncated / corrupt gzip
-        raise ValueError(f"{path}: corrupt or truncated gzip stream ({e})") from e
+        raise DataError(f"{path}: corrupt or truncated gzip stream ({e})") from e
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: expected an IDX header of {header} bytes, found {len(raw)}")
+        raise DataError(f"{path}: expected an IDX header of {header} bytes, found {len(raw)}")
     found = int.from_bytes(raw[:4], "big")
     if found != magic:
         raise ValueError(f"{path}: expected IDX magic number {magic:#010x}, found {found:#010x}")
@@ -108,7 +110,7 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     n_bytes = int(np.prod(dims))
     what = "pixels" if ndim == 3 else "labels"
     if len(raw) - header != n_bytes:
-        raise ValueError(f"{path}: expected {n_bytes} bytes of {what} for shape {tuple(dims)}, "
+        raise DataError(f"{path}: expected {n_bytes} bytes of {what} for shape {tuple(dims)}, "
                          f"found {len(raw) - header}")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims).copy()  # copy: writable
 
@@ -130,7 +132,7 @@ def _load_idx(name: str, folder: Path, split: str) -> ImageData:
     images = _read_idx(img_path, IDX_IMAGES_MAGIC)
     labels = _read_idx(lbl_path, IDX_LABELS_MAGIC)
     if len(images) != len(labels):
-        raise ValueError(f"{img_path} has {len(images)} images but {lbl_path} "
+        raise DataError(f"{img_path} has {len(images)} images but {lbl_path} "
                          f"has {len(labels)} labels")
     return ImageData(torch.from_numpy(images).unsqueeze(1),
                      torch.from_numpy(labels).long(), list(CLASSES[name]), name, str(folder))
@@ -150,7 +152,7 @@ def _cifar_members(place: Path, split: str) -> tuple[dict[str, bytes] | None, li
                     return None, missing
                 return {f: tar.extractfile(members[f]).read() for f in wanted if f in members}, []
         except (tarfile.TarError, EOFError, zlib.error) as e:
-            raise ValueError(f"{place}: corrupt or truncated tar.gz archive ({e})") from e
+            raise DataError(f"{place}: corrupt or truncated tar.gz archive ({e})") from e
     missing = [f for f in required if not (place / f).is_file()]
     if missing:
         return None, missing
@@ -163,7 +165,7 @@ def _load_cifar(place: Path, split: str, blobs: dict[str, bytes]) -> ImageData:
         batch = pickle.loads(blobs[f], encoding="bytes")
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(batch[b"labels"]) != len(data):
-            raise ValueError(f"{place}/{f}: expected data (N, 3072) and N labels, found data "
+            raise DataError(f"{place}/{f}: expected data (N, 3072) and N labels, found data "
                              f"{data.shape} and {len(batch[b'labels'])} labels")
         # Each row is the R, G, B planes of 32x32 pixels, row-major: a plain reshape gives CHW.
         images.append(data.reshape(-1, 3, 32, 32))
@@ -256,16 +258,6 @@ def load_images(name: str, split: str = "train", root: str | os.PathLike | None 
 
 
 # ------------------------------------------------------------------------ transforms
-def to_model_range(x_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float32 [-1, 1]."""
-    return x_uint8.to(torch.float32) / 127.5 - 1.0
-
-
-def from_model_range(x: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] (clamped) -> uint8 [0, 255]; exact inverse of to_model_range."""
-    return ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-
-
 def pad_to(images: torch.Tensor, size: int) -> torch.Tensor:
     """Zero-pad uint8 (..., H, W) images, centred, to (..., size, size) (e.g. 28 -> 32).
 
@@ -276,7 +268,7 @@ def pad_to(images: torch.Tensor, size: int) -> torch.Tensor:
         raise TypeError(f"pad_to expects uint8 images (pad value 0 = background), got {images.dtype}")
     h, w = images.shape[-2:]
     if size < h or size < w:
-        raise ValueError(f"pad_to: size {size} is smaller than the images ({h}x{w})")
+        raise DataError(f"pad_to: size {size} is smaller than the images ({h}x{w})")
     top, left = (size - h) // 2, (size - w) // 2
     out = images.new_zeros(*images.shape[:-2], size, size)
     out[..., top:top + h, left:left + w] = images
@@ -306,3 +298,36 @@ def synthetic_images(n: int, size: int = 16, channels: int = 1, seed: int = 0) -
             img[:, r:r + k, col + k // 2] = 255
             img[:, r + k // 2, col:col + k] = 255
     return ImageData(images, labels, list(SYNTHETIC_CLASSES), "synthetic", f"generated (seed {seed})")
+
+
+# ----------------------------------------------------------------- what the commands train and measure on
+
+class ImageTensorDataset(torch.utils.data.Dataset):
+    """(uint8 image, label) pairs of an ImageData, for the Trainer."""
+
+    def __init__(self, data: ImageData):
+        self.images, self.labels = data.images, data.labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], self.labels[i]
+
+
+def build_split(d, channels: int, split: str = "train") -> ImageData:
+    """Load (or generate) a split as a DataConfig `d` says, pad and limit it, and check it has `channels`
+    channels (a ConfigError naming model.in_channels otherwise)."""
+    from common.config import ConfigError
+    if d.name == "synthetic":
+        data = synthetic_images(d.synthetic_count, d.synthetic_size, channels, seed=0 if split == "train" else 1)
+    else:
+        data = load_images(d.name, split, root=d.root or None, download=d.download)
+    if d.pad_to:
+        data.images = pad_to(data.images, d.pad_to)
+    if d.limit and split == "train":
+        data.images, data.labels = data.images[:d.limit], data.labels[:d.limit]
+    if data.shape[0] != channels:
+        raise ConfigError("model.in_channels", channels, f"{d.name} images have {data.shape[0]} channel(s): "
+                          f"set model.in_channels={data.shape[0]} model.out_channels={data.shape[0]}")
+    return data

@@ -18,14 +18,15 @@ from __future__ import annotations
 import sys
 import time
 
+from common.errors import command
 from common.runs import outputs_root
 from phase0_diffusion import classifier, eval as evaluate, train
-from phase0_diffusion.classifier import find_classifier
-from phase0_diffusion.data import DataNotFoundError
+from phase0_diffusion.fid import find_classifier
 
 SAMPLES = 500  # images sampled for the closing metrics (the FID-proxy's noise grows as this shrinks)
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     smoke = "--smoke" in argv
@@ -39,22 +40,18 @@ def main(argv: list[str] | None = None) -> None:
     def done(what: str, since: float) -> None:
         steps.append(f"{what} {time.perf_counter() - since:.0f} s")
 
-    try:
-        t = time.perf_counter()
-        found = find_classifier("latest", dataset, root, quiet=True)
-        if found is None:
-            print("demo 1/3: training the FID-proxy classifier (progress below)", flush=True)
-            classifier.main([f"data.name={dataset}", f"run.root={root}"] + (["train.max_steps=20"] if smoke else []))
-            done("classifier", t)
-        else:
-            print(f"demo 1/3: classifier found: {found.describe()}", flush=True)
-        t = time.perf_counter()
-        print("demo 2/3: training a class-conditional EDM model (progress below)", flush=True)
-        out = train.main([f"profile={profile}", f"run.name={name}", "diffusion.class_conditional=true", *argv])
-        done("training", t)
-    except DataNotFoundError as e:
-        print(f"demo: {e}", file=sys.stderr)
-        sys.exit(1)
+    t = time.perf_counter()
+    found = find_classifier("latest", dataset, root, quiet=True)
+    if found is None:
+        print("demo 1/3: training the FID-proxy classifier (progress below)", flush=True)
+        classifier.main([f"data.name={dataset}", f"run.root={root}"] + (["train.max_steps=20"] if smoke else []))
+        done("classifier", t)
+    else:
+        print(f"demo 1/3: classifier found: {found.describe()}", flush=True)
+    t = time.perf_counter()
+    print("demo 2/3: training a class-conditional EDM model (progress below)", flush=True)
+    out = train.main([f"profile={profile}", f"run.name={name}", "diffusion.class_conditional=true", *argv])
+    done("training", t)
     t = time.perf_counter()
     print(f"demo 3/3: sampling {n} images (EDM-Heun, 18 steps, guidance 2) for the metrics", flush=True)
     metrics = evaluate.main([f"load={out['run_dir']}", f"run.root={root}", "sample.sampler=heun", "sample.steps=18",

@@ -22,13 +22,15 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from common.checkpoint import atomic_write
+from common.errors import command
 from common.precision import Precision
-from common.runs import RunConfig, Run, outputs_root
+from common.runs import RunConfig, outputs_root
 from common.system import start
 from phase0_diffusion import classifier, train
-from phase0_diffusion.classifier import classifier_dir, load_judge
 from phase0_diffusion.config import SampleConfig
-from phase0_diffusion.eval import evaluate, load_trained, tag
+from phase0_diffusion.fid import classifier_dir, load_judge, measure
+from phase0_diffusion.model import load_trained
+from phase0_diffusion.sampling import tag
 
 MODELS = {
     "ddpm": ["profile=cpu", "diffusion.process=ddpm", "model.noise_embedding=sinusoidal"],
@@ -53,7 +55,7 @@ def training_summary(run: Path) -> dict:
     lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
     train_lines = [l for l in lines if "train/loss" in l]
     cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
-    model, _, _ = load_trained(Run(run, "phase0"))
+    model = load_trained(str(run)).model
     # Each line's throughput covers the log_every steps before it (sampling hooks included).
     seconds = sum(cfg["train"]["batch_size"] * cfg["log"]["log_every"] / l["train/samples_per_s"]
                   for l in train_lines)
@@ -68,9 +70,10 @@ def run_eval(run: Path, scfg: SampleConfig, n: int, device, precision: Precision
     out = run / "eval" / f"{tag(scfg)}-n{n}-{precision.name}.json"
     if out.exists() and not force:
         return json.loads(out.read_text())
-    model, tcfg, info = load_trained(Run(run, "phase0"), device)
+    tm = load_trained(str(run), device=device)
+    model, tcfg, info = tm.model, tm.cfg, tm.meta
     judge = load_judge("latest", tcfg.data.name, device=device)
-    m, x = evaluate(model, judge, scfg, n, tuple(info["shape"]), info["num_classes"], 64, device,
+    m, x = measure(model, judge, scfg, n, tuple(info["shape"]), info["num_classes"], 64, device,
                     seed=0, bf16=precision.bf16)
     m["precision"] = precision.name
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +86,7 @@ def run_eval(run: Path, scfg: SampleConfig, n: int, device, precision: Precision
     return m
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num-samples", type=int, default=300, help="generated images per FID-proxy estimate")

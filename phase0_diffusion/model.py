@@ -1,4 +1,5 @@
-"""Phase 0 model: the shared UNet + an optional class embedding + an EDM or DDPM process.
+"""Phase 0 models: the diffusion model (the shared UNet + an optional class embedding + an EDM or DDPM
+process), the small classifier whose features define the FID-proxy, and loading a trained one.
 
 `forward(batch, rng)` is the training loss (the Trainer's contract); `denoise(x, sigma, labels)` is the
 denoiser every sampler calls; `sample(...)` draws images with any sampler.
@@ -8,15 +9,16 @@ from __future__ import annotations
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from common.diffusion import samplers
 from common.diffusion.ddpm import DDPMModel
 from common.diffusion.edm import EDMDenoiser, karras_sigmas
-from common.nn.unet import UNet
-from common.nn.unet import UNetConfig
-from phase0_diffusion.config import DiffusionConfig, SampleConfig
-from phase0_diffusion.data import to_model_range
+from common.images import to_model_range
+from common.nn.unet import UNet, UNetConfig
+from common.runs import Exported, load_exported
+from phase0_diffusion.config import DiffusionConfig, Phase0Config, SampleConfig
 
 
 class ClassEmbedding(nn.Module):
@@ -111,3 +113,44 @@ def _ddpm_grid(cfg: DiffusionConfig) -> torch.Tensor:
     if key not in _GRIDS:
         _GRIDS[key] = DDPMSchedule(cfg.ddpm).sigmas
     return _GRIDS[key]
+
+
+def load_trained(spec: str = "latest", root: str = "outputs", device="cpu") -> Exported:
+    """A finished phase 0 diffusion run (its EMA weights, in eval mode): .model (ImageDiffusion), .cfg
+    (Phase0Config), .meta (export/data.json: shape, classes, data identity), .run.
+
+    spec: a run folder, "latest" (the newest local run, else the release), "release" or "release:<name>"."""
+    return load_exported("phase0", spec, root, "data.json", Phase0Config,
+                         lambda cfg, meta: ImageDiffusion(cfg.model, cfg.diffusion, meta["num_classes"]),
+                         "", device)
+
+
+class SmallCNN(nn.Module):
+    """The FID-proxy's classifier: conv-conv-pool x3 -> global average pool -> features (4*width) -> logits."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32):
+        super().__init__()
+        w = width
+
+        def block(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
+                                 nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
+        self.blocks = nn.ModuleList([block(in_channels, w), block(w, 2 * w), block(2 * w, 4 * w)])
+        self.head = nn.Linear(4 * w, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x in [-1, 1], (B, C, H, W) -> (B, 4*width)."""
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if i < len(self.blocks) - 1:
+                x = F.avg_pool2d(x, 2)
+        return x.mean(dim=(2, 3))
+
+    def forward(self, batch, rng=None):
+        images, labels = batch
+        logits = self.head(self.features(to_model_range(images)))
+        loss = F.cross_entropy(logits, labels)
+        return loss, {"acc": (logits.argmax(1) == labels).float().mean().item()}
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

@@ -15,14 +15,17 @@ import torch
 import torchvision
 
 from common.config import cli
+from common.errors import command
 from common.runs import writable_dir
-from phase0_diffusion.eval import EvalRunConfig, open_trained, tag
-from phase0_diffusion.train import grid_labels
+from phase0_diffusion.config import EvalRunConfig
+from phase0_diffusion.sampling import grid_labels, open_trained, tag
 
 
+@command
 def main(argv: list[str] | None = None) -> str:
     cfg = cli(EvalRunConfig, "phase0/sample", argv, __doc__)
-    run, model, _, info, rt = open_trained(cfg, "sample")
+    tm, rt = open_trained(cfg, "sample")
+    run, model, info = tm.run, tm.model, tm.meta
     device = rt.device
     g = torch.Generator(device=device).manual_seed(cfg.run.seed)
     n, k = cfg.sample.num, info["num_classes"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.config import choice, require
-from common.diffusion.edm import EDMConfig
+from common.config import choice, require, require_together
+from common.diffusion.edm import OFFSET_FORMS, EDMConfig
 from common.logger import LogConfig
 from common.nn.unet import UNetConfig
 from common.runs import RunConfig, TrainRunConfig
@@ -118,7 +118,8 @@ class RewardEndConfig:
     def check(self) -> None:
         require(len(self.channels) >= 1 and all(c > 0 for c in self.channels), "channels", self.channels,
                 "a non-empty list of positive widths")
-        require(self.hidden >= 1 and self.weight >= 0, "hidden", self.hidden, "hidden >= 1 and weight >= 0")
+        require(self.hidden >= 1, "hidden", self.hidden, "must be >= 1")
+        require(self.weight >= 0, "weight", self.weight, "must be >= 0")
         require(0 <= self.balance_power <= 1, "balance_power", self.balance_power, "must be in [0, 1]")
         require(self.max_class_weight >= 1, "max_class_weight", self.max_class_weight, "must be >= 1")
 
@@ -139,7 +140,10 @@ class WorldModelConfig:
     edm: EDMConfig = field(default_factory=_diamond_edm)
     sigma_min_train: float = 2e-3  # training noise levels are clipped to [sigma_min_train, sigma_max_train]
     sigma_max_train: float = 20.0
-    noise_offset: float = 0.3  # per-channel offset noise added to the training noise (DIAMOND)
+    noise_offset: float = 0.3  # std of the per-channel offset noise in training inputs (DIAMOND's 0.3)
+    # how the offset enters: scaled (x0 + sigma * (eps + offset * eps_c), what our runs used) | diamond
+    # (x0 + sigma * eps + offset * eps_c, DIAMOND's apply_noise); common/diffusion/edm.py training_noise
+    noise_offset_form: str = "scaled"
     solver: str = "euler"  # euler | heun (heun costs 2 evaluations per step but the last)
     steps: int = 3  # denoising steps per generated frame (DIAMOND: 3 Euler steps)
     reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
@@ -150,9 +154,13 @@ class WorldModelConfig:
         require(self.context >= 1, "context", self.context, "must be >= 1")
         require(self.action_dim >= 1, "action_dim", self.action_dim, "must be >= 1")
         require(self.steps >= 1, "steps", self.steps, "must be >= 1")
-        require(0 < self.sigma_min_train < self.sigma_max_train, "sigma_min_train", self.sigma_min_train,
-                "need 0 < sigma_min_train < sigma_max_train")
+        require(self.sigma_min_train > 0, "sigma_min_train", self.sigma_min_train,
+                "must be > 0 (need 0 < sigma_min_train < sigma_max_train)")
+        require_together(self.sigma_min_train < self.sigma_max_train,
+                         {"sigma_min_train": self.sigma_min_train, "sigma_max_train": self.sigma_max_train},
+                         "need 0 < sigma_min_train < sigma_max_train")
         require(self.noise_offset >= 0, "noise_offset", self.noise_offset, "must be >= 0")
+        choice("noise_offset_form", self.noise_offset_form, OFFSET_FORMS)
 
 
 @dataclass
@@ -175,8 +183,9 @@ class MonitorConfig:
     horizon: int = 20  # generated frames per rollout
 
     def check(self) -> None:
-        require(self.every >= 0 and self.rollouts >= 1 and self.horizon >= 1, "every", self.every,
-                "every >= 0, rollouts >= 1, horizon >= 1")
+        require(self.every >= 0, "every", self.every, "must be >= 0 (0 = only at the end)")
+        require(self.rollouts >= 1, "rollouts", self.rollouts, "must be >= 1")
+        require(self.horizon >= 1, "horizon", self.horizon, "must be >= 1")
 
 
 @dataclass
@@ -218,13 +227,14 @@ class EvaluateConfig:
     def check(self) -> None:
         require(len(self.horizons) >= 1 and all(h >= 1 for h in self.horizons), "horizons", self.horizons,
                 "a non-empty list of positive horizons")
-        require(self.starts_per_episode >= 1 and self.batch >= 1, "starts_per_episode", self.starts_per_episode,
-                "starts_per_episode >= 1 and batch >= 1")
+        require(self.starts_per_episode >= 1, "starts_per_episode", self.starts_per_episode, "must be >= 1")
+        require(self.batch >= 1, "batch", self.batch, "must be >= 1")
         require(all(s >= 1 for s in self.steps), "steps", self.steps, "positive step counts")
         require(all(s in SOLVERS for s in self.sweep_solvers), "sweep_solvers", self.sweep_solvers,
                 f"a list of: {', '.join(SOLVERS)}")
-        require(self.steps_horizon >= 1 and self.videos >= 0 and self.fps >= 1, "steps_horizon", self.steps_horizon,
-                "steps_horizon >= 1, videos >= 0, fps >= 1")
+        require(self.steps_horizon >= 1, "steps_horizon", self.steps_horizon, "must be >= 1")
+        require(self.videos >= 0, "videos", self.videos, "must be >= 0 (0 = none)")
+        require(self.fps >= 1, "fps", self.fps, "must be >= 1")
         choice("wandb", self.wandb, ("off", "offline", "online"))
 
 
@@ -251,7 +261,9 @@ class PlayConfig:
         choice("mode", self.mode, ("keyboard", "headless"))
         choice("policy", self.policy, POLICIES)
         choice("split", self.split, SPLITS)
-        require(self.steps >= 0 and self.batch >= 1 and self.denoise_steps >= 0, "steps", self.steps,
-                "steps >= 0, batch >= 1, denoise_steps >= 0")
-        require(1 <= self.scale <= 16 and self.fps >= 1, "scale", self.scale, "scale in [1, 16], fps >= 1")
+        require(self.steps >= 0, "steps", self.steps, "must be >= 0 (0 = automatic)")
+        require(self.batch >= 1, "batch", self.batch, "must be >= 1")
+        require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's own)")
+        require(1 <= self.scale <= 16, "scale", self.scale, "must be in [1, 16]")
+        require(self.fps >= 1, "fps", self.fps, "must be >= 1")
         require(self.max_episode_steps >= 1, "max_episode_steps", self.max_episode_steps, "must be >= 1")

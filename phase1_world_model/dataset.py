@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from common.errors import DataError
+
 from phase1_world_model.config import SPLITS
 from phase1_world_model.envs import canonical_game
 from phase1_world_model.storage import (CorruptDatasetError, CorruptEpisodeError, collect_command, find_dataset,
@@ -59,7 +61,7 @@ class AtariWorldModelDataset(Dataset):
         entries = [e for e in self.index["episodes"]
                    if (e["split"] if test_fraction is None else split_of(e["episode"], test_fraction)) == split]
         if not entries:
-            raise ValueError(f"{self.root} has no {split} episodes ({len(self.index['episodes'])} in all): "
+            raise DataError(f"{self.root} has no {split} episodes ({len(self.index['episodes'])} in all): "
                              f"collect more episodes (episodes=N) or change test_fraction")
         self.episodes = [e["episode"] for e in entries]
         self._load(entries)
@@ -103,19 +105,38 @@ class AtariWorldModelDataset(Dataset):
     def __len__(self) -> int:
         return len(self.item_t)
 
+    def episode_frames(self, e: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frames start .. stop-1 of the episode at position e of this split (frame t is the screen on which
+        action t was chosen), black where the index is before the episode's first frame; and that mask of real
+        frames. (stop - start, 3, H, W) uint8 and (stop - start,) bool."""
+        if stop > self.lengths[e] + 1:
+            raise IndexError(f"frame {stop - 1} of episode position {e}, which has {self.lengths[e] + 1} frames")
+        pos = np.arange(start, stop)
+        mask = pos >= 0
+        out = np.zeros((len(pos), *self.frames.shape[1:]), np.uint8)
+        out[mask] = self.frames[self.frame_start[e] + pos[mask]]
+        return out, mask
+
+    def episode_actions(self, e: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Actions start .. stop-1 of the episode at position e, NOOP (0 in every ALE action set) before its first
+        step; and the mask of real actions. (stop - start,) int64 and bool."""
+        if stop > self.lengths[e]:
+            raise IndexError(f"step {stop - 1} of episode position {e}, which has {self.lengths[e]} steps")
+        pos = np.arange(start, stop)
+        mask = pos >= 0
+        out = np.zeros(len(pos), np.int64)
+        out[mask] = self.actions[self.step_start[e] + pos[mask]]
+        return out, mask
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         e, t, K = int(self.item_episode[i]), int(self.item_t[i]), self.context
-        steps = np.arange(t - K + 1, t + 1)  # the context's step indices within the episode
-        mask = steps >= 0
-        obs = np.zeros((K, *self.frames.shape[1:]), np.uint8)
-        obs[mask] = self.frames[self.frame_start[e] + steps[mask]]
-        act = np.zeros(K, np.int64)  # 0 = NOOP in every ALE action set
-        act[mask] = self.actions[self.step_start[e] + steps[mask]]
+        obs, mask = self.episode_frames(e, t - K + 1, t + 1)  # the context: frames t-K+1 .. t
+        act, _ = self.episode_actions(e, t - K + 1, t + 1)  # and the actions chosen on them
         s = self.step_start[e] + t
         terminated, life_loss = bool(self.terminated[s]), bool(self.life_loss[s])
         return {
             "obs": torch.from_numpy(obs), "act": torch.from_numpy(act),
-            "next_obs": torch.from_numpy(self.frames[self.frame_start[e] + t + 1].copy()),
+            "next_obs": torch.from_numpy(self.episode_frames(e, t + 1, t + 2)[0][0]),
             "reward": torch.tensor(int(np.sign(self.rewards[s])), dtype=torch.int64),
             "end": torch.tensor(terminated or life_loss), "terminated": torch.tensor(terminated),
             "life_loss": torch.tensor(life_loss), "truncated": torch.tensor(bool(self.truncated[s])),

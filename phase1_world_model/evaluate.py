@@ -23,7 +23,6 @@ run's `media/`, also logged to its TensorBoard (and wandb when enabled) under `e
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,17 +31,17 @@ import numpy as np
 import torch
 
 from common import report
-from common.checkpoint import CheckpointError, atomic_write
+from common.checkpoint import atomic_write
 from common.config import REPO_ROOT, ConfigError, cli
+from common.errors import command
 from common.logger import LogConfig, RunLogger
-from common.runs import ArtifactNotFoundError, writable_dir
+from common.runs import writable_dir
 from common.system import start
 from phase1_world_model.config import EvaluateConfig
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.metrics import fmt, frame_metrics, summarize
 from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
-from phase1_world_model.storage import CorruptDatasetError
-from phase1_world_model.train import TrainedWorldModel, data_of, load_trained
+from phase1_world_model.loading import TrainedWorldModel, data_of, load_trained
 
 METRICS = ("mse", "psnr", "ssim", "sharpness_ratio")
 README = REPO_ROOT / "phase1_world_model" / "README.md"
@@ -297,13 +296,10 @@ def publish(results: dict, md: str, readme: Path = README, figures: Path = FIGUR
     print(f"  published the tables and {len(results['figures'])} figure(s) to {readme}")
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(EvaluateConfig, "phase1/evaluate", argv, __doc__)
-    try:
-        return evaluate(cfg)
-    except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, CheckpointError, ValueError) as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    return evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -23,19 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.diffusion import samplers
-from common.diffusion.edm import EDMDenoiser, karras_sigmas
+from common.diffusion.edm import EDMDenoiser, karras_sigmas, lognormal_sigma, training_noise
+from common.images import to_model_range
 from common.nn.unet import UNet, count_parameters
 from phase1_world_model.config import RewardEndConfig, WorldModelConfig
-
-
-def to_model(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1]."""
-    return frames.float() / 127.5 - 1.0
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8, rounded (what a generated frame becomes before it is fed back as context)."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 class ActionEmbedding(nn.Module):
@@ -124,14 +115,14 @@ class WorldModel(nn.Module):
 
     # ----------------------------------------------------------------- training
     def forward(self, batch: dict, rng) -> tuple[torch.Tensor, dict]:
-        context = to_model(batch["obs"]).flatten(1, 2)  # (B, K*3, H, W)
-        x0 = to_model(batch["next_obs"])
+        context = to_model_range(batch["obs"]).flatten(1, 2)  # (B, K*3, H, W)
+        x0 = to_model_range(batch["next_obs"])
         cond = self.actions(batch["act"], batch["mask"])
         logs = {}
         if self.cfg.kind == "diffusion":
             c = self.cfg
-            sigma = (c.edm.p_mean + c.edm.p_std * rng.randn()).exp().clamp(c.sigma_min_train, c.sigma_max_train)
-            noise = rng.randn(*x0.shape[1:]) + c.noise_offset * rng.randn(x0.shape[1], 1, 1)
+            sigma = lognormal_sigma(rng.randn(), c.edm.p_mean, c.edm.p_std, c.sigma_min_train, c.sigma_max_train)
+            noise = training_noise(rng.randn, tuple(x0.shape[1:]), c.noise_offset, c.noise_offset_form, sigma)
             frame_loss = self.denoiser.loss(x0, sigma, noise, cond, context).mean()
         else:
             pred = self.regressor(context, torch.zeros(x0.shape[0], device=x0.device), cond).float()
@@ -162,7 +153,7 @@ class WorldModel(nn.Module):
         Diffusion: `steps` Euler (or Heun) steps down the Karras schedule from sigma_max, deterministic given
         the starting noise drawn from `generator`. Regressor: one forward pass.
         """
-        context = (to_model(obs) if obs.dtype == torch.uint8 else obs).flatten(1, 2)
+        context = (to_model_range(obs) if obs.dtype == torch.uint8 else obs).flatten(1, 2)
         cond = self.actions(act, mask)
         B = context.shape[0]
         if self.cfg.kind == "regressor":
@@ -180,8 +171,8 @@ class WorldModel(nn.Module):
         if self.head is None:
             raise RuntimeError("this world model was trained with model.reward_end.enabled=false: it has no "
                                "reward/end head (train one with the default setting)")
-        context = (to_model(obs) if obs.dtype == torch.uint8 else obs).flatten(1, 2)
-        nxt = to_model(next_obs) if next_obs.dtype == torch.uint8 else next_obs
+        context = (to_model_range(obs) if obs.dtype == torch.uint8 else obs).flatten(1, 2)
+        nxt = to_model_range(next_obs) if next_obs.dtype == torch.uint8 else next_obs
         r_logits, e_logits = self.head(context, nxt, act, mask)
         p_end = e_logits.softmax(1)[:, 1]
         return r_logits.argmax(1) - 1, p_end > 0.5, p_end

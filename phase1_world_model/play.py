@@ -18,22 +18,21 @@ writes them with the video as JSON.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common.checkpoint import CheckpointError, atomic_write
+from common.checkpoint import atomic_write
 from common.config import ConfigError, cli
-from common.runs import ArtifactNotFoundError, writable_dir
+from common.errors import command
+from common.runs import writable_dir
 from common.system import start
 from phase1_world_model.config import PlayConfig
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.policies import make_policy
-from phase1_world_model.storage import CorruptDatasetError
-from phase1_world_model.train import data_of, load_trained
+from phase1_world_model.loading import data_of, load_trained
 from phase1_world_model.wm_env import Imagination, WorldModelEnv
 
 
@@ -192,13 +191,10 @@ def keyboard(cfg: PlayConfig, max_frames: int = 0) -> dict:
     return {"frames": frames, "return": ret}
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(PlayConfig, "phase1/play", argv, __doc__)
-    try:
-        return headless(cfg) if cfg.mode == "headless" else keyboard(cfg)
-    except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, CheckpointError, ValueError) as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    return headless(cfg) if cfg.mode == "headless" else keyboard(cfg)
 
 
 if __name__ == "__main__":

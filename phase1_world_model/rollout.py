@@ -14,8 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from common.errors import DataError
+from common.images import to_uint8
+
 from phase1_world_model.dataset import AtariWorldModelDataset
-from phase1_world_model.model import WorldModel, to_uint8
+from phase1_world_model.model import WorldModel
 
 
 @dataclass
@@ -44,7 +47,7 @@ def start_points(ds: AtariWorldModelDataset, horizon: int, per_episode: int,
         ts = np.unique(np.linspace(lo, hi, per_episode).round().astype(int))
         out += [(e, int(t)) for t in ts]
     if not out:
-        raise ValueError(f"no held-out episode of {ds.root} ({ds.split}) is longer than {horizon + K - 1} steps: "
+        raise DataError(f"no held-out episode of {ds.root} ({ds.split}) is longer than {horizon + K - 1} steps: "
                          f"use a shorter horizon or collect longer episodes")
     return out
 
@@ -53,10 +56,9 @@ def gather(ds: AtariWorldModelDataset, starts: list[tuple[int, int]], horizon: i
     K = ds.context
     ctx, acts, fut = [], [], []
     for e, t0 in starts:
-        f0, s0 = int(ds.frame_start[e]), int(ds.step_start[e])
-        ctx.append(ds.frames[f0 + t0 - K + 1:f0 + t0 + 1])
-        acts.append(ds.actions[s0 + t0 - K + 1:s0 + t0 + horizon])
-        fut.append(ds.frames[f0 + t0 + 1:f0 + t0 + 1 + horizon])
+        ctx.append(ds.episode_frames(e, t0 - K + 1, t0 + 1)[0])
+        acts.append(ds.episode_actions(e, t0 - K + 1, t0 + horizon)[0])
+        fut.append(ds.episode_frames(e, t0 + 1, t0 + 1 + horizon)[0])
     return RolloutBatch(torch.from_numpy(np.stack(ctx)), torch.from_numpy(np.stack(acts).astype(np.int64)),
                         torch.from_numpy(np.stack(fut)), [(ds.episodes[e], t0) for e, t0 in starts])
 

@@ -11,18 +11,16 @@ frame should have moved the way the last caption says.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from common.checkpoint import atomic_write
-from common.config import ConfigError, cli
-from common.runs import ArtifactNotFoundError
+from common.config import cli
+from common.errors import command
 from phase1_world_model.config import ShowBatchConfig
 from phase1_world_model.dataset import AtariWorldModelDataset
-from phase1_world_model.storage import CorruptDatasetError
 
 CAPTION = 14  # pixels of text band under each frame
 GAP = 4  # pixels between frames
@@ -64,16 +62,13 @@ def render(ds: AtariWorldModelDataset, indices: list[int], scale: int = 3) -> Im
     return img
 
 
+@command
 def main(argv: list[str] | None = None) -> Path:
     cfg = cli(ShowBatchConfig, "phase1/show_batch", argv, __doc__)
-    try:
-        if cfg.data:
-            ds = AtariWorldModelDataset(cfg.data, split=cfg.split, context=cfg.context)
-        else:
-            ds = AtariWorldModelDataset.for_game(cfg.game, cfg.run.root, split=cfg.split, context=cfg.context)
-    except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, ValueError) as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    if cfg.data:
+        ds = AtariWorldModelDataset(cfg.data, split=cfg.split, context=cfg.context)
+    else:
+        ds = AtariWorldModelDataset.for_game(cfg.game, cfg.run.root, split=cfg.split, context=cfg.context)
     rng = np.random.default_rng(cfg.run.seed)
     indices = sorted(rng.choice(len(ds), size=min(cfg.num, len(ds)), replace=False).tolist())
     img = render(ds, indices, cfg.scale)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from common.checkpoint import atomic_write
+from common.errors import UserError
 from common.runs import ArtifactNotFoundError, outputs_root
 
 FORMAT_VERSION = 1
@@ -42,7 +43,7 @@ STEP_ARRAYS = {"actions": np.int64, "rewards": np.float32, "terminated": np.bool
                "life_loss": np.bool_}
 
 
-class CorruptEpisodeError(RuntimeError):
+class CorruptEpisodeError(UserError, RuntimeError):
     """One episode file cannot be read or does not follow the format; the message names the file."""
 
     def __init__(self, path: Path, reason: str):
@@ -50,7 +51,7 @@ class CorruptEpisodeError(RuntimeError):
         super().__init__(f"corrupt episode file {self.path}: {reason}")
 
 
-class CorruptDatasetError(RuntimeError):
+class CorruptDatasetError(UserError, RuntimeError):
     """Some episode files of a data set are corrupt or missing; the message lists every one by name."""
 
     def __init__(self, root: Path, errors: list[CorruptEpisodeError], hint: str):

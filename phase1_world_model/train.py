@@ -14,36 +14,23 @@ weights in export/); `run.resume=true run.name=<name>` continues a run. `--cfg` 
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
-import torch
-
-from common.checkpoint import CheckpointError, atomic_write
-from common.config import ConfigError, cli, to_dict
-from common.runs import ArtifactNotFoundError, Exported, load_exported
+from common.checkpoint import atomic_write
+from common.config import cli, to_dict
+from common.errors import command
 from common.trainer import Hook, Trainer, setup_run
-from phase1_world_model.config import DataSourceConfig, Phase1Config
+from phase1_world_model.config import Phase1Config
 from phase1_world_model.dataset import AtariWorldModelDataset
-from phase1_world_model.envs import canonical_game
+from phase1_world_model.loading import load_split
+from phase1_world_model.metrics import psnr
 from phase1_world_model.model import WorldModel
-from phase1_world_model.storage import CorruptDatasetError, dataset_identity, find_dataset
-
-
-def dataset_folder(d: DataSourceConfig, root: str = "outputs") -> Path:
-    return find_dataset(canonical_game(d.game), root, d.folder)
-
-
-def load_split(d: DataSourceConfig, root: str, split: str, context: int) -> AtariWorldModelDataset:
-    return AtariWorldModelDataset(dataset_folder(d, root), split=split, context=context)
+from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
+from phase1_world_model.storage import dataset_identity
 
 
 def monitor_hook(cfg: Phase1Config, test: AtariWorldModelDataset):
     """Short rollouts on held-out episodes during training: PSNR at the first and last step, and a video."""
-    from phase1_world_model.metrics import psnr
-    from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
-
     m = cfg.monitor
     starts = start_points(test, m.horizon, max(1, m.rollouts // max(1, len(test.episodes))))[:m.rollouts]
     batch = gather(test, starts, m.horizon)
@@ -59,15 +46,12 @@ def monitor_hook(cfg: Phase1Config, test: AtariWorldModelDataset):
     return fn
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(Phase1Config, "phase1/train", argv, __doc__)
-    try:
-        train = load_split(cfg.data, cfg.run.root, "train", cfg.model.context)
-        test = load_split(cfg.data, cfg.run.root, "test", cfg.model.context)
-        ctx = setup_run("phase1", cfg.run, to_dict(cfg))
-    except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, FileExistsError, ValueError) as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    train = load_split(cfg.data, cfg.run.root, "train", cfg.model.context)
+    test = load_split(cfg.data, cfg.run.root, "test", cfg.model.context)
+    ctx = setup_run("phase1", cfg.run, to_dict(cfg))
     frame_shape = tuple(train.frames.shape[1:])
     model = WorldModel(cfg.model, train.num_actions, frame_shape)
     if model.head is not None:
@@ -76,11 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"phase1: {train!r}; {model.describe()}; device {ctx.device}, {ctx.threads} threads, "
               f"{ctx.dist.world_size} process(es); run {ctx.run.dir}")
     hooks = [Hook(cfg.monitor.every or cfg.train.max_steps, monitor_hook(cfg, test), "rollout")]
-    try:
-        trainer = Trainer(ctx, model, train, cfg.train, cfg.log, hooks)
-    except CheckpointError as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    trainer = Trainer(ctx, model, train, cfg.train, cfg.log, hooks)
     t0 = time.perf_counter()
     last = trainer.fit()
     if ctx.dist.is_main:  # what a loader needs besides the config: the game, its actions, the frame shape
@@ -93,34 +73,6 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"phase1: done in {time.perf_counter() - t0:.0f} s at step {trainer.step}; "
               f"final loss {last.get('train/loss', float('nan')):.4f}; results in {ctx.run.dir}")
     return {"run_dir": str(ctx.run.dir), **last}
-
-
-# ----------------------------------------------------------------- loading a trained model
-
-TrainedWorldModel = Exported  # .model (WorldModel), .cfg (Phase1Config), .meta, .run
-
-
-def load_trained(spec: str = "latest", kind: str = "diffusion", root: str = "outputs",
-                 device: str | torch.device = "cpu") -> TrainedWorldModel:
-    """A finished phase 1 run of the given kind (its EMA weights, in eval mode).
-
-    spec: a run folder, "latest" (the newest local run of that kind, else the release) or "release". The error
-    names the train command."""
-    extra = "" if kind == "diffusion" else " model.kind=regressor"
-    return load_exported("phase1", spec, root, f"{kind}.json", Phase1Config,
-                         lambda cfg, meta: WorldModel(cfg.model, meta["num_actions"], tuple(meta["frame_shape"])),
-                         f"For a {kind} model: python -m phase1_world_model.train profile=cpu{extra}", device)
-
-
-def data_of(tm: TrainedWorldModel, root: str = "outputs", folder: str = "") -> Path:
-    """The data set to roll a trained model out on: `folder` if given, else the one it trained on (by game, under
-    <root>), collected with the recorded settings when it is missing (a release used on a fresh clone)."""
-    if folder:
-        return dataset_folder(DataSourceConfig(game=tm.meta["game"], folder=folder), root)
-    if "data" not in tm.meta:
-        return dataset_folder(tm.cfg.data, root)
-    from phase1_world_model.collect import ensure_dataset
-    return ensure_dataset(tm.meta["data"], root, tm.cfg.data.folder if not tm.run.release else "")
 
 
 if __name__ == "__main__":

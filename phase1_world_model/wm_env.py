@@ -28,8 +28,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from common.errors import DataError
+from common.images import to_uint8
+
 from phase1_world_model.dataset import AtariWorldModelDataset
-from phase1_world_model.model import WorldModel, to_uint8
+from phase1_world_model.loading import data_of, load_trained
+from phase1_world_model.model import WorldModel
 
 
 class Imagination:
@@ -38,16 +42,16 @@ class Imagination:
     def __init__(self, model: WorldModel, dataset: AtariWorldModelDataset, steps: int | None = None,
                  solver: str | None = None, bf16: bool = False):
         if dataset.context != model.cfg.context:
-            raise ValueError(f"dataset context {dataset.context} != the model's K={model.cfg.context}")
+            raise DataError(f"dataset context {dataset.context} != the model's K={model.cfg.context}")
         if dataset.num_actions != model.num_actions:
-            raise ValueError(f"{dataset.root} has {dataset.num_actions} actions, the model {model.num_actions}: "
+            raise DataError(f"{dataset.root} has {dataset.num_actions} actions, the model {model.num_actions}: "
                              f"use the data set of the game the model was trained on")
         self.model, self.ds, self.steps, self.solver, self.bf16 = model.eval(), dataset, steps, solver, bf16
         self.device = next(model.parameters()).device
         K = model.cfg.context
         self.valid_starts = np.flatnonzero(dataset.item_t >= K - 1)  # items with K real context frames
         if len(self.valid_starts) == 0:
-            raise ValueError(f"{dataset.root} ({dataset.split}) has no step with {K} frames of context")
+            raise DataError(f"{dataset.root} ({dataset.split}) has no step with {K} frames of context")
         self.frames = self.acts = None
         self.starts: list[tuple[int, int]] = []
 
@@ -75,9 +79,8 @@ class Imagination:
         for e, t0 in starts:
             if not K - 1 <= t0 <= ds.lengths[e]:
                 raise ValueError(f"start t0={t0} of episode position {e}: needs {K - 1} <= t0 <= {ds.lengths[e]}")
-            f0, s0 = int(ds.frame_start[e]), int(ds.step_start[e])
-            frames.append(ds.frames[f0 + t0 - K + 1:f0 + t0 + 1])  # (K, 3, H, W)
-            acts.append(ds.actions[s0 + t0 - K + 1:s0 + t0])  # the K-1 actions between those frames
+            frames.append(ds.episode_frames(e, t0 - K + 1, t0 + 1)[0])  # (K, 3, H, W)
+            acts.append(ds.episode_actions(e, t0 - K + 1, t0)[0])  # the K-1 actions between those frames
         self.frames = torch.from_numpy(np.stack(frames)).to(self.device)  # (B, K, 3, H, W) uint8
         self.acts = torch.from_numpy(np.stack(acts).astype(np.int64)).to(self.device)  # (B, K-1)
         self.starts = starts
@@ -112,7 +115,7 @@ class WorldModelEnv(gym.Env):
                  steps: int | None = None, solver: str | None = None, bf16: bool = False,
                  render_mode: str | None = None):
         if model.head is None:
-            raise ValueError("WorldModelEnv needs the reward/end head: train with model.reward_end.enabled=true")
+            raise DataError("WorldModelEnv needs the reward/end head: train with model.reward_end.enabled=true")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode={render_mode!r}; allowed: None, 'rgb_array'")
         self.worlds = Imagination(model, dataset, steps, solver, bf16)
@@ -130,7 +133,6 @@ class WorldModelEnv(gym.Env):
         "release"; or a folder), started from its own data set's `split` (collected first if it is missing).
         precision: auto | bf16 | fp32 for generation (common/precision.py)."""
         from common.precision import resolve_precision
-        from phase1_world_model.train import data_of, load_trained
 
         tm = load_trained(run, "diffusion", root, device)
         ds = AtariWorldModelDataset(data_of(tm, root), split=split, context=tm.cfg.model.context)

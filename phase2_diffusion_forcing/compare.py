@@ -23,7 +23,6 @@ videos in the DF run's media/.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -32,20 +31,19 @@ import numpy as np
 import torch
 
 from common import report
-from common.checkpoint import CheckpointError, atomic_write
+from common.checkpoint import atomic_write
 from common.config import REPO_ROOT, ConfigError, cli
+from common.errors import command
 from common.logger import LogConfig, RunLogger
-from common.runs import ArtifactNotFoundError, writable_dir
+from common.runs import writable_dir
 from common.system import start
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.metrics import color_tv, fmt, frame_metrics, summarize
 from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
-from phase1_world_model.storage import CorruptDatasetError
-from phase1_world_model.train import data_of, load_trained
+from phase1_world_model.loading import data_of, load_trained as load_phase1
 from phase2_diffusion_forcing.config import CompareConfig, SamplerConfig
 from phase2_diffusion_forcing.sampler import rollout
-from phase2_diffusion_forcing.schedules import ScheduleError
-from phase2_diffusion_forcing.train import load_df
+from phase2_diffusion_forcing.loading import load_trained
 
 METRICS = ("psnr", "ssim", "mse", "sharpness_ratio", "drift")
 COMMAND = "python -m phase2_diffusion_forcing.compare publish=true"
@@ -72,9 +70,9 @@ def df_rollouts(model, batch, horizon: int, sampler: SamplerConfig, cfg: Compare
 def compare(cfg: CompareConfig) -> dict:
     rt = start(cfg.run)
     device, bf16 = rt.device, rt.precision.bf16
-    df = load_df(cfg.df, "diffusion_forcing", cfg.run.root, device)
-    fs = load_df(cfg.full_sequence, "full_sequence", cfg.run.root, device) if cfg.full_sequence != "none" else None
-    tf = load_trained(cfg.teacher_forced, "diffusion", cfg.run.root, device) if cfg.teacher_forced != "none" else None
+    df = load_trained(cfg.df, "diffusion_forcing", cfg.run.root, device)
+    fs = load_trained(cfg.full_sequence, "full_sequence", cfg.run.root, device) if cfg.full_sequence != "none" else None
+    tf = load_phase1(cfg.teacher_forced, "diffusion", cfg.run.root, device) if cfg.teacher_forced != "none" else None
     L, K = df.meta["window"], df.meta["context"]
     for name, m in (("full_sequence", fs and fs.meta), ("teacher_forced", tf and tf.meta)):
         if m and m["game"] != df.meta["game"]:
@@ -234,13 +232,10 @@ def tables(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(CompareConfig, "phase2/compare", argv, __doc__)
-    try:
-        return compare(cfg)
-    except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, CheckpointError, ScheduleError, ValueError) as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    return compare(cfg)
 
 
 if __name__ == "__main__":

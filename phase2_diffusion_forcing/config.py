@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.config import choice, require
+from common.config import choice, require, require_together
 from common.logger import LogConfig
 from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
@@ -90,8 +90,9 @@ class SamplerConfig:
         require(self.uncertainty >= 0, "uncertainty", self.uncertainty, "must be >= 0 (0 = full sequence)")
         require(self.stabilization >= 0, "stabilization", self.stabilization, "must be >= 0")
         require(self.chunk >= 0, "chunk", self.chunk, "must be >= 0 (0 = the training window)")
-        require(self.schedule != "file" or bool(self.matrix_file), "matrix_file", self.matrix_file,
-                "schedule=file needs matrix_file=<path>")
+        require_together(self.schedule != "file" or bool(self.matrix_file),
+                         {"matrix_file": self.matrix_file, "schedule": self.schedule},
+                         "schedule=file needs matrix_file=<path>")
 
 
 @dataclass
@@ -119,11 +120,12 @@ class CompareConfig:
     def check(self) -> None:
         require(len(self.multiples) >= 1 and all(m >= 1 for m in self.multiples), "multiples", self.multiples,
                 "positive multiples of the window")
-        require(self.starts_per_episode >= 1 and self.batch >= 1 and self.steps >= 1, "starts_per_episode",
-                self.starts_per_episode, "starts_per_episode, batch and steps >= 1")
+        require(self.starts_per_episode >= 1, "starts_per_episode", self.starts_per_episode, "must be >= 1")
+        require(self.batch >= 1, "batch", self.batch, "must be >= 1")
+        require(self.steps >= 1, "steps", self.steps, "must be >= 1")
         require(all(s >= 0 for s in self.ablate_stabilization), "ablate_stabilization", self.ablate_stabilization,
                 "levels >= 0")
         require(all(u >= 0 for u in self.ablate_uncertainty), "ablate_uncertainty", self.ablate_uncertainty,
                 "scales >= 0")
-        require(self.ablation_multiple >= 1 and self.videos >= 0, "ablation_multiple", self.ablation_multiple,
-                "ablation_multiple >= 1 and videos >= 0")
+        require(self.ablation_multiple >= 1, "ablation_multiple", self.ablation_multiple, "must be >= 1")
+        require(self.videos >= 0, "videos", self.videos, "must be >= 0")

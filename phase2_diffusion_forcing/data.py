@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from common.errors import DataError
+
 from phase1_world_model.dataset import AtariWorldModelDataset
 
 
@@ -31,7 +33,7 @@ class WindowDataset(Dataset):
             starts.append(np.stack([np.full_like(s, e), s], 1))
         self.starts = np.concatenate(starts) if starts else np.zeros((0, 2), np.int64)
         if len(self.starts) == 0:
-            raise ValueError(f"{base.root} ({base.split}): no episode has the {window + 1} frames a window of "
+            raise DataError(f"{base.root} ({base.split}): no episode has the {window + 1} frames a window of "
                              f"{window} needs; use a shorter model.window")
 
     def __len__(self) -> int:
@@ -40,12 +42,7 @@ class WindowDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         e, s = (int(v) for v in self.starts[i])
         b, K, L = self.base, self.K, self.L
-        pos = np.arange(s - K, s + L)  # frame indices within the episode
-        mask = pos >= 0
-        frames = np.zeros((K + L, *b.frames.shape[1:]), np.uint8)
-        frames[mask] = b.frames[b.frame_start[e] + pos[mask]]
-        apos = pos[:-1]
-        actions = np.zeros(K + L - 1, np.int64)
-        actions[apos >= 0] = b.actions[b.step_start[e] + apos[apos >= 0]]
+        frames, mask = b.episode_frames(e, s - K, s + L)  # K context frames, then the L window frames
+        actions, _ = b.episode_actions(e, s - K, s + L - 1)  # the actions between them
         return {"frames": torch.from_numpy(frames), "actions": torch.from_numpy(actions),
                 "mask": torch.from_numpy(mask), "episode": torch.tensor(b.episodes[e]), "t": torch.tensor(s)}

@@ -25,9 +25,10 @@ import copy
 import torch
 from torch import nn
 
-from common.diffusion.edm import karras_sigmas
+from common.diffusion.edm import karras_sigmas, lognormal_sigma, training_noise
+from common.images import to_model_range
 from common.nn.unet import FourierEmbedding, count_parameters
-from phase1_world_model.model import WorldModel, to_model
+from phase1_world_model.model import WorldModel
 from phase2_diffusion_forcing.config import DFConfig
 
 
@@ -78,7 +79,7 @@ class DFWorldModel(nn.Module):
         """Training noise levels from uniform u (noise_dist=schedule_uniform) or standard normal u (lognormal)."""
         f = self.frame.cfg
         if self.cfg.noise_dist == "lognormal":
-            return (self.edm.p_mean + self.edm.p_std * u).exp().clamp(f.sigma_min_train, f.sigma_max_train)
+            return lognormal_sigma(u, self.edm.p_mean, self.edm.p_std, f.sigma_min_train, f.sigma_max_train)
         rho = self.edm.rho
         hi, lo = f.sigma_max_train ** (1 / rho), f.sigma_min_train ** (1 / rho)
         return (hi + u * (lo - hi)) ** rho  # EDM eq. 5 with a continuous step index u in [0, 1]
@@ -111,9 +112,10 @@ class DFWorldModel(nn.Module):
         frames, actions, mask = batch["frames"], batch["actions"], batch["mask"]
         B, KL = frames.shape[:2]
         K, L = self.K, KL - self.K
-        x0 = to_model(frames)  # (B, K+L, 3, H, W)
+        x0 = to_model_range(frames)  # (B, K+L, 3, H, W)
         sigma = self.draw_levels(B, K, L, rng, x0.device)
-        noise = rng.randn(KL, *x0.shape[2:]) + self.frame.cfg.noise_offset * rng.randn(KL, x0.shape[2], 1, 1)
+        f = self.frame.cfg
+        noise = training_noise(rng.randn, (KL, *x0.shape[2:]), f.noise_offset, f.noise_offset_form, sigma)
         sigma = torch.where(mask, sigma, torch.zeros_like(sigma))  # padding is black frames at "level 0"
         noisy = torch.where(mask[..., None, None, None], x0 + sigma[..., None, None, None] * noise, x0)
         cond, context, _ = self.denoise_windows(noisy, sigma, actions, mask)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from phase1_world_model.model import to_model, to_uint8
+from common.diffusion import samplers
+from common.images import to_model_range, to_uint8
 from phase2_diffusion_forcing import schedules
 from phase2_diffusion_forcing.config import SamplerConfig
 from phase2_diffusion_forcing.model import DFWorldModel
@@ -57,7 +58,7 @@ def sample_chunk(model: DFWorldModel, history: torch.Tensor, history_sigma: torc
         sc = s_cur[move].repeat(B)  # (B n,)
         D = model.denoise(xm, sc, ctx, ctx_sigma, act).float()
         sn = s_next[move].repeat(B)[:, None, None, None]
-        x_new = xm + (sn - sc[:, None, None, None]) * (xm - D) / sc[:, None, None, None]  # Euler, EDM eq. 4
+        x_new = samplers.euler_step(xm, D, sc[:, None, None, None], sn)
         x = x.clone()
         x[:, move] = x_new.reshape(B, n, *x.shape[2:]).to(x.dtype)
     return x.clamp(-1, 1)
@@ -82,7 +83,7 @@ def rollout(model: DFWorldModel, context: torch.Tensor, actions: torch.Tensor, h
         while sum(o.shape[1] for o in out) < horizon:
             done = sum(o.shape[1] for o in out)
             f = min(F, horizon - done)
-            hist = to_model(frames[:, -K:])
+            hist = to_model_range(frames[:, -K:])
             hist_sigma = torch.where(generated[:, -K:], sampler.stabilization, 0.0)
             if sampler.stabilization > 0:
                 hist = hist + hist_sigma[..., None, None, None] * torch.randn(

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
 
-class ScheduleError(ValueError):
+
+class ScheduleError(UserError, ValueError):
     """A scheduling matrix is malformed; the message says which rule it breaks and where."""
 
 

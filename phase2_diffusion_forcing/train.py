@@ -13,18 +13,17 @@ EMA weights in export/ beside `<objective>.json`); `run.resume=true run.name=<na
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import torch
 
-from common.checkpoint import CheckpointError, atomic_write
+from common.checkpoint import atomic_write
 from common.config import ConfigError, cli, to_dict
-from common.runs import ArtifactNotFoundError, Exported, load_exported
+from common.errors import command
 from common.trainer import Hook, Trainer, setup_run
 from phase1_world_model.dataset import AtariWorldModelDataset
-from phase1_world_model.storage import CorruptDatasetError, dataset_identity
-from phase1_world_model.train import dataset_folder, load_trained
+from phase1_world_model.storage import dataset_identity
+from phase1_world_model.loading import dataset_folder, load_trained as load_phase1
 from phase2_diffusion_forcing.config import Phase2Config, SamplerConfig
 from phase2_diffusion_forcing.data import WindowDataset
 from phase2_diffusion_forcing.model import DFWorldModel
@@ -32,7 +31,7 @@ from phase2_diffusion_forcing.model import DFWorldModel
 
 def warm_start(model: DFWorldModel, spec: str, root: str) -> str:
     """Load a phase 1 diffusion run's weights into the per-frame denoiser (architectures must match)."""
-    tm = load_trained(spec, "diffusion", root)
+    tm = load_phase1(spec, "diffusion", root)
     state = {k: v for k, v in tm.model.state_dict().items() if not k.startswith("head.")}
     missing, unexpected = model.frame.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if not k.startswith("head.")]:
@@ -65,31 +64,23 @@ def monitor_hook(cfg: Phase2Config, test: AtariWorldModelDataset):
     return fn
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(Phase2Config, "phase2/train", argv, __doc__)
-    try:
-        K = cfg.model.frame.context
-        folder = dataset_folder(cfg.data, cfg.run.root)
-        base = AtariWorldModelDataset(folder, split="train", context=K)
-        test = AtariWorldModelDataset(folder, split="test", context=K)
-        train = WindowDataset(base, cfg.model.window)
-        model = DFWorldModel(cfg.model, base.num_actions, tuple(base.frames.shape[1:]))
-        init = warm_start(model, cfg.init_from, cfg.run.root) if cfg.init_from else ""
-        ctx = setup_run("phase2", cfg.run, to_dict(cfg))
-    except (ConfigError, ArtifactNotFoundError, CorruptDatasetError, CheckpointError, FileExistsError,
-            ValueError) as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    K = cfg.model.frame.context
+    folder = dataset_folder(cfg.data, cfg.run.root)
+    base = AtariWorldModelDataset(folder, split="train", context=K)
+    test = AtariWorldModelDataset(folder, split="test", context=K)
+    train = WindowDataset(base, cfg.model.window)
+    model = DFWorldModel(cfg.model, base.num_actions, tuple(base.frames.shape[1:]))
+    init = warm_start(model, cfg.init_from, cfg.run.root) if cfg.init_from else ""
+    ctx = setup_run("phase2", cfg.run, to_dict(cfg))
     if ctx.dist.is_main:
         print(f"phase2: {len(train)} windows of {cfg.model.window} (+{K} context) frames from {base!r}; "
               f"{model.describe()}; " + (f"warm start from {init}; " if init else "from scratch; ")
               + f"run {ctx.run.dir}")
     hooks = [Hook(cfg.monitor_every or cfg.train.max_steps, monitor_hook(cfg, test), "rollout")]
-    try:
-        trainer = Trainer(ctx, model, train, cfg.train, cfg.log, hooks)
-    except CheckpointError as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    trainer = Trainer(ctx, model, train, cfg.train, cfg.log, hooks)
     t0 = time.perf_counter()
     last = trainer.fit()
     if ctx.dist.is_main:
@@ -102,20 +93,6 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"phase2: done in {time.perf_counter() - t0:.0f} s at step {trainer.step}; "
               f"final loss {last.get('train/loss', float('nan')):.4f}; results in {ctx.run.dir}")
     return {"run_dir": str(ctx.run.dir), **last}
-
-
-TrainedDF = Exported  # .model (DFWorldModel), .cfg (Phase2Config), .meta, .run
-
-
-def load_df(spec: str = "latest", objective: str = "diffusion_forcing", root: str = "outputs",
-            device: str | torch.device = "cpu") -> TrainedDF:
-    """A finished phase 2 run with the given objective ("latest" = the newest such run), EMA weights, eval mode.
-    When there is none, the error names the training command."""
-    extra = "" if objective == "diffusion_forcing" else f" model.objective={objective} run.name=cpu_{objective}"
-    return load_exported("phase2", spec, root, f"{objective}.json", Phase2Config,
-                         lambda cfg, meta: DFWorldModel(cfg.model, meta["num_actions"], tuple(meta["frame_shape"])),
-                         f"For objective {objective}: python -m phase2_diffusion_forcing.train profile=cpu{extra}",
-                         device)
 
 
 if __name__ == "__main__":

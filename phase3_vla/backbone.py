@@ -1,7 +1,7 @@
 """The VLM backbone folder SmolVLA is built from, generated offline (or a real SmolVLM with hub access).
 
-    python -m phase3_vla.backbone                          # write the cpu profile's folder, print where and its sizes
-    python -m phase3_vla.backbone profile=smoke
+    python -m phase3_vla.make_backbone                     # write the cpu profile's folder, print where and its sizes
+    python -m phase3_vla.make_backbone profile=smoke
 
     from phase3_vla.config import BackboneConfig
     from phase3_vla.backbone import resolve_backbone
@@ -35,10 +35,10 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from common.errors import UserError
 from phase3_vla import hub_offline
 from phase3_vla.config import GENERATE, BackboneConfig
 
@@ -67,7 +67,7 @@ CORPUS = ([f"pick up the {item} and place it in the basket" for item in _ITEMS]
              "put the cream cheese in the bowl", "pick up the black bowl next to the ramekin and place it on the plate"])
 
 
-class BackboneError(RuntimeError):
+class BackboneError(UserError, RuntimeError):
     """The backbone cannot be made or loaded; the message says what to do."""
 
 
@@ -217,24 +217,3 @@ def describe(spec: dict) -> str:
     return (f"text {spec['text_layers']}x{spec['text_hidden']} (heads {spec['text_heads']}/{spec['text_kv_heads']}), "
             f"vision {spec['vision_layers']}x{spec['vision_hidden']} at {spec['image_size']} px / patch "
             f"{spec['patch_size']}, {tokens_per_image(spec)} tokens per image, vocab <= {spec['vocab_size']}")
-
-
-def main(argv: list[str] | None = None) -> str:
-    from common.config import cli
-    from phase3_vla.config import Phase3Config
-
-    cfg = cli(Phase3Config, "phase3/train", argv, __doc__)
-    try:
-        folder = resolve_backbone(cfg.policy.backbone, cfg.policy.image_size, cfg.run.root)
-    except BackboneError as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
-    if cfg.policy.backbone.source == GENERATE:
-        print(f"{folder}\n  {describe(spec_of(cfg.policy.backbone, cfg.policy.image_size))}")
-    else:
-        print(f"{folder} (a real backbone: its config loads)")
-    return folder
-
-
-if __name__ == "__main__":
-    main()

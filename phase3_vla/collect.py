@@ -38,34 +38,35 @@ from pathlib import Path
 import numpy as np
 
 from common.checkpoint import atomic_write
-from common.config import ConfigError, cli, settings_mismatch
+from common.config import cli, settings_mismatch
+from common.errors import UserError
+from common.errors import command
 from common.runs import outputs_root
 from phase3_vla import staging
-from phase3_vla.config import CollectConfig
-from phase3_vla.libero_env import LiberoSetupError
+from phase3_vla.config import DemoCollectConfig
 from phase3_vla.staging import CorruptStagedFileError
 
 PROFILE_GROUP = "collect_profile"  # configs/phase3/collect_profile/: `profile=` on the command line
 INIT_STATES = 50  # fixed initial states per LIBERO-Object task
 
 
-class CollectError(RuntimeError):
+class CollectError(UserError, RuntimeError):
     """The folder holds attempts made with other settings, or staged files are corrupt; the message says
     which file and what to do."""
 
 
-def out_dir(cfg: CollectConfig) -> Path:
+def out_dir(cfg: DemoCollectConfig) -> Path:
     return Path(cfg.out).expanduser().resolve() if cfg.out else outputs_root(cfg.run.root) / "phase3" / "demos" / cfg.profile
 
 
-def settings_of(cfg: CollectConfig) -> dict:
+def settings_of(cfg: DemoCollectConfig) -> dict:
     """What a staged attempt depends on. Where the files come from (assets, config folder, GL backend)
     does not change an episode, so it is left out and may differ between runs."""
     libero = {k: v for k, v in asdict(cfg.libero).items() if k not in ("assets", "config_dir", "gl", "hub_download")}
     return {"format_version": staging.FORMAT_VERSION, "libero": libero, "expert": asdict(cfg.expert), "seed": cfg.run.seed}
 
 
-def targets(cfg: CollectConfig) -> dict[int, int]:
+def targets(cfg: DemoCollectConfig) -> dict[int, int]:
     """{task: successful demonstrations wanted}, the new task first (it needs the most)."""
     out = {cfg.new_task: cfg.new_demos}
     out.update({t: cfg.base_demos for t in cfg.base_tasks if cfg.base_demos > 0})
@@ -151,7 +152,7 @@ def _check(stage: Path, found: staging.Staged, settings: dict, repair: bool) -> 
                                        f"this collection, or another folder (out=...).")
 
 
-def _jobs(cfg: CollectConfig, stage: Path, found: staging.Staged, settings: dict) -> list[dict]:
+def _jobs(cfg: DemoCollectConfig, stage: Path, found: staging.Staged, settings: dict) -> list[dict]:
     jobs = []
     for t, want in targets(cfg).items():
         todo = plan(found.done(t), want, max(want, math.ceil(want * cfg.max_attempts_factor)))
@@ -191,7 +192,7 @@ def _load_selected(stage: Path, chosen: dict[int, list[int]]):
             yield staging.load_demo(staging.demo_path(stage, t, a))
 
 
-def _assemble(cfg: CollectConfig, out: Path, stage: Path, chosen: dict[int, list[int]]) -> dict:
+def _assemble(cfg: DemoCollectConfig, out: Path, stage: Path, chosen: dict[int, list[int]]) -> dict:
     """Write the LeRobotDatasets unless the ones on disk already hold exactly this selection."""
     from phase3_vla.dataset import write_lerobot_dataset
 
@@ -219,7 +220,7 @@ def _assemble(cfg: CollectConfig, out: Path, stage: Path, chosen: dict[int, list
     return written
 
 
-def _video(cfg: CollectConfig, out: Path, stage: Path, chosen: dict[int, list[int]]) -> str:
+def _video(cfg: DemoCollectConfig, out: Path, stage: Path, chosen: dict[int, list[int]]) -> str:
     """The first demonstration of the first `videos` tasks (new task first), agent view | wrist."""
     from common.logger import write_video
 
@@ -234,7 +235,7 @@ def _video(cfg: CollectConfig, out: Path, stage: Path, chosen: dict[int, list[in
     return str(mp4)
 
 
-def _stats(cfg: CollectConfig, out: Path, stage: Path, found: staging.Staged, chosen: dict[int, list[int]],
+def _stats(cfg: DemoCollectConfig, out: Path, stage: Path, found: staging.Staged, chosen: dict[int, list[int]],
            datasets: dict, video: str, run_info: dict) -> dict:
     """summary.json and the statistics page stats.md, from the staged files (metadata) and the kept demos."""
     per_task, states, actions = [], [], []
@@ -303,7 +304,7 @@ def _stats_page(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(cfg: CollectConfig) -> dict:
+def run(cfg: DemoCollectConfig) -> dict:
     out = out_dir(cfg)
     stage = out / "staging"
     settings = settings_of(cfg)
@@ -353,14 +354,12 @@ def run(cfg: CollectConfig) -> dict:
     return summary
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
     argv = ["verify=true" if a == "--verify" else a for a in (sys.argv[1:] if argv is None else argv)]
-    cfg = cli(CollectConfig, "phase3/collect", argv, __doc__, profile_group=PROFILE_GROUP)
+    cfg = cli(DemoCollectConfig, "phase3/collect", argv, __doc__, profile_group=PROFILE_GROUP)
     try:
         result = run(cfg)
-    except (ConfigError, CollectError, CorruptStagedFileError, LiberoSetupError) as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
     except KeyboardInterrupt:
         print(f"interrupted: every finished attempt is staged in {out_dir(cfg) / 'staging'}; run the same "
               "command again to continue", file=sys.stderr)

@@ -2,16 +2,16 @@
 
 The simulator (`LiberoConfig`, read by `libero_env.prepare` / `libero_env.make_env`), the scripted expert
 (`ExpertConfig`, read by `expert.PickPlaceExpert`), its success-rate command (`ExpertEvalConfig`,
-`python -m phase3_vla.expert_eval`) and the demonstration collector (`CollectConfig`,
+`python -m phase3_vla.expert_eval`) and the demonstration collector (`DemoCollectConfig`,
 `python -m phase3_vla.collect`). Then the policy and its commands: `Phase3Config` (SmolVLA's `PolicyConfig`
-and `BackboneConfig`, `FinetuneSettings`, `EvalSettings`, `ExperimentsSettings`), one schema for
+and `BackboneConfig`, `FinetuneConfig`, `EvalConfig`, `ExperimentsConfig`), one schema for
 `python -m phase3_vla.train | finetune | eval | experiments`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.config import choice, require
+from common.config import choice, require, require_together
 from common.logger import LogConfig
 from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
@@ -74,17 +74,22 @@ class ExpertConfig:
     jitter: float = 0.004
 
     def check(self) -> None:
-        require(self.hover > 0 and self.lift_z > 0 and self.release_above >= 0, "hover", self.hover,
-                "hover > 0, lift_z > 0, release_above >= 0")
-        require(self.close_steps >= 1 and self.open_steps >= 0, "close_steps", self.close_steps,
-                "close_steps >= 1 and open_steps >= 0")
-        require(0 < self.fine_speed <= self.speed <= 1, "speed", self.speed, "need 0 < fine_speed <= speed <= 1")
-        require(self.gain > 0 and self.rot_gain >= 0 and self.tolerance > 0, "gain", self.gain,
-                "gain > 0, rot_gain >= 0 and tolerance > 0")
-        require(1 <= self.yaw_step <= 90 and 0 <= self.pad_margin < 0.05, "yaw_step", self.yaw_step,
-                "yaw_step in [1, 90] degrees and pad_margin in [0, 0.05)")
-        require(self.hand_margin >= 0 and self.max_shift >= 0 and self.edge_margin >= 0, "max_shift",
-                self.max_shift, "hand_margin, max_shift and edge_margin must be >= 0")
+        require(self.hover > 0, "hover", self.hover, "must be > 0")
+        require(self.lift_z > 0, "lift_z", self.lift_z, "must be > 0")
+        require(self.release_above >= 0, "release_above", self.release_above, "must be >= 0")
+        require(self.close_steps >= 1, "close_steps", self.close_steps, "must be >= 1")
+        require(self.open_steps >= 0, "open_steps", self.open_steps, "must be >= 0")
+        require(self.fine_speed > 0, "fine_speed", self.fine_speed, "must be > 0 (need 0 < fine_speed <= speed <= 1)")
+        require(self.speed <= 1, "speed", self.speed, "must be <= 1 (need 0 < fine_speed <= speed <= 1)")
+        require_together(self.fine_speed <= self.speed, {"fine_speed": self.fine_speed, "speed": self.speed},
+                         "need 0 < fine_speed <= speed <= 1")
+        require(self.gain > 0, "gain", self.gain, "must be > 0")
+        require(self.rot_gain >= 0, "rot_gain", self.rot_gain, "must be >= 0")
+        require(self.tolerance > 0, "tolerance", self.tolerance, "must be > 0")
+        require(1 <= self.yaw_step <= 90, "yaw_step", self.yaw_step, "must be in [1, 90] degrees")
+        require(0 <= self.pad_margin < 0.05, "pad_margin", self.pad_margin, "must be in [0, 0.05)")
+        for k in ("hand_margin", "max_shift", "edge_margin"):
+            require(getattr(self, k) >= 0, k, getattr(self, k), "must be >= 0")
         require(0 <= self.jitter <= 0.02, "jitter", self.jitter, "must be in [0, 0.02] metres")
 
 
@@ -110,7 +115,7 @@ class ExpertEvalConfig:
 
 
 @dataclass
-class CollectConfig:
+class DemoCollectConfig:
     """`python -m phase3_vla.collect`: expert demonstrations of LIBERO-Object as two LeRobotDatasets v3
     (base = 9 tasks, new = the held-out task), staged episode by episode so that nothing finished is lost."""
 
@@ -141,15 +146,19 @@ class CollectConfig:
         require(0 <= self.new_task < NUM_TASKS, "new_task", self.new_task, f"a task id in [0, {NUM_TASKS - 1}]")
         require(all(0 <= t < NUM_TASKS for t in self.base_tasks) and len(set(self.base_tasks)) == len(self.base_tasks),
                 "base_tasks", self.base_tasks, f"distinct task ids in [0, {NUM_TASKS - 1}]")
-        require(self.new_task not in self.base_tasks, "base_tasks", self.base_tasks,
-                f"must not contain new_task={self.new_task} (it is held out of base training)")
-        require(self.base_demos >= 0 and self.new_demos >= 1, "new_demos", self.new_demos,
-                "new_demos >= 1 and base_demos >= 0")
-        require(self.base_demos == 0 or len(self.base_tasks) >= 1, "base_tasks", self.base_tasks,
-                "list base tasks or set base_demos=0")
+        require_together(self.new_task not in self.base_tasks,
+                         {"base_tasks": self.base_tasks, "new_task": self.new_task},
+                         "base_tasks must not contain new_task (it is held out of base training)")
+        require(self.base_demos >= 0, "base_demos", self.base_demos, "must be >= 0")
+        require(self.new_demos >= 1, "new_demos", self.new_demos, "must be >= 1")
+        require_together(self.base_demos == 0 or len(self.base_tasks) >= 1,
+                         {"base_tasks": self.base_tasks, "base_demos": self.base_demos},
+                         "list base tasks or set base_demos=0")
         require(self.max_attempts_factor >= 1, "max_attempts_factor", self.max_attempts_factor, "must be >= 1")
-        require(self.workers >= 0 and self.chunk >= 1, "workers", self.workers, "workers >= 0 and chunk >= 1")
-        require(self.videos >= 0 and self.fps >= 1, "videos", self.videos, "videos >= 0 and fps >= 1")
+        require(self.workers >= 0, "workers", self.workers, "must be >= 0 (0 = one per CPU core)")
+        require(self.chunk >= 1, "chunk", self.chunk, "must be >= 1")
+        require(self.videos >= 0, "videos", self.videos, "must be >= 0 (0 = none)")
+        require(self.fps >= 1, "fps", self.fps, "must be >= 1")
         require(self.run.seed >= 0, "run.seed", self.run.seed, "must be >= 0")
         require("/" in self.repo_prefix and not self.repo_prefix.endswith("/"), "repo_prefix", self.repo_prefix,
                 "an 'owner/name' prefix like local/libero_object")
@@ -194,14 +203,19 @@ class BackboneConfig:
         for k in ("text_hidden", "text_layers", "text_heads", "text_kv_heads", "vision_hidden", "vision_layers",
                   "vision_heads", "patch_size", "scale_factor"):
             require(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
-        require(self.text_hidden % self.text_heads == 0, "text_hidden", self.text_hidden,
-                f"must be a multiple of text_heads={self.text_heads}")
-        require(self.text_heads % self.text_kv_heads == 0, "text_kv_heads", self.text_kv_heads,
-                f"must divide text_heads={self.text_heads}")
-        require(self.vision_hidden % self.vision_heads == 0, "vision_hidden", self.vision_hidden,
-                f"must be a multiple of vision_heads={self.vision_heads}")
-        require(self.text_intermediate >= 0 and self.vision_intermediate >= 0, "text_intermediate",
-                self.text_intermediate, "must be >= 0 (0 = 4 x hidden)")
+        require_together(self.text_hidden % self.text_heads == 0,
+                         {"text_hidden": self.text_hidden, "text_heads": self.text_heads},
+                         "text_hidden must be a multiple of text_heads")
+        require_together(self.text_heads % self.text_kv_heads == 0,
+                         {"text_kv_heads": self.text_kv_heads, "text_heads": self.text_heads},
+                         "text_kv_heads must divide text_heads")
+        require_together(self.vision_hidden % self.vision_heads == 0,
+                         {"vision_hidden": self.vision_hidden, "vision_heads": self.vision_heads},
+                         "vision_hidden must be a multiple of vision_heads")
+        require(self.text_intermediate >= 0, "text_intermediate", self.text_intermediate,
+                "must be >= 0 (0 = 4 x text_hidden)")
+        require(self.vision_intermediate >= 0, "vision_intermediate", self.vision_intermediate,
+                "must be >= 0 (0 = 4 x vision_hidden)")
         require(128 <= self.vocab_size <= 65536, "vocab_size", self.vocab_size, "must be in [128, 65536]")
 
 
@@ -233,23 +247,34 @@ class PolicyConfig:
 
     def check(self) -> None:
         require(16 <= self.image_size <= 1024, "image_size", self.image_size, "must be in [16, 1024] pixels")
-        require(self.chunk_size >= 1 and 1 <= self.n_action_steps <= self.chunk_size, "n_action_steps",
-                self.n_action_steps, f"must be in [1, chunk_size={self.chunk_size}]")
-        require(self.num_steps >= 1 and self.tokenizer_max_length >= 4, "num_steps", self.num_steps,
-                "num_steps >= 1 and tokenizer_max_length >= 4")
-        require(self.num_vlm_layers >= 0 and self.num_expert_layers >= 0, "num_vlm_layers", self.num_vlm_layers,
-                "num_vlm_layers and num_expert_layers must be >= 0 (0 = automatic)")
+        require(self.chunk_size >= 1, "chunk_size", self.chunk_size, "must be >= 1")
+        require(self.n_action_steps >= 1, "n_action_steps", self.n_action_steps, "must be >= 1")
+        require_together(self.n_action_steps <= self.chunk_size,
+                         {"n_action_steps": self.n_action_steps, "chunk_size": self.chunk_size},
+                         "need 1 <= n_action_steps <= chunk_size")
+        require(self.num_steps >= 1, "num_steps", self.num_steps, "must be >= 1")
+        require(self.tokenizer_max_length >= 4, "tokenizer_max_length", self.tokenizer_max_length, "must be >= 4")
+        require(self.num_vlm_layers >= 0, "num_vlm_layers", self.num_vlm_layers, "must be >= 0 (0 = all)")
+        require(self.num_expert_layers >= 0, "num_expert_layers", self.num_expert_layers,
+                "must be >= 0 (0 = as many as the VLM layers)")
         require(0 < self.expert_width_multiplier <= 4, "expert_width_multiplier", self.expert_width_multiplier,
                 "must be in (0, 4]")
         b = self.backbone
         if b.source == GENERATE:
-            require(self.image_size % b.patch_size == 0 and (self.image_size // b.patch_size) % b.scale_factor == 0,
-                    "image_size", self.image_size, f"must be a multiple of backbone.patch_size x backbone.scale_factor "
-                    f"= {b.patch_size * b.scale_factor} (the connector folds patches into tokens)")
-            require(self.num_vlm_layers <= b.text_layers, "num_vlm_layers", self.num_vlm_layers,
-                    f"must be <= backbone.text_layers={b.text_layers} (0 = all)")
-            require(int(b.text_hidden * self.expert_width_multiplier) % 2 == 0, "expert_width_multiplier",
-                    self.expert_width_multiplier, "expert width (text_hidden x this) must be even (sinusoidal time embedding)")
+            require_together(
+                self.image_size % b.patch_size == 0 and (self.image_size // b.patch_size) % b.scale_factor == 0,
+                {"image_size": self.image_size, "backbone.patch_size": b.patch_size,
+                 "backbone.scale_factor": b.scale_factor},
+                f"image_size must be a multiple of backbone.patch_size x backbone.scale_factor "
+                f"= {b.patch_size * b.scale_factor} (the connector folds patches into tokens)")
+            require_together(self.num_vlm_layers <= b.text_layers,
+                             {"num_vlm_layers": self.num_vlm_layers, "backbone.text_layers": b.text_layers},
+                             "need num_vlm_layers <= backbone.text_layers (0 = all)")
+            require_together(int(b.text_hidden * self.expert_width_multiplier) % 2 == 0,
+                             {"expert_width_multiplier": self.expert_width_multiplier,
+                              "backbone.text_hidden": b.text_hidden},
+                             "expert width (backbone.text_hidden x expert_width_multiplier) must be even "
+                             "(sinusoidal time embedding)")
 
 
 @dataclass
@@ -265,7 +290,7 @@ class DemoDataConfig:
 
 
 @dataclass
-class LoraSettings:
+class AdapterConfig:
     """peft's LoraConfig, built here (lerobot 0.4.4's --peft flags have no lora_alpha)."""
 
     r: int = 16  # rank of the update B @ A
@@ -283,7 +308,7 @@ class LoraSettings:
 
 
 @dataclass
-class FinetuneSettings:
+class FinetuneConfig:
     """`python -m phase3_vla.finetune`: adapt a base run to the new task."""
 
     method: str = "lora"  # lora (peft adapters only) | full (every parameter the base run trained)
@@ -292,7 +317,7 @@ class FinetuneSettings:
     # Normalization statistics of state and action: base = the base run's (same action space, and what the
     # adapted weights were trained with) | new = computed on the selected episodes of the new task.
     normalization: str = "base"
-    lora: LoraSettings = field(default_factory=LoraSettings)
+    lora: AdapterConfig = field(default_factory=AdapterConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         max_steps=1000, batch_size=8, lr=1e-4, warmup_steps=50, ema_decay=0.0, ckpt_every=250, schedule="cosine"))
 
@@ -303,7 +328,7 @@ class FinetuneSettings:
 
 
 @dataclass
-class EvalSettings:
+class EvalConfig:
     """`python -m phase3_vla.eval`: success rate in LIBERO from the suite's fixed initial states."""
 
     run: str = ""  # the run to evaluate (base, lora or full): a folder or a name under <run.root>/phase3/; "" = base-<profile>
@@ -321,12 +346,12 @@ class EvalSettings:
         require(len(self.tasks) >= 1 and all(0 <= t < NUM_TASKS for t in self.tasks), "tasks", self.tasks,
                 f"a non-empty list of task ids in [0, {NUM_TASKS - 1}]")
         require(1 <= self.episodes <= 50, "episodes", self.episodes, "must be in [1, 50] (LIBERO has 50 init states)")
-        require(self.videos >= -1 and self.n_action_steps >= 0, "videos", self.videos,
-                "videos >= -1 (-1 = all) and n_action_steps >= 0")
+        require(self.videos >= -1, "videos", self.videos, "must be >= -1 (-1 = all)")
+        require(self.n_action_steps >= 0, "n_action_steps", self.n_action_steps, "must be >= 0 (0 = the policy's own)")
 
 
 @dataclass
-class ExperimentsSettings:
+class ExperimentsConfig:
     """`python -m phase3_vla.experiments`: the README's experiments, in order, reusing finished runs."""
 
     base_tasks: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6, 7, 8])  # evaluated for the base model
@@ -348,13 +373,15 @@ class ExperimentsSettings:
     def check(self) -> None:
         steps = ("base", "zeroshot", "lora", "full", "demos", "ranks")
         require(all(s in steps for s in self.only), "only", self.only, f"a subset of {', '.join(steps)}")
-        require(self.base_episodes >= 1 and self.new_episodes >= 1, "new_episodes", self.new_episodes,
-                "base_episodes and new_episodes must be >= 1")
+        require(self.base_episodes >= 1, "base_episodes", self.base_episodes, "must be >= 1")
+        require(self.new_episodes >= 1, "new_episodes", self.new_episodes, "must be >= 1")
         require(self.ablation_episodes >= 0, "ablation_episodes", self.ablation_episodes, "must be >= 0 (0 = new_episodes)")
-        require(all(d >= 1 for d in self.demos) and all(r >= 1 for r in self.ranks), "demos", self.demos,
-                "demo counts and ranks must be >= 1")
-        require(0 <= self.new_task < NUM_TASKS and self.new_task not in self.base_tasks, "new_task", self.new_task,
-                "a task id in [0, 9] that is not among base_tasks")
+        require(all(d >= 1 for d in self.demos), "demos", self.demos, "demo counts must be >= 1")
+        require(all(r >= 1 for r in self.ranks), "ranks", self.ranks, "ranks must be >= 1")
+        require(0 <= self.new_task < NUM_TASKS, "new_task", self.new_task, f"a task id in [0, {NUM_TASKS - 1}]")
+        require_together(self.new_task not in self.base_tasks,
+                         {"new_task": self.new_task, "base_tasks": self.base_tasks},
+                         "new_task must not be among base_tasks")
 
 
 @dataclass
@@ -371,7 +398,7 @@ class Phase3Config:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         max_steps=4000, batch_size=8, lr=1e-4, betas=(0.9, 0.95), weight_decay=1e-10, warmup_steps=200,
         schedule="cosine", grad_clip=10.0, ema_decay=0.0, ckpt_every=500))
-    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
-    eval: EvalSettings = field(default_factory=EvalSettings)
-    experiments: ExperimentsSettings = field(default_factory=ExperimentsSettings)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
     profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full

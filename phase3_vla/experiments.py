@@ -37,7 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.checkpoint import atomic_write
-from common.config import ConfigError, cli, load_config, to_dict
+from common.config import cli, load_config, to_dict
+from common.errors import UserError
+from common.errors import command
 from common.runs import outputs_root
 from phase3_vla.config import Phase3Config
 from phase3_vla import training
@@ -50,7 +52,7 @@ COMPARED = {"train": ("data", "policy", "train"), "finetune": ("data", "finetune
 IGNORED = {"train": ("data.new_folder",), "finetune": ("data.base_folder",)}  # the other command's dataset
 
 
-class ExperimentsError(RuntimeError):
+class ExperimentsError(UserError, RuntimeError):
     """A finished run was made with other settings; the message names them and what to do."""
 
 
@@ -137,7 +139,7 @@ def ensure_trained(cell: Cell, common: list[str], root: str) -> dict:
 
 
 def row(cell: Cell, info: dict, result: dict) -> dict:
-    from phase3_vla.eval import summarize
+    from phase3_vla.rollouts import summarize
 
     s = summarize(Path(result["out"]), result["settings"], cell.tasks, cell.episodes)
     return {"step": cell.step, "label": cell.label, "run": cell.run, **cell.extra, "tasks": cell.tasks,
@@ -189,6 +191,7 @@ def forwarded(argv: list[str]) -> list[str]:
     return [a for a in argv if not a.startswith(own) and a not in ("--plan", "--cfg")]
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
     argv = ["experiments.plan=true" if a == "--plan" else a for a in (sys.argv[1:] if argv is None else argv)]
     cfg = cli(Phase3Config, "phase3/experiments", argv, __doc__)
@@ -206,22 +209,18 @@ def main(argv: list[str] | None = None) -> dict:
     from phase3_vla import eval as evaluation
 
     rows = []
-    try:
-        for c in todo:
-            info = ensure_trained(c, common, cfg.run.root)
-            if cfg.experiments.train_only:
-                continue
-            result = evaluation.main([*common, f"eval.run={c.run}", f"eval.tasks=[{','.join(map(str, c.tasks))}]",
-                                      f"eval.episodes={c.episodes}"])
-            rows.append(row(c, info, result))
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write(out / "results.json", lambda f: f.write(json.dumps(rows, indent=1).encode()))
-            atomic_write(out / "results.md", lambda f: f.write(results_page(rows, cfg).encode()))
-            print(f"experiments: {c.label}: {rows[-1]['successes']}/{rows[-1]['episodes']} -> {out / 'results.md'}",
-                  flush=True)
-    except (ExperimentsError, ConfigError) as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    for c in todo:
+        info = ensure_trained(c, common, cfg.run.root)
+        if cfg.experiments.train_only:
+            continue
+        result = evaluation.main([*common, f"eval.run={c.run}", f"eval.tasks=[{','.join(map(str, c.tasks))}]",
+                                  f"eval.episodes={c.episodes}"])
+        rows.append(row(c, info, result))
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "results.json", lambda f: f.write(json.dumps(rows, indent=1).encode()))
+        atomic_write(out / "results.md", lambda f: f.write(results_page(rows, cfg).encode()))
+        print(f"experiments: {c.label}: {rows[-1]['successes']}/{rows[-1]['episodes']} -> {out / 'results.md'}",
+              flush=True)
     return {"rows": rows, "out": str(out)}
 
 

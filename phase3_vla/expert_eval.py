@@ -17,16 +17,15 @@ task evaluated with these settings. Default <out> = outputs/phase3/expert_eval/.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from common.checkpoint import atomic_write
-from common.config import ConfigError, cli
+from common.config import cli
+from common.errors import command
 from common.runs import outputs_root
 from phase3_vla.config import ExpertEvalConfig
-from phase3_vla.libero_env import LiberoSetupError
 
 
 def settings_of(cfg: ExpertEvalConfig) -> dict:
@@ -141,13 +140,10 @@ def _map(fn, jobs: list[dict], workers: int):
         yield from pool.imap_unordered(fn, jobs)
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(ExpertEvalConfig, "phase3/expert_eval", argv, __doc__)
-    try:
-        return run(cfg)
-    except (ConfigError, LiberoSetupError) as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    return run(cfg)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import command
+
 from phase3_vla.training import run_dir
 
 
 def episode_files(spec: str, root: str) -> tuple[Path, dict]:
-    from phase3_vla.eval import episode_path, video_stem
+    from phase3_vla.rollouts import episode_path, video_stem
 
     try:
         run, task, ep = spec.rsplit(":", 2)
@@ -55,6 +57,7 @@ def row(video: Path, n: int, wrist: bool) -> np.ndarray:
     return join([frames[i] for i in idx], axis=1)
 
 
+@command
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)

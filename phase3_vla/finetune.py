@@ -22,13 +22,10 @@ that path, and says which command remakes the base when it is gone.
 """
 from __future__ import annotations
 
-import sys
 
-from common.checkpoint import CheckpointError
 from common.config import ConfigError, cli, to_dict
-from common.runs import ArtifactNotFoundError
+from common.errors import command
 from common.trainer import setup_run
-from phase3_vla.backbone import BackboneError
 from phase3_vla.config import Phase3Config
 from phase3_vla import training
 
@@ -49,27 +46,24 @@ def new_task_stats(data) -> dict:
     return stats
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
     cfg = training.named(cli(Phase3Config, "phase3/finetune", argv, __doc__), "finetune")
     f = cfg.finetune
-    try:
-        from phase3_vla.dataset import dataset_identity, open_dataset
-        from phase3_vla.frames import ChunkedFrames
-        from phase3_vla.policy import PolicyModule, count_parameters, load_policy, save_policy, wrap_lora
+    from phase3_vla.dataset import dataset_identity, open_dataset
+    from phase3_vla.frames import ChunkedFrames
+    from phase3_vla.policy import PolicyModule, trainable_and_total, load_policy, save_policy, wrap_lora
 
-        base = training.require_base(cfg)
-        folder = training.require_dataset(cfg, "new")
-        available = open_dataset(folder).meta.total_episodes
-        if f.num_demos > available:
-            raise ConfigError("finetune.num_demos", f.num_demos, f"{folder} has {available} episodes; use at most "
-                              f"{available} (0 = all), or collect more (collect new_demos=...)")
-        episodes = list(range(f.num_demos or available))
-        ctx = setup_run(training.PHASE, cfg.run, to_dict(cfg))
-        policy, pre, post = load_policy(base.export_dir / "policy", ctx.device)
-        data = ChunkedFrames(open_dataset(folder, episodes=episodes), policy.config.chunk_size)
-    except (ConfigError, ArtifactNotFoundError, BackboneError, FileExistsError, FileNotFoundError, ValueError) as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    base = training.require_base(cfg)
+    folder = training.require_dataset(cfg, "new")
+    available = open_dataset(folder).meta.total_episodes
+    if f.num_demos > available:
+        raise ConfigError("finetune.num_demos", f.num_demos, f"{folder} has {available} episodes; use at most "
+                          f"{available} (0 = all), or collect more (collect new_demos=...)")
+    episodes = list(range(f.num_demos or available))
+    ctx = setup_run(training.PHASE, cfg.run, to_dict(cfg))
+    policy, pre, post = load_policy(base.export_dir / "policy", ctx.device)
+    data = ChunkedFrames(open_dataset(folder, episodes=episodes), policy.config.chunk_size)
     if f.normalization == "new":
         from lerobot.policies.factory import make_pre_post_processors
 
@@ -77,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = wrap_lora(policy, f.lora) if f.method == "lora" else policy
     module = PolicyModule(model, pre, adapter_only=f.method == "lora",
                           mask_padded_actions=bool(training.finished(base.dir).get("mask_padded_actions", False)))
-    trainable, total = count_parameters(module)
+    trainable, total = trainable_and_total(module)
     clock = training.Clock(ctx.run)
     export = "adapter" if f.method == "lora" else "policy"
     if ctx.dist.is_main:
@@ -86,12 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"phase3 finetune: {what} of {base.dir} on {len(episodes)} demo(s) of {folder} ({len(data)} frames, "
               f"task: {list(data.meta.tasks.index)[0]!r}); {training.fmt_params(trainable, total)}; device "
               f"{ctx.device}; run {ctx.run.dir}", flush=True)
-    try:
-        trainer = training.PolicyTrainer(ctx, module, data, f.train, cfg.log, [clock.hook(cfg.log.log_every)],
-                                         save=lambda d: save_policy(model, pre, post, d / export))
-    except (CheckpointError, ValueError) as e:  # an unreadable checkpoint; batch size not a multiple of micro x processes
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    trainer = training.PolicyTrainer(ctx, module, data, f.train, cfg.log, [clock.hook(cfg.log.log_every)],
+                                     save=lambda d: save_policy(model, pre, post, d / export))
     last = trainer.fit()
     info = {}
     if ctx.dist.is_main:

@@ -8,8 +8,8 @@
     obs, info = env.reset(init_state=0)       # one of the task's 50 fixed initial states, then 10 no-ops
     obs, reward, terminated, truncated, info = env.step(np.zeros(7))   # info["is_success"]
 
-or from a shell: `python -m phase3_vla.libero_env` prints the resolved set-up and times a few steps
-(`python -m phase3_vla.libero_env --bench` measures env steps/s at 128x128 with both cameras).
+or from a shell: `python -m phase3_vla.libero_info` prints the resolved set-up and times a few steps
+(`python -m phase3_vla.libero_info --bench` measures env steps/s at 128x128 with both cameras).
 
 Three things stop hf-libero from working on a machine without hub access, and `prepare` handles each:
 
@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from common.checkpoint import atomic_write
+from common.errors import UserError
 from phase3_vla.config import LiberoConfig
 
 ASSETS_ENV = "WM_LIBERO_ASSETS"
@@ -57,7 +58,7 @@ ASSET_SUBDIRS = ("articulated_objects", "scenes", "stable_hope_objects", "stable
 CAMERAS = {"agentview_image": "image", "robot0_eye_in_hand_image": "image2"}
 
 
-class LiberoSetupError(RuntimeError):
+class LiberoSetupError(UserError, RuntimeError):
     """LIBERO cannot be set up; the message says what to do."""
 
 
@@ -200,6 +201,11 @@ def _set_gl(choice: str) -> str:
 
 
 _prepared: dict[str, Any] = {}
+
+
+def prepared_setup() -> dict:
+    """What `prepare` set up: the assets' source, LIBERO's config file and the MUJOCO_GL backend."""
+    return {k: _prepared[k] for k in ("source", "config", "gl") if k in _prepared}
 
 
 def prepare(cfg: LiberoConfig | None = None) -> AssetSource:
@@ -403,31 +409,3 @@ def frame_of(obs: dict) -> dict:
         if key in obs["pixels"]:
             out[key] = flip(obs["pixels"][key])
     return out
-
-
-def _bench(argv: list[str]) -> None:
-    import time
-
-    cfg = LiberoConfig()
-    t0 = time.perf_counter()
-    source = prepare(cfg)
-    print(f"assets: {source}\nLIBERO config: {_prepared['config']}\nMUJOCO_GL={_prepared['gl']}")
-    for t in task_info(cfg):
-        print(f"  task {t['task_id']}: {t['instruction']}")
-    steps = 100 if "--bench" in argv else 20
-    for cameras in (False, True):
-        t0 = time.perf_counter()
-        env = make_env(cfg, 0, cameras=cameras)
-        env.reset(init_state=0)
-        built = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            env.step(np.array([0, 0, 0, 0, 0, 0, -1.0]))
-        dt = time.perf_counter() - t0
-        print(f"cameras={'agentview+wrist ' + str(cfg.image_size) + 'px' if cameras else 'off'}: build+reset "
-              f"{built:.1f} s, {steps / dt:.1f} env steps/s over {steps} steps", flush=True)
-        env.close()
-
-
-if __name__ == "__main__":
-    _bench(sys.argv[1:])

@@ -32,12 +32,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from common.errors import UserError
+from common.runs import ArtifactNotFoundError
 from phase3_vla import hub_offline
 from phase3_vla.backbone import BackboneError, how_to_supply, regenerate_from, resolve_backbone
-from phase3_vla.config import GENERATE, LoraSettings, PolicyConfig
+from phase3_vla.config import GENERATE, AdapterConfig, PolicyConfig
 
 
-class BaseRunMissingError(FileNotFoundError):
+class BaseRunMissingError(UserError, FileNotFoundError):
     """A LoRA adapter's base policy is gone; the message names the command that makes it."""
 
 
@@ -107,7 +109,7 @@ def freeze_unused(policy) -> None:
     text.norm.requires_grad_(False)
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
+def trainable_and_total(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     params = list(model.parameters())
     return sum(q.numel() for q in params if q.requires_grad), sum(q.numel() for q in params)
@@ -120,7 +122,7 @@ def base_policy(model: nn.Module):
 
 # ------------------------------------------------------------------------------------------------ LoRA
 
-def lora_config(policy, s: LoraSettings):
+def lora_config(policy, s: AdapterConfig):
     """peft's LoraConfig; target modules default to lerobot's choice for SmolVLA (its
     `_get_default_peft_targets`: the action expert's q/v projections + state/action/time projections)."""
     from peft import LoraConfig
@@ -130,7 +132,7 @@ def lora_config(policy, s: LoraSettings):
                       modules_to_save=list(s.modules_to_save) or None, bias="none")
 
 
-def wrap_lora(policy, s: LoraSettings):
+def wrap_lora(policy, s: AdapterConfig):
     """lerobot's `wrap_with_peft` (freezes the policy, injects the adapters, marks config.use_peft). It refuses a
     policy without `config.pretrained_path`: load the base with `load_policy`, which sets it."""
     # SmolVLA also warns "Training SmolVLA from scratch using PEFT" whenever load_vlm_weights is false; here the
@@ -198,7 +200,7 @@ def load_policy(folder: str | Path, device: torch.device):
 
     folder = Path(folder).resolve()
     if not (folder / "model.safetensors").exists():
-        raise FileNotFoundError(f"{folder} holds no saved policy (no model.safetensors)")
+        raise ArtifactNotFoundError(f"{folder} holds no saved policy (no model.safetensors)")
     cfg = _config(folder)
     vlm = Path(cfg.vlm_model_name)
     if vlm.is_absolute() and not vlm.is_dir():

@@ -17,11 +17,12 @@ import json
 import shutil
 from pathlib import Path
 
+from common.errors import UserError
 from common.runs import RELEASE_MANIFEST, Run, releases_dir
 
 
-class ReleaseFilesError(RuntimeError):
-    pass
+class ReleaseFilesError(UserError, RuntimeError):
+    """A phase 3 run cannot be released as it is (its base policy or backbone is not where it should be)."""
 
 
 def _release_of(run_dir: Path) -> Path | None:

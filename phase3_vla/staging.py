@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from common.checkpoint import atomic_write
+from common.errors import UserError
 
 FORMAT_VERSION = 1
 DEMO_RE = re.compile(r"^attempt_(\d{4,})\.npz$")
@@ -43,7 +44,7 @@ META_KEYS = ("format_version", "task_id", "attempt", "init_state", "instruction"
 FAULT_ENV = "WM_FAULT_KILL_AT_ATTEMPT"
 
 
-class CorruptStagedFileError(RuntimeError):
+class CorruptStagedFileError(UserError, RuntimeError):
     """A staged file cannot be read or does not follow the format; the message names the file."""
 
     def __init__(self, path: Path, reason: str):

@@ -19,50 +19,40 @@ and export/info.json (wall time, parameters, dataset).
 lerobot's own trainer reads the same datasets unchanged (offline; checked by tests/test_phase3_policy.py):
 
     HF_HUB_OFFLINE=1 lerobot-train --policy.type=smolvla --policy.push_to_hub=false --policy.device=cpu \\
-        --policy.vlm_model_name=$(python -m phase3_vla.backbone | head -1) '--policy.resize_imgs_with_padding=[128,128]' \\
+        --policy.vlm_model_name=$(python -m phase3_vla.make_backbone | head -1) '--policy.resize_imgs_with_padding=[128,128]' \\
         --dataset.repo_id=local/libero_object_base --dataset.root=outputs/phase3/demos/cpu/lerobot/base \\
         --output_dir=outputs/phase3/lerobot-train-base --steps=2 --batch_size=2 --eval_freq=0 --wandb.enable=false
 """
 from __future__ import annotations
 
-import sys
 
-from common.checkpoint import CheckpointError
-from common.config import ConfigError, cli, to_dict
-from common.runs import ArtifactNotFoundError
+from common.config import cli, to_dict
+from common.errors import command
 from common.trainer import setup_run
-from phase3_vla.backbone import BackboneError
 from phase3_vla.config import Phase3Config
 from phase3_vla import training
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
     cfg = training.named(cli(Phase3Config, "phase3/train", argv, __doc__), "train")
-    try:
-        from phase3_vla.dataset import dataset_identity, open_dataset
-        from phase3_vla.frames import ChunkedFrames
-        from phase3_vla.policy import PolicyModule, build_policy, count_parameters, save_policy
+    from phase3_vla.dataset import dataset_identity, open_dataset
+    from phase3_vla.frames import ChunkedFrames
+    from phase3_vla.policy import PolicyModule, build_policy, trainable_and_total, save_policy
 
-        folder = training.require_dataset(cfg, "base")
-        ctx = setup_run(training.PHASE, cfg.run, to_dict(cfg))
-        data = ChunkedFrames(open_dataset(folder), cfg.policy.chunk_size)
-        policy, pre, post = build_policy(cfg.policy, data.meta, ctx.device, cfg.run.root)
-    except (ConfigError, ArtifactNotFoundError, BackboneError, FileExistsError, ValueError) as e:
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    folder = training.require_dataset(cfg, "base")
+    ctx = setup_run(training.PHASE, cfg.run, to_dict(cfg))
+    data = ChunkedFrames(open_dataset(folder), cfg.policy.chunk_size)
+    policy, pre, post = build_policy(cfg.policy, data.meta, ctx.device, cfg.run.root)
     module = PolicyModule(policy, pre, mask_padded_actions=cfg.policy.mask_padded_actions)
-    trainable, total = count_parameters(module)
+    trainable, total = trainable_and_total(module)
     clock = training.Clock(ctx.run)
     if ctx.dist.is_main:
         print(f"phase3 base: SmolVLA on {folder} ({data.meta.total_episodes} episodes, {len(data)} frames, "
               f"{len(data.meta.tasks)} tasks); {training.fmt_params(trainable, total)}; backbone "
               f"{policy.config.vlm_model_name}; device {ctx.device}, {ctx.threads} thread(s); run {ctx.run.dir}", flush=True)
-    try:
-        trainer = training.PolicyTrainer(ctx, module, data, cfg.train, cfg.log, [clock.hook(cfg.log.log_every)],
-                                         save=lambda d: save_policy(policy, pre, post, d / "policy"))
-    except (CheckpointError, ValueError) as e:  # an unreadable checkpoint; batch size not a multiple of micro x processes
-        print(e, file=sys.stderr)
-        sys.exit(2)
+    trainer = training.PolicyTrainer(ctx, module, data, cfg.train, cfg.log, [clock.hook(cfg.log.log_every)],
+                                     save=lambda d: save_policy(policy, pre, post, d / "policy"))
     last = trainer.fit()
     info = {}
     if ctx.dist.is_main:

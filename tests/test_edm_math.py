@@ -8,7 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from common.diffusion.edm import EDMConfig, EDMDenoiser, edm_loss_weight, edm_scalings, karras_sigmas
+from common.diffusion.edm import (EDMConfig, EDMDenoiser, edm_loss_weight, edm_scalings, karras_sigmas,
+                                  lognormal_sigma, training_noise)
+from common.diffusion.samplers import euler_step
+from common.stepwise import StepRNG
 
 F64 = torch.float64
 SIGMAS = torch.tensor([0.002, 0.01, 0.1, 0.5, 1.0, 2.0, 10.0, 80.0, 200.0], dtype=F64)
@@ -135,3 +138,40 @@ def test_sample_sigma_is_lognormal():
     D = EDMDenoiser(Recorder(), cfg)
     u = torch.tensor([-1.0, 0.0, 2.0])
     torch.testing.assert_close(D.sample_sigma(u).log(), -1.2 + 1.2 * u)
+
+
+def _rng(seed=0):
+    return StepRNG(seed, step=3, offset=0, count=5, total=5, device=torch.device("cpu"))
+
+
+def test_lognormal_sigma_is_the_edm_draw_and_clips():
+    u = torch.linspace(-4, 4, 9)
+    assert torch.equal(lognormal_sigma(u, -0.4, 1.2), (-0.4 + 1.2 * u).exp())
+    s = lognormal_sigma(u, -0.4, 1.2, 2e-3, 20.0)
+    assert s.min() >= 2e-3 and s.max() <= 20.0 and torch.equal(s, (-0.4 + 1.2 * u).exp().clamp(2e-3, 20.0))
+
+
+def test_training_noise_forms():
+    """scaled: the expression phase 1 trained with (same draws, same order); diamond: x0 + sigma*n equals
+    DIAMOND's x0 + sigma*eps + offset*eps_c, and a frame at sigma = 0 gets no offset."""
+    shape, offset = (3, 8, 8), 0.3
+    a, b = _rng(), _rng()
+    old = a.randn(*shape) + offset * a.randn(shape[0], 1, 1)
+    assert torch.equal(training_noise(b.randn, shape, offset, "scaled"), old)
+    r = _rng()
+    eps, eps_c = r.randn(*shape), r.randn(shape[0], 1, 1)
+    sigma = torch.tensor([0.0, 0.01, 0.5, 2.0, 20.0])
+    n = training_noise(_rng().randn, shape, offset, "diamond", sigma)
+    x0 = torch.zeros(5, *shape)
+    want = x0 + sigma[:, None, None, None] * eps + offset * eps_c
+    got = x0 + sigma[:, None, None, None] * n
+    assert torch.allclose(got[1:], want[1:], atol=1e-6) and torch.equal(got[0], x0[0])
+    with pytest.raises(ValueError, match="offset noise form"):
+        training_noise(_rng().randn, shape, offset, "other", sigma)
+
+
+def test_euler_step_is_the_pf_ode_step():
+    """Per-sample levels; with the exact denoiser of a point mass at 0 (D = 0) the ODE solution is x * s'/s."""
+    x = torch.randn(4, 2)
+    s, s_next = torch.tensor([[1.0], [2.0], [5.0], [0.5]]), torch.tensor([[0.5], [1.0], [0.0], [0.1]])
+    assert torch.allclose(euler_step(x, torch.zeros_like(x), s, s_next), x * s_next / s, atol=1e-6)

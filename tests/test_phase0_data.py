@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from phase0_diffusion import data as D
-from phase0_diffusion.data import (DATASETS, DataNotFoundError, ImageData, from_model_range,
-                                   load_images, pad_to, to_model_range)
+from common.images import to_model_range, to_uint8
+from phase0_diffusion.data import DATASETS, DataNotFoundError, ImageData, load_images, pad_to
 
 RNG = np.random.default_rng(0)
 
@@ -275,8 +275,8 @@ def test_model_range_roundtrip():
     x = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
     y = to_model_range(x)
     assert y.dtype == torch.float32 and y.min() == -1.0 and y.max() == 1.0
-    assert torch.equal(from_model_range(y), x)
-    out = from_model_range(torch.tensor([-3.0, -1.0, 0.0, 1.0, 5.0]))
+    assert torch.equal(to_uint8(y), x)
+    out = to_uint8(torch.tensor([-3.0, -1.0, 0.0, 1.0, 5.0]))
     assert out.dtype == torch.uint8 and out.tolist() == [0, 0, 128, 255, 255]
 
 

@@ -16,7 +16,7 @@ import torch
 from common.runs import ArtifactNotFoundError
 from conftest import run_module, subprocess_env
 from phase1_world_model import collect, show_batch
-from phase1_world_model.collect import FAULT_ENV, episode_rngs
+from phase1_world_model.recording import FAULT_ENV, episode_rngs
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.envs import canonical_game, make_atari
 from phase1_world_model.storage import (CorruptDatasetError, CorruptEpisodeError, episode_name, load_episode,

@@ -15,11 +15,12 @@ from scipy.ndimage import correlate1d
 from common.config import load_config
 from common.diffusion.edm import edm_loss_weight, edm_scalings
 from common.stepwise import StepRNG
-from phase1_world_model import collect, evaluate, play, train
+from phase1_world_model import collect, evaluate, loading, play, train
 from phase1_world_model.config import Phase1Config, PlayConfig
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.metrics import frame_metrics, mse, psnr, sharpness, ssim
-from phase1_world_model.model import WorldModel, to_model
+from common.images import to_model_range
+from phase1_world_model.model import WorldModel
 from phase1_world_model.rollout import batched_rollout, gather, rollout, side_by_side, start_points
 from phase1_world_model.wm_env import Imagination, WorldModelEnv
 
@@ -60,7 +61,7 @@ def test_diffusion_loss_is_diamonds_edm_objective():
     rng = StepRNG(3, 5, 0, 3, 3, torch.device("cpu"))
     sigma = (cfg.edm.p_mean + cfg.edm.p_std * rng.randn()).exp().clamp(cfg.sigma_min_train, cfg.sigma_max_train)
     noise = rng.randn(3, 16, 16) + cfg.noise_offset * rng.randn(3, 1, 1)
-    x0, ctx = to_model(batch["next_obs"]), to_model(batch["obs"]).flatten(1, 2)
+    x0, ctx = to_model_range(batch["next_obs"]), to_model_range(batch["obs"]).flatten(1, 2)
     c_skip, c_out, c_in, c_noise = (c.view(-1, 1, 1, 1) for c in edm_scalings(sigma, cfg.edm.sigma_data))
     x = x0 + sigma.view(-1, 1, 1, 1) * noise
     cond = model.actions(batch["act"], batch["mask"])
@@ -78,7 +79,7 @@ def test_one_euler_step_is_the_denoiser_at_sigma_max():
     g = torch.Generator().manual_seed(0)
     out = model.next_frame(b["obs"], b["act"], generator=g, steps=1)
     x = torch.randn((3, 3, 16, 16), generator=torch.Generator().manual_seed(0)) * model.cfg.edm.sigma_max
-    cond, ctx = model.actions(b["act"]), to_model(b["obs"]).flatten(1, 2)
+    cond, ctx = model.actions(b["act"]), to_model_range(b["obs"]).flatten(1, 2)
     expected = model.denoiser(x, torch.tensor(model.cfg.edm.sigma_max), cond, ctx).clamp(-1, 1)
     assert torch.allclose(out, expected, atol=1e-5)
     again = model.next_frame(b["obs"], b["act"], generator=torch.Generator().manual_seed(0), steps=1)
@@ -204,11 +205,11 @@ def test_train_writes_an_exported_run_that_loads_back(root):
     for rel in ("config.yaml", "metrics.jsonl", "checkpoints/step_00000006.pt", "export/model.safetensors",
                 "export/diffusion.json", "media/rollout_00000006.mp4", "media/rollout_00000006.gif"):
         assert (run / rel).exists(), rel
-    tm = train.load_trained(str(run), "diffusion")
+    tm = loading.load_trained(str(run), "diffusion")
     assert tm.meta["num_actions"] == 4 and tm.meta["trained_steps"] == 6 and not tm.model.training
     lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("rollout/psnr_h1" in l for l in lines) and any("train/head_loss" in l for l in lines)
-    assert train.load_trained("latest", "regressor", str(root)).run.dir.name == "reg"
+    assert loading.load_trained("latest", "regressor", str(root)).run.dir.name == "reg"
 
 
 def test_train_without_data_names_the_collect_command(tmp_path, capsys):
@@ -249,7 +250,7 @@ def test_world_model_env_passes_gymnasiums_checker(root, test_split):
     from gymnasium.utils.env_checker import check_env
     import gymnasium as gym
 
-    tm = train.load_trained(str(root / "phase1" / "diff"), "diffusion")
+    tm = loading.load_trained(str(root / "phase1" / "diff"), "diffusion")
     env = WorldModelEnv(tm.model, test_split, max_episode_steps=3)
     check_env(env, skip_render_check=True)
     obs, info = env.reset(seed=4)
@@ -265,7 +266,7 @@ def test_world_model_env_passes_gymnasiums_checker(root, test_split):
 
 
 def test_imagination_restarts_only_the_worlds_asked(root, test_split):
-    tm = train.load_trained(str(root / "phase1" / "diff"), "diffusion")
+    tm = loading.load_trained(str(root / "phase1" / "diff"), "diffusion")
     worlds = Imagination(tm.model, test_split)
     rng = np.random.default_rng(0)
     worlds.reset(rng, 3)

@@ -13,9 +13,9 @@ from common.config import load_config
 from common.diffusion import samplers
 from common.stepwise import StepRNG
 from phase1_world_model import collect
-from phase1_world_model import train as p1_train
+from phase1_world_model import loading as p1_loading, train as p1_train
 from phase1_world_model.dataset import AtariWorldModelDataset
-from phase2_diffusion_forcing import compare, schedules, train
+from phase2_diffusion_forcing import compare, loading, schedules, train
 from phase2_diffusion_forcing.config import Phase2Config, SamplerConfig
 from phase2_diffusion_forcing.data import WindowDataset
 from phase2_diffusion_forcing.model import DFWorldModel
@@ -236,25 +236,25 @@ def test_windows_stay_inside_episodes_and_align_actions(root):
 
 
 def test_train_writes_runs_and_warm_start_is_phase_1(root):
-    df = train.load_df(str(root / "phase2" / "df"), "diffusion_forcing")
+    df = loading.load_trained(str(root / "phase2" / "df"), "diffusion_forcing")
     assert df.meta["warm_start"].endswith("p1") and df.meta["window"] == 4
     assert (root / "phase2" / "df" / "media" / "rollout_00000006.mp4").exists()
-    fs = train.load_df("latest", "full_sequence", str(root))
+    fs = loading.load_trained("latest", "full_sequence", str(root))
     assert fs.run.dir.name == "fs"
     with pytest.raises(Exception, match="model.objective=full_sequence"):
-        train.load_df("latest", "full_sequence", str(root / "nowhere"))
+        loading.load_trained("latest", "full_sequence", str(root / "nowhere"))
 
 
 def test_warm_start_copies_the_phase_1_weights(root):
     model = DFWorldModel(smoke_cfg(), 4, (3, 64, 64))
     train.warm_start(model, str(root / "phase1" / "p1"), str(root))
-    p1 = p1_train.load_trained(str(root / "phase1" / "p1"), "diffusion").model.state_dict()
+    p1 = p1_loading.load_trained(str(root / "phase1" / "p1"), "diffusion").model.state_dict()
     mine = model.frame.state_dict()
     assert all(torch.equal(mine[k], p1[k]) for k in mine)
 
 
 def test_sliding_window_rollout_runs_4x_past_the_window(root):
-    df = train.load_df(str(root / "phase2" / "df"), "diffusion_forcing")
+    df = loading.load_trained(str(root / "phase2" / "df"), "diffusion_forcing")
     test = AtariWorldModelDataset.for_game("Breakout", str(root), split="test")
     ctx = torch.from_numpy(test.frames[:4])[None]
     acts = torch.from_numpy(test.actions[:3 + 17])[None]

@@ -24,11 +24,11 @@ import urllib3  # noqa: F401  (probes IPv6 with a socket at import: done here, o
 from conftest import REPO, subprocess_env
 from test_phase3_data import _demo
 from common.config import load_config
-from phase3_vla import backbone, eval as evaluation, experiments, finetune, train
-from phase3_vla.config import BackboneConfig, LoraSettings, Phase3Config
+from phase3_vla import backbone, eval as evaluation, experiments, finetune, rollouts, train
+from phase3_vla.config import BackboneConfig, AdapterConfig, Phase3Config
 from phase3_vla.dataset import open_dataset, write_lerobot_dataset
 from phase3_vla.frames import ChunkedFrames
-from phase3_vla.policy import (BaseRunMissingError, build_policy, count_parameters, load_adapter, load_policy,
+from phase3_vla.policy import (BaseRunMissingError, build_policy, trainable_and_total, load_adapter, load_policy,
                                save_policy, wrap_lora)
 
 NEW = "pick up the orange juice and place it in the basket"
@@ -160,8 +160,8 @@ def test_lora_wrap_counts_and_adapter_reload(runs, data, tmp_path):
     noise, time = torch.randn(2, policy.config.chunk_size, 32), torch.full((2,), 0.4)
     with torch.no_grad():
         base_loss = policy(dict(batch), noise=noise, time=time)[0]
-    model = wrap_lora(policy, LoraSettings(r=4, alpha=8, dropout=0.0))
-    trainable, total = count_parameters(model)
+    model = wrap_lora(policy, AdapterConfig(r=4, alpha=8, dropout=0.0))
+    trainable, total = trainable_and_total(model)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert names and all("lora_" in n for n in names)
     assert trainable == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) and trainable < 0.05 * total
@@ -247,9 +247,9 @@ def test_eval_one_real_episode(runs):
 
 
 def test_wilson_interval():
-    lo, hi = evaluation.wilson(0, 10)
+    lo, hi = rollouts.wilson(0, 10)
     assert lo == 0 and abs(hi - 0.2775) < 1e-3
-    lo, hi = evaluation.wilson(5, 10)
+    lo, hi = rollouts.wilson(5, 10)
     assert abs(lo - 0.2366) < 1e-3 and abs(hi - 0.7634) < 1e-3
 
 
@@ -268,10 +268,10 @@ def test_experiments_plan_and_config_errors(runs, capsys):
 
 def test_eval_out_dir_keeps_replanning_apart(tmp_path):
     run = tmp_path / "lora-r4-n1-smoke"
-    assert evaluation.out_dir(smoke_cfg(), run / "export" / "adapter") == run / "eval"
-    assert evaluation.out_dir(smoke_cfg("eval.n_action_steps=2"), run / "export" / "adapter") == run / "eval-n_action_steps2"
-    assert evaluation.out_dir(smoke_cfg(), tmp_path / "saved") == tmp_path / "saved" / "eval"  # a bare policy folder
-    assert evaluation.out_dir(smoke_cfg(f"eval.out={tmp_path / 'x'}"), run / "export" / "policy") == tmp_path / "x"
+    assert rollouts.out_dir(smoke_cfg(), run / "export" / "adapter") == run / "eval"
+    assert rollouts.out_dir(smoke_cfg("eval.n_action_steps=2"), run / "export" / "adapter") == run / "eval-n_action_steps2"
+    assert rollouts.out_dir(smoke_cfg(), tmp_path / "saved") == tmp_path / "saved" / "eval"  # a bare policy folder
+    assert rollouts.out_dir(smoke_cfg(f"eval.out={tmp_path / 'x'}"), run / "export" / "policy") == tmp_path / "x"
 
 
 def test_filmstrip(tmp_path, capsys):
@@ -326,5 +326,5 @@ def test_lerobot_train_reads_the_dataset(data, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     saved = out / "checkpoints" / "last" / "pretrained_model"
     assert (saved / "model.safetensors").exists()
-    policy, pre, post, _ = evaluation.load_for_eval(saved, CPU)  # and our eval loads what it saved
-    assert policy.config.chunk_size == cfg.chunk_size and evaluation.image_size_of(policy) == 64
+    policy, pre, post, _ = rollouts.load_for_eval(saved, CPU)  # and our eval loads what it saved
+    assert policy.config.chunk_size == cfg.chunk_size and rollouts.image_size_of(policy) == 64

@@ -78,7 +78,7 @@ def test_a_run_records_the_precision_it_used_and_why(probe, tmp_path):
 def test_old_bf16_spellings_become_run_precision(capsys):
     from common.config import cli
     from phase0_diffusion.config import Phase0Config
-    from phase0_diffusion.eval import EvalRunConfig
+    from phase0_diffusion.config import EvalRunConfig
 
     cfg = cli(Phase0Config, "phase0/train", ["profile=smoke", "train.bf16=true"])
     assert cfg.run.precision == "bf16" and "`train.bf16=` is now `run.precision=`" in capsys.readouterr().err

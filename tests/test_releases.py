@@ -11,8 +11,8 @@ import torch
 
 from common import release
 from common.config import load_saved_config
-from common.runs import Run, resolve_run
-from phase1_world_model import collect, train
+from common.runs import ReleaseError, resolve_run, verify_release
+from phase1_world_model import collect, loading, train
 
 REPO = Path(__file__).resolve().parents[1]
 # The cpu-profile models the repo ships (scripts/make_releases.sh); later phases add theirs here. Phase 3's
@@ -24,21 +24,21 @@ SHIPPED = release.all_releases(REPO / "releases")
 
 def load_release(folder: Path):
     """Build the model a release holds with its phase's own loader; returns (model, config)."""
-    phase, rel = folder.parent.name, Run(folder, folder.parent.name, release=True)
+    phase = folder.parent.name
     if phase == "phase0" and (folder / "classifier.json").exists():
-        from phase0_diffusion.classifier import Judge
+        from phase0_diffusion.fid import Judge
         return Judge(folder).model, None
     if phase == "phase0":
-        from phase0_diffusion.eval import load_trained
-        model, cfg, _ = load_trained(rel)
-        return model, cfg
+        from phase0_diffusion.model import load_trained
+        tm = load_trained(str(folder))
+        return tm.model, tm.cfg
     if phase == "phase1":
         kind = "diffusion" if (folder / "diffusion.json").exists() else "regressor"
-        tm = train.load_trained(str(folder), kind)
+        tm = loading.load_trained(str(folder), kind)
         return tm.model, tm.cfg
     if phase == "phase2":
-        from phase2_diffusion_forcing.train import load_df
-        tm = load_df(str(folder))
+        from phase2_diffusion_forcing.loading import load_trained
+        tm = load_trained(str(folder))
         return tm.model, tm.cfg
     if phase == "phase3":
         from phase3_vla.policy import load_adapter, load_policy
@@ -57,7 +57,7 @@ def test_the_expected_releases_are_shipped():
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=[f"{p.parent.name}/{p.name}" for p in SHIPPED])
 def test_every_release_verifies_and_loads(folder):
-    manifest = release.verify_release(folder)
+    manifest = verify_release(folder)
     assert sum(f["bytes"] for f in manifest["files"].values()) <= release.MAX_RELEASE_BYTES
     prov = manifest["provenance"]
     assert prov["command"].startswith("python -m ") and prov["git_commit"] and prov["data"] and prov["machine"]["cpu"]
@@ -107,11 +107,11 @@ def test_a_run_becomes_a_release_the_resolver_falls_back_to(smoke_run, releases,
     run = resolve_run("phase1", "latest", empty, require="export/diffusion.json")
     assert run.release and run.dir == out and "using the release phase1/diffusion-smoke" in capsys.readouterr().err
     assert resolve_run("phase1", "release", smoke_run.parents[1], require="export/diffusion.json").dir == out
-    rel = train.load_trained("release", "diffusion", str(empty))
-    orig = train.load_trained(str(smoke_run), "diffusion")
+    rel = loading.load_trained("release", "diffusion", str(empty))
+    orig = loading.load_trained(str(smoke_run), "diffusion")
     for (k, a), b in zip(orig.model.state_dict().items(), rel.model.state_dict().values()):
         assert a.dtype == b.dtype and torch.allclose(a, b, rtol=1e-3, atol=1e-4), k  # float16 rounding only
-    with pytest.raises(release.ReleaseError, match="exists"):
+    with pytest.raises(ReleaseError, match="exists"):
         release.make_release(smoke_run, "diffusion-smoke")
 
 
@@ -119,8 +119,8 @@ def test_a_release_needs_its_data_and_collects_it(smoke_run, releases, tmp_path)
     """Play/evaluate on a fresh clone: the data set recorded in the release is collected with its settings."""
     release.make_release(smoke_run, "diffusion-smoke")
     empty = tmp_path / "fresh"
-    tm = train.load_trained("latest", "diffusion", str(empty))
-    folder = train.data_of(tm, str(empty))
+    tm = loading.load_trained("latest", "diffusion", str(empty))
+    folder = loading.data_of(tm, str(empty))
     assert folder == empty / "phase1" / "datasets" / "Breakout"
     from phase1_world_model.storage import dataset_identity
     assert dataset_identity(folder)["index_sha256"] == tm.meta["data"]["index_sha256"]  # the same episodes
@@ -137,7 +137,7 @@ def test_a_damaged_release_file_is_named(smoke_run, releases, damage):
         weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     else:
         weights.unlink()
-    with pytest.raises(release.ReleaseError, match=str(weights)):
+    with pytest.raises(ReleaseError, match=str(weights)):
         resolve_run("phase1", "release", "outputs", require="export/diffusion.json")
     assert release.main(["--verify"]) == 1
 
@@ -145,7 +145,7 @@ def test_a_damaged_release_file_is_named(smoke_run, releases, damage):
 def test_release_refuses_an_unfinished_run(tmp_path, releases):
     run = tmp_path / "phase1" / "half-done"
     (run / "checkpoints").mkdir(parents=True)
-    with pytest.raises(release.ReleaseError, match="not a finished run"):
+    with pytest.raises(ReleaseError, match="not a finished run"):
         release.make_release(run)
     assert release.main([str(run)]) == 2
     shutil.rmtree(run)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from common.config import choice, require
+from common.config import choice, require, require_together
 
 
 @dataclass
@@ -32,8 +32,10 @@ class DDPMConfig:
 
     def check(self) -> None:
         require(self.num_timesteps >= 2, "num_timesteps", self.num_timesteps, "must be >= 2")
-        require(0 < self.beta_start < self.beta_end < 1, "beta_start", self.beta_start,
-                "need 0 < beta_start < beta_end < 1")
+        require(self.beta_start > 0, "beta_start", self.beta_start, "must be > 0 (need 0 < beta_start < beta_end < 1)")
+        require(self.beta_end < 1, "beta_end", self.beta_end, "must be < 1 (need 0 < beta_start < beta_end < 1)")
+        require_together(self.beta_start < self.beta_end, {"beta_start": self.beta_start, "beta_end": self.beta_end},
+                         "need 0 < beta_start < beta_end < 1")
         choice("schedule", self.schedule, ("linear", "cosine"))
         choice("prediction", self.prediction, ("eps", "x0", "v"))
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from common.config import require
+from common.config import require, require_together
 
 
 @dataclass
@@ -28,7 +28,9 @@ class EDMConfig:
     def check(self) -> None:
         require(self.sigma_data > 0, "sigma_data", self.sigma_data, "must be > 0")
         require(self.p_std > 0, "p_std", self.p_std, "must be > 0")
-        require(0 < self.sigma_min < self.sigma_max, "sigma_min", self.sigma_min, "need 0 < sigma_min < sigma_max")
+        require(self.sigma_min > 0, "sigma_min", self.sigma_min, "must be > 0 (need 0 < sigma_min < sigma_max)")
+        require_together(self.sigma_min < self.sigma_max, {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max},
+                         "need 0 < sigma_min < sigma_max")
         require(self.rho > 0, "rho", self.rho, "must be > 0")
 
 
@@ -71,14 +73,12 @@ class EDMDenoiser(nn.Module):
 
     def sample_sigma(self, u: torch.Tensor) -> torch.Tensor:
         """Map standard normals u to training noise levels: ln(sigma) = p_mean + p_std * u."""
-        return (self.cfg.p_mean + self.cfg.p_std * u).exp()
+        return lognormal_sigma(u, self.cfg.p_mean, self.cfg.p_std)
 
     def loss(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, cond: torch.Tensor | None = None,
              context: torch.Tensor | None = None) -> torch.Tensor:
-        """Weighted denoising loss (EDM eq. 2 with lambda from Table 1), mean over the batch.
-
-        Returns per-sample losses (B,) so callers can report them by noise level.
-        """
+        """Weighted denoising loss of each sample (EDM eq. 2 with lambda from Table 1): a (B,) tensor, so callers
+        can average it or report it by noise level. The noisy input is x0 + sigma * noise."""
         s = sigma[:, None, None, None]
         D = self(x0 + s * noise, sigma, cond, context)
         w = edm_loss_weight(sigma, self.cfg.sigma_data)
@@ -94,3 +94,37 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0,
     i = torch.arange(n, dtype=torch.float64)
     inv = sigma_max ** (1 / rho) + i / (n - 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
     return torch.cat([inv ** rho, torch.zeros(1, dtype=torch.float64)]).float().to(device)
+
+
+def lognormal_sigma(u: torch.Tensor, p_mean: float, p_std: float, lo: float | None = None,
+                    hi: float | None = None) -> torch.Tensor:
+    """EDM's training noise levels from standard normals u: ln(sigma) = p_mean + p_std * u, clipped to [lo, hi]
+    when given (DIAMOND clips to [2e-3, 20])."""
+    sigma = (p_mean + p_std * u).exp()
+    return sigma.clamp(lo, hi) if lo is not None or hi is not None else sigma
+
+
+OFFSET_FORMS = ("scaled", "diamond")
+
+
+def training_noise(randn, shape: tuple[int, ...], offset: float = 0.0, form: str = "scaled",
+                   sigma: torch.Tensor | None = None) -> torch.Tensor:
+    """The noise n of a training input x0 + sigma * n: standard normal, plus per-channel offset noise.
+
+    `randn(*shape)` draws standard normals of the given per-sample shape (..., C, H, W) - a StepRNG's randn, so the
+    draws are a function of (seed, step) - and the offset term shares one normal per channel across H and W:
+        form "scaled":  n = eps + offset * eps_c               (x0 + sigma * eps + sigma * offset * eps_c)
+        form "diamond": n = eps + (offset / sigma) * eps_c     (x0 + sigma * eps + offset * eps_c: DIAMOND's
+                        `apply_noise`, whose offset does not shrink with sigma; frames at sigma = 0 get none)
+    `sigma` (the levels, broadcastable to the leading dims of the result) is needed for "diamond" only.
+    Both draw the same two tensors in the same order, so the forms differ only in how the offset is scaled."""
+    eps = randn(*shape)
+    eps_c = randn(*shape[:-2], 1, 1)
+    if form == "scaled":
+        return eps + offset * eps_c
+    if form != "diamond":
+        raise ValueError(f"offset noise form {form!r}; allowed: {', '.join(OFFSET_FORMS)}")
+    s = sigma.reshape(*sigma.shape, 1, 1, 1)
+    scale = torch.where(s > 0, offset / s.clamp_min(1e-12), torch.zeros_like(s))
+    return eps + scale * eps_c
+

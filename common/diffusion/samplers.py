@@ -49,6 +49,13 @@ def guided(denoiser: Callable, cond: torch.Tensor, null_cond: torch.Tensor, scal
     return D
 
 
+def euler_step(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+    """One Euler step of the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma (EDM eq. 4) from sigma to
+    sigma_next, given denoised = D(x; sigma). sigma and sigma_next broadcast against x, so every sample (or every
+    frame of a Diffusion Forcing chunk) may be at its own level."""
+    return x + (sigma_next - sigma) * (x - denoised) / sigma
+
+
 @torch.no_grad()
 def euler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, s_churn: float = 0.0,
           s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0,

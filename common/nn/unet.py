@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.config import choice, require
+from common.config import choice, require, require_together
 
 
 @dataclass
@@ -38,8 +38,9 @@ class UNetConfig:
     def check(self) -> None:
         require(len(self.channels) >= 1 and all(c > 0 for c in self.channels), "channels", self.channels,
                 "a non-empty list of positive widths")
-        require(all(0 <= i < len(self.channels) for i in self.attn_levels), "attn_levels", self.attn_levels,
-                f"level indices in [0, {len(self.channels) - 1}]")
+        require_together(all(0 <= i < len(self.channels) for i in self.attn_levels),
+                         {"attn_levels": self.attn_levels, "channels": self.channels},
+                         f"attn_levels must be level indices in [0, {len(self.channels) - 1}] (one per channels entry)")
         require(self.num_res_blocks >= 1, "num_res_blocks", self.num_res_blocks, "must be >= 1")
         require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
         choice("noise_embedding", self.noise_embedding, ("fourier", "sinusoidal"))

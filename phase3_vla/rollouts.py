@@ -1,0 +1,271 @@
+"""Playing a trained policy in LIBERO and keeping score: the library behind `python -m phase3_vla.eval`
+(its docstring describes the protocol). One JSON per episode under <out>/episodes/, reused when the settings and
+weights match, so evaluations resume and add up; `summarize` turns them into success rates with Wilson intervals.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.checkpoint import atomic_write
+from common.config import ConfigError
+from common.runs import ArtifactNotFoundError, Run, writable_dir
+from common.stepwise import mix_seed
+from common.system import start
+from phase3_vla.config import Phase3Config
+from phase3_vla.libero_env import frame_of, make_env
+from phase3_vla import training
+
+
+LIFTED = 0.03  # metres: the item counts as lifted when it rose this far above its settled height
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials (95% for z = 1.96): unlike p +- z*sqrt(p(1-p)/n) it
+    stays inside [0, 1] and is not empty at k = 0 or k = n, which small evaluations hit all the time."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+def resolve(cfg: Phase3Config) -> Path:
+    """The folder to evaluate: a run (its export/policy or export/adapter) or a saved policy folder itself."""
+    spec = cfg.eval.run or f"base-{cfg.profile}"
+    path = training.find_run(spec, cfg.run.root, not cfg.eval.run, f"base-{cfg.profile}")
+    if (path / "config.json").exists() and ((path / "model.safetensors").exists() or (path / "adapter_config.json").exists()):
+        return path
+    info = training.finished(path)
+    if info is None:
+        hint = (f"continue it with the same command plus run.resume=true" if any((path / "checkpoints").glob("step_*.pt"))
+                else f"make it with python -m phase3_vla.train (base runs) or python -m phase3_vla.finetune")
+        raise ArtifactNotFoundError(f"eval.run={spec}: {path} is not a finished phase 3 run (no export/info.json); {hint}")
+    return training.export_of(path) / ("adapter" if info["kind"] == "lora" else "policy")
+
+
+def load_for_eval(folder: Path, device: torch.device, n_action_steps: int = 0):
+    """(policy, preprocessor, postprocessor, weights digest). A LoRA adapter is put on its base and merged
+    (peft's merge_and_unload: the same function, one matmul per layer fewer at every step)."""
+    from phase3_vla.policy import load_adapter, load_policy
+
+    if (folder / "adapter_config.json").exists():
+        info = training.finished(training.run_of(folder)) or {}
+        model, pre, post = load_adapter(folder, device, make_base=info.get("make_base", ""))
+        policy = model.merge_and_unload()
+        weights = folder / "adapter_model.safetensors"
+    else:
+        policy, pre, post = load_policy(folder, device)
+        weights = folder / "model.safetensors"
+    if n_action_steps:
+        if n_action_steps > policy.config.chunk_size:
+            raise ConfigError("eval.n_action_steps", n_action_steps, f"must be <= the policy's chunk_size "
+                              f"{policy.config.chunk_size} (0 = the policy's own {policy.config.n_action_steps})")
+        policy.config.n_action_steps = n_action_steps
+    policy.eval()
+    h = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return policy, pre, post, h.hexdigest()[:16]
+
+
+def image_size_of(policy) -> int:
+    shapes = {tuple(f.shape) for f in policy.config.image_features.values()}
+    (c, h, w), = shapes  # both cameras share one size (the collector's libero.image_size)
+    return h
+
+
+# ------------------------------------------------------------------------------------------------ episodes
+
+def observation(frame: dict, instruction: str) -> dict:
+    """A dataset-style observation batch of one: images (1, 3, H, W) in [0, 1], state (1, 8), task string."""
+    from phase3_vla.dataset import IMAGE_KEYS
+
+    obs = {IMAGE_KEYS[k]: torch.from_numpy(frame[cam]).permute(2, 0, 1)[None].float().div(255)
+           for k, cam in (("agentview", "image"), ("wrist", "image2"))}
+    obs["observation.state"] = torch.from_numpy(frame["state"])[None]
+    obs["task"] = [instruction]
+    return obs
+
+
+def play(policy, pre, post, env, init_state: int, max_steps: int, record: bool) -> dict:
+    """One episode; returns its record (and `frames` when recording: agent view | wrist per step)."""
+
+    t0 = time.perf_counter()
+    policy.reset()  # empties the action queue
+    obs, _ = env.reset(init_state=init_state)
+    item, basket = env.target_and_basket
+    z0 = float(env.raw_obs[f"{item}_pos"][2])
+    max_lift, frames, success, steps, calls = 0.0, [], False, 0, 0
+    for steps in range(1, max_steps + 1):
+        frame = frame_of(obs)
+        if record:
+            frames.append(np.concatenate([frame["image"], frame["image2"]], axis=1))
+        calls += len(policy._queues["action"]) == 0  # a new chunk is predicted when the queue is empty
+        with torch.inference_mode():
+            action = post(policy.select_action(pre(observation(frame, env.task_description))))
+        obs, _, _, _, info = env.step(action[0].cpu().numpy())
+        max_lift = max(max_lift, float(env.raw_obs[f"{item}_pos"][2]) - z0)
+        if info["is_success"]:
+            success = True
+            break
+    distance = float(np.linalg.norm(env.raw_obs[f"{item}_pos"][:2] - env.raw_obs[f"{basket}_pos"][:2]))
+    if success:
+        reason = "success"
+    elif max_lift < LIFTED:
+        reason = f"timeout after {steps} steps: the item was never lifted (at most {100 * max_lift:.1f} cm)"
+    else:
+        reason = (f"timeout after {steps} steps: the item was lifted {100 * max_lift:.1f} cm but not placed "
+                  f"(it ends {100 * distance:.1f} cm from the basket)")
+    return {"success": success, "steps": steps, "reason": reason, "max_lift_m": round(max_lift, 4),
+            "final_distance_m": round(distance, 4), "policy_calls": int(calls),
+            "seconds": round(time.perf_counter() - t0, 2), "frames": frames}
+
+
+def settings_of(cfg: Phase3Config, digest: str, policy, image_size: int) -> dict:
+    """What an episode's outcome depends on; episodes played with other settings are played again."""
+    lib = cfg.eval.libero
+    return {"weights": digest, "max_steps": lib.max_steps, "num_steps_wait": lib.num_steps_wait,
+            "hard_reset": lib.hard_reset, "image_size": image_size, "n_action_steps": policy.config.n_action_steps,
+            "num_steps": policy.config.num_steps, "seed": cfg.eval.seed, "suite": lib.suite}
+
+
+def episode_path(out: Path, task: int, ep: int) -> Path:
+    return out / "episodes" / f"task_{task:02d}_ep_{ep:03d}.json"
+
+
+def video_stem(out: Path, task: int, ep: int) -> Path:
+    """<out>/media/task_TT_ep_EEE: write_video adds .mp4 and .gif."""
+    return out / "media" / f"task_{task:02d}_ep_{ep:03d}"
+
+
+def load_episode(out: Path, task: int, ep: int, settings: dict) -> dict | None:
+    path = episode_path(out, task, ep)
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if rec.get("settings") == settings else None
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+def summarize(out: Path, settings: dict, tasks: list[int] | None = None, episodes: int | None = None) -> dict:
+    """Per-task successes over the episode files in `out` made with `settings` (optionally only these tasks and
+    the first `episodes` of each), with Wilson 95% intervals, and the pooled total."""
+    recs: dict[int, list[dict]] = {}
+    for path in sorted((out / "episodes").glob("task_*_ep_*.json")):
+        rec = json.loads(path.read_text())
+        if rec.get("settings") != settings or (tasks is not None and rec["task_id"] not in tasks):
+            continue
+        if episodes is not None and rec["episode"] >= episodes:
+            continue
+        recs.setdefault(rec["task_id"], []).append(rec)
+    rows = []
+    for t in sorted(recs):
+        eps = sorted(recs[t], key=lambda r: r["episode"])
+        k, n = sum(r["success"] for r in eps), len(eps)
+        lo, hi = wilson(k, n)
+        failures = {}
+        for r in eps:
+            if not r["success"]:
+                mode = "never lifted" if r["max_lift_m"] < LIFTED else "lifted, not placed"
+                failures[mode] = failures.get(mode, 0) + 1
+        rows.append({"task_id": t, "instruction": eps[0]["instruction"], "successes": k, "episodes": n, "rate": k / n,
+                     "ci95": [lo, hi], "mean_steps": float(np.mean([r["steps"] for r in eps])),
+                     "seconds_per_episode": float(np.mean([r["seconds"] for r in eps])), "failures": failures,
+                     "videos": [r["video"] for r in eps if r.get("video")]})
+    k, n = sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows)
+    lo, hi = wilson(k, n)
+    return {"settings": settings, "tasks": rows, "total": {"successes": k, "episodes": n,
+                                                          "rate": k / n if n else 0.0, "ci95": [lo, hi]}}
+
+
+def table(summary: dict) -> str:
+    lines = ["| task | instruction | success | rate | 95% CI (Wilson) | mean steps | s/episode | failures |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in summary["tasks"]:
+        fails = ", ".join(f"{v} {k}" for k, v in r["failures"].items()) or "-"
+        lines.append(f"| {r['task_id']} | {r['instruction']} | {r['successes']}/{r['episodes']} | {100 * r['rate']:.0f}% | "
+                     f"{100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}% | {r['mean_steps']:.0f} | "
+                     f"{r['seconds_per_episode']:.1f} | {fails} |")
+    t = summary["total"]
+    if len(summary["tasks"]) > 1:
+        lines.append(f"| all | | {t['successes']}/{t['episodes']} | {100 * t['rate']:.0f}% | "
+                     f"{100 * t['ci95'][0]:.0f}-{100 * t['ci95'][1]:.0f}% | | | |")
+    return "\n".join(lines)
+
+
+def out_dir(cfg: Phase3Config, folder: Path) -> Path:
+    """eval.out, else <run>/eval/ next to the run's export/ (or inside a bare policy folder). Re-planning more
+    often (eval.n_action_steps) is another experiment, not a replay of this one: it gets its own folder, so the
+    episodes played with the policy's own chunking (what the experiments' table reads) are kept."""
+    if cfg.eval.out:
+        return Path(cfg.eval.out).expanduser().resolve()
+    sub = f"eval-n_action_steps{cfg.eval.n_action_steps}" if cfg.eval.n_action_steps else "eval"
+    if training.is_release(folder.parent):  # a release is never written to
+        return writable_dir(Run(folder.parent, training.PHASE, release=True), cfg.run.root) / sub
+    return folder.parent.parent / sub if folder.parent.name == "export" else folder / sub
+
+
+def evaluate(cfg: Phase3Config) -> dict:
+    from common.logger import write_video
+
+    e = cfg.eval
+    folder = resolve(cfg)
+    rt = start(cfg.run, seed=False)
+    device = rt.device
+    policy, pre, post, digest = load_for_eval(folder, device, e.n_action_steps)
+    size = image_size_of(policy)
+    lib = replace(e.libero, image_size=size)
+    settings = settings_of(cfg, digest, policy, size)
+    out = out_dir(cfg, folder)
+    print(f"phase3 eval: {folder} on tasks {e.tasks} x {e.episodes} episode(s), {size} px cameras, at most "
+          f"{lib.max_steps} steps, a new chunk every {policy.config.n_action_steps} steps; {rt.describe()}; -> {out}",
+          flush=True)
+    for task in e.tasks:
+        todo = [i for i in range(e.episodes) if load_episode(out, task, i, settings) is None]
+        if not todo:
+            continue
+        env = make_env(lib, task, cameras=True)
+        for i in todo:
+            torch.manual_seed(mix_seed(e.seed, task, i))  # the flow-matching noise of this episode
+            record = e.videos < 0 or i < e.videos
+            with rt.precision.autocast():
+                r = play(policy, pre, post, env, init_state=i, max_steps=lib.max_steps, record=record)
+            frames = r.pop("frames")
+            rec = {"task_id": task, "instruction": env.task_description, "episode": i, "init_state": i, **r,
+                   "run": str(folder), "settings": settings}
+            if frames:
+                mp4, _ = write_video(video_stem(out, task, i), frames, fps=20)
+                rec["video"] = str(mp4)
+            path = episode_path(out, task, i)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f: f.write(json.dumps(rec, indent=1).encode()))
+            if e.progress:
+                print(f"  task {task} episode {i} (init state {i}): {r['reason']}, {r['steps']} steps, "
+                      f"{r['policy_calls']} chunk(s), {r['seconds']:.1f} s", flush=True)
+        env.close()
+    summary = summarize(out, settings)
+    summary["run"] = str(folder)
+    atomic_write(out / "results.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
+    page = (f"# Evaluation of `{folder}`\n\nWritten by `python -m phase3_vla.eval`. Episode i starts from LIBERO's "
+            f"fixed initial state i; at most {lib.max_steps} steps after {lib.num_steps_wait} settle steps; "
+            f"a new action chunk every {policy.config.n_action_steps} steps.\n\n{table(summary)}\n")
+    atomic_write(out / "results.md", lambda f: f.write(page.encode()))
+    print(table(summary), flush=True)
+    return {"out": str(out), **summary}
+
+
