@@ -274,13 +274,15 @@ def help_lines(schema: type, prefix: str = "") -> list[str]:
 
 
 def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, doc: str = "",
-        profile_group: str = "profile") -> T:
+        profile_group: str = "profile", reads: Sequence[str] = ()) -> T:
     """Parse an entry point's command line: Hydra-style `key=value` overrides, plus `--cfg` and `--help`.
 
     `profile=<name>` picks a file of `configs/<phase>/<profile_group>/`; entry points of one phase that
     need different profiles (collect vs train) give their own group name, users still type `profile=`.
-    Old spellings of renamed keys (RENAMED) are rewritten with a note. On a config error prints one clear
-    message and exits with status 2.
+    `reads`: when a schema is shared by several commands (phase 3's), the top-level sections this command
+    reads; overriding another section's key on the command line is an error (it would be silently ignored),
+    and `--help` lists only these. Old spellings of renamed keys (RENAMED) are rewritten with a note. On a config
+    error prints one clear message and exits with status 2.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     caller = sys._getframe(1).f_globals
@@ -293,7 +295,8 @@ def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, do
         if profiles:
             print(f"\nprofiles (profile=<name>): {', '.join(profiles)}")
         print(f"\nkeys (key=value; defaults before any profile; `--cfg` prints the composed config):")
-        print("\n".join(help_lines(schema)))
+        print("\n".join(line for line in help_lines(schema)
+                        if not reads or line.split()[0].split(".")[0] in reads))
         sys.exit(0)
     show = "--cfg" in argv
     overrides = []
@@ -305,6 +308,11 @@ def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, do
         overrides.append(_renamed(schema, a))
     try:
         chosen = [a.split("=", 1)[1] for a in overrides if a.startswith(f"{profile_group}=")]
+        for a in overrides if reads else ():
+            key, _, value = a.lstrip("+~").partition("=")
+            section = key.split(".")[0]
+            require(section in reads or key == profile_group, key, value,
+                    f"`python -m {module}` does not read {section}.* (it reads {', '.join(f'{r}.*' for r in reads)})")
         for name in chosen:
             require(name in profiles, "profile", name, f"allowed values: {', '.join(profiles)}")
         obj = load_config(schema, config_name, overrides)

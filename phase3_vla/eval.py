@@ -35,7 +35,7 @@ from phase3_vla.rollouts import evaluate
 
 @command
 def main(argv: list[str] | None = None) -> dict:
-    cfg = cli(Phase3Config, "phase3/eval", argv, __doc__)
+    cfg = cli(Phase3Config, "phase3/eval", argv, __doc__, reads=("run", "eval"))
     return evaluate(cfg)
 
 

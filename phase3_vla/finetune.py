@@ -48,7 +48,8 @@ def new_task_stats(data) -> dict:
 
 @command
 def main(argv: list[str] | None = None) -> dict:
-    cfg = training.named(cli(Phase3Config, "phase3/finetune", argv, __doc__), "finetune")
+    cfg = training.named(cli(Phase3Config, "phase3/finetune", argv, __doc__,
+                                reads=("run", "log", "data", "finetune")), "finetune")
     f = cfg.finetune
     from phase3_vla.dataset import dataset_identity, open_dataset
     from phase3_vla.frames import ChunkedFrames

@@ -18,7 +18,7 @@ from phase3_vla.config import GENERATE, Phase3Config
 
 @command
 def main(argv: list[str] | None = None) -> str:
-    cfg = cli(Phase3Config, "phase3/train", argv, __doc__)
+    cfg = cli(Phase3Config, "phase3/train", argv, __doc__, reads=("run", "policy"))
     folder = resolve_backbone(cfg.policy.backbone, cfg.policy.image_size, cfg.run.root)
     if cfg.policy.backbone.source == GENERATE:
         print(f"{folder}\n  {describe(spec_of(cfg.policy.backbone, cfg.policy.image_size))}")

@@ -35,7 +35,8 @@ from phase3_vla import training
 
 @command
 def main(argv: list[str] | None = None) -> dict:
-    cfg = training.named(cli(Phase3Config, "phase3/train", argv, __doc__), "train")
+    cfg = training.named(cli(Phase3Config, "phase3/train", argv, __doc__,
+                                reads=("run", "log", "data", "policy", "train")), "train")
     from phase3_vla.dataset import dataset_identity, open_dataset
     from phase3_vla.frames import ChunkedFrames
     from phase3_vla.policy import PolicyModule, build_policy, trainable_and_total, save_policy

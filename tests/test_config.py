@@ -121,3 +121,13 @@ def test_saved_config_with_a_removed_key_still_loads(tmp_path):
         cfg = load_saved_config(Phase0Config, path)
     assert cfg.train.lr == 5e-4 and isinstance(cfg, Phase0Config)
     assert any("eval.old_key" in str(w.message) for w in caught)
+
+
+def test_a_command_rejects_keys_of_another_command(capsys):
+    """Phase 3's commands share one schema; each reads only its sections, and a key of another is an error."""
+    from phase3_vla import eval as evaluation
+    with pytest.raises(SystemExit) as exc:
+        evaluation.main(["train.lr=5"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "train.lr" in err and "does not read train.*" in err and "eval.*" in err

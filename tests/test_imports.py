@@ -2,7 +2,7 @@
 point, and library modules have no import cycle.
 
 An entry point is a module with `if __name__ == "__main__":` (`python -m <package>.<module>`); everything else
-under common/ and phase*/ is a library. Libraries import only libraries, so a later phase (or a notebook) can use
+under common/, tools/ and phase*/ is a library. Libraries import only libraries, so a later phase (or a notebook) can use
 a phase's models, data and loaders without pulling in its commands; entry points import libraries and, to chain
 commands (demo, experiments, the roadmap smoke), other entry points' `main`. Imports inside functions count too.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = sorted(p.name for p in REPO.iterdir() if p.is_dir() and (p / "__init__.py").exists()
-                  and (p.name == "common" or p.name.startswith("phase")))
+                  and (p.name in ("common", "tools") or p.name.startswith("phase")))
 
 
 def modules() -> dict[str, Path]:

@@ -234,7 +234,7 @@ def test_finetune_lora_and_full(runs):
 
 @pytest.mark.slow
 def test_eval_one_real_episode(runs):
-    res = evaluation.main([*runs["args"], "eval.run=base-smoke", "eval.episodes=1"])
+    res = evaluation.main([*runs["args"][:2], "eval.run=base-smoke", "eval.episodes=1"])
     (task,) = res["tasks"]
     assert task["task_id"] == 9 and task["episodes"] == 1 and 0 <= task["ci95"][0] <= task["ci95"][1] <= 1
     rec = json.loads((Path(res["out"]) / "episodes" / "task_09_ep_000.json").read_text())
@@ -242,7 +242,7 @@ def test_eval_one_real_episode(runs):
     assert {"max_lift_m", "final_distance_m", "policy_calls"} <= set(rec) and rec["policy_calls"] == 2  # 6 steps, chunks of 4
     assert Path(rec["video"]).stat().st_size > 0 and Path(rec["video"]).with_suffix(".gif").stat().st_size > 0
     assert (Path(res["out"]) / "results.md").read_text().count("| 9 |") == 1
-    again = evaluation.main([*runs["args"], "eval.run=base-smoke", "eval.episodes=1"])  # reused, not replayed
+    again = evaluation.main([*runs["args"][:2], "eval.run=base-smoke", "eval.episodes=1"])  # reused, not replayed
     assert again["tasks"] == res["tasks"]
 
 

@@ -1,4 +1,4 @@
-"""Tests for common/roadmap.py: counting, --sync, verify, and the real ROADMAP.md. Fast and offline."""
+"""Tests for tools/roadmap.py: counting, --sync, verify, and the real ROADMAP.md. Fast and offline."""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from common.roadmap import DEFAULT_ROADMAP, bar, load, main, synced_lines
+from tools.roadmap import DEFAULT_ROADMAP, bar, load, main, synced_lines
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -210,7 +210,7 @@ def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_subprocess(roadmap: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "common.roadmap", "status", "--file", str(roadmap)],
+    result = subprocess.run([sys.executable, "-m", "tools.roadmap", "status", "--file", str(roadmap)],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Phase 1: Advanced VLA" in result.stdout and "2/4" in result.stdout
@@ -221,7 +221,7 @@ def test_real_roadmap_parses_and_is_clean() -> None:
     assert list(rm.phases) == [0, 1, 2, 3, 4, 5]
     text = DEFAULT_ROADMAP.read_text(encoding="utf-8")
     assert not set("‚√üœ") & set(text), "mojibake left in ROADMAP.md"
-    stale = "ROADMAP.md counters disagree with its boxes: run `python -m common.roadmap status --sync`"
+    stale = "ROADMAP.md counters disagree with its boxes: run `python -m tools.roadmap status --sync`"
     assert synced_lines(rm) == rm.lines, stale
 
 

@@ -1,0 +1,1 @@
+"""Project tools, not model code: the roadmap checker (`python -m tools.roadmap`)."""
