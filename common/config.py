@@ -253,18 +253,19 @@ def field_comments(cls: type) -> dict[str, str]:
     return {k: v for k, v in out.items() if v}
 
 
-def help_lines(schema: type, prefix: str = "") -> list[str]:
-    """`key = default  # meaning` for every leaf key of a config schema, depth first."""
-    node = schema()
+def help_lines(schema: Any, prefix: str = "") -> list[str]:
+    """`key = default  # meaning` for every leaf key of a config schema (a class, or a default-built instance of
+    one, whose nested sections keep the defaults the parent gives them), depth first."""
+    node = schema() if isinstance(schema, type) else schema
     comments = {}
-    for base in reversed(schema.__mro__):  # inherited fields (TrainRunConfig from RunConfig) keep their meaning
+    for base in reversed(type(node).__mro__):  # inherited fields (TrainRunConfig from RunConfig) keep their meaning
         if dataclasses.is_dataclass(base):
             comments.update(field_comments(base))
     lines = []
-    for f in dataclasses.fields(schema):
+    for f in dataclasses.fields(node):
         value = getattr(node, f.name)
         if dataclasses.is_dataclass(value):
-            lines += help_lines(type(value), f"{prefix}{f.name}.")
+            lines += help_lines(value, f"{prefix}{f.name}.")
             continue
         text = f"  {prefix}{f.name} = {value!r}"
         if f.name in comments:

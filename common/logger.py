@@ -26,7 +26,7 @@ class LogConfig:
     """What gets logged where."""
 
     wandb: str = "off"  # off | offline (files under the run, sync later) | online (needs an account)
-    wandb_project: str = "world-models"
+    wandb_project: str = "world-models"  # wandb project the run is logged to (read only when wandb is not off)
     log_every: int = 50  # optimizer steps between metric lines and progress-bar updates
     progress: bool = True  # tqdm progress bar on the main process
 

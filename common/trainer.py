@@ -53,18 +53,18 @@ class TrainConfig:
     batch_size: int = 64  # global batch per optimizer update (all processes, all accumulation steps)
     micro_batch_size: int = 0  # per process per forward pass; 0 = batch_size / processes (no accumulation)
     lr: float = 2e-4  # peak learning rate (AdamW)
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 100  # linear warm-up from 0 to lr
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay, on every trained parameter; 0 = none
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's (beta1, beta2): decay of the gradient's running mean / square
+    warmup_steps: int = 100  # optimizer steps of linear warm-up from ~0 to lr; 0 = none
     schedule: str = "constant"  # constant | cosine (to 10% of lr) | linear (to 0) after warm-up
     grad_clip: float = 1.0  # max global grad norm; 0 = off
-    ema_decay: float = 0.999  # 0 = no EMA
+    ema_decay: float = 0.999  # per-step decay of the weights' moving average (hooks and export use it); 0 = no EMA
     channels_last: bool = False  # NHWC memory format for conv nets (bf16 autocast itself is run.precision)
     ckpt_every: int = 500  # steps between checkpoints (the final step is always saved)
     keep_last: int = 3  # step checkpoints kept, besides best.pt
     best_metric: str = ""  # a metric returned by a hook that selects best.pt; "" = no best.pt
     best_mode: str = "min"  # min | max
-    num_workers: int = 0  # DataLoader worker processes
+    num_workers: int = 0  # DataLoader worker processes; 0 = load batches in the training process
 
     def check(self) -> None:
         for k in ("max_steps", "batch_size", "ckpt_every"):

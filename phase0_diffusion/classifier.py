@@ -34,7 +34,7 @@ class ClassifierConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    in_channels: int = 1
+    in_channels: int = 1  # image channels; must match the data (1 mnist/fashion_mnist, 3 cifar10; synthetic: any)
     width: int = 32  # channels of the first conv; features are 4 * width wide
 
     def check(self) -> None:

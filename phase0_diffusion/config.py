@@ -47,13 +47,13 @@ class DiffusionConfig:
 class SampleConfig:
     """How samples are drawn for grids during training and by `phase0_diffusion.sample`."""
 
-    sampler: str = "heun"  # ddpm (ancestral, 1000 steps) | ddim | euler | heun
+    sampler: str = "heun"  # ddpm (ancestral, all T DDPM timesteps) | ddim (DDPM grid) | euler | heun (Karras)
     steps: int = 18  # sampler steps (heun: 2 * steps - 1 evaluations); ddpm ignores it (uses T)
     eta: float = 0.0  # ddim only: 0 deterministic ... 1 = DDPM posterior noise
-    guidance: float = 1.0  # CFG scale s (0 = unconditional, 1 = conditional, >1 guided)
+    guidance: float = 1.0  # CFG scale s, class-conditional models (0 = unconditional, 1 = conditional, >1 guided)
     every: int = 500  # training steps between sample grids; 0 = only at the end
     num: int = 64  # images per grid
-    seed: int = 1234  # sampling noise seed (separate from training randomness)
+    seed: int = 1234  # noise seed of the training-time grids and FID-proxy (eval and sample use run.seed)
 
     def check(self) -> None:
         choice("sampler", self.sampler, SAMPLERS)
@@ -68,7 +68,7 @@ class SampleConfig:
 class EvalConfig:
     """FID-proxy (features of the project's own classifier) and class accuracy."""
 
-    classifier: str = "latest"  # run folder of `python -m phase0_diffusion.classifier`, or latest
+    classifier: str = "latest"  # FID-proxy's classifier run folder, latest (local, else the release) or release
     num_samples: int = 1000  # generated images per FID-proxy estimate
     every: int = 0  # training steps between evaluations; 0 = never during training
 

@@ -105,7 +105,7 @@ def _diamond_edm() -> EDMConfig:
 class RewardEndConfig:
     """The reward/termination head: a small conv net over (context frames, next frame) + action embedding."""
 
-    enabled: bool = True  # train it beside the frame model (needed by WorldModelEnv and play)
+    enabled: bool = True  # train it beside the frame model (needed by WorldModelEnv and play; phase 2 never does)
     channels: list[int] = field(default_factory=lambda: [32, 64, 64, 64])  # stride-2 conv widths, one per stage
     hidden: int = 256  # MLP width before the two classifiers
     weight: float = 1.0  # its share of the training loss (its parameters are disjoint from the denoiser's)
@@ -113,7 +113,7 @@ class RewardEndConfig:
     # capped at max_class_weight. Rewards and episode ends are rare under random play (~0.6% and ~2% of
     # Breakout steps), so unweighted training learns "never"; 1 = fully balanced, 0 = unweighted.
     balance_power: float = 0.5
-    max_class_weight: float = 30.0
+    max_class_weight: float = 30.0  # cap on each class weight w_c (see balance_power); >= 1
 
     def check(self) -> None:
         require(len(self.channels) >= 1 and all(c > 0 for c in self.channels), "channels", self.channels,
@@ -132,14 +132,14 @@ class WorldModelConfig:
     next frame directly (the deterministic baseline whose blur diffusion is meant to avoid).
     """
 
-    kind: str = "diffusion"  # diffusion | regressor
+    kind: str = "diffusion"  # diffusion | regressor (phase 2 always builds diffusion)
     context: int = 4  # K past frames (stacked as channels) and K past actions
     action_dim: int = 64  # embedding width per past action; K of them are concatenated (DIAMOND: 4 x 64)
     unet: UNetConfig = field(default_factory=lambda: UNetConfig(
         channels=[64, 64, 64, 64], num_res_blocks=2, attn_levels=[3], emb_dim=256))
     edm: EDMConfig = field(default_factory=_diamond_edm)
     sigma_min_train: float = 2e-3  # training noise levels are clipped to [sigma_min_train, sigma_max_train]
-    sigma_max_train: float = 20.0
+    sigma_max_train: float = 20.0  # upper end of the training noise levels (DIAMOND: 20; see sigma_min_train)
     noise_offset: float = 0.3  # std of the per-channel offset noise in training inputs (DIAMOND's 0.3)
     # how the offset enters: scaled (x0 + sigma * (eps + offset * eps_c), what our runs used) | diamond
     # (x0 + sigma * eps + offset * eps_c, DIAMOND's apply_noise); common/diffusion/edm.py training_noise
@@ -167,7 +167,7 @@ class WorldModelConfig:
 class DataSourceConfig:
     """Which collected data set a model trains or evaluates on."""
 
-    game: str = "Breakout"  # <run.root>/phase1/datasets/<Game>/ unless `folder` is set
+    game: str = "Breakout"  # ALE game of the data set: <run.root>/phase1/datasets/<Game>/ unless `folder` is set
     folder: str = ""  # explicit data set folder; "" = the game's default place
 
     def check(self) -> None:

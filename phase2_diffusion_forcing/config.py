@@ -36,11 +36,13 @@ class DFConfig:
     frame: WorldModelConfig = field(default_factory=_frame_model)  # the per-frame denoiser (phase 1's WorldModel)
     window: int = 8  # L: frames with a loss per training window (the K frames before it are context only)
     level_dim: int = 32  # Fourier features per context frame's noise level (K of them, projected to emb_dim)
-    noise_dist: str = "schedule_uniform"  # per-frame training levels: schedule_uniform (u ~ U(0,1) through the
-    #   Karras schedule over [sigma_min_train, sigma_max_train], as DF draws uniformly over its discrete levels,
-    #   so near-clean context is common) | lognormal (phase 1's training distribution)
-    objective: str = "diffusion_forcing"  # diffusion_forcing (independent level per frame) | full_sequence
-    #   (one level shared by the window's L frames, its K context frames clean: the baseline)
+    # Per-frame training noise levels: schedule_uniform (u ~ U(0,1) through the Karras schedule over
+    # [frame.sigma_min_train, frame.sigma_max_train], as DF draws uniformly over its discrete levels, so near-clean
+    # context is common) | lognormal (phase 1's training distribution, clipped to the same range)
+    noise_dist: str = "schedule_uniform"
+    # diffusion_forcing (an independent level per frame) | full_sequence (one level shared by the window's L frames,
+    # its K context frames clean: the baseline)
+    objective: str = "diffusion_forcing"
 
     def check(self) -> None:
         require(self.window >= 1, "window", self.window, "must be >= 1")
@@ -104,17 +106,21 @@ class CompareConfig:
     full_sequence: str = "latest"  # run folder of an objective=full_sequence model, latest, release, or none
     teacher_forced: str = "latest"  # phase 1 diffusion run (the autoregressive baseline), latest, release, or none
     multiples: list[int] = field(default_factory=lambda: [1, 2, 4])  # horizons as multiples of the training window
-    starts_per_episode: int = 4  # start points per held-out episode
-    max_episodes: int = 0  # 0 = the whole test split
+    starts_per_episode: int = 4  # rollout start points per held-out episode
+    max_episodes: int = 0  # held-out episodes used; 0 = the whole test split
     batch: int = 64  # rollouts generated in parallel
     steps: int = 3  # denoising levels per frame for every method
     stabilization: float = 0.05  # the "with stabilization" level (sigma) of the DF methods
-    pyramid_uncertainty: int = 1  # the pyramid of the main table
+    pyramid_uncertainty: int = 1  # uncertainty u of df_pyramid(_stab) in the main table (1 = diagonal pyramid)
+    # feedback levels sigma_stab of the ablation of df_ar (autoregressive), at ablation_multiple x window
     ablate_stabilization: list[float] = field(default_factory=lambda: [0.0, 0.02, 0.05, 0.1, 0.2, 0.5])
+    # pyramid uncertainties u of the ablation of df_pyramid_stab (sigma_stab = stabilization), same horizon
     ablate_uncertainty: list[int] = field(default_factory=lambda: [1, 2, 3])
     ablation_multiple: int = 4  # horizon (x window) of the ablations
-    videos: int = 3  # long rollouts written as side-by-side videos
-    out: str = ""  # "" = <df run>/compare/ (a release: <run.root>/phase2/release-<name>/compare/)
+    videos: int = 3  # long rollouts written as side-by-side videos (to the DF run's media/); 0 = none
+    # folder of results.json/.md and the plots; "" = <df run>/compare/ (for a release:
+    # <run.root>/phase2/release-<name>/compare/)
+    out: str = ""
     publish: bool = False  # copy the plots to phase2_diffusion_forcing/figures/ and rewrite the README's results block
 
     def check(self) -> None:

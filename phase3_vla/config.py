@@ -125,7 +125,7 @@ class DemoCollectConfig:
     # The held-out task of phase 3 (never in base training). 9 = "pick up the orange juice and place it in
     # the basket": like the base tasks' milk carton but another object, so the base model has related skills.
     new_task: int = 9
-    base_tasks: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6, 7, 8])
+    base_tasks: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6, 7, 8])  # task ids of the base dataset
     base_demos: int = 20  # successful demonstrations kept per base task
     new_demos: int = 50  # successful demonstrations kept for the new task
     # Attempt a of a task starts from initial state a mod 50 with expert randomization seeded by
@@ -135,7 +135,7 @@ class DemoCollectConfig:
     chunk: int = 10  # attempts per work item handed to a worker (a worker keeps its env within an item)
     videos: int = 4  # expert demonstrations in the video (the first demo of the first tasks); 0 = none
     fps: int = 20  # LIBERO's control rate: one dataset frame per 50 ms control step
-    out: str = ""  # "" = <run.root>/phase3/demos/<profile>/
+    out: str = ""  # folder of the staged attempts, datasets and video; "" = <run.root>/phase3/demos/<profile>/
     repo_prefix: str = "local/libero_object"  # LeRobotDataset repo ids: <prefix>_base and <prefix>_new
     verify: bool = False  # only check the staged episode files and report corrupt ones (also `--verify`)
     repair: bool = False  # delete corrupt staged files and collect those attempts again
@@ -191,9 +191,9 @@ class BackboneConfig:
     text_kv_heads: int = 2  # key/value heads (grouped-query attention, as SmolVLM2)
     text_intermediate: int = 0  # MLP width; 0 = 4 x text_hidden
     vision_hidden: int = 64  # width of the vision encoder
-    vision_layers: int = 2
-    vision_heads: int = 2
-    vision_intermediate: int = 0  # 0 = 4 x vision_hidden
+    vision_layers: int = 2  # encoder layers of the vision model
+    vision_heads: int = 2  # attention heads of the vision encoder (head_dim = vision_hidden / vision_heads)
+    vision_intermediate: int = 0  # MLP width of the vision encoder; 0 = 4 x vision_hidden
     patch_size: int = 16  # pixels per patch side (SmolVLM2: 16); the image side is policy.image_size
     scale_factor: int = 2  # pixel-shuffle factor of the connector: tokens per image = (side/patch/scale)^2
     vocab_size: int = 512  # BPE vocabulary trained on LIBERO instructions (incl. SmolVLM's special tokens)
@@ -239,8 +239,8 @@ class PolicyConfig:
     tokenizer_max_length: int = 48  # instruction tokens (lerobot: 48)
     # lerobot trains only the action expert (the VLM is pretrained and frozen). A generated backbone has no
     # pretrained weights, so by default everything is trained; set both true with a real backbone + init.
-    train_expert_only: bool = False
-    freeze_vision_encoder: bool = False
+    train_expert_only: bool = False  # true = VLM frozen, only the action expert (+ projections) trains (lerobot: true)
+    freeze_vision_encoder: bool = False  # true = the VLM's vision encoder is frozen (lerobot: true)
     # lerobot 0.4.4's SmolVLAPolicy.forward reads `batch["actions_id_pad"]` (sic) and so never masks the
     # action steps padded past an episode's end; true passes the dataset's `action_is_pad` under that name.
     mask_padded_actions: bool = False
@@ -337,7 +337,7 @@ class EvalConfig:
     videos: int = 2  # episodes per task written as MP4 + GIF (agent view | wrist), the first ones; -1 = all
     n_action_steps: int = 0  # actions of each predicted chunk executed; 0 = the policy's own (lerobot's rule)
     seed: int = 0  # flow-matching noise of episode i of task t is seeded by (seed, t, i)
-    out: str = ""  # "" = <run>/eval/
+    out: str = ""  # results and episode records; "" = <run>/eval/ (eval-n_action_steps<N>/ when that is set)
     progress: bool = True  # one line per episode
     # The simulator; its image_size is not read: cameras render at the size of the policy's training images.
     libero: LiberoConfig = field(default_factory=LiberoConfig)
@@ -355,7 +355,7 @@ class ExperimentsConfig:
     """`python -m phase3_vla.experiments`: the README's experiments, in order, reusing finished runs."""
 
     base_tasks: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6, 7, 8])  # evaluated for the base model
-    new_task: int = 9
+    new_task: int = 9  # the held-out task (collect's new_task): evaluated by every cell but base
     base_episodes: int = 3  # eval episodes per base task (15-55 s each with both cameras on one CPU core)
     new_episodes: int = 10  # eval episodes per cell on the new task (zero-shot, LoRA, full)
     # eval episodes of the ablation cells (demos / ranks) that are not the main LoRA run; 0 = new_episodes

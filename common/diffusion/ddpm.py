@@ -24,10 +24,10 @@ from common.config import choice, require, require_together
 class DDPMConfig:
     """The discrete-time process and what the network predicts."""
 
-    num_timesteps: int = 1000
+    num_timesteps: int = 1000  # T: discrete noise levels t = 0..T-1 (the grid the ddpm and ddim samplers walk)
     schedule: str = "linear"  # linear (DDPM) | cosine (Nichol & Dhariwal 2021)
-    beta_start: float = 1e-4  # linear schedule endpoints (DDPM's values)
-    beta_end: float = 0.02
+    beta_start: float = 1e-4  # linear schedule: beta at t = 0 (DDPM: 1e-4); cosine ignores it
+    beta_end: float = 0.02  # linear schedule: beta at t = T-1 (DDPM: 0.02); cosine ignores it
     prediction: str = "eps"  # eps | x0 | v   (what the network outputs)
 
     def check(self) -> None:

@@ -20,10 +20,10 @@ class EDMConfig:
 
     sigma_data: float = 0.5  # std of the data (images in [-1, 1] have ~0.5)
     p_mean: float = -1.2  # training: ln(sigma) ~ N(p_mean, p_std^2)
-    p_std: float = 1.2
-    sigma_min: float = 0.002  # sampling schedule range (also clips training sigmas)
-    sigma_max: float = 80.0
-    rho: float = 7.0  # Karras schedule curvature
+    p_std: float = 1.2  # training: std of ln(sigma) (see p_mean)
+    sigma_min: float = 0.002  # sampling: lowest level of the Karras schedule (a last step then goes to 0)
+    sigma_max: float = 80.0  # sampling: highest level of the Karras schedule (the std of the starting noise)
+    rho: float = 7.0  # Karras schedule curvature (levels uniform in sigma^(1/rho))
 
     def check(self) -> None:
         require(self.sigma_data > 0, "sigma_data", self.sigma_data, "must be > 0")

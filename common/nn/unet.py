@@ -24,15 +24,15 @@ from common.config import choice, require, require_together
 class UNetConfig:
     """Architecture. Channel widths are per resolution level, from full resolution down."""
 
-    in_channels: int = 1  # input channels (e.g. 1 grey, 3 RGB, 3*(K+1) for K stacked context frames)
-    out_channels: int = 1
+    in_channels: int = 1  # input channels: 1 grey, 3 RGB (phases 1-2 set it themselves: frame + K context frames)
+    out_channels: int = 1  # output channels; phase 0: must equal in_channels (phases 1-2 set it to the frame's)
     channels: list[int] = field(default_factory=lambda: [64, 128, 128])  # width per level
     num_res_blocks: int = 2  # residual blocks per level
-    attn_levels: list[int] = field(default_factory=lambda: [1])  # level indices with self-attention
+    attn_levels: list[int] = field(default_factory=lambda: [1])  # levels with self-attention (0 = full resolution)
     attn_head_dim: int = 32  # channels per attention head
     emb_dim: int = 256  # width of the noise-level (+ conditioning) embedding
     noise_embedding: str = "fourier"  # fourier (random features, EDM) | sinusoidal (DDPM positional)
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout probability inside every residual block, in [0, 1); 0 = none
     num_groups: int = 32  # GroupNorm groups (clipped to divide the channel count)
 
     def check(self) -> None:
