@@ -208,13 +208,15 @@ def default_at(schema: type, dotted: str) -> Any:
 
 
 def _renamed(schema: type, override: str) -> str:
-    """`root=x` -> `run.root=x` (and the rest of RENAMED) when the schema has the new key and the old one is
-    gone (or is now a group, as `run` is: `run=<folder>` cannot mean `run.*`)."""
+    """`root=x` -> `run.root=x` (and the rest of RENAMED, and of the schema's own `RENAMED` class attribute) when
+    the schema has the new key and the old one is gone (or is now a group, as `run` is: `run=<folder>` cannot mean
+    `run.*`)."""
     key, sep, value = override.partition("=")
-    if not sep or key not in RENAMED:
+    table = {**RENAMED, **getattr(schema, "RENAMED", {})}  # a schema's own renames (ClassVar RENAMED) come first
+    if not sep or key not in table:
         return override
     old = default_at(schema, key)
-    new, values = RENAMED[key]
+    new, values = table[key]
     if (old is not _MISSING and not dataclasses.is_dataclass(old)) or default_at(schema, new) is _MISSING:
         return override
     if values is not None:

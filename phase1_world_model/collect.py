@@ -1,12 +1,12 @@
 """Collect Atari episodes with a random policy under DIAMOND's protocol, one compressed file per episode.
 
     python -m phase1_world_model.collect                                  # Breakout, 100 episodes (profile cpu)
-    python -m phase1_world_model.collect game=Pong episodes=200 policy=random
+    python -m phase1_world_model.collect data.game=Pong episodes=200 policy=random
     python -m phase1_world_model.collect profile=smoke                    # 2 short episodes, seconds
-    python -m phase1_world_model.collect game=Breakout --verify           # check every file, collect nothing
-    python -m phase1_world_model.collect game=Breakout repair=true        # re-collect corrupt files
+    python -m phase1_world_model.collect data.game=Breakout --verify           # check every file, collect nothing
+    python -m phase1_world_model.collect data.game=Breakout repair=true        # re-collect corrupt files
 
-Output: outputs/phase1/datasets/<Game>/ (or out=<folder>): episode_000000.npz ... and index.json; the
+Output: outputs/phase1/datasets/<Game>/ (or data.folder=<folder>): episode_000000.npz ... and index.json; the
 format is described in storage.py and the README. Episode i is a function of (seed, i) alone, so the same
 command continues an interrupted collection: finished episode files are kept, missing ones are played
 (a leftover `.tmp` from a kill is ignored and removed), and the index is rebuilt from the files present.

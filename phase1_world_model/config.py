@@ -8,6 +8,7 @@ plus the reward/end head), trained by `Phase1Config`; rollouts and metrics by `E
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from common.config import choice, require, require_together
 from common.diffusion.edm import OFFSET_FORMS, EDMConfig
@@ -42,10 +43,33 @@ class AtariEnvConfig:
 
 
 @dataclass
-class CollectConfig:
-    """`python -m phase1_world_model.collect`: play a game with a random policy and store every episode."""
+class DataSourceConfig:
+    """Which collected data set a model trains or evaluates on."""
 
-    game: str = "Breakout"  # any ALE game by name (Breakout, Pong, MsPacman, ...); case and '_' are ignored
+    game: str = "Breakout"  # ALE game of the data set: <run.root>/phase1/datasets/<Game>/ unless `folder` is set
+    folder: str = ""  # explicit data set folder; "" = the game's default place
+
+    def check(self) -> None:
+        require(bool(self.game), "game", self.game, "name an ALE game (e.g. Breakout)")
+
+
+@dataclass
+class DataFolderConfig:
+    """The data set a command that loads a trained model reads (by default the one the model was trained on)."""
+
+    folder: str = ""  # a collected data set folder; "" = the one the model trained on (collected if missing)
+
+
+@dataclass
+class CollectConfig:
+    """`python -m phase1_world_model.collect`: play a game with a random policy and store every episode.
+    Episode i is seeded from (run.seed, i): its no-ops, emulator and policy are reproducible."""
+
+    RENAMED: ClassVar[dict] = {"game": ("data.game", None), "out": ("data.folder", None)}
+
+    # data.game: any ALE game by name (Breakout, Pong, MsPacman, ...; case and '_' are ignored); data.folder: where
+    # the data set goes ("" = <run.root>/phase1/datasets/<Game>/, where training looks by default)
+    data: DataSourceConfig = field(default_factory=DataSourceConfig)
     episodes: int = 100  # episodes 0..episodes-1 must exist when the command ends (finished ones are kept)
     run: RunConfig = field(default_factory=RunConfig)  # run.root: where the data set goes; run.seed: the episodes' seed
     policy: str = "sticky_random"  # random (uniform each step) | sticky_random (repeat the last action w.p. repeat_prob)
@@ -54,8 +78,6 @@ class CollectConfig:
     repeat_prob: float = 0.75
     max_steps: int = 0  # cap on agent steps per episode (the last step is marked truncated); 0 = env's cap only
     test_fraction: float = 0.1  # share of episodes in the test split, spread evenly (0.1 = episodes 9, 19, ...)
-    # Episode i is seeded from (run.seed, i): its no-ops, emulator and policy are reproducible.
-    out: str = ""  # dataset folder; "" = <run.root>/phase1/datasets/<Game>/ (where the dataset looks by default)
     env: AtariEnvConfig = field(default_factory=AtariEnvConfig)
     verify: bool = False  # only check every episode file of the folder and report corrupt ones (also `--verify`)
     repair: bool = False  # delete corrupt episode files and collect them again (same seeds, same content)
@@ -76,9 +98,10 @@ class CollectConfig:
 class ShowBatchConfig:
     """`python -m phase1_world_model.show_batch`: draw dataset samples with their actions to a PNG."""
 
+    RENAMED: ClassVar[dict] = {"game": ("data.game", None), "data": ("data.folder", None)}
+
     run: RunConfig = field(default_factory=RunConfig)  # run.root: where the data set is; run.seed: which samples
-    game: str = "Breakout"  # which collected dataset (<run.root>/phase1/datasets/<Game>/)
-    data: str = ""  # dataset folder; "" = <run.root>/phase1/datasets/<Game>/
+    data: DataSourceConfig = field(default_factory=DataSourceConfig)  # the data set: data.game, or data.folder
     split: str = "train"  # train | test
     context: int = 4  # K past frames per sample
     num: int = 8  # samples drawn (one row each)
@@ -164,17 +187,6 @@ class WorldModelConfig:
 
 
 @dataclass
-class DataSourceConfig:
-    """Which collected data set a model trains or evaluates on."""
-
-    game: str = "Breakout"  # ALE game of the data set: <run.root>/phase1/datasets/<Game>/ unless `folder` is set
-    folder: str = ""  # explicit data set folder; "" = the game's default place
-
-    def check(self) -> None:
-        require(bool(self.game), "game", self.game, "name an ALE game (e.g. Breakout)")
-
-
-@dataclass
 class MonitorConfig:
     """During training: short rollouts on held-out episodes, logged as metrics and a video."""
 
@@ -206,21 +218,26 @@ class Phase1Config:
 class EvaluateConfig:
     """`python -m phase1_world_model.evaluate`: rollouts, metrics against horizon, videos, plots, table."""
 
+    RENAMED: ClassVar[dict] = {"diffusion": ("load", None), "data_folder": ("data.folder", None),
+                               "steps": ("denoise_steps_sweep", None), "steps_horizon": ("sweep_horizon", None)}
+
     run: RunConfig = field(default_factory=RunConfig)  # run.root: where the runs and data are; run.seed: sampling noise
-    diffusion: str = "latest"  # run folder of a kind=diffusion world model, latest (newest under <run.root>/phase1/, else the release) or release
-    regressor: str = "latest"  # run folder of a kind=regressor model, latest, release, or none (skip that baseline)
-    data_folder: str = ""  # held-out episodes from this data set folder; "" = the one the diffusion model trained on
+    # the world model (kind=diffusion): a run folder, latest (newest under <run.root>/phase1/, else the release),
+    # release or release:<name>
+    load: str = "latest"
+    regressor: str = "latest"  # the baseline: a kind=regressor run folder, latest, release, or none (skip it)
+    data: DataFolderConfig = field(default_factory=DataFolderConfig)  # held-out episodes of data.folder
     horizons: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])  # frames after the context to score
     starts_per_episode: int = 8  # rollout start points per held-out episode (spread evenly over it)
     max_episodes: int = 0  # held-out episodes used; 0 = all of the test split
     batch: int = 64  # rollouts generated in parallel
-    steps: list[int] = field(default_factory=list)  # denoising-steps sweep, e.g. [1,2,3,5,10]; [] = no sweep
+    denoise_steps_sweep: list[int] = field(default_factory=list)  # denoising-steps sweep, e.g. [1,2,3,5,10]; [] = no sweep
     sweep_solvers: list[str] = field(default_factory=lambda: ["euler"])  # solvers of the sweep: euler, heun
-    steps_horizon: int = 20  # rollout length of the sweep and of the shuffled-actions check
+    sweep_horizon: int = 20  # rollout length of the sweep and of the shuffled-actions check
     shuffled_actions: bool = True  # also roll out the diffusion model under another rollout's actions (does it use them?)
     videos: int = 4  # rollouts written as side-by-side videos (0 = none)
     fps: int = 15  # video frame rate (the game runs at 15 agent steps per second)
-    out: str = ""  # where results.json/.md and the plots go; "" = <diffusion run>/eval/ (a release: <run.root>/phase1/release-<name>/eval/)
+    out: str = ""  # where results.json/.md and the plots go; "" = <load run>/eval/ (a release: <run.root>/phase1/release-<name>/eval/)
     publish: bool = False  # copy the plots to phase1_world_model/figures/ and rewrite the README's results block
     wandb: str = "off"  # also log the videos to wandb: off | offline | online
 
@@ -229,10 +246,11 @@ class EvaluateConfig:
                 "a non-empty list of positive horizons")
         require(self.starts_per_episode >= 1, "starts_per_episode", self.starts_per_episode, "must be >= 1")
         require(self.batch >= 1, "batch", self.batch, "must be >= 1")
-        require(all(s >= 1 for s in self.steps), "steps", self.steps, "positive step counts")
+        require(all(s >= 1 for s in self.denoise_steps_sweep), "denoise_steps_sweep", self.denoise_steps_sweep,
+                "positive step counts")
         require(all(s in SOLVERS for s in self.sweep_solvers), "sweep_solvers", self.sweep_solvers,
                 f"a list of: {', '.join(SOLVERS)}")
-        require(self.steps_horizon >= 1, "steps_horizon", self.steps_horizon, "must be >= 1")
+        require(self.sweep_horizon >= 1, "sweep_horizon", self.sweep_horizon, "must be >= 1")
         require(self.videos >= 0, "videos", self.videos, "must be >= 0 (0 = none)")
         require(self.fps >= 1, "fps", self.fps, "must be >= 1")
         choice("wandb", self.wandb, ("off", "offline", "online"))
@@ -242,14 +260,16 @@ class EvaluateConfig:
 class PlayConfig:
     """`python -m phase1_world_model.play`: act inside the world model (keyboard, or headless)."""
 
+    RENAMED: ClassVar[dict] = {"data_folder": ("data.folder", None), "steps": ("frames", None)}
+
     run: RunConfig = field(default_factory=RunConfig)  # run.root: where the runs and data are; run.seed: starts and noise
     load: str = "latest"  # world-model run folder (kind=diffusion with its reward/end head), latest (else the release) or release
-    data_folder: str = ""  # real frames to start from; "" = the data set the model was trained on
+    data: DataFolderConfig = field(default_factory=DataFolderConfig)  # real frames to start from: data.folder
     split: str = "test"  # which episodes starts are drawn from: train | test
     mode: str = "keyboard"  # keyboard (pygame window) | headless (actions or a policy, writes a video)
     actions: list[str] = field(default_factory=list)  # headless: action names (RIGHT) or indices, played in order
     policy: str = "sticky_random"  # headless without actions: random | sticky_random (repeat_prob 0.75)
-    steps: int = 0  # frames to generate; 0 = 200 headless (or len(actions)), until the window closes for keyboard
+    frames: int = 0  # frames to generate; 0 = 200 headless (or len(actions)), until the window closes for keyboard
     batch: int = 1  # headless: parallel worlds (the video shows the first); frames/s counts all of them
     max_episode_steps: int = 1000  # imagined episode length before truncation (then a new start)
     fps: int = 15  # frames per second shown / in the video (the real game runs at 15 agent steps/s)
@@ -261,7 +281,7 @@ class PlayConfig:
         choice("mode", self.mode, ("keyboard", "headless"))
         choice("policy", self.policy, POLICIES)
         choice("split", self.split, SPLITS)
-        require(self.steps >= 0, "steps", self.steps, "must be >= 0 (0 = automatic)")
+        require(self.frames >= 0, "frames", self.frames, "must be >= 0 (0 = automatic)")
         require(self.batch >= 1, "batch", self.batch, "must be >= 1")
         require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's own)")
         require(1 <= self.scale <= 16, "scale", self.scale, "must be in [1, 16]")

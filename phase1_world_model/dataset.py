@@ -88,7 +88,7 @@ class AtariWorldModelDataset(Dataset):
                 steps[k].append(getattr(ep, k))
         if errors:
             raise CorruptDatasetError(self.root, errors, f"Nothing was loaded. Repair with: "
-                                      f"{collect_command(self.game)} out={self.root} repair=true")
+                                      f"{collect_command(self.game)} data.folder={self.root} repair=true")
         lengths = np.array([len(a) for a in steps["actions"]], np.int64)
         # Episode e's frames start at frame_start[e] in the concatenated array, its steps at step_start[e];
         # an episode of T steps owns T+1 frames, hence the different offsets.

@@ -1,9 +1,9 @@
 """Evaluate phase 1 world models on held-out episodes: rollouts, metrics against horizon, videos, plots, table.
 
     python -m phase1_world_model.evaluate                                  # latest diffusion + regressor runs
-    python -m phase1_world_model.evaluate steps=[1,2,3,5,10] sweep_solvers=[euler,heun]   # + denoising-steps sweep
+    python -m phase1_world_model.evaluate denoise_steps_sweep=[1,2,3,5,10] sweep_solvers=[euler,heun]   # + steps sweep
     python -m phase1_world_model.evaluate publish=true                     # also rewrite the README's results
-    python -m phase1_world_model.evaluate diffusion=outputs/phase1/myrun regressor=none
+    python -m phase1_world_model.evaluate load=outputs/phase1/myrun regressor=none
 
 From every start point (`starts_per_episode` per held-out episode), each method sees the same K real frames
 and the episode's real actions and generates `max(horizons)` frames autoregressively (`rollout.py`):
@@ -16,7 +16,7 @@ Metrics per frame at each horizon h (the frame h steps after the context): MSE, 
 sharpness ratio (Laplacian energy generated / real, < 1 = blur), mean and standard error over rollouts
 (`metrics.py`). The reward/end head is scored on every held-out transition with the real next frame.
 
-Writes `<diffusion run>/eval/`: results.json, results.md (tables), metrics_vs_horizon.png, steps_sweep.png,
+Writes `<load run>/eval/`: results.json, results.md (tables), metrics_vs_horizon.png, steps_sweep.png,
 and side-by-side videos (real | diffusion | regressor | copy | |real - diffusion|) as MP4 + GIF in the
 run's `media/`, also logged to its TensorBoard (and wandb when enabled) under `eval/`.
 """
@@ -96,7 +96,7 @@ def _method_rollouts(models: dict, batch, horizon: int, cfg: EvaluateConfig, bf1
 def evaluate(cfg: EvaluateConfig) -> dict:
     rt = start(cfg.run)
     bf16 = rt.precision.bf16
-    diff = load_trained(cfg.diffusion, "diffusion", cfg.run.root, rt.device)
+    diff = load_trained(cfg.load, "diffusion", cfg.run.root, rt.device)
     models: dict[str, TrainedWorldModel | None] = {"diffusion": diff}
     if cfg.regressor != "none":
         models["regressor"] = load_trained(cfg.regressor, "regressor", cfg.run.root, rt.device)
@@ -106,7 +106,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
             raise ConfigError(name, tm.run.dir, f"was trained on {tm.meta['game']}, the diffusion model on "
                                                 f"{diff.meta['game']}: evaluate models of one game")
     K = diff.cfg.model.context
-    test = AtariWorldModelDataset(data_of(diff, cfg.run.root, cfg.data_folder), split="test", context=K)
+    test = AtariWorldModelDataset(data_of(diff, cfg.run.root, cfg.data.folder), split="test", context=K)
     if test.game != diff.meta["game"]:
         raise ConfigError("data.game", test.game, f"the models were trained on {diff.meta['game']}")
     H = max(cfg.horizons)
@@ -130,7 +130,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         print(f"  {name:10s} PSNR " + "  ".join(f"h{h} {results['methods'][name]['psnr'][h][0]:.2f}"
                                                  for h in cfg.horizons) + f"  ({secs:.0f} s)")
 
-    SH = min(cfg.steps_horizon, H)  # the rollouts hold H real frames to compare with
+    SH = min(cfg.sweep_horizon, H)  # the rollouts hold H real frames to compare with
     sweep_hs = sorted({h for h in cfg.horizons if h <= SH} | {SH})
     if cfg.shuffled_actions and len(batch) > 1:
         # The same starts under the actions of the next rollout in the batch: if the model ignored its actions,
@@ -143,10 +143,10 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         print(f"  shuffled actions: PSNR h{SH} {results['shuffled_actions']['psnr'][SH][0]:.2f} "
               f"vs real actions {results['shuffled_actions_reference']['psnr'][SH][0]:.2f}")
 
-    if cfg.steps:
+    if cfg.denoise_steps_sweep:
         sweep = []
         for solver in cfg.sweep_solvers:
-            for n in cfg.steps:
+            for n in cfg.denoise_steps_sweep:
                 t0 = time.perf_counter()
                 gen = batched_rollout(diff.model, batch, SH, cfg.batch, cfg.run.seed, bf16=bf16,
                                       steps=n, solver=solver)
@@ -259,7 +259,7 @@ def tables(results: dict, diff: TrainedWorldModel) -> str:
     lines.append("")
     if results.get("steps_sweep"):
         sh = sorted(results["steps_sweep"][0]["psnr"], key=int)
-        lines += [f"**Denoising steps** (diffusion model, horizon up to {results['config']['steps_horizon']})", "",
+        lines += [f"**Denoising steps** (diffusion model, horizon up to {results['config']['sweep_horizon']})", "",
                   "| solver | steps | NFE | " + " | ".join(f"PSNR h={h}" for h in sh) + " | "
                   + " | ".join(f"sharpness h={h}" for h in sh) + " | frames/s |",
                   "|---|---|---|" + "---|" * (2 * len(sh) + 1)]

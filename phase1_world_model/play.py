@@ -4,7 +4,7 @@
     python -m phase1_world_model.play                              # newest diffusion run, keyboard
     python -m phase1_world_model.play mode=headless                # 200 frames of sticky-random play -> MP4 + GIF
     python -m phase1_world_model.play mode=headless actions=[FIRE,RIGHT,RIGHT,RIGHT,LEFT,LEFT]
-    python -m phase1_world_model.play mode=headless steps=100 batch=32   # 32 worlds at once: frames/s at batch 32
+    python -m phase1_world_model.play mode=headless frames=100 batch=32  # 32 worlds at once: frames/s at batch 32
 
 Keys: arrows or WASD move, space is FIRE, R starts again from a new real frame, P pauses, Esc quits. The
 pressed keys are turned into the game's own action names (UP/DOWN, then RIGHT/LEFT, then FIRE, as the ALE
@@ -65,7 +65,7 @@ def keys_to_action(up: bool, down: bool, left: bool, right: bool, fire: bool, me
 def _load(cfg: PlayConfig):
     rt = start(cfg.run)
     tm = load_trained(cfg.load, "diffusion", cfg.run.root, rt.device)
-    ds = AtariWorldModelDataset(data_of(tm, cfg.run.root, cfg.data_folder), split=cfg.split,
+    ds = AtariWorldModelDataset(data_of(tm, cfg.run.root, cfg.data.folder), split=cfg.split,
                                 context=tm.cfg.model.context)
     print(f"play: {tm.run.describe()}; {rt.describe()}", flush=True)
     return tm, ds, rt
@@ -94,7 +94,7 @@ def headless(cfg: PlayConfig) -> dict:
     worlds = Imagination(tm.model, ds, cfg.denoise_steps or None, bf16=rt.precision.bf16)
     B = cfg.batch
     fixed = parse_actions(cfg.actions, meanings) if cfg.actions else None
-    steps = cfg.steps or (len(fixed) if fixed else 200)
+    steps = cfg.frames or (len(fixed) if fixed else 200)
     policies = [make_policy(cfg.policy, len(meanings), r) for r in rng.spawn(B)]
     g = torch.Generator(device=worlds.device).manual_seed(cfg.run.seed)
     frame = worlds.reset(rng, B)
@@ -153,7 +153,7 @@ def keyboard(cfg: PlayConfig, max_frames: int = 0) -> dict:
     font, clock = pygame.font.Font(None, 20), pygame.time.Clock()
     obs, _ = env.reset(seed=cfg.run.seed)
     ret, frames, paused, running = 0.0, 0, False, True
-    limit = max_frames or cfg.steps
+    limit = max_frames or cfg.frames
     while running:
         for ev in pygame.event.get():
             if ev.type == pygame.QUIT or (ev.type == pygame.KEYDOWN and ev.key == pygame.K_ESCAPE):

@@ -19,7 +19,7 @@ import numpy as np
 from common.checkpoint import atomic_write
 from common.config import ConfigError, settings_mismatch
 from common.errors import UserError
-from phase1_world_model.config import AtariEnvConfig, CollectConfig
+from phase1_world_model.config import AtariEnvConfig, CollectConfig, DataSourceConfig
 from phase1_world_model.envs import canonical_game, make_atari, protocol
 from phase1_world_model.policies import make_policy
 from common.runs import ArtifactNotFoundError
@@ -118,10 +118,10 @@ def _check_existing(out: Path, found: dict, corrupt: list[CorruptEpisodeError], 
 def record(cfg: CollectConfig) -> dict:
     """Collect (or verify) the data set described by cfg; returns what happened, for tests and scripts."""
     try:
-        game = canonical_game(cfg.game)
+        game = canonical_game(cfg.data.game)
     except ValueError as e:
-        raise ConfigError("game", cfg.game, str(e).split(": ", 1)[-1]) from None
-    out = dataset_dir(game, cfg.run.root, cfg.out)
+        raise ConfigError("data.game", cfg.data.game, str(e).split(": ", 1)[-1]) from None
+    out = dataset_dir(game, cfg.run.root, cfg.data.folder)
     env = make_atari(game, cfg.env)
     meanings = list(env.unwrapped.get_action_meanings())
     settings = {"format_version": FORMAT_VERSION, "protocol": protocol(game, cfg.env),
@@ -186,9 +186,9 @@ def ensure_dataset(identity: dict, root: str = "outputs", folder: str = "") -> P
               f"recorded settings ({identity['episodes']} episodes, seed {c['seed']}, {c['policy']})", flush=True)
         env = AtariEnvConfig(**{k: p[k] for k in ("frame_skip", "max_pool", "noop_max", "size",
                                                   "repeat_action_probability", "full_action_space", "max_frames")})
-        cfg = CollectConfig(game=game, episodes=identity["episodes"], policy=c["policy"],
-                            repeat_prob=c["repeat_prob"] if c["repeat_prob"] is not None else 0.75,
-                            max_steps=c["max_steps"], test_fraction=identity["test_fraction"], out=folder, env=env,
+        cfg = CollectConfig(data=DataSourceConfig(game=game, folder=folder), episodes=identity["episodes"],
+                            policy=c["policy"], repeat_prob=c["repeat_prob"] if c["repeat_prob"] is not None else 0.75,
+                            max_steps=c["max_steps"], test_fraction=identity["test_fraction"], env=env,
                             progress_every=0)
         cfg = replace(cfg, run=replace(cfg.run, root=str(root), seed=c["seed"]))
         path = Path(record(cfg)["out"])

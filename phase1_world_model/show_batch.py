@@ -1,7 +1,7 @@
 """Draw a batch of dataset samples to a PNG, with the action taken on every frame written under it.
 
     python -m phase1_world_model.show_batch                       # Breakout train split -> <data>/media/batch_train.png
-    python -m phase1_world_model.show_batch game=Pong split=test num=16 seed=3
+    python -m phase1_world_model.show_batch data.game=Pong split=test num=16 run.seed=3
 
 One row per sample: the K context frames, each captioned with its action (the action taken while that
 frame was shown), then the next frame, captioned with the sign-clipped reward and END when the step ends
@@ -65,10 +65,8 @@ def render(ds: AtariWorldModelDataset, indices: list[int], scale: int = 3) -> Im
 @command
 def main(argv: list[str] | None = None) -> Path:
     cfg = cli(ShowBatchConfig, "phase1/show_batch", argv, __doc__)
-    if cfg.data:
-        ds = AtariWorldModelDataset(cfg.data, split=cfg.split, context=cfg.context)
-    else:
-        ds = AtariWorldModelDataset.for_game(cfg.game, cfg.run.root, split=cfg.split, context=cfg.context)
+    ds = AtariWorldModelDataset.for_game(cfg.data.game, cfg.run.root, cfg.data.folder, split=cfg.split,
+                                         context=cfg.context)
     rng = np.random.default_rng(cfg.run.seed)
     indices = sorted(rng.choice(len(ds), size=min(cfg.num, len(ds)), replace=False).tolist())
     img = render(ds, indices, cfg.scale)

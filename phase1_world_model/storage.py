@@ -61,7 +61,7 @@ class CorruptDatasetError(UserError, RuntimeError):
 
 
 def collect_command(game: str) -> str:
-    return f"python -m phase1_world_model.collect game={game} profile=cpu"
+    return f"python -m phase1_world_model.collect data.game={game} profile=cpu"
 
 
 def episode_name(i: int) -> str:
@@ -80,7 +80,7 @@ def find_dataset(game: str, root: str = "outputs", folder: str = "") -> Path:
         what = "does not exist" if not path.exists() else f"has no {INDEX}"
         raise ArtifactNotFoundError(
             f"phase 1 data set {path} {what}. Make it with: {collect_command(game)}"
-            + (f" out={path}" if folder else "") + " (an interrupted collection is continued by the same command)")
+            + (f" data.folder={path}" if folder else "") + " (an interrupted collection is continued by the same command)")
     return path
 
 

@@ -70,7 +70,7 @@ def df_rollouts(model, batch, horizon: int, sampler: SamplerConfig, cfg: Compare
 def compare(cfg: CompareConfig) -> dict:
     rt = start(cfg.run)
     device, bf16 = rt.device, rt.precision.bf16
-    df = load_trained(cfg.df, "diffusion_forcing", cfg.run.root, device)
+    df = load_trained(cfg.load, "diffusion_forcing", cfg.run.root, device)
     fs = load_trained(cfg.full_sequence, "full_sequence", cfg.run.root, device) if cfg.full_sequence != "none" else None
     tf = load_phase1(cfg.teacher_forced, "diffusion", cfg.run.root, device) if cfg.teacher_forced != "none" else None
     L, K = df.meta["window"], df.meta["context"]
@@ -86,11 +86,11 @@ def compare(cfg: CompareConfig) -> dict:
     print(f"compare: {len(batch)} rollouts of {H} frames (window L={L}, horizons {horizons}) from "
           f"{len(set(e for e, _ in batch.starts))} held-out {test.game} episodes; {rt.describe()} -> {out_dir}")
 
-    base = SamplerConfig(steps=cfg.steps, chunk=L)
+    base = SamplerConfig(steps=cfg.denoise_steps, chunk=L)
     methods: dict[str, tuple] = {}
     if tf is not None:
         methods["teacher_forced"] = ("phase 1 world model, clean context", lambda: batched_rollout(
-            tf.model, batch, H, cfg.batch, cfg.run.seed, steps=cfg.steps, bf16=bf16))
+            tf.model, batch, H, cfg.batch, cfg.run.seed, steps=cfg.denoise_steps, bf16=bf16))
     if fs is not None:
         methods["full_sequence"] = ("full-sequence model and schedule", lambda: df_rollouts(
             fs.model, batch, H, replace(base, schedule="full_sequence"), cfg, bf16))

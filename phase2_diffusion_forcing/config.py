@@ -8,6 +8,7 @@ scheduling matrix; `CompareConfig` runs the experiments of the phase README.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from common.config import choice, require, require_together
 from common.logger import LogConfig
@@ -101,15 +102,19 @@ class SamplerConfig:
 class CompareConfig:
     """`python -m phase2_diffusion_forcing.compare`: every method from the same real context under the same actions."""
 
+    RENAMED: ClassVar[dict] = {"df": ("load", None), "steps": ("denoise_steps", None)}
+
     run: RunConfig = field(default_factory=RunConfig)  # run.root: where the runs and data are; run.seed: sampling noise
-    df: str = "latest"  # run folder of an objective=diffusion_forcing model, latest (local, else the release) or release
+    # the Diffusion Forcing model (objective=diffusion_forcing): a run folder, latest (local, else the release),
+    # release or release:<name>
+    load: str = "latest"
     full_sequence: str = "latest"  # run folder of an objective=full_sequence model, latest, release, or none
     teacher_forced: str = "latest"  # phase 1 diffusion run (the autoregressive baseline), latest, release, or none
     multiples: list[int] = field(default_factory=lambda: [1, 2, 4])  # horizons as multiples of the training window
     starts_per_episode: int = 4  # rollout start points per held-out episode
     max_episodes: int = 0  # held-out episodes used; 0 = the whole test split
     batch: int = 64  # rollouts generated in parallel
-    steps: int = 3  # denoising levels per frame for every method
+    denoise_steps: int = 3  # denoising levels per frame for every method
     stabilization: float = 0.05  # the "with stabilization" level (sigma) of the DF methods
     pyramid_uncertainty: int = 1  # uncertainty u of df_pyramid(_stab) in the main table (1 = diagonal pyramid)
     # feedback levels sigma_stab of the ablation of df_ar (autoregressive), at ablation_multiple x window
@@ -128,7 +133,7 @@ class CompareConfig:
                 "positive multiples of the window")
         require(self.starts_per_episode >= 1, "starts_per_episode", self.starts_per_episode, "must be >= 1")
         require(self.batch >= 1, "batch", self.batch, "must be >= 1")
-        require(self.steps >= 1, "steps", self.steps, "must be >= 1")
+        require(self.denoise_steps >= 1, "denoise_steps", self.denoise_steps, "must be >= 1")
         require(all(s >= 0 for s in self.ablate_stabilization), "ablate_stabilization", self.ablate_stabilization,
                 "levels >= 0")
         require(all(u >= 0 for u in self.ablate_uncertainty), "ablate_uncertainty", self.ablate_uncertainty,

@@ -50,8 +50,8 @@ def phase1(root: str) -> str:
     collect.main(["profile=smoke", f"run.root={root}"])
     train.main(["profile=smoke", f"run.root={root}", "run.name=diffusion"])
     train.main(["profile=smoke", f"run.root={root}", "run.name=regressor", "model.kind=regressor"])
-    res = evaluate.main([f"run.root={root}", "horizons=[1,3]", "starts_per_episode=2", "videos=1", "steps_horizon=3"])
-    rep = play.main([f"run.root={root}", "mode=headless", "steps=5"])
+    res = evaluate.main([f"run.root={root}", "horizons=[1,3]", "starts_per_episode=2", "videos=1", "sweep_horizon=3"])
+    rep = play.main([f"run.root={root}", "mode=headless", "frames=5"])
     p = {n: m["psnr"][3][0] for n, m in res["methods"].items()}
     return (f"collected, trained diffusion + regressor; evaluate PSNR at h=3: "
             + ", ".join(f"{n} {v:.1f}" for n, v in p.items()) + f"; played {rep['steps']} frames headless")

@@ -131,3 +131,22 @@ def test_a_command_rejects_keys_of_another_command(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "train.lr" in err and "does not read train.*" in err and "eval.*" in err
+
+
+def test_old_key_spellings_still_work_with_a_note(capsys):
+    """One vocabulary: `load` is the run to load, `data.folder` the data set, `denoise_steps*` denoising steps,
+    `frames` frames to generate; the old spellings are rewritten with a one-line note."""
+    from common.config import cli
+    from phase1_world_model.config import CollectConfig, EvaluateConfig, PlayConfig
+    from phase2_diffusion_forcing.config import CompareConfig
+    ev = cli(EvaluateConfig, "phase1/evaluate", ["diffusion=/x", "data_folder=/d", "steps=[1,2]", "steps_horizon=5"])
+    assert (ev.load, ev.data.folder, ev.denoise_steps_sweep, ev.sweep_horizon) == ("/x", "/d", [1, 2], 5)
+    pl = cli(PlayConfig, "phase1/play", ["steps=7", "data_folder=/d"])
+    assert (pl.frames, pl.data.folder) == (7, "/d")
+    co = cli(CollectConfig, "phase1/collect", ["game=Pong", "out=/o"], profile_group="collect_profile")
+    assert (co.data.game, co.data.folder) == ("Pong", "/o")
+    cmp = cli(CompareConfig, "phase2/compare", ["df=/y", "steps=5"])
+    assert (cmp.load, cmp.denoise_steps) == ("/y", 5)
+    err = capsys.readouterr().err
+    for old, new in [("diffusion", "load"), ("steps", "frames"), ("game", "data.game"), ("df", "load")]:
+        assert f"`{old}=` is now `{new}=`" in err

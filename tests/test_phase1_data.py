@@ -191,7 +191,7 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, data, capsys):
 
 @pytest.mark.parametrize("arg,message", [("profile=nope", "allowed values: cpu, smoke"),
                                          ("policy=greedy", "allowed values: random, sticky_random"),
-                                         ("game=Breakot", "did you mean Breakout"),
+                                         ("data.game=Breakot", "did you mean Breakout"),
                                          ("repeat_prob=1.5", "repeat_prob=1.5")])
 def test_collect_config_errors_name_the_key(tmp_path, capsys, arg, message):
     with pytest.raises(SystemExit) as e:
@@ -232,7 +232,7 @@ def test_corrupt_files_are_reported_by_name(tmp_path, data, capsys):
 
 
 def test_missing_dataset_names_the_collect_command(tmp_path):
-    with pytest.raises(ArtifactNotFoundError, match="python -m phase1_world_model.collect game=Pong"):
+    with pytest.raises(ArtifactNotFoundError, match="python -m phase1_world_model.collect data.game=Pong"):
         AtariWorldModelDataset.for_game("pong", root=str(tmp_path))
 
 
@@ -288,7 +288,7 @@ def test_splits_are_disjoint_and_cover_all_episodes(data):
 def test_show_batch_writes_a_png(data):
     from PIL import Image
 
-    path = show_batch.main([f"data={data}", "num=4", "scale=2"])
+    path = show_batch.main([f"data.folder={data}", "num=4", "scale=2"])
     assert path == data / "media" / "batch_train.png"
     with Image.open(path) as img:
         assert img.width > 5 * 128 and img.height > 4 * 128

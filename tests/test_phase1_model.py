@@ -281,8 +281,8 @@ def test_imagination_restarts_only_the_worlds_asked(root, test_split):
 
 def test_evaluate_writes_tables_plots_videos_and_publishes(root, tmp_path):
     out = tmp_path / "eval"
-    res = evaluate.main([f"run.root={root}", "horizons=[1,3]", "starts_per_episode=2", "steps=[1,2]",
-                         "sweep_solvers=[euler,heun]", "steps_horizon=2", "videos=1", f"out={out}", "run.precision=fp32"])
+    res = evaluate.main([f"run.root={root}", "horizons=[1,3]", "starts_per_episode=2", "denoise_steps_sweep=[1,2]",
+                         "sweep_solvers=[euler,heun]", "sweep_horizon=2", "videos=1", f"out={out}", "run.precision=fp32"])
     assert set(res["methods"]) == {"diffusion", "regressor", "copy_last"}
     for m in res["methods"].values():
         assert set(m["psnr"]) == {1, 3} and all(np.isfinite(v[0]) for v in m["ssim"].values())
@@ -314,7 +314,7 @@ def test_evaluate_without_a_regressor_names_its_train_command(root, tmp_path, ca
 def test_play_headless_with_actions_and_policy(root, tmp_path):
     rep = play.main([f"run.root={root}", "mode=headless", "actions=[FIRE,right,3]", f"out={tmp_path / 'a'}", "scale=2"])
     assert rep["steps"] == 3 and (tmp_path / "a.mp4").exists() and (tmp_path / "a.gif").exists()
-    rep = play.main([f"run.root={root}", "mode=headless", "steps=4", "batch=3", "max_episode_steps=2",
+    rep = play.main([f"run.root={root}", "mode=headless", "frames=4", "batch=3", "max_episode_steps=2",
                      f"out={tmp_path / 'b'}"])
     assert rep["batch"] == 3 and rep["generated_frames_per_s"] > 0
     assert json.loads((tmp_path / "b.json").read_text())["steps"] == 4

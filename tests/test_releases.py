@@ -173,7 +173,7 @@ def test_fresh_clone_phase1_play_and_env_use_the_release(tmp_path):
     from phase1_world_model import play
     from phase1_world_model.wm_env import WorldModelEnv
     _shipped("phase1/diffusion-cpu")
-    rep = play.main([f"run.root={tmp_path}", "mode=headless", "steps=3", "run.precision=fp32"])
+    rep = play.main([f"run.root={tmp_path}", "mode=headless", "frames=3", "run.precision=fp32"])
     assert rep["steps"] == 3 and Path(rep["video"]).is_relative_to(tmp_path)
     env = WorldModelEnv.from_run("release", str(tmp_path), precision="fp32")  # the data set collect made above
     obs, _ = env.reset(seed=0)
