@@ -49,6 +49,28 @@ def atomic_write(path: Path, write_fn) -> None:
     _fsync_dir(path.parent)
 
 
+def read_npz(path: str | Path, required: tuple[str, ...], error) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays of an .npz file and its JSON `meta` array, checked: `error(path, reason)` (an exception class
+    naming the file) is raised for a missing or unreadable file, a missing array or a meta that is not JSON.
+    Each member is read in full, which makes zipfile verify its CRC: a flipped byte anywhere is caught here."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise error(path, "the file is missing") from None
+    except Exception as e:  # zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, ...
+        raise error(path, f"unreadable ({type(e).__name__}: {e})") from None
+    missing = [k for k in (*required, "meta") if k not in arrays]
+    if missing:
+        raise error(path, f"missing array(s) {', '.join(missing)}")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except ValueError as e:
+        raise error(path, f"meta is not JSON ({e})") from None
+    return arrays, meta
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 

@@ -245,6 +245,16 @@ class Trainer:
         """The EMA copy when there is one: what hooks sample and evaluate."""
         return self.ema.module if self.ema is not None else self.model
 
+    def finish(self, marker: str, meta: dict, last: dict, seconds: float) -> dict:
+        """After `fit`: write export/<marker>.json (what a loader needs besides the config: shapes, classes, the
+        data set's identity) on the main process, print the closing line, and return what `main` returns."""
+        ctx = self.ctx
+        if ctx.dist.is_main:
+            atomic_write(ctx.run.export_dir / f"{marker}.json", lambda f: f.write(json.dumps(meta, indent=2).encode()))
+            print(f"{ctx.run.phase}: done in {seconds:.0f} s at step {self.step}; final loss "
+                  f"{last.get('train/loss', float('nan')):.4f}; results in {ctx.run.dir}", flush=True)
+        return {"run_dir": str(ctx.run.dir), **last}
+
     # ----------------------------------------------------------------- loop
     def fit(self) -> dict:
         cfg, info = self.cfg, self.dist

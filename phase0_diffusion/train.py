@@ -12,10 +12,8 @@ outputs/phase0/<run.name>/; `run.resume=true run.name=<name>` continues a run.
 """
 from __future__ import annotations
 
-import json
 import time
 
-from common.checkpoint import atomic_write
 from common.config import ConfigError, cli, to_dict
 from common.errors import command
 from common.nn.unet import count_parameters
@@ -54,14 +52,9 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = Trainer(ctx, model, ImageTensorDataset(data), cfg.train, cfg.log, hooks)
     t0 = time.perf_counter()
     last = trainer.fit()
-    if ctx.dist.is_main:  # what a loader needs besides the config: the image shape and the classes
-        atomic_write(ctx.run.export_dir / "data.json", lambda f: f.write(json.dumps(
-            {"dataset": data.name, "shape": list(data.shape), "num_classes": data.num_classes,
-             "classes": data.classes, "train_images": len(data.images), "data": data.identity("train")},
-            indent=2).encode()))
-        print(f"phase0: done in {time.perf_counter() - t0:.0f} s at step {trainer.step}; "
-              f"final loss {last.get('train/loss', float('nan')):.4f}; results in {ctx.run.dir}")
-    return {"run_dir": str(ctx.run.dir), **last}
+    meta = {"dataset": data.name, "shape": list(data.shape), "num_classes": data.num_classes,  # for the loader
+            "classes": data.classes, "train_images": len(data.images), "data": data.identity("train")}
+    return trainer.finish("data", meta, last, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.checkpoint import atomic_write
+from common.checkpoint import atomic_write, read_npz
 from common.errors import UserError
 from common.runs import ArtifactNotFoundError, outputs_root
 
@@ -134,21 +134,7 @@ def save_episode(path: Path, ep: Episode) -> None:
 def load_episode(path: Path) -> Episode:
     """Read and check every array of one episode file; CorruptEpisodeError names the file and the problem."""
     path = Path(path)
-    try:
-        # Reading each member in full makes zipfile verify its CRC: a flipped byte anywhere is caught here.
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise CorruptEpisodeError(path, "the file is missing") from None
-    except Exception as e:  # zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, ...
-        raise CorruptEpisodeError(path, f"unreadable ({type(e).__name__}: {e})") from None
-    missing = [k for k in ("frames", *STEP_ARRAYS, "meta") if k not in arrays]
-    if missing:
-        raise CorruptEpisodeError(path, f"missing array(s) {', '.join(missing)}")
-    try:
-        meta = json.loads(str(arrays.pop("meta")))
-    except ValueError as e:
-        raise CorruptEpisodeError(path, f"meta is not JSON ({e})") from None
+    arrays, meta = read_npz(path, ("frames", *STEP_ARRAYS), CorruptEpisodeError)
     ep = Episode(meta=meta, **{k: arrays[k] for k in ("frames", *STEP_ARRAYS)})
     _validate(ep, path)
     return ep

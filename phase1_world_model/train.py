@@ -13,10 +13,8 @@ weights in export/); `run.resume=true run.name=<name>` continues a run. `--cfg` 
 """
 from __future__ import annotations
 
-import json
 import time
 
-from common.checkpoint import atomic_write
 from common.config import cli, to_dict
 from common.errors import command
 from common.trainer import Hook, Trainer, setup_run
@@ -63,16 +61,12 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = Trainer(ctx, model, train, cfg.train, cfg.log, hooks)
     t0 = time.perf_counter()
     last = trainer.fit()
-    if ctx.dist.is_main:  # what a loader needs besides the config: the game, its actions, the frame shape
-        meta = {"kind": cfg.model.kind, "game": train.game, "num_actions": train.num_actions,
-                "action_meanings": train.action_meanings, "frame_shape": list(frame_shape),
-                "dataset": str(train.root), "train_transitions": len(train), "test_episodes": test.episodes,
-                "trained_steps": trainer.step, "data": dataset_identity(train.root)}
-        atomic_write(ctx.run.export_dir / f"{cfg.model.kind}.json",
-                     lambda f: f.write(json.dumps(meta, indent=2).encode()))
-        print(f"phase1: done in {time.perf_counter() - t0:.0f} s at step {trainer.step}; "
-              f"final loss {last.get('train/loss', float('nan')):.4f}; results in {ctx.run.dir}")
-    return {"run_dir": str(ctx.run.dir), **last}
+    # what a loader needs besides the config: the game, its actions, the frame shape
+    meta = {"kind": cfg.model.kind, "game": train.game, "num_actions": train.num_actions,
+            "action_meanings": train.action_meanings, "frame_shape": list(frame_shape),
+            "dataset": str(train.root), "train_transitions": len(train), "test_episodes": test.episodes,
+            "trained_steps": trainer.step, "data": dataset_identity(train.root)}
+    return trainer.finish(cfg.model.kind, meta, last, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,10 @@ EMA weights in export/ beside `<objective>.json`); `run.resume=true run.name=<na
 """
 from __future__ import annotations
 
-import json
 import time
 
 import torch
 
-from common.checkpoint import atomic_write
 from common.config import ConfigError, cli, to_dict
 from common.errors import command
 from common.trainer import Hook, Trainer, setup_run
@@ -83,16 +81,11 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = Trainer(ctx, model, train, cfg.train, cfg.log, hooks)
     t0 = time.perf_counter()
     last = trainer.fit()
-    if ctx.dist.is_main:
-        meta = {"objective": cfg.model.objective, "game": base.game, "num_actions": base.num_actions,
-                "action_meanings": base.action_meanings, "frame_shape": list(base.frames.shape[1:]),
-                "window": cfg.model.window, "context": K, "warm_start": init, "trained_steps": trainer.step,
-                "data": dataset_identity(folder)}
-        atomic_write(ctx.run.export_dir / f"{cfg.model.objective}.json",
-                     lambda f: f.write(json.dumps(meta, indent=2).encode()))
-        print(f"phase2: done in {time.perf_counter() - t0:.0f} s at step {trainer.step}; "
-              f"final loss {last.get('train/loss', float('nan')):.4f}; results in {ctx.run.dir}")
-    return {"run_dir": str(ctx.run.dir), **last}
+    meta = {"objective": cfg.model.objective, "game": base.game, "num_actions": base.num_actions,
+            "action_meanings": base.action_meanings, "frame_shape": list(base.frames.shape[1:]),
+            "window": cfg.model.window, "context": K, "warm_start": init, "trained_steps": trainer.step,
+            "data": dataset_identity(folder)}
+    return trainer.finish(cfg.model.objective, meta, last, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.checkpoint import atomic_write
+from common.checkpoint import atomic_write, read_npz
 from common.errors import UserError
 
 FORMAT_VERSION = 1
@@ -150,21 +150,7 @@ def save_failure(staging: Path, record: dict) -> Path:
 def load_demo(path: Path) -> Demo:
     """Read and check one staged demonstration; CorruptStagedFileError names the file and the problem."""
     path = Path(path)
-    try:
-        # Reading each member in full makes zipfile check its CRC: a flipped byte anywhere is caught here.
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise CorruptStagedFileError(path, "the file is missing") from None
-    except Exception as e:  # BadZipFile, zlib.error, EOFError, ValueError, OSError, ...
-        raise CorruptStagedFileError(path, f"unreadable ({type(e).__name__}: {e})") from None
-    missing = [k for k in ("agentview", "wrist", "state", "action", "meta") if k not in arrays]
-    if missing:
-        raise CorruptStagedFileError(path, f"missing array(s) {', '.join(missing)}")
-    try:
-        meta = json.loads(str(arrays.pop("meta")))
-    except ValueError as e:
-        raise CorruptStagedFileError(path, f"meta is not JSON ({e})") from None
+    arrays, meta = read_npz(path, ("agentview", "wrist", "state", "action"), CorruptStagedFileError)
     d = Demo(meta=meta, **arrays)
     _validate(d, path)
     return d
