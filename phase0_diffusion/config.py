@@ -97,7 +97,7 @@ class Phase0Config:
 
 @dataclass
 class EvalRunConfig:
-    """`python -m phase0_diffusion.eval` and `.sample`: a trained model, a sampler, and what to measure."""
+    """`python -m phase0_diffusion.evaluate` and `.sample`: a trained model, a sampler, and what to measure."""
 
     run: RunConfig = field(default_factory=RunConfig)  # run.seed = the sampling noise seed
     load: str = "latest"  # the model: a phase 0 run folder, latest (the newest local run, else the release), release

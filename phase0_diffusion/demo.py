@@ -5,7 +5,7 @@ Three steps, each an entry point you can also run alone:
                                                  no local one, so this step is instant after `make setup`)
   2. python -m phase0_diffusion.train profile=demo                 (progress bar; ~3 min with native bf16,
                                                                    ~9 min on a 2-core AVX2-only CPU)
-  3. python -m phase0_diffusion.eval sample.sampler=heun sample.steps=18 sample.guidance=2 num_samples=500
+  3. python -m phase0_diffusion.evaluate sample.sampler=heun sample.steps=18 sample.guidance=2 num_samples=500
 Ends with a sample grid and its metrics, prints where they are and the elapsed time of each step.
 Sized by measurement on an AVX2-only CPU (benchmarks/phase0_demo_speed.py, configs/phase0/profile/demo.yaml).
 Precision is chosen from the hardware (run.precision=auto): bf16 where the CPU computes it natively, else fp32.
@@ -20,7 +20,7 @@ import time
 
 from common.errors import command
 from common.runs import outputs_root
-from phase0_diffusion import classifier, eval as evaluate, train
+from phase0_diffusion import classifier, evaluate, train
 from phase0_diffusion.fid import find_classifier
 
 SAMPLES = 500  # images sampled for the closing metrics (the FID-proxy's noise grows as this shrinks)

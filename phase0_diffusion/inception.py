@@ -6,7 +6,7 @@ first use, which we never let happen: `inception_features` builds pytorch-fid's 
 replaced by a read of the file you pass (`pt_inception-2015-12-05-6726825d.pth`, from pytorch-fid's
 GitHub releases, copied over by hand).
 
-    python -m phase0_diffusion.eval run=... inception_weights=/path/to/pt_inception-2015-12-05-6726825d.pth
+    python -m phase0_diffusion.evaluate run=... inception_weights=/path/to/pt_inception-2015-12-05-6726825d.pth
 
 Grey images are repeated to 3 channels; pytorch-fid resizes to 299x299 itself. Reference statistics of
 the data set's test split are computed once and cached beside the weights' name under the run's eval/.

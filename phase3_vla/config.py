@@ -329,7 +329,7 @@ class FinetuneConfig:
 
 @dataclass
 class EvalConfig:
-    """`python -m phase3_vla.eval`: success rate in LIBERO from the suite's fixed initial states."""
+    """`python -m phase3_vla.evaluate`: success rate in LIBERO from the suite's fixed initial states."""
 
     run: str = ""  # the run to evaluate (base, lora or full): a folder or a name under <run.root>/phase3/; "" = base-<profile>
     tasks: list[int] = field(default_factory=lambda: [9])  # LIBERO-Object task ids (9 = the new task)
@@ -382,6 +382,18 @@ class ExperimentsConfig:
         require_together(self.new_task not in self.base_tasks,
                          {"new_task": self.new_task, "base_tasks": self.base_tasks},
                          "new_task must not be among base_tasks")
+
+
+# The sections of Phase3Config each command reads (common.config.cli's `reads`): a key of another section on its
+# command line is an error, and the experiments runner forwards each command only its own.
+READS = {"train": ("run", "log", "data", "policy", "train"), "finetune": ("run", "log", "data", "finetune"),
+         "evaluate": ("run", "eval"), "make_backbone": ("run", "policy")}
+
+
+def only_read_by(command: str, overrides: list[str]) -> list[str]:
+    """The overrides `python -m phase3_vla.<command>` reads (profile= always)."""
+    keep = READS[command]
+    return [a for a in overrides if a.startswith("profile=") or a.lstrip("+~").split("=")[0].split(".")[0] in keep]
 
 
 @dataclass

@@ -19,7 +19,7 @@
 Each training run is `phase3_vla.train` / `phase3_vla.finetune` called with a fixed run name (base-<profile>,
 lora-r<r>-n<demos>-<profile>, full-n<demos>-<profile>): a finished run is reused (after checking that its
 saved settings are the ones this command would use), an interrupted one is resumed, a missing one is
-trained. Evaluation is `phase3_vla.eval`, which reuses episodes already played with the same weights and
+trained. Evaluation is `phase3_vla.evaluate`, which reuses episodes already played with the same weights and
 settings. Other key=value arguments (data.*, run.root, run.threads, policy.*, finetune.train.*, eval.libero.*,
 ...) are passed on to every command. After every cell the table is rewritten:
 <run.root>/phase3/experiments/<profile>/results.md + results.json (success, Wilson 95% interval, trainable
@@ -41,7 +41,7 @@ from common.config import cli, load_config, to_dict
 from common.errors import UserError
 from common.errors import command
 from common.runs import outputs_root
-from phase3_vla.config import Phase3Config
+from phase3_vla.config import Phase3Config, only_read_by
 from phase3_vla import training
 
 
@@ -134,7 +134,7 @@ def ensure_trained(cell: Cell, common: list[str], root: str) -> dict:
         return training.finished(run)
     main = train.main if cell.command == "train" else finetune.main
     print(f"experiments: {'resuming' if state == 'partial' else 'training'} {run.name}", flush=True)
-    main(args + (["run.resume=true"] if state == "partial" else []))
+    main(only_read_by(cell.command, args) + (["run.resume=true"] if state == "partial" else []))
     return training.finished(run)
 
 
@@ -206,14 +206,14 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{c.step:9s} {c.label:42s} run {c.run:22s} [{status(run)}], eval tasks {c.tasks} x {c.episodes} "
                   f"({played} episode file(s) in its eval/)")
         return {"cells": [c.__dict__ for c in todo], "out": str(out)}
-    from phase3_vla import eval as evaluation
+    from phase3_vla import evaluate as evaluation
 
     rows = []
     for c in todo:
         info = ensure_trained(c, common, cfg.run.root)
         if cfg.experiments.train_only:
             continue
-        result = evaluation.main([*common, f"eval.run={c.run}", f"eval.tasks=[{','.join(map(str, c.tasks))}]",
+        result = evaluation.main([*only_read_by("evaluate", common), f"eval.run={c.run}", f"eval.tasks=[{','.join(map(str, c.tasks))}]",
                                   f"eval.episodes={c.episodes}"])
         rows.append(row(c, info, result))
         out.mkdir(parents=True, exist_ok=True)

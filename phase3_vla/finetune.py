@@ -26,7 +26,7 @@ from __future__ import annotations
 from common.config import ConfigError, cli, to_dict
 from common.errors import command
 from common.trainer import setup_run
-from phase3_vla.config import Phase3Config
+from phase3_vla.config import READS, Phase3Config
 from phase3_vla import training
 
 
@@ -49,7 +49,7 @@ def new_task_stats(data) -> dict:
 @command
 def main(argv: list[str] | None = None) -> dict:
     cfg = training.named(cli(Phase3Config, "phase3/finetune", argv, __doc__,
-                                reads=("run", "log", "data", "finetune")), "finetune")
+                                reads=READS["finetune"]), "finetune")
     f = cfg.finetune
     from phase3_vla.dataset import dataset_identity, open_dataset
     from phase3_vla.frames import ChunkedFrames

@@ -13,12 +13,12 @@ from __future__ import annotations
 from common.config import cli
 from common.errors import command
 from phase3_vla.backbone import describe, resolve_backbone, spec_of
-from phase3_vla.config import GENERATE, Phase3Config
+from phase3_vla.config import GENERATE, READS, Phase3Config
 
 
 @command
 def main(argv: list[str] | None = None) -> str:
-    cfg = cli(Phase3Config, "phase3/train", argv, __doc__, reads=("run", "policy"))
+    cfg = cli(Phase3Config, "phase3/train", argv, __doc__, reads=READS["make_backbone"])
     folder = resolve_backbone(cfg.policy.backbone, cfg.policy.image_size, cfg.run.root)
     if cfg.policy.backbone.source == GENERATE:
         print(f"{folder}\n  {describe(spec_of(cfg.policy.backbone, cfg.policy.image_size))}")

@@ -1,4 +1,4 @@
-"""Playing a trained policy in LIBERO and keeping score: the library behind `python -m phase3_vla.eval`
+"""Playing a trained policy in LIBERO and keeping score: the library behind `python -m phase3_vla.evaluate`
 (its docstring describes the protocol). One JSON per episode under <out>/episodes/, reused when the settings and
 weights match, so evaluations resume and add up; `summarize` turns them into success rates with Wilson intervals.
 """
@@ -261,7 +261,7 @@ def evaluate(cfg: Phase3Config) -> dict:
     summary = summarize(out, settings)
     summary["run"] = str(folder)
     atomic_write(out / "results.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
-    page = (f"# Evaluation of `{folder}`\n\nWritten by `python -m phase3_vla.eval`. Episode i starts from LIBERO's "
+    page = (f"# Evaluation of `{folder}`\n\nWritten by `python -m phase3_vla.evaluate`. Episode i starts from LIBERO's "
             f"fixed initial state i; at most {lib.max_steps} steps after {lib.num_steps_wait} settle steps; "
             f"a new action chunk every {policy.config.n_action_steps} steps.\n\n{table(summary)}\n")
     atomic_write(out / "results.md", lambda f: f.write(page.encode()))

@@ -29,14 +29,14 @@ from __future__ import annotations
 from common.config import cli, to_dict
 from common.errors import command
 from common.trainer import setup_run
-from phase3_vla.config import Phase3Config
+from phase3_vla.config import READS, Phase3Config
 from phase3_vla import training
 
 
 @command
 def main(argv: list[str] | None = None) -> dict:
     cfg = training.named(cli(Phase3Config, "phase3/train", argv, __doc__,
-                                reads=("run", "log", "data", "policy", "train")), "train")
+                                reads=READS["train"]), "train")
     from phase3_vla.dataset import dataset_identity, open_dataset
     from phase3_vla.frames import ChunkedFrames
     from phase3_vla.policy import PolicyModule, build_policy, trainable_and_total, save_policy

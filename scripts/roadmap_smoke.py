@@ -35,7 +35,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 
 def phase0(root: str) -> str:
-    from phase0_diffusion import classifier, eval as evaluate, sample, train
+    from phase0_diffusion import classifier, evaluate, sample, train
     common = [f"run.root={root}", "data.name=synthetic"]
     classifier.main([*common, "train.max_steps=20", "log.progress=false", "run.precision=fp32"])
     out = train.main(["profile=smoke", f"run.root={root}", "diffusion.class_conditional=true"])
@@ -70,7 +70,7 @@ def phase2(root: str) -> str:
 
 
 def phase3(root: str) -> str:
-    from phase3_vla import collect, eval as evaluate, finetune, train
+    from phase3_vla import collect, evaluate, finetune, train
     collect.main(["profile=smoke", f"run.root={root}", "videos=0"])
     args = ["profile=smoke", f"run.root={root}"]
     train.main(args)

@@ -125,7 +125,7 @@ def test_saved_config_with_a_removed_key_still_loads(tmp_path):
 
 def test_a_command_rejects_keys_of_another_command(capsys):
     """Phase 3's commands share one schema; each reads only its sections, and a key of another is an error."""
-    from phase3_vla import eval as evaluation
+    from phase3_vla import evaluate as evaluation
     with pytest.raises(SystemExit) as exc:
         evaluation.main(["train.lr=5"])
     assert exc.value.code == 2

@@ -14,7 +14,7 @@ import pytest
 COMMANDS = {
     "phase0_diffusion.train": ["train.lr", "train.betas", "model.channels", "diffusion.edm.sigma_max",
                                "diffusion.ddpm.beta_end", "sample.sampler", "log.wandb_project"],
-    "phase0_diffusion.eval": ["load", "num_samples", "sample.steps", "inception_weights"],
+    "phase0_diffusion.evaluate": ["load", "num_samples", "sample.steps", "inception_weights"],
     "phase0_diffusion.sample": ["load", "sample.num", "sample.guidance"],
     "phase0_diffusion.classifier": ["in_channels", "width", "data.name", "train.weight_decay"],
     "phase1_world_model.collect": ["data.game", "data.folder", "episodes", "env.frame_skip", "repeat_prob"],
@@ -29,11 +29,11 @@ COMMANDS = {
     "phase3_vla.expert_eval": ["tasks", "init_states", "expert.gain"],
     "phase3_vla.train": ["policy.backbone.vision_layers", "policy.freeze_vision_encoder", "train.betas"],
     "phase3_vla.finetune": ["finetune.lora.r", "finetune.train.weight_decay", "data.demos"],
-    "phase3_vla.eval": ["eval.episodes", "eval.libero.gl"],
+    "phase3_vla.evaluate": ["eval.episodes", "eval.libero.gl"],
     "phase3_vla.experiments": ["experiments.new_task", "finetune.method", "eval.run", "policy.chunk_size"],
 }
 # Phase 3's commands share one schema; each --help lists only the sections that command reads.
-ABSENT = {"phase3_vla.eval": ["train.lr", "policy.chunk_size"], "phase3_vla.train": ["eval.episodes"],
+ABSENT = {"phase3_vla.evaluate": ["train.lr", "policy.chunk_size"], "phase3_vla.train": ["eval.episodes"],
           "phase3_vla.finetune": ["train.lr", "eval.episodes"]}
 
 KEY_LINE = re.compile(r"^  (\S+) = (.*?)\s+# (\S.*)$")

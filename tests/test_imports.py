@@ -57,7 +57,7 @@ GRAPH = {m: imports(m, p) for m, p in MODULES.items()}
 
 
 def test_the_walk_sees_the_entry_points():
-    assert {"phase0_diffusion.train", "phase1_world_model.play", "phase3_vla.eval", "common.release"} <= ENTRY
+    assert {"phase0_diffusion.train", "phase1_world_model.play", "phase3_vla.evaluate", "common.release"} <= ENTRY
     assert "phase1_world_model.model" not in ENTRY and "common.trainer" not in ENTRY
 
 

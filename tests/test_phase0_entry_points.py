@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from common.runs import ArtifactNotFoundError
-from phase0_diffusion import classifier, demo, eval as evaluate, sample, train
+from phase0_diffusion import classifier, demo, evaluate, sample, train
 
 
 @pytest.fixture(scope="module")

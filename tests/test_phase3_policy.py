@@ -24,7 +24,7 @@ import urllib3  # noqa: F401  (probes IPv6 with a socket at import: done here, o
 from conftest import REPO, subprocess_env
 from test_phase3_data import _demo
 from common.config import load_config
-from phase3_vla import backbone, eval as evaluation, experiments, finetune, rollouts, train
+from phase3_vla import backbone, evaluate as evaluation, experiments, finetune, rollouts, train
 from phase3_vla.config import BackboneConfig, AdapterConfig, Phase3Config
 from phase3_vla.dataset import open_dataset, write_lerobot_dataset
 from phase3_vla.frames import ChunkedFrames
@@ -293,7 +293,7 @@ def test_filmstrip(tmp_path, capsys):
     assert img.shape == (2 * 32 + 4, 3 * 32 + 2 * 4, 3)  # two rows, three agent-view frames, 4 px gaps
     assert img[16, 16, 0] < 20 and abs(int(img[16, 36 + 16, 0]) - 4 * 28) < 20 and img[16, 72 + 16, 0] > 200
     assert "success (9 steps)" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="python -m phase3_vla.eval eval.run=r"):
+    with pytest.raises(SystemExit, match="python -m phase3_vla.evaluate eval.run=r"):
         filmstrip.main([str(tmp_path / "g.png"), "r:9:1", "--root", str(tmp_path)])
 
 

@@ -82,6 +82,6 @@ def test_old_bf16_spellings_become_run_precision(capsys):
 
     cfg = cli(Phase0Config, "phase0/train", ["profile=smoke", "train.bf16=true"])
     assert cfg.run.precision == "bf16" and "`train.bf16=` is now `run.precision=`" in capsys.readouterr().err
-    cfg = cli(EvalRunConfig, "phase0/eval", ["bf16=false", "root=/tmp/x", "run=/tmp/some-run"])
+    cfg = cli(EvalRunConfig, "phase0/evaluate", ["bf16=false", "root=/tmp/x", "run=/tmp/some-run"])
     assert (cfg.run.precision, cfg.run.root, cfg.load) == ("fp32", "/tmp/x", "/tmp/some-run")
     assert load_config(Phase0Config, "phase0/train", ["profile=cpu"]).run.precision == "auto"  # the default

@@ -1,8 +1,8 @@
 """Metrics of a trained phase 0 model under one sampler: FID-proxy, class accuracy, time per sample.
 
-    python -m phase0_diffusion.eval load=outputs/phase0/<run> sample.sampler=ddim sample.steps=50
-    python -m phase0_diffusion.eval sample.sampler=heun sample.steps=18 sample.guidance=3   # latest run
-    python -m phase0_diffusion.eval load=release          # the released model (releases/phase0/)
+    python -m phase0_diffusion.evaluate load=outputs/phase0/<run> sample.sampler=ddim sample.steps=50
+    python -m phase0_diffusion.evaluate sample.sampler=heun sample.steps=18 sample.guidance=3   # latest run
+    python -m phase0_diffusion.evaluate load=release          # the released model (releases/phase0/)
 
 Writes <run>/eval/<sampler>-<steps>[-eta<eta>]-g<guidance>.json and a grid of samples under <run>/media/
 (for a release: under <run.root>/phase0/<release name>/, the release itself is never written to).
@@ -26,7 +26,7 @@ from phase0_diffusion.sampling import open_trained, tag
 def main(argv: list[str] | None = None) -> dict:
     import torchvision
 
-    cfg = cli(EvalRunConfig, "phase0/eval", argv, __doc__)
+    cfg = cli(EvalRunConfig, "phase0/evaluate", argv, __doc__)
     tm, rt = open_trained(cfg, "eval")
     run, tcfg, info = tm.run, tm.cfg, tm.meta
     judge = load_judge(cfg.classifier, tcfg.data.name, cfg.run.root, rt.device)

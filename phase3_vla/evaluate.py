@@ -1,13 +1,13 @@
 """Success rate of a trained policy in LIBERO-Object, from the suite's fixed initial states.
 
-    python -m phase3_vla.eval                                       # base-cpu on the new task (9), 10 episodes
-    python -m phase3_vla.eval eval.run=base-cpu eval.tasks=[0,1,2,3,4,5,6,7,8] eval.episodes=3
-    python -m phase3_vla.eval eval.run=lora-r16-n50-cpu            # a LoRA run: the adapter on its base
-    python -m phase3_vla.eval eval.run=outputs/lerobot-train/checkpoints/last/pretrained_model   # any saved policy
-    python -m phase3_vla.eval eval.run=release:lora-r16-n50-cpu    # a released model (releases/phase3/); with no
+    python -m phase3_vla.evaluate                                       # base-cpu on the new task (9), 10 episodes
+    python -m phase3_vla.evaluate eval.run=base-cpu eval.tasks=[0,1,2,3,4,5,6,7,8] eval.episodes=3
+    python -m phase3_vla.evaluate eval.run=lora-r16-n50-cpu            # a LoRA run: the adapter on its base
+    python -m phase3_vla.evaluate eval.run=outputs/lerobot-train/checkpoints/last/pretrained_model   # any saved policy
+    python -m phase3_vla.evaluate eval.run=release:lora-r16-n50-cpu    # a released model (releases/phase3/); with no
                                                                     # local base-cpu run, the default falls back to its release
-    python -m phase3_vla.eval eval.n_action_steps=10                # re-plan every 10 steps instead of every chunk
-    python -m phase3_vla.eval profile=smoke                         # 1 short episode
+    python -m phase3_vla.evaluate eval.n_action_steps=10                # re-plan every 10 steps instead of every chunk
+    python -m phase3_vla.evaluate profile=smoke                         # 1 short episode
 
 Episode i of a task starts from the task's fixed initial state i, then lerobot's 10 no-op settle steps
 (libero.num_steps_wait), and runs until the task's own success check fires or libero.max_steps (280 for
@@ -29,13 +29,13 @@ from __future__ import annotations
 
 from common.config import cli
 from common.errors import command
-from phase3_vla.config import Phase3Config
+from phase3_vla.config import READS, Phase3Config
 from phase3_vla.rollouts import evaluate
 
 
 @command
 def main(argv: list[str] | None = None) -> dict:
-    cfg = cli(Phase3Config, "phase3/eval", argv, __doc__, reads=("run", "eval"))
+    cfg = cli(Phase3Config, "phase3/evaluate", argv, __doc__, reads=READS["evaluate"])
     return evaluate(cfg)
 
 
