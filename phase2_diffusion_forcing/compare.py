@@ -213,7 +213,7 @@ def tables(results: dict) -> str:
     label = lambda h: f"h={h}" + (f" ({h // L}L)" if h % L == 0 else "")
     lines = [f"{results['rollouts']} rollouts of {results['horizon']} frames from "
              f"{len(set(e for e, _ in results['starts']))} held-out {results['game']} episodes, real actions, "
-             f"training window L={L}, K={results['context']} context frames, {results['config']['steps']} noise "
+             f"training window L={L}, K={results['context']} context frames, {results['config']['denoise_steps']} noise "
              f"levels per frame; mean ± standard error. DF model: {results['models']['df_describe']}.", ""]
     for k in METRICS:
         lines += [f"**{k}**", "", "| method | " + " | ".join(label(h) for h in hs) + " |", "|---|" + "---|" * len(hs)]
