@@ -216,7 +216,7 @@ def read_index(root: Path) -> dict:
         index = json.loads(path.read_text())
     except FileNotFoundError:
         raise ArtifactNotFoundError(f"{path} does not exist. Make the data set with: "
-                                    "python -m phase1_world_model.collect game=<Game>") from None
+                                    "python -m phase1_world_model.collect data.game=<Game>") from None
     except ValueError as e:
         raise CorruptDatasetError(path.parent, [], f"{path} is not valid JSON ({e}); rerun the collect "
                                   "command that made this folder: it rebuilds the index from the episode files") from None
