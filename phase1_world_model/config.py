@@ -148,14 +148,10 @@ class RewardEndConfig:
 
 
 @dataclass
-class WorldModelConfig:
-    """Next-frame model p(x_{t+1} | x_{t-K+1..t}, a_{t-K+1..t}).
+class DenoiserConfig:
+    """The next-frame denoiser D(x_{t+1}; sigma | x_{t-K+1..t}, a_{t-K+1..t}) and how it is trained: what phase 1's
+    world model and phase 2's per-frame model share (phase 2's `model.frame`)."""
 
-    kind=diffusion is DIAMOND's EDM denoiser; kind=regressor is the same UNet trained with MSE to output the
-    next frame directly (the deterministic baseline whose blur diffusion is meant to avoid).
-    """
-
-    kind: str = "diffusion"  # diffusion | regressor (phase 2 always builds diffusion)
     context: int = 4  # K past frames (stacked as channels) and K past actions
     action_dim: int = 64  # embedding width per past action; K of them are concatenated (DIAMOND: 4 x 64)
     unet: UNetConfig = field(default_factory=lambda: UNetConfig(
@@ -167,16 +163,10 @@ class WorldModelConfig:
     # how the offset enters: scaled (x0 + sigma * (eps + offset * eps_c), what our runs used) | diamond
     # (x0 + sigma * eps + offset * eps_c, DIAMOND's apply_noise); common/diffusion/edm.py training_noise
     noise_offset_form: str = "scaled"
-    solver: str = "euler"  # euler | heun (heun costs 2 evaluations per step but the last)
-    steps: int = 3  # denoising steps per generated frame (DIAMOND: 3 Euler steps)
-    reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
 
     def check(self) -> None:
-        choice("kind", self.kind, KINDS)
-        choice("solver", self.solver, SOLVERS)
         require(self.context >= 1, "context", self.context, "must be >= 1")
         require(self.action_dim >= 1, "action_dim", self.action_dim, "must be >= 1")
-        require(self.steps >= 1, "steps", self.steps, "must be >= 1")
         require(self.sigma_min_train > 0, "sigma_min_train", self.sigma_min_train,
                 "must be > 0 (need 0 < sigma_min_train < sigma_max_train)")
         require_together(self.sigma_min_train < self.sigma_max_train,
@@ -184,6 +174,33 @@ class WorldModelConfig:
                          "need 0 < sigma_min_train < sigma_max_train")
         require(self.noise_offset >= 0, "noise_offset", self.noise_offset, "must be >= 0")
         choice("noise_offset_form", self.noise_offset_form, OFFSET_FORMS)
+
+
+@dataclass
+class WorldModelConfig(DenoiserConfig):
+    """Phase 1's next-frame model p(x_{t+1} | x_{t-K+1..t}, a_{t-K+1..t}): the denoiser, how it samples, and the
+    reward/end head.
+
+    kind=diffusion is DIAMOND's EDM denoiser; kind=regressor is the same UNet trained with MSE to output the
+    next frame directly (the deterministic baseline whose blur diffusion is meant to avoid).
+    """
+
+    kind: str = "diffusion"  # diffusion | regressor
+    solver: str = "euler"  # sampling: euler | heun (heun costs 2 evaluations per step but the last)
+    steps: int = 3  # sampling: denoising steps per generated frame (DIAMOND: 3 Euler steps)
+    reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
+
+    @classmethod
+    def of(cls, denoiser: DenoiserConfig, **extra) -> "WorldModelConfig":
+        """A WorldModelConfig holding `denoiser`'s settings (and `extra` keys)."""
+        import dataclasses
+        return cls(**{f.name: getattr(denoiser, f.name) for f in dataclasses.fields(DenoiserConfig)}, **extra)
+
+    def check(self) -> None:
+        super().check()
+        choice("kind", self.kind, KINDS)
+        choice("solver", self.solver, SOLVERS)
+        require(self.steps >= 1, "steps", self.steps, "must be >= 1")
 
 
 @dataclass

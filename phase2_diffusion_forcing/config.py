@@ -14,19 +14,18 @@ from common.config import choice, require, require_together
 from common.logger import LogConfig
 from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
-from phase1_world_model.config import DataSourceConfig, WorldModelConfig, RewardEndConfig
+from phase1_world_model.config import DataSourceConfig, DenoiserConfig
 
 OBJECTIVES = ("diffusion_forcing", "full_sequence")
 NOISE_DISTS = ("schedule_uniform", "lognormal")
 SCHEDULES = ("autoregressive", "pyramid", "full_sequence", "file")
 
 
-def _frame_model() -> WorldModelConfig:
-    # Phase 1's cpu-profile denoiser without its reward/end head (phase 2 is about frames).
+def _frame_model() -> DenoiserConfig:
+    # Phase 1's cpu-profile denoiser (phase 2 is about frames: no reward/end head, its own sampler).
     from common.nn.unet import UNetConfig
-    return WorldModelConfig(unet=UNetConfig(channels=[32, 32, 32, 32], num_res_blocks=2, attn_levels=[3],
-                                            emb_dim=256, num_groups=8, attn_head_dim=32),
-                            reward_end=RewardEndConfig(enabled=False))
+    return DenoiserConfig(unet=UNetConfig(channels=[32, 32, 32, 32], num_res_blocks=2, attn_levels=[3],
+                                          emb_dim=256, num_groups=8, attn_head_dim=32))
 
 
 @dataclass
@@ -34,7 +33,7 @@ class DFConfig:
     """Sequence denoiser: frame t is denoised from its own noisy version and the K frames before it, each at
     its own noise level (stacked as channels as in phase 1; frame t never sees a later frame)."""
 
-    frame: WorldModelConfig = field(default_factory=_frame_model)  # the per-frame denoiser (phase 1's WorldModel)
+    frame: DenoiserConfig = field(default_factory=_frame_model)  # the per-frame denoiser (phase 1's WorldModel)
     window: int = 8  # L: frames with a loss per training window (the K frames before it are context only)
     level_dim: int = 32  # Fourier features per context frame's noise level (K of them, projected to emb_dim)
     # Per-frame training noise levels: schedule_uniform (u ~ U(0,1) through the Karras schedule over

@@ -28,6 +28,7 @@ from torch import nn
 from common.diffusion.edm import karras_sigmas, lognormal_sigma, training_noise
 from common.images import to_model_range
 from common.nn.unet import FourierEmbedding, count_parameters
+from phase1_world_model.config import RewardEndConfig, WorldModelConfig
 from phase1_world_model.model import WorldModel
 from phase2_diffusion_forcing.config import DFConfig
 
@@ -35,8 +36,8 @@ from phase2_diffusion_forcing.config import DFConfig
 class DFWorldModel(nn.Module):
     def __init__(self, cfg: DFConfig, num_actions: int, frame_shape: tuple[int, int, int] = (3, 64, 64)):
         super().__init__()
-        frame_cfg = copy.deepcopy(cfg.frame)
-        frame_cfg.kind, frame_cfg.reward_end.enabled = "diffusion", False
+        frame_cfg = WorldModelConfig.of(copy.deepcopy(cfg.frame), kind="diffusion",
+                                        reward_end=RewardEndConfig(enabled=False))
         self.cfg, self.num_actions, self.frame_shape = cfg, num_actions, tuple(frame_shape)
         self.K = frame_cfg.context
         self.frame = WorldModel(frame_cfg, num_actions, frame_shape)  # denoiser + action embedding
