@@ -20,8 +20,7 @@ import torch
 from common.config import load_config
 from common.nn.unet import UNet, count_parameters
 from common.precision import Precision, machine_summary
-from phase0_diffusion.classifier import ClassifierConfig
-from phase0_diffusion.config import Phase0Config
+from phase0_diffusion.config import ClassifierConfig, Phase0Config
 from phase0_diffusion.model import SmallCNN
 
 

@@ -74,7 +74,7 @@ def time_variant(name: str, p: PolicyConfig, folder: Path, batch: int, steps: in
                  lerobot_chunks: bool = False) -> dict:
     from phase3_vla.dataset import open_dataset
     from phase3_vla.frames import open_training_set
-    from phase3_vla.policy import PolicyModule, build_policy, count_parameters
+    from phase3_vla.policy import PolicyModule, build_policy, trainable_and_total
     from common.stepwise import StepRNG
 
     device = torch.device("cpu")
@@ -123,7 +123,7 @@ def time_variant(name: str, p: PolicyConfig, folder: Path, batch: int, steps: in
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             post(policy.select_action(pre(dict(obs))))
         infer.append(time.perf_counter() - t0)
-    trainable, total = count_parameters(model)
+    trainable, total = trainable_and_total(model)
     return {"name": name, "params": total, "trainable": trainable, "step_s": float(np.median(times[2:])),
             "infer_s": float(np.median(infer)), "load_s": load_s, "image": p.image_size, "chunk": p.chunk_size,
             "text": f"{p.backbone.text_layers}x{p.backbone.text_hidden}",

@@ -2,7 +2,7 @@
 
 Public surface (what other phases, notebooks and tests may import):
 
-    config      Phase0Config, DataConfig, SampleConfig, EvalRunConfig, SAMPLERS
+    config      Phase0Config, DataConfig, SampleConfig, EvalRunConfig, ClassifierConfig, SAMPLERS
     data        load_images, build_split, ImageData, ImageTensorDataset, to_model_range, from_model_range,
                 DataNotFoundError, synthetic_images
     model       ImageDiffusion (loss, denoise, sample), SmallCNN (the FID-proxy classifier),

@@ -11,34 +11,18 @@ Writes outputs/phase0/classifier-<data set>/ with export/model.safetensors, expo
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from common.checkpoint import atomic_write
-from common.config import cli, require, to_dict
-from common.images import to_model_range
+from common.config import cli, to_dict
 from common.errors import command
-from common.logger import LogConfig
-from common.runs import TrainRunConfig
-from common.trainer import TrainConfig, Trainer, setup_run
-from phase0_diffusion.config import DataConfig
+from common.images import to_model_range
+from common.trainer import Trainer, setup_run
+from phase0_diffusion.config import ClassifierConfig
 from phase0_diffusion.data import ImageTensorDataset, build_split
 from phase0_diffusion.fid import batched, feature_stats
 from phase0_diffusion.model import SmallCNN
-
-
-@dataclass
-class ClassifierConfig:
-    run: TrainRunConfig = field(default_factory=TrainRunConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    in_channels: int = 1  # image channels; must match the data (1 mnist/fashion_mnist, 3 cifar10; synthetic: any)
-    width: int = 32  # channels of the first conv; features are 4 * width wide
-
-    def check(self) -> None:
-        require(self.width >= 4, "width", self.width, "must be >= 4")
 
 
 @command

@@ -110,3 +110,18 @@ class EvalRunConfig:
     def check(self) -> None:
         require(self.num_samples >= 2, "num_samples", self.num_samples, "must be >= 2")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+
+
+@dataclass
+class ClassifierConfig:
+    """`python -m phase0_diffusion.classifier`: the FID-proxy classifier (model.SmallCNN) and its training."""
+
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    in_channels: int = 1  # image channels; must match the data (1 mnist/fashion_mnist, 3 cifar10; synthetic: any)
+    width: int = 32  # channels of the first conv; features are 4 * width wide
+
+    def check(self) -> None:
+        require(self.width >= 4, "width", self.width, "must be >= 4")
