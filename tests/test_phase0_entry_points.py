@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from common.runs import ArtifactNotFoundError
 from phase0_diffusion import classifier, demo, evaluate, sample, train
 
 
@@ -52,15 +51,19 @@ def test_sample_writes_a_grid(trained):
     assert Path(path).exists()
 
 
-def test_eval_without_classifier_names_the_command(tmp_path):
+def test_eval_without_classifier_names_the_command(tmp_path, capsys):
     out = train.main(["profile=smoke", f"run.root={tmp_path}", "run.name=x", "train.max_steps=2"])
-    with pytest.raises(ArtifactNotFoundError, match="python -m phase0_diffusion.classifier data.name=synthetic"):
+    with pytest.raises(SystemExit) as e:  # a user error: one line on stderr, exit 2
         evaluate.main([f"load={out['run_dir']}", f"run.root={tmp_path}", "num_samples=4"])
+    assert e.value.code == 2
+    assert "python -m phase0_diffusion.classifier data.name=synthetic" in capsys.readouterr().err
 
 
-def test_eval_latest_without_runs_names_the_command(tmp_path):
-    with pytest.raises(ArtifactNotFoundError, match="python -m phase0_diffusion.train"):
+def test_eval_latest_without_runs_names_the_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WM_RELEASES", str(tmp_path / "no-releases"))  # no run and no release to fall back to
+    with pytest.raises(SystemExit) as e:
         evaluate.main([f"run.root={tmp_path}"])
+    assert e.value.code == 2 and "python -m phase0_diffusion.train" in capsys.readouterr().err
 
 
 def test_ddpm_process_trains_and_samples(tmp_path):

@@ -302,7 +302,8 @@ def test_evaluate_writes_tables_plots_videos_and_publishes(root, tmp_path):
     assert (tmp_path / "figures" / "metrics_vs_horizon.png").exists()
 
 
-def test_evaluate_without_a_regressor_names_its_train_command(root, tmp_path, capsys):
+def test_evaluate_without_a_regressor_names_its_train_command(root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WM_RELEASES", str(tmp_path / "no-releases"))  # no regressor release to fall back to either
     other = tmp_path / "o"
     (other / "phase1").mkdir(parents=True)
     os.symlink(root / "phase1" / "diff", other / "phase1" / "diff")
