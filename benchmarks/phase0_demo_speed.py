@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         rows[(name, f"classifier w{clf.width}", "train img/s")] = train_rate(
             cnn, x, lambda m, x: torch.nn.functional.cross_entropy(m.logits(x), y), prec, a.repeats)
         for w in a.widths:
-            ucfg = demo.model
+            ucfg = demo.model.unet
             ucfg.channels = [int(c) for c in w.split(",")]
             net = UNet(ucfg)
             x = torch.randn(b(demo.train.batch_size), 1, 28, 28)

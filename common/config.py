@@ -157,7 +157,7 @@ def load_saved_config(schema: type[T], path: str | Path) -> T:
     """
     import warnings
 
-    saved = OmegaConf.to_container(OmegaConf.load(path))
+    saved = _migrate(schema, OmegaConf.to_container(OmegaConf.load(path)))
     base = OmegaConf.structured(schema)
 
     def prune(node: dict, ref, prefix: str) -> dict:
@@ -174,6 +174,32 @@ def load_saved_config(schema: type[T], path: str | Path) -> T:
     obj = OmegaConf.to_object(OmegaConf.merge(base, prune(saved, base, "")))
     validate(obj)
     return obj
+
+
+def _migrate(schema: type, saved: dict) -> dict:
+    """A config saved under old key names, moved to today's (the same RENAMED tables as the command line, so a
+    renamed key keeps its saved value instead of falling back to the default)."""
+    table = {**RENAMED, **getattr(schema, "RENAMED", {})}
+    for old, (new, values) in table.items():
+        *parents, leaf = old.split(".")
+        node = saved
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], dict):
+            continue  # not saved under the old name (or it is a section, as `run` is)
+        old_default = default_at(schema, old)
+        if default_at(schema, new) is _MISSING or (old_default is not _MISSING
+                                                   and not dataclasses.is_dataclass(old_default)):
+            continue
+        value = node.pop(leaf)
+        if values is not None:
+            value = values.get(str(value).strip().lower(), value)
+        *nparents, nleaf = new.split(".")
+        target = saved
+        for p in nparents:
+            target = target.setdefault(p, {})
+        target.setdefault(nleaf, value)
+    return saved
 
 
 def print_config(obj: Any) -> None:

@@ -1,7 +1,9 @@
 """Phase 0 config schema. Values live in configs/phase0/*.yaml; this file says what they mean."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from common.config import choice, require, require_together
 from common.diffusion.ddpm import DDPMConfig
@@ -77,22 +79,32 @@ class EvalConfig:
 
 
 @dataclass
+class ImageModelConfig:
+    """The denoiser network (the shared UNet). Its settings sit under model.unet.*, as in phases 1 and 2."""
+
+    unet: UNetConfig = field(default_factory=UNetConfig)
+
+
+@dataclass
 class Phase0Config:
     run: TrainRunConfig = field(default_factory=TrainRunConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    model: UNetConfig = field(default_factory=UNetConfig)
+    RENAMED: ClassVar[dict] = {f"model.{f.name}": (f"model.unet.{f.name}", None)  # widths were model.channels
+                               for f in dataclasses.fields(UNetConfig)}
+
+    model: ImageModelConfig = field(default_factory=ImageModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full | ...
 
     def check(self) -> None:
-        require_together(self.diffusion.process != "ddpm" or self.model.noise_embedding == "sinusoidal",
-                         {"model.noise_embedding": self.model.noise_embedding,
+        require_together(self.diffusion.process != "ddpm" or self.model.unet.noise_embedding == "sinusoidal",
+                         {"model.unet.noise_embedding": self.model.unet.noise_embedding,
                           "diffusion.process": self.diffusion.process},
-                         "ddpm feeds timesteps 0..T-1: use model.noise_embedding=sinusoidal")
+                         "ddpm feeds timesteps 0..T-1: use model.unet.noise_embedding=sinusoidal")
 
 
 @dataclass

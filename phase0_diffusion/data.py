@@ -317,7 +317,7 @@ class ImageTensorDataset(torch.utils.data.Dataset):
 
 def build_split(d, channels: int, split: str = "train") -> ImageData:
     """Load (or generate) a split as a DataConfig `d` says, pad and limit it, and check it has `channels`
-    channels (a ConfigError naming model.in_channels otherwise)."""
+    channels (a ConfigError naming model.unet.in_channels otherwise)."""
     from common.config import ConfigError
     if d.name == "synthetic":
         data = synthetic_images(d.synthetic_count, d.synthetic_size, channels, seed=0 if split == "train" else 1)
@@ -328,6 +328,6 @@ def build_split(d, channels: int, split: str = "train") -> ImageData:
     if d.limit and split == "train":
         data.images, data.labels = data.images[:d.limit], data.labels[:d.limit]
     if data.shape[0] != channels:
-        raise ConfigError("model.in_channels", channels, f"{d.name} images have {data.shape[0]} channel(s): "
-                          f"set model.in_channels={data.shape[0]} model.out_channels={data.shape[0]}")
+        raise ConfigError("model.unet.in_channels", channels, f"{d.name} images have {data.shape[0]} channel(s): "
+                          f"set model.unet.in_channels={data.shape[0]} model.unet.out_channels={data.shape[0]}")
     return data

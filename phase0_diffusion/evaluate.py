@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics, x = measure(tm.model, judge, cfg.sample, cfg.num_samples, tuple(info["shape"]), info["num_classes"],
                          cfg.batch_size, rt.device, cfg.run.seed, rt.precision.bf16, progress="eval")
     if cfg.inception_weights:
-        metrics["fid_inception"] = inception_fid(x, cfg.inception_weights, tcfg.data, tcfg.model.in_channels,
+        metrics["fid_inception"] = inception_fid(x, cfg.inception_weights, tcfg.data, tcfg.model.unet.in_channels,
                                                  cfg.run.root, rt.device)
     metrics.update(run=str(run.dir), classifier_test_accuracy=judge.info["test_accuracy"],
                    feature_space=f"FID-proxy: {judge.info['feature_dim']}-d features of the project's "

@@ -33,7 +33,7 @@ from phase0_diffusion.model import load_trained
 from phase0_diffusion.sampling import tag
 
 MODELS = {
-    "ddpm": ["profile=cpu", "diffusion.process=ddpm", "model.noise_embedding=sinusoidal"],
+    "ddpm": ["profile=cpu", "diffusion.process=ddpm", "model.unet.noise_embedding=sinusoidal"],
     "edm": ["profile=cpu"],
     "cond": ["profile=cpu_cond"],
 }

@@ -121,7 +121,7 @@ def load_trained(spec: str = "latest", root: str = "outputs", device="cpu") -> E
 
     spec: a run folder, "latest" (the newest local run, else the release), "release" or "release:<name>"."""
     return load_exported("phase0", spec, root, "data.json", Phase0Config,
-                         lambda cfg, meta: ImageDiffusion(cfg.model, cfg.diffusion, meta["num_classes"]),
+                         lambda cfg, meta: ImageDiffusion(cfg.model.unet, cfg.diffusion, meta["num_classes"]),
                          "", device)
 
 

@@ -2,7 +2,7 @@
 
     python -m phase0_diffusion.train profile=smoke                   # seconds, synthetic data
     python -m phase0_diffusion.train profile=cpu                     # Fashion-MNIST, EDM, 2 CPU cores
-    python -m phase0_diffusion.train profile=cpu diffusion.process=ddpm model.noise_embedding=sinusoidal
+    python -m phase0_diffusion.train profile=cpu diffusion.process=ddpm model.unet.noise_embedding=sinusoidal
     python -m phase0_diffusion.train profile=cpu_cond                # class-conditional, for guidance
     python -m phase0_diffusion.train profile=full                    # CIFAR-10, DDPM's UNet layout (GPU)
     torchrun --nproc_per_node=2 -m phase0_diffusion.train profile=smoke   # data parallel
@@ -28,11 +28,13 @@ from phase0_diffusion.sampling import sample_grid
 @command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(Phase0Config, "phase0/train", argv, __doc__)
-    if cfg.model.out_channels != cfg.model.in_channels:
-        raise ConfigError("model.out_channels", cfg.model.out_channels, "must equal model.in_channels")
-    data = build_split(cfg.data, cfg.model.in_channels)
+    unet = cfg.model.unet
+    if unet.out_channels != unet.in_channels:
+        raise ConfigError("model.unet.out_channels", unet.out_channels, "must equal model.unet.in_channels",
+                          {"model.unet.in_channels": unet.in_channels})
+    data = build_split(cfg.data, unet.in_channels)
     ctx = setup_run("phase0", cfg.run, to_dict(cfg))
-    model = ImageDiffusion(cfg.model, cfg.diffusion, data.num_classes)
+    model = ImageDiffusion(unet, cfg.diffusion, data.num_classes)
     if ctx.dist.is_main:
         print(f"phase0: {data.name} {tuple(data.images.shape)} from {data.source}; "
               f"{cfg.diffusion.process} UNet {count_parameters(model.process.net) / 1e6:.2f}M params; "

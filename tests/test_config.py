@@ -61,7 +61,7 @@ def test_every_profile_composes_and_validates(profile: str):
     its own name in `profile`."""
     cfg = load_config(Phase0Config, "phase0/train", [f"profile={profile}"])
     assert cfg.profile == profile
-    assert cfg.model.in_channels == cfg.model.out_channels
+    assert cfg.model.unet.in_channels == cfg.model.unet.out_channels
 
 
 def test_expected_profiles_exist():
@@ -72,9 +72,9 @@ def test_expected_profiles_exist():
 def test_overrides_are_applied_with_types():
     """Valid overrides land in the typed dataclasses (ints stay ints, lists become lists)."""
     cfg = load_config(Phase0Config, "phase0/train",
-                      ["profile=smoke", "train.lr=3e-4", "train.max_steps=7", "model.channels=[8,16]"])
+                      ["profile=smoke", "train.lr=3e-4", "train.max_steps=7", "model.unet.channels=[8,16]"])
     assert cfg.train.lr == pytest.approx(3e-4) and cfg.train.max_steps == 7
-    assert isinstance(cfg.train.max_steps, int) and list(cfg.model.channels) == [8, 16]
+    assert isinstance(cfg.train.max_steps, int) and list(cfg.model.unet.channels) == [8, 16]
 
 
 def _write_idx(path: Path, arr: np.ndarray) -> None:
@@ -95,11 +95,11 @@ def test_channel_mismatch_with_dataset_exits_2(tmp_path: Path, capsys):
     _write_idx(data / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (8, 28, 28)))
     _write_idx(data / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 8))
     with pytest.raises(SystemExit) as exit_info:
-        main(["profile=smoke", "data.name=mnist", f"data.root={data}", "model.in_channels=3",
-              "model.out_channels=3", f"run.root={tmp_path / 'out'}", "run.name=mismatch"])
+        main(["profile=smoke", "data.name=mnist", f"data.root={data}", "model.unet.in_channels=3",
+              "model.unet.out_channels=3", f"run.root={tmp_path / 'out'}", "run.name=mismatch"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "model.in_channels" in err and "model.in_channels=1" in err, err
+    assert "model.unet.in_channels" in err and "model.unet.in_channels=1" in err, err
     assert not (tmp_path / "out").exists()
 
 
@@ -150,3 +150,16 @@ def test_old_key_spellings_still_work_with_a_note(capsys):
     err = capsys.readouterr().err
     for old, new in [("diffusion", "load"), ("steps", "frames"), ("game", "data.game"), ("df", "load")]:
         assert f"`{old}=` is now `{new}=`" in err
+
+
+def test_phase0_unet_keys_moved_under_model_unet(tmp_path, capsys):
+    """Phase 0's UNet settings are model.unet.* as in phases 1-2; `model.channels=` still works with a note, and a
+    config saved with the old layout (the release, older runs) loads with its own values, not the defaults."""
+    from common.config import cli, load_saved_config
+    cfg = cli(Phase0Config, "phase0/train", ["profile=smoke", "model.channels=[8,16]"])
+    assert list(cfg.model.unet.channels) == [8, 16]
+    assert "`model.channels=` is now `model.unet.channels=`" in capsys.readouterr().err
+    old = tmp_path / "config.yaml"
+    old.write_text("model: {channels: [16, 32, 32], emb_dim: 128}\ntrain: {bf16: true}\n")
+    saved = load_saved_config(Phase0Config, old)
+    assert list(saved.model.unet.channels) == [16, 32, 32] and saved.model.unet.emb_dim == 128

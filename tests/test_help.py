@@ -12,7 +12,7 @@ import pytest
 
 # command module -> keys its --help must list (besides run.precision, which every command has)
 COMMANDS = {
-    "phase0_diffusion.train": ["train.lr", "train.betas", "model.channels", "diffusion.edm.sigma_max",
+    "phase0_diffusion.train": ["train.lr", "train.betas", "model.unet.channels", "diffusion.edm.sigma_max",
                                "diffusion.ddpm.beta_end", "sample.sampler", "log.wandb_project"],
     "phase0_diffusion.evaluate": ["load", "num_samples", "sample.steps", "inception_weights"],
     "phase0_diffusion.sample": ["load", "sample.num", "sample.guidance"],

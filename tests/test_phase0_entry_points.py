@@ -68,7 +68,7 @@ def test_eval_latest_without_runs_names_the_command(tmp_path, capsys, monkeypatc
 
 def test_ddpm_process_trains_and_samples(tmp_path):
     out = train.main(["profile=smoke", f"run.root={tmp_path}", "run.name=ddpm", "diffusion.process=ddpm",
-                      "model.noise_embedding=sinusoidal", "diffusion.ddpm.prediction=v",
+                      "model.unet.noise_embedding=sinusoidal", "diffusion.ddpm.prediction=v",
                       "sample.sampler=ddim", "sample.steps=5"])
     assert (Path(out["run_dir"]) / "media" / "samples_00000020.png").exists()
 

@@ -116,10 +116,10 @@ def full_net() -> UNet:
 
 
 def test_full_config_matches_profile_file():
-    """FULL above is the model block of configs/phase0/profile/full.yaml."""
+    """FULL above is the model.unet block of configs/phase0/profile/full.yaml."""
     from omegaconf import OmegaConf
     from common.config import REPO_ROOT
-    model = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "configs/phase0/profile/full.yaml"))["model"]
+    model = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "configs/phase0/profile/full.yaml"))["model"]["unet"]
     assert model == FULL
 
 
