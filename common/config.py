@@ -75,7 +75,8 @@ def validate(obj: Any, prefix: str = "") -> None:
         try:
             obj.check()
         except ConfigError as e:
-            raise ConfigError(prefix + e.key, e.value, e.allowed, {prefix + k: v for k, v in e.others.items()}) from None
+            others = {prefix + k: v for k, v in e.others.items()}
+            raise ConfigError(prefix + e.key, e.value, e.allowed, others) from None
 
 
 def to_dict(obj: Any) -> dict:
@@ -179,21 +180,18 @@ def load_saved_config(schema: type[T], path: str | Path) -> T:
 def _migrate(schema: type, saved: dict) -> dict:
     """A config saved under old key names, moved to today's (the same RENAMED tables as the command line, so a
     renamed key keeps its saved value instead of falling back to the default)."""
-    table = {**RENAMED, **getattr(schema, "RENAMED", {})}
-    for old, (new, values) in table.items():
+    for old in {**RENAMED, **getattr(schema, "RENAMED", {})}:
         *parents, leaf = old.split(".")
         node = saved
         for p in parents:
             node = node.get(p) if isinstance(node, dict) else None
         if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], dict):
             continue  # not saved under the old name (or it is a section, as `run` is)
-        old_default = default_at(schema, old)
-        if default_at(schema, new) is _MISSING or (old_default is not _MISSING
-                                                   and not dataclasses.is_dataclass(old_default)):
+        renamed = _rename(schema, old, node[leaf])
+        if renamed is None:
             continue
-        value = node.pop(leaf)
-        if values is not None:
-            value = values.get(str(value).strip().lower(), value)
+        new, value = renamed
+        del node[leaf]
         *nparents, nleaf = new.split(".")
         target = saved
         for p in nparents:
@@ -238,17 +236,29 @@ def _renamed(schema: type, override: str) -> str:
     the schema has the new key and the old one is gone (or is now a group, as `run` is: `run=<folder>` cannot mean
     `run.*`)."""
     key, sep, value = override.partition("=")
-    table = {**RENAMED, **getattr(schema, "RENAMED", {})}  # a schema's own renames (ClassVar RENAMED) come first
-    if not sep or key not in table:
+    renamed = _rename(schema, key, value) if sep else None
+    if renamed is None:
         return override
-    old = default_at(schema, key)
-    new, values = table[key]
-    if (old is not _MISSING and not dataclasses.is_dataclass(old)) or default_at(schema, new) is _MISSING:
-        return override
-    if values is not None:
-        value = values.get(value.strip().lower(), value)
+    new, value = renamed
     print(f"note: `{key}=` is now `{new}=`; the old spelling will go away", file=sys.stderr)
     return f"{new}={value}"
+
+
+def _rename(schema: type, old: str, value: Any) -> tuple[str, Any] | None:
+    """(new key, value) if `old` is a renamed key of `schema` (RENAMED, or the schema's own `RENAMED` class attribute,
+    which comes first) that the schema no longer has as a plain key (it may be a section now, as `run` is) and whose
+    new key it has; None otherwise. Renames that map values (bf16=true -> precision=bf16) map `value` too."""
+    table = {**RENAMED, **getattr(schema, "RENAMED", {})}
+    if old not in table:
+        return None
+    new, values = table[old]
+    old_default = default_at(schema, old)
+    still_a_key = old_default is not _MISSING and not dataclasses.is_dataclass(old_default)
+    if still_a_key or default_at(schema, new) is _MISSING:
+        return None
+    if values is not None:
+        value = values.get(str(value).strip().lower(), value)
+    return new, value
 
 
 _LAST_COMMAND: list[str] = []
@@ -302,6 +312,11 @@ def help_lines(schema: Any, prefix: str = "") -> list[str]:
     return lines
 
 
+def section_of(override: str) -> str:
+    """The top-level config section a `key=value` override sets (`train` for `+train.lr=1`)."""
+    return override.lstrip("+~").partition("=")[0].split(".")[0]
+
+
 def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, doc: str = "",
         profile_group: str = "profile", reads: Sequence[str] = ()) -> T:
     """Parse an entry point's command line: Hydra-style `key=value` overrides, plus `--cfg` and `--help`.
@@ -323,7 +338,7 @@ def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, do
         print(doc.strip() or f"usage: key=value overrides of configs/{config_name}.yaml")
         if profiles:
             print(f"\nprofiles (profile=<name>): {', '.join(profiles)}")
-        print(f"\nkeys (key=value; defaults before any profile; `--cfg` prints the composed config):")
+        print("\nkeys (key=value; defaults before any profile; `--cfg` prints the composed config):")
         print("\n".join(line for line in help_lines(schema)
                         if not reads or line.split()[0].split(".")[0] in reads))
         sys.exit(0)
@@ -339,9 +354,8 @@ def cli(schema: type[T], config_name: str, argv: Sequence[str] | None = None, do
         chosen = [a.split("=", 1)[1] for a in overrides if a.startswith(f"{profile_group}=")]
         for a in overrides if reads else ():
             key, _, value = a.lstrip("+~").partition("=")
-            section = key.split(".")[0]
-            require(section in reads or key == profile_group, key, value,
-                    f"`python -m {module}` does not read {section}.* (it reads {', '.join(f'{r}.*' for r in reads)})")
+            require(section_of(a) in reads or key == profile_group, key, value, f"`python -m {module}` does not read "
+                    f"{section_of(a)}.* (it reads {', '.join(f'{r}.*' for r in reads)})")
         for name in chosen:
             require(name in profiles, "profile", name, f"allowed values: {', '.join(profiles)}")
         obj = load_config(schema, config_name, overrides)

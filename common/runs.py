@@ -117,6 +117,12 @@ class Run:
     phase: str
     release: bool = False
 
+    @classmethod
+    def at(cls, folder: str | Path, phase: str) -> "Run":
+        """The run or release in `folder` (a release holds release.json)."""
+        folder = Path(folder)
+        return cls(folder, phase, release=(folder / RELEASE_MANIFEST).exists())
+
     @property
     def name(self) -> str:
         return self.dir.name
@@ -254,14 +260,13 @@ def resolve_run(phase: str, spec: str = "latest", root: str | Path = "outputs",
                 f"Train one with: {MAKE_COMMAND.get(phase, '?')}")
         return rel
     if spec != "latest":
-        run_dir = Path(spec).expanduser().resolve()
-        release = (run_dir / RELEASE_MANIFEST).exists()
-        if not _has(run_dir, require, release):
+        run = Run.at(Path(spec).expanduser().resolve(), phase)
+        if not _has(run.dir, require, run.release):
             raise ArtifactNotFoundError(
-                f"{run_dir} has no {require}. Make it with: {MAKE_COMMAND.get(phase, '?')}")
-        if release:
-            verify_release(run_dir)
-        return Run(run_dir, phase, release)
+                f"{run.dir} has no {require}. Make it with: {MAKE_COMMAND.get(phase, '?')}")
+        if run.release:
+            verify_release(run.dir)
+        return run
     base = outputs_root(root) / phase
     candidates = [d for d in base.iterdir() if d.is_dir() and _has(d, require)] if base.is_dir() else []
     if not candidates:

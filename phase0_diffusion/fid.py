@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from common.checkpoint import load_safetensors
-from common.runs import RELEASE_MANIFEST, ArtifactNotFoundError, Run, find_release, outputs_root
+from common.runs import ArtifactNotFoundError, Run, find_release, outputs_root
 from phase0_diffusion.config import DataConfig, SampleConfig
 from phase0_diffusion.model import ImageDiffusion, SmallCNN
 from phase0_diffusion.sampling import generate, nfe
@@ -76,8 +76,7 @@ def find_classifier(spec: str, dataset: str, root: str = "outputs", quiet: bool 
     <root>/phase0/classifier-<dataset>, else its release) or release. None when there is none."""
     name = f"classifier-{dataset}"
     if spec not in ("latest", "release"):
-        path = Path(spec).expanduser().resolve()
-        return Run(path, "phase0", release=(path / RELEASE_MANIFEST).exists())
+        return Run.at(Path(spec).expanduser().resolve(), "phase0")
     local = classifier_dir(dataset, root)
     if spec == "latest" and (local / "export" / "classifier.json").exists():
         return Run(local, "phase0")

@@ -37,7 +37,6 @@ import torch
 from torch.utils.data import Dataset
 
 from common.errors import DataError
-
 from phase1_world_model.config import SPLITS
 from phase1_world_model.envs import canonical_game
 from phase1_world_model.storage import (CorruptDatasetError, CorruptEpisodeError, collect_command, find_dataset,

@@ -16,7 +16,6 @@ import torch
 
 from common.errors import DataError
 from common.images import to_uint8
-
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.model import WorldModel
 

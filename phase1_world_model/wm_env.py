@@ -30,7 +30,6 @@ import torch
 
 from common.errors import DataError
 from common.images import to_uint8
-
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.loading import data_of, load_trained
 from phase1_world_model.model import WorldModel

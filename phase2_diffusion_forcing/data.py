@@ -20,7 +20,6 @@ import torch
 from torch.utils.data import Dataset
 
 from common.errors import DataError
-
 from phase1_world_model.dataset import AtariWorldModelDataset
 
 

@@ -39,8 +39,7 @@ import numpy as np
 
 from common.checkpoint import atomic_write
 from common.config import cli, settings_mismatch
-from common.errors import UserError
-from common.errors import command
+from common.errors import UserError, command
 from common.runs import outputs_root
 from phase3_vla import staging
 from phase3_vla.config import DemoCollectConfig

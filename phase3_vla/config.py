@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.config import choice, require, require_together
+from common.config import choice, require, require_together, section_of
 from common.logger import LogConfig
 from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
@@ -392,8 +392,7 @@ READS = {"train": ("run", "log", "data", "policy", "train"), "finetune": ("run",
 
 def only_read_by(command: str, overrides: list[str]) -> list[str]:
     """The overrides `python -m phase3_vla.<command>` reads (profile= always)."""
-    keep = READS[command]
-    return [a for a in overrides if a.startswith("profile=") or a.lstrip("+~").split("=")[0].split(".")[0] in keep]
+    return [a for a in overrides if a.startswith("profile=") or section_of(a) in READS[command]]
 
 
 @dataclass

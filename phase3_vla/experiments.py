@@ -38,8 +38,7 @@ from pathlib import Path
 
 from common.checkpoint import atomic_write
 from common.config import cli, load_config, to_dict
-from common.errors import UserError
-from common.errors import command
+from common.errors import UserError, command
 from common.runs import outputs_root
 from phase3_vla.config import Phase3Config, only_read_by
 from phase3_vla import training

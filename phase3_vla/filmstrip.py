@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import command
-
 from phase3_vla.training import run_dir
 
 

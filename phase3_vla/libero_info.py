@@ -11,7 +11,6 @@ import time
 import numpy as np
 
 from common.errors import command
-
 from phase3_vla.config import LiberoConfig
 from phase3_vla.libero_env import make_env, prepare, prepared_setup, task_info
 

@@ -215,8 +215,9 @@ def out_dir(cfg: Phase3Config, folder: Path) -> Path:
     if cfg.eval.out:
         return Path(cfg.eval.out).expanduser().resolve()
     sub = f"eval-n_action_steps{cfg.eval.n_action_steps}" if cfg.eval.n_action_steps else "eval"
-    if training.is_release(folder.parent):  # a release is never written to
-        return writable_dir(Run(folder.parent, training.PHASE, release=True), cfg.run.root) / sub
+    run = Run.at(folder.parent, training.PHASE)
+    if run.release:  # a release is never written to
+        return writable_dir(run, cfg.run.root) / sub
     return folder.parent.parent / sub if folder.parent.name == "export" else folder / sub
 
 

@@ -11,14 +11,13 @@ export/model.safetensors + config.yaml):
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from common.checkpoint import atomic_write
-import sys
-
-from common.runs import RELEASE_MANIFEST, ArtifactNotFoundError, Run, find_release, outputs_root
+from common.runs import ArtifactNotFoundError, Run, find_release, outputs_root
 from common.trainer import Hook, Trainer
 from phase3_vla.config import Phase3Config
 
@@ -82,13 +81,9 @@ def train_command(run: Path) -> str:
     return f"python -m phase3_vla.train profile={profile} run.name={run.name}{tail}"
 
 
-def is_release(run: Path) -> bool:
-    return (run / RELEASE_MANIFEST).exists()
-
-
 def export_of(run: Path) -> Path:
     """Where a run's exported files are: <run>/export/, or the release folder itself."""
-    return run if is_release(run) else run / "export"
+    return Run.at(run, PHASE).export_dir
 
 
 def run_of(folder: Path) -> Path:
@@ -136,7 +131,7 @@ def require_base(cfg: Phase3Config) -> Run:
                                + ("" if cfg.run.root == "outputs" else f" run.root={cfg.run.root}"))
     if info.get("kind") != "base":
         raise RunNotReadyError(f"finetune.base={spec}: {run} is a {info.get('kind')} run, not a base run")
-    return Run(run, PHASE, release=is_release(run))
+    return Run.at(run, PHASE)
 
 
 class Clock:

@@ -12,8 +12,7 @@ import torch
 from common.config import load_config
 from common.diffusion import samplers
 from common.stepwise import StepRNG
-from phase1_world_model import collect
-from phase1_world_model import loading as p1_loading, train as p1_train
+from phase1_world_model import collect, loading as p1_loading, train as p1_train
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase2_diffusion_forcing import compare, loading, schedules, train
 from phase2_diffusion_forcing.config import Phase2Config, SamplerConfig
