@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + "=" * 72)
     print(f"demo finished in {(time.perf_counter() - t0) / 60:.1f} min ({', '.join(steps)}; "
           f"{metrics['threads']} threads, {metrics['precision']})")
-    print(f"  FID-proxy {metrics['fid_proxy']:.2f}, class accuracy {metrics['class_accuracy']:.3f} over {n} samples "
-          f"(classifier's own test accuracy {metrics['classifier_test_accuracy']:.3f})")
+    lo, hi = metrics["class_accuracy_95ci"]
+    print(f"  class accuracy {metrics['class_accuracy']:.3f} (95% Wilson interval {lo:.3f}-{hi:.3f}) over {n} samples "
+          f"(the classifier's own test accuracy {metrics['classifier_test_accuracy']:.3f}); FID-proxy "
+          f"{metrics['fid_proxy']:.2f} (one seed, no noise floor measured)")
     print(f"  sample grid : {run_dir / 'media' / 'eval_heun-18-g2.png'} (column k = class k)")
     print(f"  metrics     : {run_dir / 'eval' / 'heun-18-g2.json'} and {run_dir / 'metrics.jsonl'}")
     print(f"  TensorBoard : tensorboard --logdir {run_dir / 'tb'}")

@@ -17,6 +17,7 @@ import torch
 
 from common.checkpoint import load_safetensors
 from common.runs import ArtifactNotFoundError, Run, find_release, outputs_root
+from common.stats import wilson
 from phase0_diffusion.config import DataConfig, SampleConfig
 from phase0_diffusion.model import ImageDiffusion, SmallCNN
 from phase0_diffusion.sampling import generate, nfe
@@ -107,6 +108,7 @@ def measure(model: ImageDiffusion, judge: Judge, scfg: SampleConfig, n: int, sha
                "eta": scfg.eta, "guidance": scfg.guidance if model.classes is not None else None}
     if labels is not None:
         metrics["class_accuracy"] = judge.accuracy(x, labels)
+        metrics["class_accuracy_95ci"] = wilson(round(metrics["class_accuracy"] * n), n)  # Wilson, n samples
     return metrics, x
 
 

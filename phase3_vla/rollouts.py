@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from common.checkpoint import atomic_write
 from common.config import ConfigError
 from common.runs import ArtifactNotFoundError, Run, writable_dir
+from common.stats import wilson
 from common.stepwise import mix_seed
 from common.system import start
 from phase3_vla.config import Phase3Config
@@ -25,18 +25,6 @@ from phase3_vla import training
 
 
 LIFTED = 0.03  # metres: the item counts as lifted when it rose this far above its settled height
-
-
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials (95% for z = 1.96): unlike p +- z*sqrt(p(1-p)/n) it
-    stays inside [0, 1] and is not empty at k = 0 or k = n, which small evaluations hit all the time."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)
 
 
 # ------------------------------------------------------------------------------------------------ loading
