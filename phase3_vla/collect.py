@@ -9,8 +9,10 @@
 
 Rendering both cameras costs ~15-26 s per episode on one CPU core (~90% of it is MuJoCo's software GL), so
 attempts run in `workers` parallel processes, each building its own env. Attempt a of task t starts
-from the task's fixed initial state a mod 50 with the expert's randomization seeded by (seed, t, a);
-it is staged on its own, atomically, the moment it ends (staging.py): a success as a compressed .npz,
+from a placement drawn by the task's own sampler (LIBERO's placement regions, as its datasets were made)
+with seed `starts.placement_seed(seed, t, a)`, never from one of LIBERO's 50 fixed initial states (those are
+the evaluation states), and the expert's randomization is seeded by (seed, t, a). Each demonstration records
+where it started (simulator state, its digest, every object's pose: phase3_vla.starts); the attempt is staged on its own, atomically, the moment it ends (staging.py): a success as a compressed .npz,
 a failure as a small JSON (discarded, but counted). So an interrupted collection keeps every finished
 attempt, and the same command continues it: finished attempts are skipped, failed ones are replaced by
 the next attempt numbers, and the first `demos` successes of each task by attempt number are kept - the
@@ -18,8 +20,12 @@ same demonstrations whatever the number of workers or interruptions.
 
 When every task has its demonstrations, the staged ones are assembled with lerobot's writer into
 
-    <out>/lerobot/base/   repo id <repo_prefix>_base: base_demos x base tasks
-    <out>/lerobot/new/    repo id <repo_prefix>_new:  new_demos of the new task (episode k = k-th demo)
+    <out>/lerobot/base/       repo id <repo_prefix>_base: base_demos x base tasks
+    <out>/lerobot/new/        repo id <repo_prefix>_new:  new_demos of the new task (episode k = k-th demo)
+    <out>/lerobot/base_val/   base_val_demos per base task, the next successes: validation only
+    <out>/lerobot/new_val/    new_val_demos of the new task: validation only (choosing learning rates)
+
+each with meta/starts.json (where every episode started),
 
 plus <out>/media/demos.mp4/.gif (the first demonstration of a few tasks, agent view | wrist),
 <out>/stats.md (the statistics page) and <out>/summary.json. <out> = outputs/phase3/demos/<profile>/.
@@ -46,7 +52,6 @@ from phase3_vla.config import DemoCollectConfig
 from phase3_vla.staging import CorruptStagedFileError
 
 PROFILE_GROUP = "collect_profile"  # configs/phase3/collect_profile/: `profile=` on the command line
-INIT_STATES = 50  # fixed initial states per LIBERO-Object task
 
 
 class CollectError(UserError, RuntimeError):
@@ -66,9 +71,21 @@ def settings_of(cfg: DemoCollectConfig) -> dict:
 
 
 def targets(cfg: DemoCollectConfig) -> dict[int, int]:
-    """{task: successful demonstrations wanted}, the new task first (it needs the most)."""
-    out = {cfg.new_task: cfg.new_demos}
-    out.update({t: cfg.base_demos for t in cfg.base_tasks if cfg.base_demos > 0})
+    """{task: successful demonstrations wanted (training + validation)}, the new task first (it needs the most)."""
+    out = {cfg.new_task: cfg.new_demos + cfg.new_val_demos}
+    out.update({t: cfg.base_demos + cfg.base_val_demos for t in cfg.base_tasks if cfg.base_demos > 0})
+    return out
+
+
+def splits(cfg: DemoCollectConfig, chosen: dict[int, list[int]]) -> dict[str, dict[int, list[int]]]:
+    """The kept attempts of each data set: a task's first successes train, the next ones validate."""
+    out = {"base": {}, "base_val": {}, "new": {}, "new_val": {}}
+    for t, attempts in chosen.items():
+        n, name = (cfg.new_demos, "new") if t == cfg.new_task else (cfg.base_demos, "base")
+        if attempts[:n]:
+            out[name][t] = attempts[:n]
+        if attempts[n:]:
+            out[name + "_val"][t] = attempts[n:]
     return out
 
 
@@ -100,6 +117,7 @@ def collect_chunk(job: dict) -> list[dict]:
     from phase3_vla.config import ExpertConfig, LiberoConfig
     from phase3_vla.expert import PickPlaceExpert, attempt_rng, run_episode
     from phase3_vla.libero_env import make_env
+    from phase3_vla.starts import placement_seed
 
     torch.set_num_threads(1)  # the state conversion uses torch; more threads only compete with the renderer
     lcfg, ecfg = LiberoConfig(**job["libero"]), ExpertConfig(**job["expert"])
@@ -107,11 +125,11 @@ def collect_chunk(job: dict) -> list[dict]:
     env = make_env(lcfg, task_id, cameras=True)
     out = []
     for attempt in job["attempts"]:
-        init_state = attempt % INIT_STATES
-        r = run_episode(env, PickPlaceExpert(ecfg, attempt_rng(job["seed"], task_id, attempt)), init_state,
-                        lcfg.max_steps, record=True)
+        seed = placement_seed(job["seed"], task_id, attempt)
+        r = run_episode(env, PickPlaceExpert(ecfg, attempt_rng(job["seed"], task_id, attempt)), None,
+                        lcfg.max_steps, record=True, placement_seed=seed)
         meta = {"format_version": staging.FORMAT_VERSION, "task_id": task_id, "attempt": attempt,
-                "init_state": init_state, "instruction": env.task_description, "task_name": env.task,
+                "start": asdict(r.start), "instruction": env.task_description, "task_name": env.task,
                 "steps": r.steps, "seconds": round(r.seconds, 2), "settings": job["settings"]}
         if r.success:
             demo = staging.Demo(agentview=np.stack([f["image"] for f in r.frames]),
@@ -123,7 +141,7 @@ def collect_chunk(job: dict) -> list[dict]:
         out.append({"task_id": task_id, "attempt": attempt, "success": r.success, "steps": r.steps,
                     "seconds": r.seconds})
         if job["progress"]:
-            print(f"  task {task_id} attempt {attempt} (init {init_state}): "
+            print(f"  task {task_id} attempt {attempt} (placement seed {seed}): "
                   f"{'kept' if r.success else 'FAILED, discarded: ' + r.failure}, {r.steps} steps, {r.seconds:.1f} s",
                   flush=True)
     env.close()
@@ -195,15 +213,14 @@ def _assemble(cfg: DemoCollectConfig, out: Path, stage: Path, chosen: dict[int, 
     """Write the LeRobotDatasets unless the ones on disk already hold exactly this selection."""
     from phase3_vla.dataset import write_lerobot_dataset
 
-    parts = {"base": {t: chosen[t] for t in cfg.base_tasks if chosen.get(t)},
-             "new": {cfg.new_task: chosen.get(cfg.new_task, [])}}
+    parts = splits(cfg, chosen)
     written = {}
     for name, sel in parts.items():
         if not any(sel.values()):
             continue
         root = out / "lerobot" / name
         marker = out / "lerobot" / f"{name}.selection.json"
-        record = {"repo_id": f"{cfg.repo_prefix}_{name}", "fps": cfg.fps, "tasks": {str(t): a for t, a in sel.items()}}
+        record = {"repo_id": f"{cfg.repo_prefix}_{name}", "fps": cfg.fps, "format_version": staging.FORMAT_VERSION, "tasks": {str(t): a for t, a in sel.items()}}
         if (root / "meta" / "info.json").exists() and marker.exists() and json.loads(marker.read_text()) == record:
             written[name] = {**record, "root": str(root), "reused": True}
             continue
@@ -247,7 +264,7 @@ def _stats(cfg: DemoCollectConfig, out: Path, stage: Path, found: staging.Staged
         per_task.append({"task_id": t, "role": "new" if t == cfg.new_task else "base",
                          "instruction": any_meta.get("instruction", "?"), "wanted": want, "kept": len(kept),
                          "attempts": len(demos) + len(fails), "successes": len(demos), "failures": len(fails),
-                         "failed_attempts": sorted(fails), "init_states": sorted({m["init_state"] for m in kept}),
+                         "failed_attempts": sorted(fails),
                          "length_mean": float(np.mean(lengths)) if lengths else 0.0,
                          "length_min": min(lengths, default=0), "length_max": max(lengths, default=0),
                          "frames": sum(lengths), "seconds_per_attempt": float(np.mean(secs)) if secs else 0.0})

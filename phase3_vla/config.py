@@ -128,7 +128,12 @@ class DemoCollectConfig:
     base_tasks: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6, 7, 8])  # task ids of the base dataset
     base_demos: int = 20  # successful demonstrations kept per base task
     new_demos: int = 50  # successful demonstrations kept for the new task
-    # Attempt a of a task starts from initial state a mod 50 with expert randomization seeded by
+    # Validation demonstrations (their own data sets, lerobot/base_val and lerobot/new_val): the successes
+    # after the training ones. Learning rates are chosen on them, never on the evaluation states.
+    base_val_demos: int = 2  # per base task
+    new_val_demos: int = 10
+    # Attempt a of a task starts from a placement sampled with seed starts.placement_seed(run.seed, task, a)
+    # (never a fixed initial state: those are the evaluation states), the expert's randomization seeded by
     # (run.seed, task, a); failed attempts are discarded, counted, and replaced by the next attempt number.
     max_attempts_factor: float = 2.0  # give up on a task after demos * factor attempts (reported)
     workers: int = 2  # parallel worker processes (each renders its own env); 0 = one per CPU core
@@ -151,6 +156,8 @@ class DemoCollectConfig:
                          "base_tasks must not contain new_task (it is held out of base training)")
         require(self.base_demos >= 0, "base_demos", self.base_demos, "must be >= 0")
         require(self.new_demos >= 1, "new_demos", self.new_demos, "must be >= 1")
+        require(self.base_val_demos >= 0, "base_val_demos", self.base_val_demos, "must be >= 0")
+        require(self.new_val_demos >= 0, "new_val_demos", self.new_val_demos, "must be >= 0")
         require_together(self.base_demos == 0 or len(self.base_tasks) >= 1,
                          {"base_tasks": self.base_tasks, "base_demos": self.base_demos},
                          "list base tasks or set base_demos=0")
@@ -241,9 +248,15 @@ class PolicyConfig:
     # pretrained weights, so by default everything is trained; set both true with a real backbone + init.
     train_expert_only: bool = False  # true = VLM frozen, only the action expert (+ projections) trains (lerobot: true)
     freeze_vision_encoder: bool = False  # true = the VLM's vision encoder is frozen (lerobot: true)
-    # lerobot 0.4.4's SmolVLAPolicy.forward reads `batch["actions_id_pad"]` (sic) and so never masks the
-    # action steps padded past an episode's end; true passes the dataset's `action_is_pad` under that name.
-    mask_padded_actions: bool = False
+    # The loss over real action steps and dimensions only (policy.PolicyModule): chunk steps padded past an
+    # episode's end and the dimensions the 7-d action is padded to (max_action_dim) are left out. lerobot
+    # 0.4.4 keeps both (it reads `actions_id_pad`, sic); false reproduces its loss.
+    mask_padded_actions: bool = True
+    # SmolVLA pads state and action to these sizes (lerobot: 32 and 32, the sizes of smolvla_base's
+    # projections); 0 = lerobot's. A policy trained from scratch needs no padding: the cpu and smoke profiles
+    # use the data's own sizes (8 and 7), so no padded dimension exists to be predicted at inference either.
+    max_state_dim: int = 0
+    max_action_dim: int = 0
 
     def check(self) -> None:
         require(16 <= self.image_size <= 1024, "image_size", self.image_size, "must be in [16, 1024] pixels")
@@ -253,6 +266,8 @@ class PolicyConfig:
                          {"n_action_steps": self.n_action_steps, "chunk_size": self.chunk_size},
                          "need 1 <= n_action_steps <= chunk_size")
         require(self.num_steps >= 1, "num_steps", self.num_steps, "must be >= 1")
+        require(self.max_state_dim >= 0, "max_state_dim", self.max_state_dim, "must be >= 0 (0 = lerobot's 32)")
+        require(self.max_action_dim >= 0, "max_action_dim", self.max_action_dim, "must be >= 0 (0 = lerobot's 32)")
         require(self.tokenizer_max_length >= 4, "tokenizer_max_length", self.tokenizer_max_length, "must be >= 4")
         require(self.num_vlm_layers >= 0, "num_vlm_layers", self.num_vlm_layers, "must be >= 0 (0 = all)")
         require(self.num_expert_layers >= 0, "num_expert_layers", self.num_expert_layers,
@@ -290,14 +305,47 @@ class DemoDataConfig:
 
 
 @dataclass
+class MonitorConfig:
+    """What train and finetune measure beside the training loss: the loss on the validation demonstrations
+    (collect's base_val / new_val data sets, never trained on: learning rates are chosen on it) and policy
+    snapshots for learning curves."""
+
+    val_every: int = 500  # steps between validation losses (and at the end); 0 = none
+    val_samples: int = 256  # validation frames, evenly spaced, with the same noise and times every time
+    # Steps at which the policy is also exported to <run>/snapshots/step_<N>/policy (evaluate takes the folder).
+    snapshots: list[int] = field(default_factory=list)
+
+    def check(self) -> None:
+        require(self.val_every >= 0, "val_every", self.val_every, "must be >= 0 (0 = no validation loss)")
+        require(self.val_samples >= 1, "val_samples", self.val_samples, "must be >= 1")
+        require(all(s >= 1 for s in self.snapshots), "snapshots", self.snapshots, "steps must be >= 1")
+
+
+_PROJECTIONS = "state_proj|action_in_proj|action_out_proj|action_time_mlp_in|action_time_mlp_out"
+# Named target sets for finetune.lora.target_modules (peft matches a string as a regex on full module names).
+LORA_TARGETS = {
+    # lerobot's SmolVLA default (_get_default_peft_targets): the action expert's q/v projections + the projections
+    "lerobot": "",
+    # every linear layer of the action expert + the projections
+    "expert": rf"model\.(vlm_with_expert\.lm_expert\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+              rf"|{_PROJECTIONS})",
+    # the same plus the vision encoder, the connector and the language model's layers (not the unused LM head)
+    "all": rf"model\.(vlm_with_expert\.(vlm\.model\.(vision_model|connector|text_model)|lm_expert)\..*\."
+           rf"(q_proj|k_proj|v_proj|o_proj|out_proj|gate_proj|up_proj|down_proj|fc1|fc2|proj)|{_PROJECTIONS})",
+}
+
+
+@dataclass
 class AdapterConfig:
     """peft's LoraConfig, built here (lerobot 0.4.4's --peft flags have no lora_alpha)."""
 
     r: int = 16  # rank of the update B @ A
     alpha: float = 0.0  # scale = alpha / r; 0 = 2 x r (the same scale 2 for every rank of the ablation)
     dropout: float = 0.05  # dropout on the adapter's input
-    # A regex matched against full module names (peft's rule for a string); "" = lerobot's SmolVLA default:
-    # the action expert's q/v projections and the state/action/time projections.
+    # Which layers get adapters: "" or lerobot = lerobot's SmolVLA default (the action expert's q/v projections and
+    # the state/action/time projections); expert = every linear layer of the action expert + those projections;
+    # all = expert + the vision encoder, connector and language model layers; or a regex matched against full
+    # module names (peft's rule for a string). policy.LORA_TARGETS holds the regexes.
     target_modules: str = ""
     modules_to_save: list[str] = field(default_factory=list)  # modules trained in full beside the adapters
 
@@ -333,7 +381,12 @@ class EvalConfig:
 
     run: str = ""  # the run to evaluate (base, lora or full): a folder or a name under <run.root>/phase3/; "" = base-<profile>
     tasks: list[int] = field(default_factory=lambda: [9])  # LIBERO-Object task ids (9 = the new task)
-    episodes: int = 10  # per task; episode i starts from fixed initial state i (+ lerobot's settle steps)
+    episodes: int = 10  # per task: fixed initial states first_state .. first_state + episodes - 1
+    first_state: int = 0  # the first of LIBERO's 50 fixed initial states played (+ lerobot's settle steps)
+    workers: int = 1  # evaluation processes (each renders its own env; 2 on a 2-core machine)
+    # Refuse to evaluate on a state a training demonstration started from (phase3_vla.starts), and a policy
+    # whose run did not record its training starts (a folder from elsewhere: set false, at your own risk).
+    check_starts: bool = True
     videos: int = 2  # episodes per task written as MP4 + GIF (agent view | wrist), the first ones; -1 = all
     n_action_steps: int = 0  # actions of each predicted chunk executed; 0 = the policy's own (lerobot's rule)
     seed: int = 0  # flow-matching noise of episode i of task t is seeded by (seed, t, i)
@@ -346,6 +399,11 @@ class EvalConfig:
         require(len(self.tasks) >= 1 and all(0 <= t < NUM_TASKS for t in self.tasks), "tasks", self.tasks,
                 f"a non-empty list of task ids in [0, {NUM_TASKS - 1}]")
         require(1 <= self.episodes <= 50, "episodes", self.episodes, "must be in [1, 50] (LIBERO has 50 init states)")
+        require(0 <= self.first_state < 50, "first_state", self.first_state, "must be in [0, 49]")
+        require_together(self.first_state + self.episodes <= 50,
+                         {"first_state": self.first_state, "episodes": self.episodes},
+                         "first_state + episodes must be <= 50 (LIBERO has 50 fixed initial states per task)")
+        require(self.workers >= 1, "workers", self.workers, "must be >= 1")
         require(self.videos >= -1, "videos", self.videos, "must be >= -1 (-1 = all)")
         require(self.n_action_steps >= 0, "n_action_steps", self.n_action_steps, "must be >= 0 (0 = the policy's own)")
 
@@ -356,28 +414,41 @@ class ExperimentsConfig:
 
     base_tasks: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6, 7, 8])  # evaluated for the base model
     new_task: int = 9  # the held-out task (collect's new_task): evaluated by every cell but base
-    base_episodes: int = 3  # eval episodes per base task (15-55 s each with both cameras on one CPU core)
-    new_episodes: int = 10  # eval episodes per cell on the new task (zero-shot, LoRA, full)
-    # eval episodes of the ablation cells (demos / ranks) that are not the main LoRA run; 0 = new_episodes
-    ablation_episodes: int = 0
+    # Evaluation: LIBERO's fixed initial states 0..n-1 of each task (never a training start: checked).
+    base_episodes: int = 3  # per base task, for the base model and its learning-curve snapshots
+    new_episodes: int = 25  # per main cell on the new task (zero-shot, LoRA, full)
+    ablation_episodes: int = 10  # per ablation cell (targets, ranks, demos): the first of the same states
+    # Learning rates tried (finetune.train.lr), chosen per method by the validation loss on new_val: LoRA (rank
+    # main_rank, lerobot's targets) and full finetuning, both on main_demos demos. Every other LoRA cell uses
+    # LoRA's choice.
+    lora_lrs: list[float] = field(default_factory=lambda: [3e-4, 1e-3, 3e-3])
+    full_lrs: list[float] = field(default_factory=lambda: [1e-4, 3e-4])
+    targets: list[str] = field(default_factory=lambda: ["lerobot", "expert", "all"])  # policy.LORA_TARGETS names
     demos: list[int] = field(default_factory=lambda: [5, 10, 25, 50])  # demo-count ablation (LoRA)
     ranks: list[int] = field(default_factory=lambda: [4, 16, 64])  # rank ablation (LoRA, main_demos demos)
-    main_rank: int = 16  # the LoRA of experiment 2 (and of the demo ablation)
-    main_demos: int = 50  # demos of experiment 2 (and of the rank ablation)
-    # Which steps to run: base, zeroshot, lora, full, demos, ranks; [] = all, in that order.
+    main_rank: int = 16  # the LoRA of the main comparison (and of the demo and target ablations)
+    main_demos: int = 50  # demos of the main comparison (and of the rank and target ablations)
+    # Which steps to run: base, curve, zeroshot, lr, lora, full, targets, ranks, demos; [] = all, in that order.
     only: list[str] = field(default_factory=list)
     out: str = ""  # results.md / results.json; "" = <run.root>/phase3/experiments/<profile>/
     plan: bool = False  # print the steps and whether each is done, run nothing (also `--plan`)
     train_only: bool = False  # train (or reuse) the cells' runs and evaluate nothing
+    workers: int = 1  # evaluation processes per cell (eval.workers)
 
     def check(self) -> None:
-        steps = ("base", "zeroshot", "lora", "full", "demos", "ranks")
+        steps = ("base", "curve", "zeroshot", "lr", "lora", "full", "targets", "ranks", "demos")
         require(all(s in steps for s in self.only), "only", self.only, f"a subset of {', '.join(steps)}")
-        require(self.base_episodes >= 1, "base_episodes", self.base_episodes, "must be >= 1")
-        require(self.new_episodes >= 1, "new_episodes", self.new_episodes, "must be >= 1")
-        require(self.ablation_episodes >= 0, "ablation_episodes", self.ablation_episodes, "must be >= 0 (0 = new_episodes)")
+        for name in ("base_episodes", "new_episodes", "ablation_episodes"):
+            require(1 <= getattr(self, name) <= 50, name, getattr(self, name), "must be in [1, 50]")
+        require(len(self.lora_lrs) >= 1 and all(x > 0 for x in self.lora_lrs), "lora_lrs", self.lora_lrs,
+                "a non-empty list of positive learning rates")
+        require(len(self.full_lrs) >= 1 and all(x > 0 for x in self.full_lrs), "full_lrs", self.full_lrs,
+                "a non-empty list of positive learning rates")
         require(all(d >= 1 for d in self.demos), "demos", self.demos, "demo counts must be >= 1")
         require(all(r >= 1 for r in self.ranks), "ranks", self.ranks, "ranks must be >= 1")
+        require(all(t in LORA_TARGETS for t in self.targets), "targets", self.targets,
+                f"names of target sets: {', '.join(LORA_TARGETS)}")
+        require(self.workers >= 1, "workers", self.workers, "must be >= 1")
         require(0 <= self.new_task < NUM_TASKS, "new_task", self.new_task, f"a task id in [0, {NUM_TASKS - 1}]")
         require_together(self.new_task not in self.base_tasks,
                          {"new_task": self.new_task, "base_tasks": self.base_tasks},
@@ -386,7 +457,8 @@ class ExperimentsConfig:
 
 # The sections of Phase3Config each command reads (common.config.cli's `reads`): a key of another section on its
 # command line is an error, and the experiments runner forwards each command only its own.
-READS = {"train": ("run", "log", "data", "policy", "train"), "finetune": ("run", "log", "data", "finetune"),
+READS = {"train": ("run", "log", "data", "policy", "monitor", "train"),
+         "finetune": ("run", "log", "data", "policy", "monitor", "finetune"),
          "evaluate": ("run", "eval"), "make_backbone": ("run", "policy")}
 
 
@@ -397,13 +469,14 @@ def only_read_by(command: str, overrides: list[str]) -> list[str]:
 
 @dataclass
 class Phase3Config:
-    """Shared by `python -m phase3_vla.train` (run, log, data, policy, train), `finetune` (run, log, data,
-    finetune), `eval` (run.device/threads/root, eval) and `experiments` (all of them, plus experiments)."""
+    """Shared by `python -m phase3_vla.train` (run, log, data, policy, monitor, train), `finetune` (run, log,
+    data, policy.mask_padded_actions, monitor, finetune), `eval` (run.device/threads/root, eval) and `experiments` (all of them, plus experiments)."""
 
     run: TrainRunConfig = field(default_factory=TrainRunConfig)  # run.name "" = a name made from the settings (base-cpu, ...)
     log: LogConfig = field(default_factory=lambda: LogConfig(log_every=20))
     data: DemoDataConfig = field(default_factory=DemoDataConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     # Base training. lerobot's SmolVLA recipe: AdamW lr 1e-4, betas (0.9, 0.95), weight decay 1e-10, grad clip
     # 10, cosine decay with warm-up; no EMA.
     train: TrainConfig = field(default_factory=lambda: TrainConfig(

@@ -45,7 +45,8 @@ def features(image_size: int) -> dict:
 
 def write_lerobot_dataset(root: Path, repo_id: str, demos: Iterable, fps: int = 20, image_size: int | None = None,
                           threads: int = 2) -> dict:
-    """Write every demo (in the given order) as one episode; returns {episodes, frames, tasks}.
+    """Write every demo (in the given order) as one episode; returns {episodes, frames, tasks}. Demos whose
+    meta holds a start record (collect's do) also give `meta/starts.json` (phase3_vla.starts).
 
     Built in `<root>.tmp` and renamed onto `root` only when finalized, so a kill leaves either the
     previous dataset or the new one, never a half-written dataset that lerobot would choke on."""
@@ -54,7 +55,9 @@ def write_lerobot_dataset(root: Path, repo_id: str, demos: Iterable, fps: int = 
     root = Path(root)
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    ds, n_frames, tasks = None, 0, []
+    from phase3_vla.starts import StartRecord, write_starts
+
+    ds, n_frames, tasks, starts = None, 0, [], []
     try:
         for d in demos:
             if ds is None:
@@ -68,10 +71,16 @@ def write_lerobot_dataset(root: Path, repo_id: str, demos: Iterable, fps: int = 
             ds.save_episode()
             n_frames += d.length
             tasks.append(task)
+            if "start" in d.meta:
+                starts.append(StartRecord(**d.meta["start"]))
         if ds is None:
             raise ValueError(f"no demonstrations to write to {root}")
         ds.finalize()
         ds.stop_image_writer()
+        if starts:
+            if len(starts) != len(tasks):
+                raise ValueError(f"{len(tasks) - len(starts)} of the demonstrations for {root} record no start")
+            write_starts(tmp, starts)
     except BaseException:
         if ds is not None:
             ds.stop_image_writer()

@@ -2,32 +2,37 @@
 
     python -m phase3_vla.experiments --plan                       # the cells, and which runs/episodes exist
     python -m phase3_vla.experiments                              # all of them (cpu profile: hours, see README)
-    python -m phase3_vla.experiments experiments.only=[base,zeroshot]
-    python -m phase3_vla.experiments experiments.new_episodes=20 experiments.base_episodes=5
-    python -m phase3_vla.experiments experiments.ablation_episodes=5   # fewer episodes for the ablation cells
+    python -m phase3_vla.experiments experiments.only=[base,zeroshot] experiments.workers=2
     python -m phase3_vla.experiments experiments.train_only=true       # train every run, evaluate nothing
-    bash scripts/phase3_experiments_2x.sh                              # two cells at a time (2 cores), then the table
+    bash scripts/phase3_experiments_2x.sh                              # two chains at a time (2 cores), then the table
     python -m phase3_vla.experiments profile=smoke data.demos=smoke   # the whole chain at toy scale
 
-1. base       the base model (`phase3_vla.train`), evaluated on its 9 tasks (experiments.base_episodes each)
-2. zeroshot   the same model on the new task, never seen in training (experiments.new_episodes)
-3. lora       LoRA (rank main_rank) on main_demos demos of the new task, evaluated on it
-4. full       full finetuning on the same demos, evaluated on it
-5. demos      LoRA (rank main_rank) on the first 5 / 10 / 25 / 50 demos (experiments.demos)
-6. ranks      LoRA of rank 4 / 16 / 64 on main_demos demos (experiments.ranks; alpha = 2 x rank)
+The protocol: demonstrations start from sampled placements, evaluation from LIBERO's fixed initial states
+0..n-1 of each task, the same states for every cell, and `phase3_vla.evaluate` refuses a state that any
+training demonstration (of the run, or of its base run) started from. Learning rates are chosen on the
+validation demonstrations (collect's new_val data set), never on the evaluation states.
 
-Each training run is `phase3_vla.train` / `phase3_vla.finetune` called with a fixed run name (base-<profile>,
-lora-r<r>-n<demos>-<profile>, full-n<demos>-<profile>): a finished run is reused (after checking that its
-saved settings are the ones this command would use), an interrupted one is resumed, a missing one is
-trained. Evaluation is `phase3_vla.evaluate`, which reuses episodes already played with the same weights and
-settings. Other key=value arguments (data.*, run.root, run.threads, policy.*, finetune.train.*, eval.libero.*,
-...) are passed on to every command. After every cell the table is rewritten:
-<run.root>/phase3/experiments/<profile>/results.md + results.json (success, Wilson 95% interval, trainable
-parameters, training wall time per cell).
+1. base      the base model (`phase3_vla.train`), on its 9 tasks (experiments.base_episodes states each)
+2. curve     its snapshots at the steps of monitor.snapshots, on the same states: the learning curve
+3. zeroshot  the base model on the new task, never seen in training (experiments.new_episodes states)
+4. lr        the learning-rate sweep: LoRA (rank main_rank, lerobot's targets) at each of experiments.lora_lrs and
+             full finetuning at each of experiments.full_lrs, main_demos demos; the validation loss picks one
+             per method (nothing is evaluated in the simulator)
+5. lora      the chosen LoRA run, on the new task (experiments.new_episodes)
+6. full      the chosen full-finetuning run, on the same states
+7. targets   LoRA with the target sets of experiments.targets (lerobot's, the action expert, everything)
+8. ranks     LoRA of rank 4 / 16 / 64 (alpha = 2 x rank)
+9. demos     LoRA on the first 5 / 10 / 25 / 50 demos
+Ablations (7-9) get experiments.ablation_episodes states (the first of the main cells' states) and LoRA's chosen
+learning rate; the cell they share with the main comparison is the same run, and its row counts only those states.
 
-Evaluation renders both cameras in software: ~40 s per 280-step failure and 15-20 s per success on one core
-of the 2-core machine (with another job on the other core), so the cpu profile's counts are small: 2 episodes
-per base task, 10 per main cell on the new task, 5 per ablation cell; the intervals say how little that is.
+Each training run is `phase3_vla.train` / `phase3_vla.finetune` with a fixed run name (base-<profile>,
+lora-r<r>-n<demos>-lr<lr>[-<targets>]-<profile>, full-n<demos>-lr<lr>-<profile>): a finished run is reused
+(after checking that its saved settings are the ones this command would use), an interrupted one resumed, a
+missing one trained. Other key=value arguments (data.*, run.root, run.threads, policy.*, finetune.train.*,
+eval.libero.*, ...) are passed on to every command. After every cell the table is rewritten:
+<run.root>/phase3/experiments/<profile>/results.md + results.json (success, Wilson 95% interval, validation
+loss, trainable parameters, training wall time per cell).
 """
 from __future__ import annotations
 
@@ -44,10 +49,11 @@ from phase3_vla.config import Phase3Config, only_read_by
 from phase3_vla import training
 
 
-STEPS = ("base", "zeroshot", "lora", "full", "demos", "ranks")
-NUMBER = {"base": "1", "zeroshot": "1", "lora": "2", "full": "2", "demos": "3a", "ranks": "3b"}  # README's numbering
+STEPS = ("base", "curve", "zeroshot", "lr", "lora", "full", "targets", "ranks", "demos")
+NUMBER = {"base": "1", "curve": "1b", "zeroshot": "1", "lr": "2a", "lora": "2", "full": "2", "targets": "3a",
+          "ranks": "3b", "demos": "3c"}  # README's numbering
 # What a reused run must agree on with this command's settings (the rest - logging, eval - does not change it).
-COMPARED = {"train": ("data", "policy", "train"), "finetune": ("data", "finetune")}
+COMPARED = {"train": ("data", "policy", "train"), "finetune": ("data", "finetune", "policy.mask_padded_actions")}
 IGNORED = {"train": ("data.new_folder",), "finetune": ("data.base_folder",)}  # the other command's dataset
 
 
@@ -59,35 +65,81 @@ class ExperimentsError(UserError, RuntimeError):
 class Cell:
     step: str
     label: str
-    run: str
+    run: str  # run name (trained by `command`) or, for snapshots, "<run>/snapshots/step_N/policy"
     command: str  # train | finetune
     overrides: list[str]
     tasks: list[int]
-    episodes: int
-    extra: dict = field(default_factory=dict)  # method, rank, demos for the table
+    episodes: int  # fixed initial states 0..episodes-1 of each task; 0 = not evaluated (lr sweep)
+    extra: dict = field(default_factory=dict)  # method, rank, demos, lr, targets for the table
+    trained_by: str = ""  # the run that makes `run` (snapshots: the base run); "" = run itself
 
 
-def cells(cfg: Phase3Config) -> list[Cell]:
+def lr_tag(lr: float) -> str:
+    return f"{lr:.0e}".replace("e-0", "e-").replace("+0", "")
+
+
+def lora_cell(cfg: Phase3Config, step: str, r: int, n: int, lr: float, targets: str, episodes: int) -> Cell:
+    p = cfg.profile
+    tail = "" if targets == "lerobot" else f"-{targets}"
+    return Cell(step, f"LoRA r={r}, {n} demos, lr {lr:g}, {targets} targets", f"lora-r{r}-n{n}-lr{lr_tag(lr)}{tail}-{p}",
+                "finetune", ["finetune.method=lora", f"finetune.lora.r={r}", f"finetune.num_demos={n}",
+                             f"finetune.train.lr={lr}", f"finetune.lora.target_modules={'' if targets == 'lerobot' else targets}"],
+                [cfg.experiments.new_task], episodes,
+                {"method": "lora", "rank": r, "demos": n, "lr": lr, "targets": targets})
+
+
+def full_cell(cfg: Phase3Config, step: str, n: int, lr: float, episodes: int) -> Cell:
+    return Cell(step, f"full finetuning, {n} demos, lr {lr:g}", f"full-n{n}-lr{lr_tag(lr)}-{cfg.profile}", "finetune",
+                ["finetune.method=full", f"finetune.num_demos={n}", f"finetune.train.lr={lr}"],
+                [cfg.experiments.new_task], episodes, {"method": "full", "demos": n, "lr": lr})
+
+
+def sweep(cfg: Phase3Config, method: str) -> list[Cell]:
+    e = cfg.experiments
+    if method == "lora":
+        return [lora_cell(cfg, "lr", e.main_rank, e.main_demos, lr, "lerobot", 0) for lr in e.lora_lrs]
+    return [full_cell(cfg, "lr", e.main_demos, lr, 0) for lr in e.full_lrs]
+
+
+def val_loss(cell: Cell, root: str) -> float | None:
+    info = training.finished(training.run_dir(cell.run, root)) or {}
+    return info.get("val_loss")
+
+
+def chosen_lr(cfg: Phase3Config, method: str) -> float | None:
+    """The learning rate of the sweep run with the lowest validation loss; None until every sweep run exists."""
+    losses = [(val_loss(c, cfg.run.root), c.extra["lr"]) for c in sweep(cfg, method)]
+    if any(v is None for v, _ in losses):
+        return None
+    return min(losses)[1]
+
+
+def cells(cfg: Phase3Config, lrs: dict[str, float | None] | None = None) -> list[Cell]:
+    """Every cell, in order. The cells that depend on the learning-rate choice use `lrs[method]` (the chosen
+    one; while unknown, the first of the sweep, marked in the label)."""
     e, p = cfg.experiments, cfg.profile
+    lrs = lrs or {}
+    lr_lora = lrs.get("lora") or e.lora_lrs[0]
+    lr_full = lrs.get("full") or e.full_lrs[0]
     base = f"base-{p}"
-
-    def lora(step: str, r: int, n: int) -> Cell:
-        main = (r, n) == (e.main_rank, e.main_demos)  # the ablations' shared point keeps experiment 2's episodes
-        episodes = e.new_episodes if main or not e.ablation_episodes else e.ablation_episodes
-        return Cell(step, f"LoRA r={r}, {n} demos", f"lora-r{r}-n{n}-{p}", "finetune",
-                    ["finetune.method=lora", f"finetune.lora.r={r}", f"finetune.num_demos={n}"], [e.new_task],
-                    episodes, {"method": "lora", "rank": r, "demos": n})
-
     out = [Cell("base", "base model on its tasks", base, "train", [], list(e.base_tasks), e.base_episodes,
-                {"method": "base"}),
-           Cell("zeroshot", "base model on the new task (zero-shot)", base, "train", [], [e.new_task], e.new_episodes,
-                {"method": "base (zero-shot)"}),
-           lora("lora", e.main_rank, e.main_demos),
-           Cell("full", f"full finetuning, {e.main_demos} demos", f"full-n{e.main_demos}-{p}", "finetune",
-                ["finetune.method=full", f"finetune.num_demos={e.main_demos}"], [e.new_task], e.new_episodes,
-                {"method": "full", "demos": e.main_demos})]
-    out += [lora("demos", e.main_rank, n) for n in e.demos]
-    out += [lora("ranks", r, e.main_demos) for r in e.ranks]
+                {"method": "base"})]
+    for step in cfg.monitor.snapshots:
+        if step < cfg.train.max_steps:
+            out.append(Cell("curve", f"base model after {step} of {cfg.train.max_steps} steps, on its tasks",
+                            f"{base}/snapshots/step_{step:06d}/policy", "train", [], list(e.base_tasks),
+                            e.base_episodes, {"method": "base", "steps": step}, trained_by=base))
+    out.append(Cell("zeroshot", "base model on the new task (zero-shot)", base, "train", [], [e.new_task],
+                    e.new_episodes, {"method": "base (zero-shot)"}))
+    out += sweep(cfg, "lora") + sweep(cfg, "full")
+    out.append(lora_cell(cfg, "lora", e.main_rank, e.main_demos, lr_lora, "lerobot", e.new_episodes))
+    out.append(full_cell(cfg, "full", e.main_demos, lr_full, e.new_episodes))
+    out += [lora_cell(cfg, "targets", e.main_rank, e.main_demos, lr_lora, t, e.ablation_episodes) for t in e.targets]
+    out += [lora_cell(cfg, "ranks", r, e.main_demos, lr_lora, "lerobot", e.ablation_episodes) for r in e.ranks]
+    out += [lora_cell(cfg, "demos", e.main_rank, n, lr_lora, "lerobot", e.ablation_episodes) for n in e.demos]
+    for c in out:
+        if c.extra.get("lr") is not None and c.step not in ("lr",) and not lrs.get(c.extra["method"]):
+            c.label += " (lr not chosen yet)"
     return [c for c in out if not e.only or c.step in e.only]
 
 
@@ -101,14 +153,17 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _compared(d: dict, command: str) -> dict:
+    flat = _flat(d)
+    return {k: v for k, v in flat.items() if any(k == c or k.startswith(c + ".") for c in COMPARED[command])}
+
+
 def check_same_settings(run: Path, command: str, overrides: list[str]) -> None:
     """A finished run is reused only if it was made with the settings this command would use now."""
     from omegaconf import OmegaConf
 
-    want = _flat({k: v for k, v in to_dict(load_config(Phase3Config, f"phase3/{command}", overrides)).items()
-                  if k in COMPARED[command]})
-    saved = _flat({k: v for k, v in OmegaConf.to_container(OmegaConf.load(run / "config.yaml")).items()
-                   if k in COMPARED[command]})
+    want = _compared(to_dict(load_config(Phase3Config, f"phase3/{command}", overrides)), command)
+    saved = _compared(OmegaConf.to_container(OmegaConf.load(run / "config.yaml")), command)
     diff = [f"{k}={saved.get(k)!r} (now {want.get(k)!r})" for k in sorted(set(want) | set(saved))
             if saved.get(k) != want.get(k) and k not in IGNORED[command]]
     if diff:
@@ -125,8 +180,9 @@ def status(run: Path) -> str:
 def ensure_trained(cell: Cell, common: list[str], root: str) -> dict:
     from phase3_vla import finetune, train
 
-    run = training.run_dir(cell.run, root)
-    args = [*common, *cell.overrides, f"run.name={cell.run}"]
+    name = cell.trained_by or cell.run
+    run = training.run_dir(name, root)
+    args = [*common, *cell.overrides, f"run.name={name}"]
     state = status(run)
     if state == "done":
         check_same_settings(run, cell.command, args)
@@ -137,16 +193,19 @@ def ensure_trained(cell: Cell, common: list[str], root: str) -> dict:
     return training.finished(run)
 
 
-def row(cell: Cell, info: dict, result: dict) -> dict:
+def row(cell: Cell, info: dict, result: dict | None) -> dict:
     from phase3_vla.rollouts import summarize
 
-    s = summarize(Path(result["out"]), result["settings"], cell.tasks, cell.episodes)
-    return {"step": cell.step, "label": cell.label, "run": cell.run, **cell.extra, "tasks": cell.tasks,
-            "episodes_per_task": cell.episodes, "successes": s["total"]["successes"], "episodes": s["total"]["episodes"],
-            "rate": s["total"]["rate"], "ci95": s["total"]["ci95"],
-            "failures": _sum_failures(s["tasks"]), "per_task": s["tasks"], "trainable": info["trainable"],
-            "total_params": info["total"], "train_seconds": info["seconds"], "train_steps": info["steps"],
-            "eval_dir": result["out"]}
+    base = {"step": cell.step, "label": cell.label, "run": cell.run, **cell.extra, "tasks": cell.tasks,
+            "episodes_per_task": cell.episodes, "val_loss": info.get("val_loss"), "trainable": info["trainable"],
+            "total_params": info["total"], "train_seconds": info["seconds"],
+            "train_steps": cell.extra.get("steps", info["steps"])}
+    if result is None:
+        return base
+    s = summarize(Path(result["out"]), result["settings"], cell.tasks, list(range(cell.episodes)))
+    return {**base, "successes": s["total"]["successes"], "episodes": s["total"]["episodes"],
+            "rate": s["total"]["rate"], "ci95": s["total"]["ci95"], "failures": _sum_failures(s["tasks"]),
+            "per_task": s["tasks"], "eval_dir": result["out"], "starts_check": result.get("starts_check")}
 
 
 def _sum_failures(tasks: list[dict]) -> dict:
@@ -161,66 +220,102 @@ def results_page(rows: list[dict], cfg: Phase3Config) -> str:
     e = cfg.experiments
     lines = [f"# Phase 3 experiments ({cfg.profile} profile)", "",
              f"Written by `python -m phase3_vla.experiments profile={cfg.profile}`. Success = LIBERO's own check "
-             f"within {cfg.eval.libero.max_steps} steps; episode i starts from fixed initial state i. Evaluation "
-             f"episodes per cell: {e.new_episodes} on the new task"
-             + (f" ({e.ablation_episodes} for the ablation cells other than the main LoRA)" if e.ablation_episodes else "")
-             + f", {e.base_episodes} per base task; 95% intervals "
-             "are Wilson score intervals. Train time = wall clock of that run on the machine that trained it.", "",
-             "| # | experiment | run | trainable params | train time | steps | success | rate | 95% CI | failures |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"within {cfg.eval.libero.max_steps} steps. Demonstrations start from sampled placements; evaluation "
+             f"episodes start from LIBERO's fixed initial states 0..n-1 of each task (n = {e.base_episodes} per base "
+             f"task, {e.new_episodes} on the new task for the main cells, {e.ablation_episodes} for the ablations), "
+             "checked to be none of the training starts. 95% intervals are Wilson score intervals. val loss = "
+             "flow-matching loss on the validation demonstrations (new_val for finetunes, base_val for the base "
+             "model), which chose the learning rates. Train time = wall clock of that run on the machine that "
+             "trained it.", "",
+             "| # | experiment | run | val loss | trainable params | train time | steps | success | rate | 95% CI | failures |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         frac = 100 * r["trainable"] / max(1, r["total_params"])
-        fails = ", ".join(f"{v} {k}" for k, v in r["failures"].items()) or "-"
-        lines.append(f"| {NUMBER[r['step']]} | {r['label']} | `{r['run']}` | {r['trainable']:,} ({frac:.2f}%) | {r['train_seconds'] / 60:.1f} min | "
-                     f"{r['train_steps']} | {r['successes']}/{r['episodes']} | {100 * r['rate']:.0f}% | "
-                     f"{100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}% | {fails} |")
-    base = [r for r in rows if r["step"] == "base"]
-    if base:
-        lines += ["", "Base model per task:", "", "| task | instruction | success | 95% CI |", "|---|---|---|---|"]
-        for t in base[0]["per_task"]:
-            lines.append(f"| {t['task_id']} | {t['instruction']} | {t['successes']}/{t['episodes']} | "
-                         f"{100 * t['ci95'][0]:.0f}-{100 * t['ci95'][1]:.0f}% |")
+        val = f"{r['val_loss']:.4f}" if r.get("val_loss") is not None else "-"
+        if "successes" in r:
+            fails = ", ".join(f"{v} {k}" for k, v in r["failures"].items()) or "-"
+            score = (f"{r['successes']}/{r['episodes']} | {100 * r['rate']:.0f}% | "
+                     f"{100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}% | {fails}")
+        else:
+            score = "- | - | - | not evaluated (chosen on val loss)"
+        lines.append(f"| {NUMBER[r['step']]} | {r['label']} | `{r['run']}` | {val} | {r['trainable']:,} ({frac:.2f}%) | "
+                     f"{r['train_seconds'] / 60:.1f} min | {r['train_steps']} | {score} |")
+    for r in rows:
+        if r["step"] in ("base", "curve") and "per_task" in r:
+            lines += ["", f"{r['label']} (`{r['run']}`), per task:", "", "| task | instruction | success | 95% CI |",
+                      "|---|---|---|---|"]
+            for t in r["per_task"]:
+                lines.append(f"| {t['task_id']} | {t['instruction']} | {t['successes']}/{t['episodes']} | "
+                             f"{100 * t['ci95'][0]:.0f}-{100 * t['ci95'][1]:.0f}% |")
     return "\n".join(lines) + "\n"
 
 
 def forwarded(argv: list[str]) -> list[str]:
     """The user's overrides that every sub-command gets (not the ones the runner sets per cell)."""
     own = ("experiments.", "run.name=", "run.resume=", "profile=", "eval.run=", "eval.tasks=", "eval.episodes=",
-           "finetune.method=", "finetune.num_demos=", "finetune.lora.r=")
+           "eval.first_state=", "eval.workers=", "finetune.method=", "finetune.num_demos=", "finetune.lora.r=",
+           "finetune.train.lr=", "finetune.lora.target_modules=")
     return [a for a in argv if not a.startswith(own) and a not in ("--plan", "--cfg")]
+
+
+def _merge_rows(out: Path, rows: list[dict]) -> list[dict]:
+    """This call's rows merged into results.json's (two chains write one table): by (step, run), in STEPS order."""
+    old = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else []
+    keep = {(r["step"], r["run"]): r for r in old}
+    keep.update({(r["step"], r["run"]): r for r in rows})
+    return sorted(keep.values(), key=lambda r: STEPS.index(r["step"]))
 
 
 @command
 def main(argv: list[str] | None = None) -> dict:
     argv = ["experiments.plan=true" if a == "--plan" else a for a in (sys.argv[1:] if argv is None else argv)]
     cfg = cli(Phase3Config, "phase3/experiments", argv, __doc__)
+    e = cfg.experiments
     common = [f"profile={cfg.profile}", *forwarded(argv)]
-    todo = cells(cfg)
-    out = Path(cfg.experiments.out).expanduser().resolve() if cfg.experiments.out else (
+    out = Path(e.out).expanduser().resolve() if e.out else (
         outputs_root(cfg.run.root) / training.PHASE / "experiments" / cfg.profile)
-    if cfg.experiments.plan:
+    lrs = {m: chosen_lr(cfg, m) for m in ("lora", "full")}
+    if e.plan:
+        todo = cells(cfg, lrs)
         for c in todo:
-            run = training.run_dir(c.run, cfg.run.root)
-            played = len(list((run / "eval" / "episodes").glob("task_*_ep_*.json"))) if (run / "eval").is_dir() else 0
-            print(f"{c.step:9s} {c.label:42s} run {c.run:22s} [{status(run)}], eval tasks {c.tasks} x {c.episodes} "
-                  f"({played} episode file(s) in its eval/)")
-        return {"cells": [c.__dict__ for c in todo], "out": str(out)}
+            run = training.run_dir(c.trained_by or c.run, cfg.run.root)
+            evaluated = f"eval tasks {c.tasks} x states 0-{c.episodes - 1}" if c.episodes else "val loss only"
+            print(f"{c.step:8s} {c.label:58s} run {c.run:34s} [{status(run)}], {evaluated}")
+        print(f"chosen learning rates (lowest validation loss): {lrs}")
+        return {"cells": [c.__dict__ for c in todo], "out": str(out), "lrs": lrs}
     from phase3_vla import evaluate as evaluation
 
     rows = []
-    for c in todo:
-        info = ensure_trained(c, common, cfg.run.root)
-        if cfg.experiments.train_only:
+    for step in STEPS:
+        if e.only and step not in e.only:
             continue
-        result = evaluation.main([*only_read_by("evaluate", common), f"eval.run={c.run}", f"eval.tasks=[{','.join(map(str, c.tasks))}]",
-                                  f"eval.episodes={c.episodes}"])
-        rows.append(row(c, info, result))
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "results.json", lambda f: f.write(json.dumps(rows, indent=1).encode()))
-        atomic_write(out / "results.md", lambda f: f.write(results_page(rows, cfg).encode()))
-        print(f"experiments: {c.label}: {rows[-1]['successes']}/{rows[-1]['episodes']} -> {out / 'results.md'}",
-              flush=True)
-    return {"rows": rows, "out": str(out)}
+        if step in ("lora", "targets", "ranks", "demos", "full"):
+            method = "full" if step == "full" else "lora"
+            if lrs[method] is None:  # the sweep first (its runs are reused if they exist)
+                for c in sweep(cfg, method):
+                    ensure_trained(c, common, cfg.run.root)
+                lrs[method] = chosen_lr(cfg, method)
+                print(f"experiments: {method} learning rate {lrs[method]:g} (lowest validation loss of "
+                      f"{[c.extra['lr'] for c in sweep(cfg, method)]})", flush=True)
+        for c in cells(cfg, lrs):
+            if c.step != step:
+                continue
+            info = ensure_trained(c, common, cfg.run.root)
+            result = None
+            if c.episodes and not e.train_only:
+                spec = str(training.run_dir(c.trained_by, cfg.run.root) / c.run.partition("/")[2]) if c.trained_by else c.run
+                result = evaluation.main([*only_read_by("evaluate", common), f"eval.run={spec}",
+                                          f"eval.tasks=[{','.join(map(str, c.tasks))}]", f"eval.episodes={c.episodes}",
+                                          "eval.first_state=0", f"eval.workers={e.workers}"])
+            rows.append(row(c, info, result))
+            out.mkdir(parents=True, exist_ok=True)
+            merged = _merge_rows(out, rows)
+            atomic_write(out / "results.json", lambda f: f.write(json.dumps(merged, indent=1).encode()))
+            atomic_write(out / "results.md", lambda f: f.write(results_page(merged, cfg).encode()))
+            score = f"{rows[-1]['successes']}/{rows[-1]['episodes']}" if "successes" in rows[-1] else \
+                f"val loss {rows[-1]['val_loss']}"
+            print(f"experiments: {c.label}: {score} -> {out / 'results.md'}", flush=True)
+    return {"rows": rows, "out": str(out), "lrs": lrs}
 
 
 if __name__ == "__main__":

@@ -201,15 +201,18 @@ class EpisodeResult:
     frames: list[dict] = field(default_factory=list)  # per step: images + state (only when recording)
     actions: list[np.ndarray] = field(default_factory=list)
     final_phase: str = ""
+    start: object = None  # phase3_vla.starts.StartRecord: where the episode started
 
     @property
     def failure(self) -> str:
         return "" if self.success else f"no success within {self.steps} steps (expert phase: {self.final_phase})"
 
 
-def run_episode(env, expert: PickPlaceExpert, init_state: int, max_steps: int, record: bool = False) -> EpisodeResult:
-    """Reset `env` to fixed initial state `init_state` (+ lerobot's settle steps) and let the expert act
-    until the task's success check fires or `max_steps` steps have passed.
+def run_episode(env, expert: PickPlaceExpert, init_state: int | None, max_steps: int, record: bool = False,
+                placement_seed: int | None = None) -> EpisodeResult:
+    """Reset `env` to fixed initial state `init_state`, or to the placement its sampler draws from
+    `placement_seed` (+ lerobot's settle steps), and let the expert act until the task's success check fires
+    or `max_steps` steps have passed. `result.start` records where the episode started.
 
     With `record`, frame t holds the observation the expert acted on at step t (images flipped upright,
     8-d state) and actions[t] the action taken: the (observation, action) pairs a policy learns from.
@@ -217,10 +220,15 @@ def run_episode(env, expert: PickPlaceExpert, init_state: int, max_steps: int, r
     from phase3_vla.libero_env import frame_of
 
     t0 = time.perf_counter()
-    obs, _ = env.reset(init_state=init_state)
+    from phase3_vla.starts import StartRecord
+
+    obs, _ = env.reset(init_state=init_state, placement_seed=placement_seed)
+    fixed = placement_seed is None
+    start = StartRecord(env.task_id, "fixed" if fixed else "sampled", init_state if fixed else placement_seed,
+                        env.start_state.tolist(), poses=env.start_poses)
     item, basket = env.target_and_basket
     expert.reset(env.raw_obs, item, basket, env.object_geometry(), env.finger_angle())
-    result = EpisodeResult(success=False, steps=0, seconds=0.0)
+    result = EpisodeResult(success=False, steps=0, seconds=0.0, start=start)
     for _ in range(max_steps):
         action = expert.act(env.raw_obs)
         if record:

@@ -70,8 +70,11 @@ def main(argv: list[str] | None = None) -> dict:
 
         pre, post = make_pre_post_processors(policy.config, dataset_stats=new_task_stats(data))
     model = wrap_lora(policy, f.lora) if f.method == "lora" else policy
+    from phase3_vla.dataset import ACTION_NAMES
+
     module = PolicyModule(model, pre, adapter_only=f.method == "lora",
-                          mask_padded_actions=bool(training.finished(base.dir).get("mask_padded_actions", False)))
+                          mask_padded_actions=cfg.policy.mask_padded_actions, action_names=ACTION_NAMES)
+    starts = training.training_starts(folder, episodes)
     trainable, total = trainable_and_total(module)
     clock = training.Clock(ctx.run)
     export = "adapter" if f.method == "lora" else "policy"
@@ -81,7 +84,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"phase3 finetune: {what} of {base.dir} on {len(episodes)} demo(s) of {folder} ({len(data)} frames, "
               f"task: {list(data.meta.tasks.index)[0]!r}); {training.fmt_params(trainable, total)}; device "
               f"{ctx.device}; run {ctx.run.dir}", flush=True)
-    trainer = training.PolicyTrainer(ctx, module, data, f.train, cfg.log, [clock.hook(cfg.log.log_every)],
+    m = cfg.monitor
+    hooks = [h for h in (clock.hook(cfg.log.log_every),
+                         training.validation_hook(module, training.dataset_folder(cfg, "new_val"),
+                                                  policy.config.chunk_size, m.val_every, m.val_samples),
+                         training.snapshot_hook(m.snapshots, lambda d: save_policy(model, pre, post, d / export)))
+             if h is not None]
+    trainer = training.PolicyTrainer(ctx, module, data, f.train, cfg.log, hooks,
                                      save=lambda d: save_policy(model, pre, post, d / export))
     last = trainer.fit()
     info = {}
@@ -97,7 +106,10 @@ def main(argv: list[str] | None = None) -> dict:
             "tasks": list(data.meta.tasks.index), "normalization": f.normalization,
             "lora": ({"r": f.lora.r, "alpha": f.lora.alpha or 2 * f.lora.r, "dropout": f.lora.dropout,
                       "target_modules": f.lora.target_modules or "lerobot default"} if f.method == "lora" else None),
-            "final_loss": last.get("train/loss"), export: str(ctx.run.export_dir / export)})
+            "final_loss": last.get("train/loss"), "val_loss": training.last_metric(ctx.run, "val/loss"),
+            "mask_padded_actions": cfg.policy.mask_padded_actions, "lr": f.train.lr, "train_starts": starts,
+            "base_train_starts": training.finished(base.dir).get("train_starts"),
+            export: str(ctx.run.export_dir / export)})
         print(f"phase3 finetune: done, {trainer.step} steps in {clock.seconds:.0f} s (wall, all sessions); final "
               f"loss {last.get('train/loss', float('nan')):.4f}; {export} in {ctx.run.export_dir / export}", flush=True)
     return {"run_dir": str(ctx.run.dir), **info, **last}

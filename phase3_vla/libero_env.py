@@ -271,6 +271,26 @@ def state8(robot_state: dict) -> np.ndarray:
     return out[OBS_STATE][0].numpy().astype(np.float32)
 
 
+def _recording(env, name: str, into: dict):
+    """`env.<name>` that, after running, stores the simulator state and every object's pose in `into`: what
+    LiberoEnv.reset set last before its settle steps is the episode's start."""
+    fn = getattr(type(env), name).__get__(env)
+
+    def wrapped(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        into["state"] = np.asarray(env.get_sim_state(), dtype=np.float64).copy()
+        into["poses"] = object_poses(env.env)
+        return out
+    return wrapped
+
+
+def object_poses(inner) -> dict[str, list[float]]:
+    """{object name: [x, y, z, qw, qx, qy, qz]} of every movable object of a robosuite/LIBERO env, world frame."""
+    data = inner.sim.data
+    return {name: [*map(float, data.get_body_xpos(obj.root_body)), *map(float, data.get_body_xquat(obj.root_body))]
+            for name, obj in inner.objects_dict.items()}
+
+
 def _env_class():
     """lerobot's LiberoEnv imports libero at module level, so the subclass is made after `prepare`."""
     if "cls" in _prepared:
@@ -305,21 +325,39 @@ def _env_class():
                                       camera_widths=self.observation_width, use_camera_obs=self._cameras,
                                       hard_reset=self._hard_reset)
 
-        def reset(self, seed=None, init_state: int | None = None, **kwargs):
+        def reset(self, seed=None, init_state: int | None = None, placement_seed: int | None = None, **kwargs):
+            """Start an episode from fixed initial state `init_state` (LIBERO's benchmark states), or, with
+            `placement_seed`, from a placement the task's own sampler draws (its placement regions, as
+            LIBERO's datasets were made; the same seed gives the same placement). Then lerobot's settle steps.
+            `self.start_state` is the simulator state the episode started from, before settling: equal to
+            the fixed state's vector for `init_state` (phase3_vla.starts decides identity with it)."""
+            if init_state is not None and placement_seed is not None:
+                raise ValueError("give init_state or placement_seed, not both")
+            use_fixed = self.init_states
             if init_state is not None:
                 self.init_state_id = int(init_state)
+            if placement_seed is not None:
+                self.init_states, seed = False, int(placement_seed)  # LiberoEnv.reset: _env.seed(seed); _env.reset()
             # A hard reset rebuilds the model, which the constructor has just built: the first reset of a
             # new env is a soft one (the episode is the same - tests/test_phase3_env.py checks it).
             inner = self._env.env
             first, self._fresh = getattr(self, "_fresh", True), False
-            if first and inner.hard_reset:
-                inner.hard_reset = False
-                try:
+            recorded = {}
+            self._env.reset, self._env.set_init_state = (_recording(self._env, "reset", recorded),
+                                                         _recording(self._env, "set_init_state", recorded))
+            try:
+                if first and inner.hard_reset:
+                    inner.hard_reset = False
+                    try:
+                        obs, info = super().reset(seed=seed, **kwargs)
+                    finally:
+                        inner.hard_reset = True
+                else:
                     obs, info = super().reset(seed=seed, **kwargs)
-                finally:
-                    inner.hard_reset = True
-            else:
-                obs, info = super().reset(seed=seed, **kwargs)
+            finally:
+                del self._env.reset, self._env.set_init_state  # back to the class's methods
+                self.init_states = use_fixed
+            self.start_state, self.start_poses = recorded["state"], recorded["poses"]
             self.raw_obs = self._env.env._get_observations()  # cached observables: no second render
             return obs, info
 

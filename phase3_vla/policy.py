@@ -36,7 +36,7 @@ from common.errors import UserError
 from common.runs import ArtifactNotFoundError
 from phase3_vla import hub_offline
 from phase3_vla.backbone import BackboneError, how_to_supply, regenerate_from, resolve_backbone
-from phase3_vla.config import GENERATE, AdapterConfig, PolicyConfig
+from phase3_vla.config import GENERATE, LORA_TARGETS, AdapterConfig, PolicyConfig
 
 
 class BaseRunMissingError(UserError, FileNotFoundError):
@@ -70,6 +70,8 @@ def smolvla_config(p: PolicyConfig, vlm_model_name: str, input_features: dict, o
         num_expert_layers=p.num_expert_layers or -1, expert_width_multiplier=p.expert_width_multiplier,
         self_attn_every_n_layers=p.self_attn_every_n_layers, tokenizer_max_length=p.tokenizer_max_length,
         train_expert_only=p.train_expert_only, freeze_vision_encoder=p.freeze_vision_encoder,
+        **({"max_state_dim": p.max_state_dim} if p.max_state_dim else {}),
+        **({"max_action_dim": p.max_action_dim} if p.max_action_dim else {}),
         push_to_hub=False)
 
 
@@ -122,12 +124,18 @@ def base_policy(model: nn.Module):
 
 # ------------------------------------------------------------------------------------------------ LoRA
 
+def lora_targets(policy, spec: str) -> str:
+    """The target regex of `finetune.lora.target_modules`: a name of LORA_TARGETS, "" (lerobot's), or a regex."""
+    spec = LORA_TARGETS.get(spec, spec)
+    return spec or policy._get_default_peft_targets()["target_modules"]
+
+
 def lora_config(policy, s: AdapterConfig):
     """peft's LoraConfig; target modules default to lerobot's choice for SmolVLA (its
     `_get_default_peft_targets`: the action expert's q/v projections + state/action/time projections)."""
     from peft import LoraConfig
 
-    targets = s.target_modules or policy._get_default_peft_targets()["target_modules"]
+    targets = lora_targets(policy, s.target_modules)
     return LoraConfig(r=s.r, lora_alpha=s.alpha or 2 * s.r, lora_dropout=s.dropout, target_modules=targets,
                       modules_to_save=list(s.modules_to_save) or None, bias="none")
 
@@ -246,26 +254,66 @@ class PolicyModule(nn.Module):
     resumed run draws what the uninterrupted run would have: time ~ Beta(1.5, 1) (lerobot's sample_time,
     t * 0.999 + 0.001), drawn by inversion as u^(1/1.5) since Beta(a, 1) has CDF x^a.
 
+    The loss is SmolVLA's flow-matching MSE, (B, chunk, max_action_dim) per element, from lerobot's own
+    `VLAFlowMatching.forward` after lerobot's own input preparation. With `mask_padded_actions` (the default)
+    it is averaged over the real action steps and the real action dimensions only: steps a chunk padded past
+    the episode's end (`action_is_pad`) and the dimensions SmolVLA pads the 7-d action to (max_action_dim,
+    32 in lerobot) do not enter it. lerobot 0.4.4 does neither: its `forward` reads `actions_id_pad` (sic),
+    so padded steps stay in, and it averages over all 32 dimensions, of which 25 are zero padding. Without
+    the mask this module reproduces lerobot's loss (a test checks). Logs: the loss per real action dimension
+    (`loss_dim/<name>`), the unmasked loss lerobot would report, and the fraction of padded steps.
+
     With `adapter_only` (LoRA), `state_dict` / `load_state_dict` hold only the adapter weights (peft's
     get/set_peft_model_state_dict): checkpoints and export/model.safetensors stay adapter-sized, and the
     frozen base always comes from the base run.
     """
 
-    def __init__(self, model: nn.Module, preprocessor, adapter_only: bool = False, mask_padded_actions: bool = False):
+    def __init__(self, model: nn.Module, preprocessor, adapter_only: bool = False, mask_padded_actions: bool = True,
+                 action_names: list[str] | None = None):
         super().__init__()
         self.model = model
         self.preprocessor = preprocessor  # lerobot's pipeline (not a Module): tokenizer, device, normalization
         self.adapter_only, self.mask_padded_actions = adapter_only, mask_padded_actions
         self.cfg = base_policy(model).config
+        self.action_dim = self.cfg.action_feature.shape[0]
+        self.action_names = list(action_names or [f"a{i}" for i in range(self.action_dim)])
+
+    def elementwise(self, batch: dict, noise: torch.Tensor, time: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(losses (B, chunk, max_action_dim), is_pad (B, chunk) bool) of a preprocessed batch: lerobot's
+        SmolVLAPolicy.forward up to, not including, its reduction."""
+        from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
+
+        policy = base_policy(self.model)
+        if policy.config.adapt_to_pi_aloha:
+            raise NotImplementedError("adapt_to_pi_aloha is not supported by PolicyModule")
+        images, img_masks = policy.prepare_images(batch)
+        state = policy.prepare_state(batch)
+        actions = policy.prepare_action(batch)
+        losses = policy.model.forward(images, img_masks, batch[OBS_LANGUAGE_TOKENS],
+                                      batch[OBS_LANGUAGE_ATTENTION_MASK], state, actions, noise, time)
+        is_pad = batch.get("action_is_pad")
+        if is_pad is None:
+            is_pad = torch.zeros(losses.shape[:2], dtype=torch.bool, device=losses.device)
+        assert batch[ACTION].shape[-1] == self.action_dim
+        return losses, is_pad
+
+    def reduce(self, losses: torch.Tensor, is_pad: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The training loss of per-element losses, and its logs (see the class docstring)."""
+        real = losses[:, :, :self.action_dim]
+        keep = (~is_pad).to(losses.dtype)[:, :, None]  # (B, chunk, 1)
+        n = keep.sum().clamp_min(1.0)
+        per_dim = (real * keep).sum((0, 1)) / n  # (A,)
+        logs = {f"loss_dim/{name}": v for name, v in zip(self.action_names, per_dim.detach())}
+        logs["loss_unmasked"] = losses.detach().mean()  # what lerobot 0.4.4 reports and trains on
+        logs["padded_steps"] = is_pad.float().mean()
+        loss = per_dim.mean() if self.mask_padded_actions else losses.mean()
+        return loss, logs
 
     def forward(self, batch: dict, rng) -> tuple[torch.Tensor, dict]:
         batch = self.preprocessor(batch)
-        if self.mask_padded_actions:
-            batch["actions_id_pad"] = batch["action_is_pad"]  # the key lerobot 0.4.4's SmolVLA reads
-        noise = rng.randn(self.cfg.chunk_size, self.cfg.max_action_dim)  # (B, chunk, 32)
+        noise = rng.randn(self.cfg.chunk_size, self.cfg.max_action_dim)  # (B, chunk, max_action_dim)
         time = rng.rand().pow(1 / 1.5) * 0.999 + 0.001  # (B,)
-        loss, _ = self.model(batch, noise=noise, time=time)
-        return loss, {}
+        return self.reduce(*self.elementwise(batch, noise, time))
 
     def state_dict(self, *args, **kwargs):
         if not self.adapter_only:

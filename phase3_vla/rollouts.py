@@ -150,15 +150,15 @@ def load_episode(out: Path, task: int, ep: int, settings: dict) -> dict | None:
 
 # ------------------------------------------------------------------------------------------------ results
 
-def summarize(out: Path, settings: dict, tasks: list[int] | None = None, episodes: int | None = None) -> dict:
+def summarize(out: Path, settings: dict, tasks: list[int] | None = None, states: list[int] | None = None) -> dict:
     """Per-task successes over the episode files in `out` made with `settings` (optionally only these tasks and
-    the first `episodes` of each), with Wilson 95% intervals, and the pooled total."""
+    these fixed initial states), with Wilson 95% intervals, and the pooled total."""
     recs: dict[int, list[dict]] = {}
     for path in sorted((out / "episodes").glob("task_*_ep_*.json")):
         rec = json.loads(path.read_text())
         if rec.get("settings") != settings or (tasks is not None and rec["task_id"] not in tasks):
             continue
-        if episodes is not None and rec["episode"] >= episodes:
+        if states is not None and rec["init_state"] not in states:
             continue
         recs.setdefault(rec["task_id"], []).append(rec)
     rows = []
@@ -206,55 +206,126 @@ def out_dir(cfg: Phase3Config, folder: Path) -> Path:
     run = Run.at(folder.parent, training.PHASE)
     if run.release:  # a release is never written to
         return writable_dir(run, cfg.run.root) / sub
-    return folder.parent.parent / sub if folder.parent.name == "export" else folder / sub
+    if folder.parent.name == "export" or folder.parent.parent.name == "snapshots":
+        return folder.parent.parent / sub if folder.parent.name == "export" else folder.parent / sub
+    return folder / sub
+
+
+def states_of(e) -> list[int]:
+    """The fixed initial states an evaluation plays (the same for every task)."""
+    return list(range(e.first_state, e.first_state + e.episodes))
+
+
+def check_starts(folder: Path, evaluation: dict[int, list[int]], enabled: bool) -> str:
+    """Refuse an evaluation that would start from a training demonstration's start (phase3_vla.starts), or whose
+    policy does not say where its demonstrations started. Returns a one-line account."""
+    from phase3_vla.starts import ContaminationError, StartRecord, check_disjoint
+
+    if not enabled:
+        return "training starts NOT checked (eval.check_starts=false)"
+    starts = training.starts_of(folder)
+    if starts is None:
+        raise ContaminationError(
+            f"{folder}: its run does not record where its training demonstrations started, so the evaluation states "
+            "cannot be checked against them. Train it with the current phase3_vla.train / finetune on data from the "
+            "current phase3_vla.collect, or, for a policy from elsewhere, pass eval.check_starts=false.")
+    records = [StartRecord(r["task_id"], r["kind"], r["seed"], [], r["digest"], episode_index=r["episode_index"])
+               for r in starts]  # a run records digests, not state vectors
+    n = check_disjoint(records, evaluation, where=str(training.run_of(folder)))
+    return f"{n} evaluation start(s) checked against {len(records)} training start(s): none shared"
+
+
+def play_jobs(job: dict) -> list[dict]:
+    """Play a list of (task, state) episodes and write each record (and video) the moment it ends; runs in this
+    process or in a `spawn`ed worker (a forked child would inherit this process's GL and MuJoCo state)."""
+    from common.logger import write_video
+    from common.precision import Precision
+    from phase3_vla.config import LiberoConfig
+
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
+    device = torch.device(job["device"])
+    policy, pre, post, digest = load_for_eval(Path(job["folder"]), device, job["n_action_steps"])
+    if digest != job["settings"]["weights"]:
+        raise RuntimeError(f"{job['folder']} changed during the evaluation")
+    lib, out, precision = LiberoConfig(**job["libero"]), Path(job["out"]), Precision(**job["precision"])
+    done, env, env_task = [], None, None
+    for task, i in job["episodes"]:
+        if env_task != task:
+            if env is not None:
+                env.close()
+            env, env_task = make_env(lib, task, cameras=True), task
+        torch.manual_seed(mix_seed(job["seed"], task, i))  # the flow-matching noise of this episode
+        record = job["videos"] < 0 or i - job["first_state"] < job["videos"]
+        with precision.autocast():
+            r = play(policy, pre, post, env, init_state=i, max_steps=lib.max_steps, record=record)
+        frames = r.pop("frames")
+        rec = {"task_id": task, "instruction": env.task_description, "episode": i, "init_state": i, **r,
+               "run": job["folder"], "settings": job["settings"]}
+        if frames:
+            mp4, _ = write_video(video_stem(out, task, i), frames, fps=20)
+            rec["video"] = str(mp4)
+        path = episode_path(out, task, i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: f.write(json.dumps(rec, indent=1).encode()))
+        if job["progress"]:
+            print(f"  task {task} init state {i}: {r['reason']}, {r['steps']} steps, "
+                  f"{r['policy_calls']} chunk(s), {r['seconds']:.1f} s", flush=True)
+        done.append(rec)
+    if env is not None:
+        env.close()
+    return done
+
+
+def _run_play_jobs(jobs: list[dict]) -> None:
+    if len(jobs) <= 1:
+        for j in jobs:
+            play_jobs(j)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as pool:
+        list(pool.map(play_jobs, jobs))
 
 
 def evaluate(cfg: Phase3Config) -> dict:
-    from common.logger import write_video
+    from dataclasses import asdict
 
     e = cfg.eval
     folder = resolve(cfg)
+    states = states_of(e)
+    checked = check_starts(folder, {t: states for t in e.tasks}, e.check_starts)
     rt = start(cfg.run, seed=False)
-    device = rt.device
-    policy, pre, post, digest = load_for_eval(folder, device, e.n_action_steps)
+    policy, pre, post, digest = load_for_eval(folder, rt.device, e.n_action_steps)
     size = image_size_of(policy)
     lib = replace(e.libero, image_size=size)
     settings = settings_of(cfg, digest, policy, size)
     out = out_dir(cfg, folder)
-    print(f"phase3 eval: {folder} on tasks {e.tasks} x {e.episodes} episode(s), {size} px cameras, at most "
-          f"{lib.max_steps} steps, a new chunk every {policy.config.n_action_steps} steps; {rt.describe()}; -> {out}",
-          flush=True)
-    for task in e.tasks:
-        todo = [i for i in range(e.episodes) if load_episode(out, task, i, settings) is None]
-        if not todo:
-            continue
-        env = make_env(lib, task, cameras=True)
-        for i in todo:
-            torch.manual_seed(mix_seed(e.seed, task, i))  # the flow-matching noise of this episode
-            record = e.videos < 0 or i < e.videos
-            with rt.precision.autocast():
-                r = play(policy, pre, post, env, init_state=i, max_steps=lib.max_steps, record=record)
-            frames = r.pop("frames")
-            rec = {"task_id": task, "instruction": env.task_description, "episode": i, "init_state": i, **r,
-                   "run": str(folder), "settings": settings}
-            if frames:
-                mp4, _ = write_video(video_stem(out, task, i), frames, fps=20)
-                rec["video"] = str(mp4)
-            path = episode_path(out, task, i)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda f: f.write(json.dumps(rec, indent=1).encode()))
-            if e.progress:
-                print(f"  task {task} episode {i} (init state {i}): {r['reason']}, {r['steps']} steps, "
-                      f"{r['policy_calls']} chunk(s), {r['seconds']:.1f} s", flush=True)
-        env.close()
-    summary = summarize(out, settings)
+    print(f"phase3 eval: {folder} on tasks {e.tasks}, fixed initial states {states[0]}-{states[-1]}, {size} px cameras, "
+          f"at most {lib.max_steps} steps, a new chunk every {policy.config.n_action_steps} steps; {rt.describe()}; "
+          f"{e.workers} process(es); {checked}; -> {out}", flush=True)
+    todo = [(t, i) for t in e.tasks for i in states if load_episode(out, t, i, settings) is None]
+    workers = min(e.workers, len(todo))
+    if todo:
+        del policy  # the workers load their own
+        base = {"folder": str(folder), "device": str(rt.device), "n_action_steps": e.n_action_steps,
+                "settings": settings, "libero": asdict(lib), "out": str(out), "seed": e.seed, "videos": e.videos,
+                "first_state": e.first_state, "progress": e.progress, "precision": asdict(rt.precision),
+                "threads": 1 if workers > 1 else 0}
+        # contiguous shares keep each worker on few tasks (one env build per task it plays)
+        shares = [todo[k * len(todo) // workers:(k + 1) * len(todo) // workers] for k in range(workers)]
+        t0 = time.perf_counter()
+        _run_play_jobs([{**base, "episodes": s} for s in shares if s])
+        print(f"played {len(todo)} episode(s) in {time.perf_counter() - t0:.0f} s with {workers} process(es)", flush=True)
+    summary = summarize(out, settings, tasks=e.tasks, states=states)
     summary["run"] = str(folder)
+    summary["starts_check"] = checked
     atomic_write(out / "results.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
-    page = (f"# Evaluation of `{folder}`\n\nWritten by `python -m phase3_vla.evaluate`. Episode i starts from LIBERO's "
-            f"fixed initial state i; at most {lib.max_steps} steps after {lib.num_steps_wait} settle steps; "
-            f"a new action chunk every {policy.config.n_action_steps} steps.\n\n{table(summary)}\n")
+    page = (f"# Evaluation of `{folder}`\n\nWritten by `python -m phase3_vla.evaluate`. Episodes start from LIBERO's "
+            f"fixed initial states {states[0]}-{states[-1]} of each task ({checked}); at most {lib.max_steps} steps "
+            f"after {lib.num_steps_wait} settle steps; a new action chunk every {settings['n_action_steps']} steps.\n\n"
+            f"{table(summary)}\n")
     atomic_write(out / "results.md", lambda f: f.write(page.encode()))
     print(table(summary), flush=True)
     return {"out": str(out), **summary}
-
-

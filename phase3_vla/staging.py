@@ -13,7 +13,8 @@ An .npz holds, for a demonstration of T control steps (frame t = what the expert
     wrist      uint8   (T, H, W, 3)  wrist camera, rotated upright
     state      float32 (T, 8)        eef position, eef axis-angle, 2 gripper joints (lerobot's LIBERO state)
     action     float32 (T, 7)        the expert's delta action, in [-1, 1]
-    meta       str                   JSON: format version, task, attempt, init state, instruction, settings
+    meta       str                   JSON: format version, task, attempt, start (phase3_vla.starts.StartRecord:
+                                     placement seed, simulator state, object poses), instruction, settings
 
 Every file is written with `common.checkpoint.atomic_write` (temporary sibling + rename), so a kill at any
 moment leaves the finished attempts intact and at most a `.tmp` that is ignored and later removed. Every
@@ -34,11 +35,11 @@ import numpy as np
 from common.checkpoint import atomic_write, read_npz
 from common.errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: demonstrations start from sampled placements and record their start
 DEMO_RE = re.compile(r"^attempt_(\d{4,})\.npz$")
 FAILED_RE = re.compile(r"^attempt_(\d{4,})\.failed\.json$")
 TASK_RE = re.compile(r"^task_(\d{2})$")
-META_KEYS = ("format_version", "task_id", "attempt", "init_state", "instruction", "task_name", "steps", "settings")
+META_KEYS = ("format_version", "task_id", "attempt", "start", "instruction", "task_name", "steps", "settings")
 # Test hook: "<task>:<attempt>" = SIGKILL this process halfway through writing that attempt's file;
 # "<task>:<attempt>:after" = kill the whole process group right after the file is complete.
 FAULT_ENV = "WM_FAULT_KILL_AT_ATTEMPT"
@@ -100,6 +101,12 @@ def _validate(d: Demo, path: Path) -> None:
         raise CorruptStagedFileError(path, f"format_version {d.meta['format_version']}, this code reads {FORMAT_VERSION}")
     if d.meta["steps"] != T:
         raise CorruptStagedFileError(path, f"meta says {d.meta['steps']} steps, the arrays hold {T}")
+    from phase3_vla.starts import StartRecord
+
+    try:
+        StartRecord(**d.meta["start"])
+    except Exception as e:
+        raise CorruptStagedFileError(path, f"meta's start record is invalid ({type(e).__name__}: {e})") from None
 
 
 def encode_demo(d: Demo) -> bytes:
@@ -161,7 +168,7 @@ def load_failure(path: Path) -> dict:
         record = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise CorruptStagedFileError(path, f"unreadable ({type(e).__name__}: {e})") from None
-    missing = [k for k in ("task_id", "attempt", "init_state", "steps", "failure", "settings") if k not in record]
+    missing = [k for k in ("task_id", "attempt", "start", "steps", "failure", "settings") if k not in record]
     if missing:
         raise CorruptStagedFileError(path, f"lacks {', '.join(missing)}")
     return record

@@ -45,14 +45,23 @@ def main(argv: list[str] | None = None) -> dict:
     ctx = setup_run(training.PHASE, cfg.run, to_dict(cfg))
     data = ChunkedFrames(open_dataset(folder), cfg.policy.chunk_size)
     policy, pre, post = build_policy(cfg.policy, data.meta, ctx.device, cfg.run.root)
-    module = PolicyModule(policy, pre, mask_padded_actions=cfg.policy.mask_padded_actions)
+    from phase3_vla.dataset import ACTION_NAMES
+
+    module = PolicyModule(policy, pre, mask_padded_actions=cfg.policy.mask_padded_actions, action_names=ACTION_NAMES)
+    starts = training.training_starts(folder)  # before training: a data set without starts is refused now
     trainable, total = trainable_and_total(module)
     clock = training.Clock(ctx.run)
     if ctx.dist.is_main:
         print(f"phase3 base: SmolVLA on {folder} ({data.meta.total_episodes} episodes, {len(data)} frames, "
               f"{len(data.meta.tasks)} tasks); {training.fmt_params(trainable, total)}; backbone "
               f"{policy.config.vlm_model_name}; device {ctx.device}, {ctx.threads} thread(s); run {ctx.run.dir}", flush=True)
-    trainer = training.PolicyTrainer(ctx, module, data, cfg.train, cfg.log, [clock.hook(cfg.log.log_every)],
+    m = cfg.monitor
+    hooks = [h for h in (clock.hook(cfg.log.log_every),
+                         training.validation_hook(module, training.dataset_folder(cfg, "base_val"),
+                                                  cfg.policy.chunk_size, m.val_every, m.val_samples),
+                         training.snapshot_hook(m.snapshots, lambda d: save_policy(policy, pre, post, d / "policy")))
+             if h is not None]
+    trainer = training.PolicyTrainer(ctx, module, data, cfg.train, cfg.log, hooks,
                                      save=lambda d: save_policy(policy, pre, post, d / "policy"))
     last = trainer.fit()
     info = {}
@@ -65,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
             "data": dataset_identity(folder),
             "tasks": list(data.meta.tasks.index), "final_loss": last.get("train/loss"),
             "backbone": policy.config.vlm_model_name, "mask_padded_actions": cfg.policy.mask_padded_actions,
+            "val_loss": training.last_metric(ctx.run, "val/loss"), "train_starts": starts,
             "policy": str(ctx.run.export_dir / "policy")})
         print(f"phase3 base: done, {trainer.step} steps in {clock.seconds:.0f} s (wall, all sessions); final loss "
               f"{last.get('train/loss', float('nan')):.4f}; policy in {ctx.run.export_dir / 'policy'}", flush=True)

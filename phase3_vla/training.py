@@ -30,10 +30,13 @@ class RunNotReadyError(ArtifactNotFoundError):
 
 
 def dataset_folder(cfg: Phase3Config, split: str) -> Path:
-    """The base (9 tasks) or new (held-out task) LeRobotDataset that collect wrote."""
-    explicit = cfg.data.base_folder if split == "base" else cfg.data.new_folder
+    """The base (9 tasks) or new (held-out task) LeRobotDataset that collect wrote, or (split base_val / new_val)
+    its validation twin (an explicit folder's twin is `<folder>_val`)."""
+    role, _, val = split.partition("_")
+    explicit = cfg.data.base_folder if role == "base" else cfg.data.new_folder
     if explicit:
-        return Path(explicit).expanduser().resolve()
+        folder = Path(explicit).expanduser().resolve()
+        return folder.with_name(folder.name + "_val") if val else folder
     return outputs_root(cfg.run.root) / PHASE / "demos" / cfg.data.demos / "lerobot" / split
 
 
@@ -87,8 +90,23 @@ def export_of(run: Path) -> Path:
 
 
 def run_of(folder: Path) -> Path:
-    """The run (or release) a saved policy/adapter folder belongs to."""
+    """The run (or release) a saved policy/adapter folder belongs to (<run>/export/policy,
+    <run>/snapshots/step_N/policy)."""
+    if folder.parent.parent.name == "snapshots":
+        return folder.parent.parent.parent
     return folder.parent.parent if folder.parent.name == "export" else folder.parent
+
+
+def starts_of(folder: Path) -> list[dict] | None:
+    """Every training start behind a saved policy or adapter (its run's demonstrations, and for a finetune its
+    base run's too), from the run's info.json; None when the run did not record them."""
+    info = finished(run_of(folder))
+    if not info or info.get("train_starts") is None:
+        return None
+    if info.get("kind") in ("lora", "full"):
+        base = info.get("base_train_starts")
+        return None if base is None else info["train_starts"] + base
+    return info["train_starts"]
 
 
 def finished(run: Path) -> dict | None:
@@ -132,6 +150,78 @@ def require_base(cfg: Phase3Config) -> Run:
     if info.get("kind") != "base":
         raise RunNotReadyError(f"finetune.base={spec}: {run} is a {info.get('kind')} run, not a base run")
     return Run.at(run, PHASE)
+
+
+def validation_hook(module, folder: Path | None, chunk_size: int, every: int, samples: int) -> Hook | None:
+    """`val/loss` (+ `val/loss_dim/<name>`, `val/loss_unmasked`) on `samples` evenly spaced frames of the
+    validation data set, with the same flow-matching noise and times at every call, so that successive values
+    (and runs with other settings) differ only by the weights. None (with a note) when there is no such set."""
+    import numpy as np
+    import torch
+
+    if every <= 0:
+        return None
+    if folder is None or not (folder / "meta" / "info.json").exists():
+        print(f"note: no validation data set at {folder}; no validation loss (collect makes one: "
+              "base_val_demos / new_val_demos)", file=sys.stderr)
+        return None
+    from phase3_vla.frames import open_training_set
+
+    data = open_training_set(folder, chunk_size)
+    idx = np.unique(np.linspace(0, len(data) - 1, min(samples, len(data))).round().astype(int)).tolist()
+    batches = [torch.utils.data.default_collate([data[i] for i in idx[j:j + 32]]) for j in range(0, len(idx), 32)]
+    cfg = module.cfg
+    g = torch.Generator().manual_seed(1234)
+    draws = [(torch.randn(len(b["action"]), cfg.chunk_size, cfg.max_action_dim, generator=g),
+              torch.rand(len(b["action"]), generator=g).pow(1 / 1.5) * 0.999 + 0.001) for b in batches]
+
+    def run(trainer) -> dict:
+        sums, n = {}, 0
+        with torch.no_grad(), trainer.ctx.precision.autocast():
+            for b, (noise, time) in zip(batches, draws):
+                dev = trainer.device
+                batch = module.preprocessor({k: v.to(dev) if torch.is_tensor(v) else v for k, v in b.items()})
+                loss, logs = module.reduce(*module.elementwise(batch, noise.to(dev), time.to(dev)))
+                k = len(noise)
+                for key, v in {"loss": loss, **logs}.items():
+                    sums[key] = sums.get(key, 0.0) + float(v) * k
+                n += k
+        return {f"val/{k}": v / n for k, v in sums.items() if k != "padded_steps"}
+    return Hook(every, run, "validation")
+
+
+def snapshot_hook(steps: list[int], save) -> Hook | None:
+    """Export the policy at the given steps to <run>/snapshots/step_<N>/ (`save(folder)`), for learning curves."""
+    wanted = set(steps)
+    if not wanted:
+        return None
+
+    def run(trainer) -> dict:
+        if trainer.step in wanted:
+            save(trainer.ctx.run.dir / "snapshots" / f"step_{trainer.step:06d}")
+        return {}
+    return Hook(1, run, "snapshots")
+
+
+def training_starts(folder: Path, episodes: list[int] | None = None) -> list[dict]:
+    """Where the training demonstrations started (task, kind, seed, digest per episode), for a run's info.json:
+    what evaluation checks its states against (phase3_vla.starts), even when the data set is gone."""
+    from phase3_vla.starts import read_starts
+
+    return [{"task_id": r.task_id, "kind": r.kind, "seed": r.seed, "digest": r.digest, "episode_index": r.episode_index}
+            for r in read_starts(folder, episodes)]
+
+
+def last_metric(run: Run, key: str) -> float | None:
+    """The last logged value of `key` in the run's metrics.jsonl (None if never logged)."""
+    path = run.dir / "metrics.jsonl"
+    value = None
+    if path.exists():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if key in row:
+                value = row[key]
+    return value
 
 
 class Clock:

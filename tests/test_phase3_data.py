@@ -7,6 +7,7 @@ episodes (64 px, both cameras) - the one slow part, ~20-50 s depending on the ma
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from conftest import REPO, subprocess_env
 from phase3_vla import collect, staging
 from phase3_vla.dataset import IMAGE_KEYS, open_dataset, write_lerobot_dataset
 from phase3_vla.staging import CorruptStagedFileError, Demo
+from phase3_vla.starts import StartRecord
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -31,7 +33,9 @@ def _demo(task: int, attempt: int, steps: int = 6, size: int = 16, seed: int = 0
                 wrist=rng.integers(0, 256, (steps, size, size, 3), dtype=np.uint8),
                 state=rng.normal(size=(steps, 8)).astype(np.float32),
                 action=rng.uniform(-1, 1, (steps, 7)).astype(np.float32),
-                meta={"format_version": staging.FORMAT_VERSION, "task_id": task, "attempt": attempt, "init_state": attempt,
+                meta={"format_version": staging.FORMAT_VERSION, "task_id": task, "attempt": attempt,
+                      "start": asdict(StartRecord(task, "sampled", 1000 * task + attempt, rng.normal(size=110).tolist(),
+                                                  poses={"item_1": rng.normal(size=7).tolist()})),
                       "instruction": f"pick up item {task} and place it in the basket", "task_name": f"t{task}",
                       "steps": steps, "seconds": 1.0, "settings": {"seed": 0}})
 
@@ -172,6 +176,31 @@ def test_smoke_datasets_read_back_with_lerobot(smoke):
         assert np.allclose(last["action"].numpy(), demo.action[-1])
         assert demo.action[0, 6] == -1.0 and (demo.action[:, 6] == 1.0).any()  # opens, then grasps
         assert np.abs(demo.action).max() <= 1.0
+
+
+@pytest.mark.slow
+def test_smoke_demos_start_from_sampled_placements_recorded_exactly(smoke):
+    """Each demonstration starts from a placement sampled with its recorded seed, never from a fixed initial
+    state, and its start (state vector, digest, object poses) round-trips through the data set: replaying the
+    seed in a fresh env gives the same state vector, bit for bit, and the same poses."""
+    from phase3_vla.config import LiberoConfig
+    from phase3_vla.libero_env import make_env
+    from phase3_vla.starts import check_disjoint, fixed_states, placement_seed, read_starts, state_digest
+
+    out = smoke["out"]
+    for name, task in (("new", 9), ("base", 2)):
+        (rec,) = read_starts(out / "lerobot" / name)
+        staged = staging.load_demo(staging.demo_path(out / "staging", task, 0)).meta["start"]
+        assert (rec.task_id, rec.kind, rec.seed, rec.episode_index) == (task, "sampled", placement_seed(0, task, 0), 0)
+        assert rec.state == staged["state"] and rec.digest == state_digest(rec.state) and len(rec.state) == 110
+        assert {"orange_juice_1" if task == 9 else "salad_dressing_1", "basket_1"} <= set(rec.poses)
+        assert check_disjoint([rec], {task: range(50)}) == 50  # none of the 50 fixed states
+        assert not any(np.array_equal(np.asarray(rec.state), s) for s in fixed_states(task))
+    env = make_env(LiberoConfig(image_size=64), 9, cameras=False)
+    (rec,) = read_starts(out / "lerobot" / "new")
+    env.reset(placement_seed=rec.seed)
+    assert np.array_equal(env.start_state, np.asarray(rec.state)) and env.start_poses == rec.poses
+    env.close()
 
 
 @pytest.mark.slow

@@ -190,6 +190,28 @@ def test_expert_succeeds_on_task0_init0_and_replays_exactly(env0):
     assert all(set(f) == {"state"} for f in r.frames)  # no cameras in this env: no images recorded
 
 
+def test_start_state_identifies_fixed_states_exactly(env0):
+    """The premise of phase3_vla.starts: an episode reset to fixed state k starts from exactly LIBERO's state
+    vector k, and a sampled placement is reproducible from its seed and is none of the 50 fixed states."""
+    from phase3_vla.starts import StartRecord, check_disjoint, ContaminationError, fixed_states
+
+    table = fixed_states(0)
+    assert table.shape == (50, 110)
+    env0.reset(init_state=7)
+    assert np.array_equal(env0.start_state, table[7])
+    fixed7 = StartRecord(0, "fixed", 7, env0.start_state.tolist(), poses=env0.start_poses)
+    env0.reset(placement_seed=123)
+    a = env0.start_state.copy()
+    env0.reset(placement_seed=124)
+    env0.reset(placement_seed=123)
+    assert np.array_equal(a, env0.start_state) and not any(np.array_equal(a, s) for s in table)
+    sampled = StartRecord(0, "sampled", 123, a.tolist())
+    assert check_disjoint([sampled], {0: range(50)}) == 50
+    with pytest.raises(ContaminationError, match=r"task 0 state 7 \(= training episode -1, fixed 7\)"):
+        check_disjoint([sampled, fixed7], {0: range(10)})
+    assert check_disjoint([fixed7], {0: range(8, 50), 1: range(50)}) == 92  # other states, another task
+
+
 def test_env_follows_lerobot_conventions(env0):
     obs, _ = env0.reset(init_state=3)
     assert env0.init_state_id == 3 + 1  # lerobot's LiberoEnv advances by n_envs after each reset

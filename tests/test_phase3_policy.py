@@ -157,7 +157,7 @@ def test_lora_wrap_counts_and_adapter_reload(runs, data, tmp_path):
     policy, pre, post = load_policy(base_dir, CPU)
     assert policy.config.pretrained_path == base_dir.resolve()  # what lerobot's wrap_with_peft requires
     batch = _batch(policy, pre, data)
-    noise, time = torch.randn(2, policy.config.chunk_size, 32), torch.full((2,), 0.4)
+    noise, time = torch.randn(2, policy.config.chunk_size, policy.config.max_action_dim), torch.full((2,), 0.4)
     with torch.no_grad():
         base_loss = policy(dict(batch), noise=noise, time=time)[0]
     model = wrap_lora(policy, AdapterConfig(r=4, alpha=8, dropout=0.0))
@@ -256,8 +256,10 @@ def test_wilson_interval():
 def test_experiments_plan_and_config_errors(runs, capsys):
     res = experiments.main([*runs["args"], "--plan"])
     steps = [c["step"] for c in res["cells"]]
-    assert steps == ["base", "zeroshot", "lora", "full", "demos", "ranks", "ranks"]
+    assert steps == ["base", "zeroshot", "lr", "lr", "lr", "lora", "full", "targets", "targets", "targets", "ranks",
+                     "ranks", "demos"]  # the smoke profile's 2 + 1 learning rates, ranks [2, 4] and demos [1]
     assert "[done]" in capsys.readouterr().out  # the base run of the fixture is found and reused
+    assert res["lrs"] == {"lora": None, "full": None}  # no sweep run yet
     for argv, key in ((["profile=smoke", "finetune.method=qlora"], "finetune.method"),
                       (["profile=smoke", "policy.image_size=36"], "policy.image_size"),
                       (["profile=nope"], "smoke")):
@@ -297,17 +299,88 @@ def test_filmstrip(tmp_path, capsys):
         filmstrip.main([str(tmp_path / "g.png"), "r:9:1", "--root", str(tmp_path)])
 
 
-def test_experiment_cells_episodes():
-    """Ablation cells get experiments.ablation_episodes, except the one that is the main LoRA run, which keeps
-    experiment 2's episode count (the same run and episodes appear in both tables)."""
+def test_experiment_cells_episodes_and_learning_rates(tmp_path):
+    """Main cells get new_episodes, ablations ablation_episodes (their shared point is the main run, evaluated on
+    its first states), the lr sweep none; every LoRA cell after the sweep uses the learning rate with the lowest
+    validation loss, and snapshots below the budget become learning-curve cells."""
     cfg = smoke_cfg("experiments.new_episodes=6", "experiments.ablation_episodes=3", "experiments.demos=[1,2]",
-                    "experiments.ranks=[2,4]")
+                    "experiments.ranks=[2,4]", "experiments.lora_lrs=[0.001,0.003]", "experiments.full_lrs=[0.0001]",
+                    "monitor.snapshots=[1,3]", f"run.root={tmp_path}")
     got = {(c.step, c.run): c.episodes for c in experiments.cells(cfg)}
-    assert got[("lora", "lora-r4-n1-smoke")] == got[("demos", "lora-r4-n1-smoke")] == 6
-    assert got[("ranks", "lora-r4-n1-smoke")] == got[("full", "full-n1-smoke")] == got[("zeroshot", "base-smoke")] == 6
-    assert got[("demos", "lora-r4-n2-smoke")] == got[("ranks", "lora-r2-n1-smoke")] == 3
-    assert all(c.episodes == 6 for c in experiments.cells(smoke_cfg("experiments.new_episodes=6"))
-               if c.step != "base")  # 0 = new_episodes
+    assert got[("lora", "lora-r4-n1-lr1e-3-smoke")] == got[("zeroshot", "base-smoke")] == 6
+    assert got[("full", "full-n1-lr1e-4-smoke")] == 6 and got[("lr", "lora-r4-n1-lr3e-3-smoke")] == 0
+    assert got[("demos", "lora-r4-n2-lr1e-3-smoke")] == got[("ranks", "lora-r2-n1-lr1e-3-smoke")] == 3
+    assert got[("targets", "lora-r4-n1-lr1e-3-all-smoke")] == got[("demos", "lora-r4-n1-lr1e-3-smoke")] == 3
+    assert got[("curve", "base-smoke/snapshots/step_000001/policy")] == 1  # step 3 = the whole budget: the base cell
+    assert experiments.chosen_lr(cfg, "lora") is None
+    for lr, val in ((0.001, 0.5), (0.003, 0.25)):  # finished sweep runs with their validation losses
+        export = tmp_path / "phase3" / f"lora-r4-n1-lr{experiments.lr_tag(lr)}-smoke" / "export"
+        export.mkdir(parents=True)
+        (export / "info.json").write_text(json.dumps({"val_loss": val}))
+    assert experiments.chosen_lr(cfg, "lora") == 0.003
+    main = [c for c in experiments.cells(cfg, {"lora": 0.003, "full": None}) if c.step in ("lora", "ranks")]
+    assert {c.run for c in main} == {"lora-r4-n1-lr3e-3-smoke", "lora-r2-n1-lr3e-3-smoke"}
+    assert all("finetune.train.lr=0.003" in c.overrides for c in main)
+
+
+def test_masked_loss_leaves_padding_out_and_unmasked_is_lerobots(runs, data):
+    """Padded chunk steps and padded action dimensions do not enter the masked loss (any value there changes
+    nothing), the per-dimension logs average the real entries, and without the mask the loss is lerobot's own
+    SmolVLAPolicy.forward (which pads the action to 32 dimensions and keeps the padded steps)."""
+    from phase3_vla.dataset import ACTION_NAMES
+    from phase3_vla.policy import PolicyModule
+
+    cfg = smoke_cfg("policy.max_action_dim=0", "policy.max_state_dim=0").policy  # lerobot's 32: padded dimensions
+    torch.manual_seed(0)
+    policy, pre, _ = build_policy(cfg, open_dataset(data / "base").meta, CPU, runs["root"])
+    ds = ChunkedFrames(open_dataset(data / "base"), policy.config.chunk_size)
+    batch = pre(torch.utils.data.default_collate([ds[i] for i in (2, 5, 6, 7)]))  # 6, 7: past episode 0's end
+    assert policy.config.max_action_dim == 32 and batch["action_is_pad"].any() and not batch["action_is_pad"].all()
+    module = PolicyModule(policy, pre, mask_padded_actions=True, action_names=ACTION_NAMES)
+    noise, time = torch.randn(4, cfg.chunk_size, 32), torch.rand(4)
+    with torch.no_grad():
+        losses, is_pad = module.elementwise(dict(batch), noise, time)
+        loss, logs = module.reduce(losses, is_pad)
+        real = losses[:, :, :7][~is_pad]  # (real steps, 7)
+        assert torch.allclose(loss, real.mean()) and torch.allclose(logs["loss_dim/gripper"], real[:, 6].mean())
+        junk = losses.clone()
+        junk[is_pad] = 1e6
+        junk[:, :, 7:] = -1e6
+        again, logs2 = module.reduce(junk, is_pad)
+        assert torch.equal(again, loss) and all(torch.equal(logs[k], logs2[k]) for k in logs if k.startswith("loss_dim"))
+        unmasked = PolicyModule(policy, pre, mask_padded_actions=False)
+        lerobot_loss = policy.forward(dict(batch), noise=noise, time=time)[0]
+        assert torch.allclose(unmasked.reduce(losses, is_pad)[0], lerobot_loss, atol=1e-6)
+        assert not torch.allclose(loss, lerobot_loss)
+
+
+def test_eval_refuses_a_training_start(runs, data, tmp_path, capsys):
+    """A finetune whose demonstration started from LIBERO's fixed state 0 of the new task cannot be evaluated on
+    state 0 (the message names it); other states pass the check. A run that recorded no starts is refused unless
+    eval.check_starts=false."""
+    from dataclasses import asdict
+
+    from phase3_vla.starts import ContaminationError, StartRecord, fixed_states
+
+    demo = _demo(9, 0, steps=6, size=64)
+    demo.meta["instruction"] = NEW
+    demo.meta["start"] = asdict(StartRecord(9, "fixed", 0, fixed_states(9)[0].tolist()))
+    write_lerobot_dataset(tmp_path / "bad", "local/test_bad", [demo, _demo(9, 1, steps=6, size=64)])
+    out = finetune.main([*runs["args"][:2], f"data.new_folder={tmp_path / 'bad'}", "run.name=contaminated"])
+    with pytest.raises(SystemExit) as e:
+        evaluation.main([*runs["args"][:2], "eval.run=contaminated", "eval.episodes=3"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "task 9 state 0 (= training episode 0, fixed 0)" in err and "state 1" not in err
+    folder = Path(out["adapter"])
+    assert "none shared" in rollouts.check_starts(folder, {9: [1, 2, 3]}, True)
+    info_path = Path(out["run_dir"]) / "export" / "info.json"
+    info = json.loads(info_path.read_text())
+    assert len(info["train_starts"]) == 2 and len(info["base_train_starts"]) == 2  # the base fixture's 2 demos
+    info.pop("train_starts")
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(ContaminationError, match="does not record where its training demonstrations started"):
+        rollouts.check_starts(folder, {9: [1]}, True)
+    assert "NOT checked" in rollouts.check_starts(folder, {9: [0]}, False)
 
 
 @pytest.mark.slow
