@@ -39,6 +39,10 @@ class LiberoConfig:
     num_steps_wait: int = 10  # no-op steps after setting the initial state so objects settle (lerobot: 10)
     # robosuite rebuilds the MuJoCo model at every reset (LIBERO's default); false reuses it (faster resets)
     hard_reset: bool = True
+    # The harder held-out condition: an episode reset to fixed initial state k then moves the target item and
+    # the basket by an offset of perturb/2..perturb metres in a direction drawn from (task, k) (redrawn until
+    # both keep clear of every other object and stay on the table); 0 = LIBERO's fixed states as they are.
+    perturb: float = 0.0
 
     def check(self) -> None:
         choice("suite", self.suite, SUITES)
@@ -46,6 +50,7 @@ class LiberoConfig:
         require(16 <= self.image_size <= 512, "image_size", self.image_size, "must be in [16, 512] pixels")
         require(self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")
         require(self.num_steps_wait >= 0, "num_steps_wait", self.num_steps_wait, "must be >= 0")
+        require(0 <= self.perturb <= 0.15, "perturb", self.perturb, "must be in [0, 0.15] metres")
 
 
 @dataclass
@@ -131,7 +136,7 @@ class DemoCollectConfig:
     # Validation demonstrations (their own data sets, lerobot/base_val and lerobot/new_val): the successes
     # after the training ones. Learning rates are chosen on them, never on the evaluation states.
     base_val_demos: int = 2  # per base task
-    new_val_demos: int = 10
+    new_val_demos: int = 10  # of the new task
     # Attempt a of a task starts from a placement sampled with seed starts.placement_seed(run.seed, task, a)
     # (never a fixed initial state: those are the evaluation states), the expert's randomization seeded by
     # (run.seed, task, a); failed attempts are discarded, counted, and replaced by the next attempt number.
@@ -255,8 +260,8 @@ class PolicyConfig:
     # SmolVLA pads state and action to these sizes (lerobot: 32 and 32, the sizes of smolvla_base's
     # projections); 0 = lerobot's. A policy trained from scratch needs no padding: the cpu and smoke profiles
     # use the data's own sizes (8 and 7), so no padded dimension exists to be predicted at inference either.
-    max_state_dim: int = 0
-    max_action_dim: int = 0
+    max_state_dim: int = 0  # 0 = lerobot's 32
+    max_action_dim: int = 0  # 0 = lerobot's 32
 
     def check(self) -> None:
         require(16 <= self.image_size <= 1024, "image_size", self.image_size, "must be in [16, 1024] pixels")
@@ -422,13 +427,17 @@ class ExperimentsConfig:
     # main_rank, lerobot's targets) and full finetuning, both on main_demos demos. Every other LoRA cell uses
     # LoRA's choice.
     lora_lrs: list[float] = field(default_factory=lambda: [3e-4, 1e-3, 3e-3])
-    full_lrs: list[float] = field(default_factory=lambda: [1e-4, 3e-4])
+    full_lrs: list[float] = field(default_factory=lambda: [1e-4, 3e-4])  # full finetuning's candidates
     targets: list[str] = field(default_factory=lambda: ["lerobot", "expert", "all"])  # policy.LORA_TARGETS names
     demos: list[int] = field(default_factory=lambda: [5, 10, 25, 50])  # demo-count ablation (LoRA)
     ranks: list[int] = field(default_factory=lambda: [4, 16, 64])  # rank ablation (LoRA, main_demos demos)
     main_rank: int = 16  # the LoRA of the main comparison (and of the demo and target ablations)
     main_demos: int = 50  # demos of the main comparison (and of the rank and target ablations)
-    # Which steps to run: base, curve, zeroshot, lr, lora, full, targets, ranks, demos; [] = all, in that order.
+    # The harder held-out condition: the main cells (zero-shot, LoRA, full) again from the same fixed states with the
+    # target item and the basket moved by perturb/2..perturb metres (libero.perturb), harder_episodes states.
+    perturb: float = 0.08
+    harder_episodes: int = 25  # per harder cell: perturbed fixed states 0..n-1
+    # Which steps to run: base, curve, zeroshot, lr, lora, full, targets, ranks, demos, harder; [] = all, in order.
     only: list[str] = field(default_factory=list)
     out: str = ""  # results.md / results.json; "" = <run.root>/phase3/experiments/<profile>/
     plan: bool = False  # print the steps and whether each is done, run nothing (also `--plan`)
@@ -436,9 +445,10 @@ class ExperimentsConfig:
     workers: int = 1  # evaluation processes per cell (eval.workers)
 
     def check(self) -> None:
-        steps = ("base", "curve", "zeroshot", "lr", "lora", "full", "targets", "ranks", "demos")
+        steps = ("base", "curve", "zeroshot", "lr", "lora", "full", "targets", "ranks", "demos", "harder")
         require(all(s in steps for s in self.only), "only", self.only, f"a subset of {', '.join(steps)}")
-        for name in ("base_episodes", "new_episodes", "ablation_episodes"):
+        require(0 < self.perturb <= 0.15, "perturb", self.perturb, "must be in (0, 0.15] metres")
+        for name in ("base_episodes", "new_episodes", "ablation_episodes", "harder_episodes"):
             require(1 <= getattr(self, name) <= 50, name, getattr(self, name), "must be in [1, 50]")
         require(len(self.lora_lrs) >= 1 and all(x > 0 for x in self.lora_lrs), "lora_lrs", self.lora_lrs,
                 "a non-empty list of positive learning rates")

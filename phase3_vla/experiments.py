@@ -5,7 +5,7 @@
     python -m phase3_vla.experiments experiments.only=[base,zeroshot] experiments.workers=2
     python -m phase3_vla.experiments experiments.train_only=true       # train every run, evaluate nothing
     bash scripts/phase3_experiments_2x.sh                              # two chains at a time (2 cores), then the table
-    python -m phase3_vla.experiments profile=smoke data.demos=smoke   # the whole chain at toy scale
+    python -m phase3_vla.experiments profile=smoke data.demos=smoke   # toy scale (collect profile=smoke new_val_demos=1 first)
 
 The protocol: demonstrations start from sampled placements, evaluation from LIBERO's fixed initial states
 0..n-1 of each task, the same states for every cell, and `phase3_vla.evaluate` refuses a state that any
@@ -23,6 +23,8 @@ validation demonstrations (collect's new_val data set), never on the evaluation 
 7. targets   LoRA with the target sets of experiments.targets (lerobot's, the action expert, everything)
 8. ranks     LoRA of rank 4 / 16 / 64 (alpha = 2 x rank)
 9. demos     LoRA on the first 5 / 10 / 25 / 50 demos
+10. harder   cells 3, 5 and 6 again from the same fixed states with the target item and the basket moved by
+             experiments.perturb/2..perturb metres (libero.perturb): starts that really differ
 Ablations (7-9) get experiments.ablation_episodes states (the first of the main cells' states) and LoRA's chosen
 learning rate; the cell they share with the main comparison is the same run, and its row counts only those states.
 
@@ -49,9 +51,9 @@ from phase3_vla.config import Phase3Config, only_read_by
 from phase3_vla import training
 
 
-STEPS = ("base", "curve", "zeroshot", "lr", "lora", "full", "targets", "ranks", "demos")
+STEPS = ("base", "curve", "zeroshot", "lr", "lora", "full", "targets", "ranks", "demos", "harder")
 NUMBER = {"base": "1", "curve": "1b", "zeroshot": "1", "lr": "2a", "lora": "2", "full": "2", "targets": "3a",
-          "ranks": "3b", "demos": "3c"}  # README's numbering
+          "ranks": "3b", "demos": "3c", "harder": "4"}  # README's numbering
 # What a reused run must agree on with this command's settings (the rest - logging, eval - does not change it).
 COMPARED = {"train": ("data", "policy", "train"), "finetune": ("data", "finetune", "policy.mask_padded_actions")}
 IGNORED = {"train": ("data.new_folder",), "finetune": ("data.base_folder",)}  # the other command's dataset
@@ -72,6 +74,7 @@ class Cell:
     episodes: int  # fixed initial states 0..episodes-1 of each task; 0 = not evaluated (lr sweep)
     extra: dict = field(default_factory=dict)  # method, rank, demos, lr, targets for the table
     trained_by: str = ""  # the run that makes `run` (snapshots: the base run); "" = run itself
+    perturb: float = 0.0  # evaluated from perturbed fixed states (libero.perturb)
 
 
 def lr_tag(lr: float) -> str:
@@ -137,6 +140,11 @@ def cells(cfg: Phase3Config, lrs: dict[str, float | None] | None = None) -> list
     out += [lora_cell(cfg, "targets", e.main_rank, e.main_demos, lr_lora, t, e.ablation_episodes) for t in e.targets]
     out += [lora_cell(cfg, "ranks", r, e.main_demos, lr_lora, "lerobot", e.ablation_episodes) for r in e.ranks]
     out += [lora_cell(cfg, "demos", e.main_rank, n, lr_lora, "lerobot", e.ablation_episodes) for n in e.demos]
+    for c in out[:]:
+        if c.step in ("zeroshot", "lora", "full"):
+            out.append(Cell("harder", f"{c.label}, target and basket moved {e.perturb / 2:g}-{e.perturb:g} m", c.run,
+                            c.command, c.overrides, c.tasks, e.harder_episodes, {**c.extra, "perturb": e.perturb},
+                            perturb=e.perturb))
     for c in out:
         if c.extra.get("lr") is not None and c.step not in ("lr",) and not lrs.get(c.extra["method"]):
             c.label += " (lr not chosen yet)"
@@ -253,7 +261,7 @@ def results_page(rows: list[dict], cfg: Phase3Config) -> str:
 def forwarded(argv: list[str]) -> list[str]:
     """The user's overrides that every sub-command gets (not the ones the runner sets per cell)."""
     own = ("experiments.", "run.name=", "run.resume=", "profile=", "eval.run=", "eval.tasks=", "eval.episodes=",
-           "eval.first_state=", "eval.workers=", "finetune.method=", "finetune.num_demos=", "finetune.lora.r=",
+           "eval.first_state=", "eval.workers=", "eval.libero.perturb=", "finetune.method=", "finetune.num_demos=", "finetune.lora.r=",
            "finetune.train.lr=", "finetune.lora.target_modules=")
     return [a for a in argv if not a.startswith(own) and a not in ("--plan", "--cfg")]
 
@@ -289,12 +297,18 @@ def main(argv: list[str] | None = None) -> dict:
     for step in STEPS:
         if e.only and step not in e.only:
             continue
-        if step in ("lora", "targets", "ranks", "demos", "full"):
-            method = "full" if step == "full" else "lora"
+        methods = {"full": ["full"], "harder": ["lora", "full"]}.get(step, ["lora"] if step in (
+            "lora", "targets", "ranks", "demos") else [])
+        for method in methods:
             if lrs[method] is None:  # the sweep first (its runs are reused if they exist)
                 for c in sweep(cfg, method):
                     ensure_trained(c, common, cfg.run.root)
                 lrs[method] = chosen_lr(cfg, method)
+                if lrs[method] is None:
+                    raise ExperimentsError(
+                        f"the {method} learning-rate sweep has no validation loss to choose by: its runs found no "
+                        f"validation data set ({training.dataset_folder(cfg, 'new_val')}). Collect one with python -m "
+                        f"phase3_vla.collect new_val_demos=10 (or point data.new_folder at a folder with a _val twin)")
                 print(f"experiments: {method} learning rate {lrs[method]:g} (lowest validation loss of "
                       f"{[c.extra['lr'] for c in sweep(cfg, method)]})", flush=True)
         for c in cells(cfg, lrs):
@@ -306,7 +320,8 @@ def main(argv: list[str] | None = None) -> dict:
                 spec = str(training.run_dir(c.trained_by, cfg.run.root) / c.run.partition("/")[2]) if c.trained_by else c.run
                 result = evaluation.main([*only_read_by("evaluate", common), f"eval.run={spec}",
                                           f"eval.tasks=[{','.join(map(str, c.tasks))}]", f"eval.episodes={c.episodes}",
-                                          "eval.first_state=0", f"eval.workers={e.workers}"])
+                                          "eval.first_state=0", f"eval.workers={e.workers}",
+                                          f"eval.libero.perturb={c.perturb}"])
             rows.append(row(c, info, result))
             out.mkdir(parents=True, exist_ok=True)
             merged = _merge_rows(out, rows)

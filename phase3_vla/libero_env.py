@@ -271,17 +271,54 @@ def state8(robot_state: dict) -> np.ndarray:
     return out[OBS_STATE][0].numpy().astype(np.float32)
 
 
-def _recording(env, name: str, into: dict):
-    """`env.<name>` that, after running, stores the simulator state and every object's pose in `into`: what
-    LiberoEnv.reset set last before its settle steps is the episode's start."""
+def _recording(env, name: str, into: dict, then=None):
+    """`env.<name>` that, after running (and `then(env.env)`, if given), stores the simulator state and every
+    object's pose in `into`: what LiberoEnv.reset set last before its settle steps is the episode's start."""
     fn = getattr(type(env), name).__get__(env)
 
     def wrapped(*args, **kwargs):
         out = fn(*args, **kwargs)
+        if then is not None:
+            then(env.env)
+            out = env.regenerate_obs_from_state(env.get_sim_state())  # observations of the moved objects
         into["state"] = np.asarray(env.get_sim_state(), dtype=np.float64).copy()
         into["poses"] = object_poses(env.env)
         return out
     return wrapped
+
+
+TABLE_XY = ((-0.25, 0.25), (-0.33, 0.33))  # where perturbed objects may go: the region LIBERO-Object places them in
+
+
+def perturb_objects(inner, names: tuple[str, ...], radius: float, rng: np.random.Generator, tries: int = 200) -> None:
+    """Move each named object (its free joint) by radius/2..radius in a random direction, redrawn until its
+    footprint keeps 1 cm clear of every other object's and stays within TABLE_XY; then sim.forward()."""
+    import mujoco
+
+    data, m = inner.sim.data, inner.sim.model._model
+    extent = {}
+    for name, obj in inner.objects_dict.items():  # horizontal half-size from the collision geoms' bounding boxes
+        extent[name] = 0.0
+        for g in obj.contact_geoms:
+            gid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, g)
+            center, half = m.geom_aabb[gid][:3], m.geom_aabb[gid][3:]
+            extent[name] = max(extent[name], float(np.linalg.norm(center[:2]) + np.linalg.norm(half[:2])))
+    for name in names:
+        joint = inner.objects_dict[name].joints[-1]
+        q = np.array(data.get_joint_qpos(joint), dtype=np.float64)
+        others = {n: np.array(data.get_body_xpos(o.root_body)[:2]) for n, o in inner.objects_dict.items() if n != name}
+        for _ in range(tries):
+            angle, r = rng.uniform(0, 2 * np.pi), rng.uniform(radius / 2, radius)
+            xy = q[:2] + r * np.array([np.cos(angle), np.sin(angle)])
+            inside = all(lo + extent[name] <= v <= hi - extent[name] for v, (lo, hi) in zip(xy, TABLE_XY))
+            clear = all(np.linalg.norm(xy - p) > extent[name] + extent[n] + 0.01 for n, p in others.items())
+            if inside and clear:
+                q[:2] = xy
+                break
+        else:
+            raise RuntimeError(f"perturb: no free spot for {name} within {radius} m after {tries} draws")
+        data.set_joint_qpos(joint, q)
+        inner.sim.forward()
 
 
 def object_poses(inner) -> dict[str, list[float]]:
@@ -304,9 +341,9 @@ def _env_class():
         """lerobot's LiberoEnv with: cameras optional, no reset inside `step`, `reset(init_state=k)`,
         the raw robosuite observation (object poses for the expert) kept in `self.raw_obs`."""
 
-        def __init__(self, *args, cameras: bool = True, hard_reset: bool = True, **kwargs):
+        def __init__(self, *args, cameras: bool = True, hard_reset: bool = True, perturb: float = 0.0, **kwargs):
             # Read by _make_envs_task, which LiberoEnv.__init__ calls.
-            self._cameras, self._hard_reset = cameras, hard_reset
+            self._cameras, self._hard_reset, self.perturb = cameras, hard_reset, perturb
             super().__init__(*args, **kwargs)
             self.raw_obs: dict = {}
             if not cameras:
@@ -343,8 +380,13 @@ def _env_class():
             inner = self._env.env
             first, self._fresh = getattr(self, "_fresh", True), False
             recorded = {}
+            moved = None
+            if self.perturb > 0 and init_state is not None:
+                def moved(inner_env, k=int(init_state)):
+                    perturb_objects(inner_env, self.target_and_basket, self.perturb,
+                                    np.random.default_rng([self.task_id, k, 0x9E7]))
             self._env.reset, self._env.set_init_state = (_recording(self._env, "reset", recorded),
-                                                         _recording(self._env, "set_init_state", recorded))
+                                                         _recording(self._env, "set_init_state", recorded, moved))
             try:
                 if first and inner.hard_reset:
                     inner.hard_reset = False
@@ -430,7 +472,7 @@ def make_env(cfg: LiberoConfig, task_id: int, cameras: bool = True, suite=None):
     try:
         return cls(task_suite=suite, task_id=task_id, task_suite_name=cfg.suite, obs_type="pixels_agent_pos",
                    observation_width=cfg.image_size, observation_height=cfg.image_size, episode_length=cfg.max_steps,
-                   num_steps_wait=cfg.num_steps_wait, cameras=cameras, hard_reset=cfg.hard_reset)
+                   num_steps_wait=cfg.num_steps_wait, cameras=cameras, hard_reset=cfg.hard_reset, perturb=cfg.perturb)
     except Exception as e:
         if cameras and ("GL" in str(e) or "EGL" in type(e).__name__ or "gl" in type(e).__module__.lower()):
             raise LiberoSetupError(

@@ -127,7 +127,7 @@ def settings_of(cfg: Phase3Config, digest: str, policy, image_size: int) -> dict
     lib = cfg.eval.libero
     return {"weights": digest, "max_steps": lib.max_steps, "num_steps_wait": lib.num_steps_wait,
             "hard_reset": lib.hard_reset, "image_size": image_size, "n_action_steps": policy.config.n_action_steps,
-            "num_steps": policy.config.num_steps, "seed": cfg.eval.seed, "suite": lib.suite}
+            "num_steps": policy.config.num_steps, "seed": cfg.eval.seed, "suite": lib.suite, "perturb": lib.perturb}
 
 
 def episode_path(out: Path, task: int, ep: int) -> Path:
@@ -198,11 +198,13 @@ def table(summary: dict) -> str:
 
 def out_dir(cfg: Phase3Config, folder: Path) -> Path:
     """eval.out, else <run>/eval/ next to the run's export/ (or inside a bare policy folder). Re-planning more
-    often (eval.n_action_steps) is another experiment, not a replay of this one: it gets its own folder, so the
-    episodes played with the policy's own chunking (what the experiments' table reads) are kept."""
+    often (eval.n_action_steps) or perturbed starts (eval.libero.perturb) are other experiments, not replays of
+    this one: they get their own folders (eval-n_action_steps<k>, eval-perturb<p>), so the episodes played with
+    the policy's own chunking from LIBERO's fixed states (what the experiments' table reads) are kept."""
     if cfg.eval.out:
         return Path(cfg.eval.out).expanduser().resolve()
-    sub = f"eval-n_action_steps{cfg.eval.n_action_steps}" if cfg.eval.n_action_steps else "eval"
+    sub = "eval" + (f"-n_action_steps{cfg.eval.n_action_steps}" if cfg.eval.n_action_steps else "") + (
+        f"-perturb{cfg.eval.libero.perturb:g}" if cfg.eval.libero.perturb else "")
     run = Run.at(folder.parent, training.PHASE)
     if run.release:  # a release is never written to
         return writable_dir(run, cfg.run.root) / sub
@@ -302,7 +304,8 @@ def evaluate(cfg: Phase3Config) -> dict:
     lib = replace(e.libero, image_size=size)
     settings = settings_of(cfg, digest, policy, size)
     out = out_dir(cfg, folder)
-    print(f"phase3 eval: {folder} on tasks {e.tasks}, fixed initial states {states[0]}-{states[-1]}, {size} px cameras, "
+    print(f"phase3 eval: {folder} on tasks {e.tasks}, fixed initial states {states[0]}-{states[-1]}"
+          f"{f' perturbed by up to {lib.perturb:g} m' if lib.perturb else ''}, {size} px cameras, "
           f"at most {lib.max_steps} steps, a new chunk every {policy.config.n_action_steps} steps; {rt.describe()}; "
           f"{e.workers} process(es); {checked}; -> {out}", flush=True)
     todo = [(t, i) for t in e.tasks for i in states if load_episode(out, t, i, settings) is None]
@@ -323,7 +326,9 @@ def evaluate(cfg: Phase3Config) -> dict:
     summary["starts_check"] = checked
     atomic_write(out / "results.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
     page = (f"# Evaluation of `{folder}`\n\nWritten by `python -m phase3_vla.evaluate`. Episodes start from LIBERO's "
-            f"fixed initial states {states[0]}-{states[-1]} of each task ({checked}); at most {lib.max_steps} steps "
+            f"fixed initial states {states[0]}-{states[-1]} of each task"
+            + (f", the target item and the basket then moved by {lib.perturb / 2:g}-{lib.perturb:g} m (libero.perturb)"
+               if lib.perturb else "") + f" ({checked}); at most {lib.max_steps} steps "
             f"after {lib.num_steps_wait} settle steps; a new action chunk every {settings['n_action_steps']} steps.\n\n"
             f"{table(summary)}\n")
     atomic_write(out / "results.md", lambda f: f.write(page.encode()))

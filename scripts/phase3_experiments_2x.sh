@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Phase 3's experiments two at a time, one per CPU core, then the one results table.
+# Phase 3's experiments in two chains, one per CPU core, then the one results table.
 #
 #   bash scripts/phase3_experiments_2x.sh                 # cpu profile; logs in outputs/phase3/experiments/logs/
 #   bash scripts/phase3_experiments_2x.sh profile=smoke data.demos=smoke   # any override goes to every command
 #
-# `python -m phase3_vla.experiments` plays the cells one after the other. After the base run (trained
-# first, on all cores), every cell is one process with one thread: finetuning a 1.8M-parameter policy and
-# rendering LIBERO both gain little from a second core, so two cells side by side finish in about half the
-# time. The cells are split so that the two chains never touch the same run (the ablations' shared point,
-# LoRA r=16 on 50 demos, is experiment 2's run, in chain A only); the last command reuses every finished
-# run and played episode and writes outputs/phase3/experiments/<profile>/results.md. Rerun the script
-# after an interruption: finished runs and episodes are reused, interrupted runs resumed.
+# `python -m phase3_vla.experiments` plays the cells one after the other. After the base run (trained first,
+# on all cores), every cell runs in one process with one thread (experiments.workers=1): finetuning a
+# 1.8M-parameter policy and rendering LIBERO both gain little from a second core, so two chains side by side
+# finish in about half the time. The chains never touch the same run: A does LoRA's learning-rate sweep and
+# every cell that uses its choice except two demo counts; B the base model's cells, full finetuning's sweep and
+# cell, and the other demo counts (it waits for A's sweep, which chooses their learning rate). The last command
+# reuses every finished run and played episode and writes outputs/phase3/experiments/<profile>/results.md.
+# Rerun the script after an interruption: finished runs and episodes are reused, interrupted runs resumed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -18,19 +19,27 @@ PY=${PY:-.venv/bin/python}
 logs=outputs/phase3/experiments/logs
 mkdir -p "$logs"
 exp() { "$PY" -m phase3_vla.experiments "$@"; }
+one=(run.threads=1 experiments.workers=1)
 
 echo "base run (all cores) -> $logs/base_train.log"
 exp "experiments.only=[base]" experiments.train_only=true "$@" > "$logs/base_train.log" 2>&1
 
 echo "two chains, one core each -> $logs/chain_{a,b}_*.log"
+rm -f "$logs/.lora_lr_chosen"
 (
-  exp run.threads=1 "experiments.only=[lora,full]" "$@" > "$logs/chain_a_main.log" 2>&1
-  exp run.threads=1 "experiments.only=[ranks]" "experiments.ranks=[4,64]" "$@" > "$logs/chain_a_ranks.log" 2>&1
+  exp "${one[@]}" "experiments.only=[lora]" "$@" > "$logs/chain_a_lora.log" 2>&1
+  touch "$logs/.lora_lr_chosen"
+  exp "${one[@]}" "experiments.only=[targets,ranks]" "$@" > "$logs/chain_a_targets_ranks.log" 2>&1
+  exp "${one[@]}" "experiments.only=[demos]" "experiments.demos=[5]" "$@" > "$logs/chain_a_demos.log" 2>&1
 ) &
 a=$!
 (
-  exp run.threads=1 "experiments.only=[base,zeroshot]" "$@" > "$logs/chain_b_base.log" 2>&1
-  exp run.threads=1 "experiments.only=[demos]" "experiments.demos=[5,10,25]" "$@" > "$logs/chain_b_demos.log" 2>&1
+  exp "${one[@]}" "experiments.only=[base,curve,zeroshot,full]" "$@" > "$logs/chain_b_base_full.log" 2>&1
+  while [ ! -e "$logs/.lora_lr_chosen" ]; do
+    kill -0 $a 2>/dev/null || { echo "chain A ended before choosing LoRA's learning rate"; exit 1; }
+    sleep 20
+  done
+  exp "${one[@]}" "experiments.only=[demos]" "experiments.demos=[10,25]" "$@" > "$logs/chain_b_demos.log" 2>&1
 ) &
 b=$!
 status=0
@@ -39,4 +48,4 @@ wait $b || status=$?
 if [ $status -ne 0 ]; then echo "a chain failed (exit $status): see $logs/"; exit $status; fi
 
 echo "results table (reuses every run and episode)"
-exp run.threads=1 "$@" 2>&1 | tee "$logs/assemble.log" | grep -v '^  task '
+exp "${one[@]}" "$@" 2>&1 | tee "$logs/assemble.log" | grep -v '^  task '

@@ -212,6 +212,33 @@ def test_start_state_identifies_fixed_states_exactly(env0):
     assert check_disjoint([fixed7], {0: range(8, 50), 1: range(50)}) == 92  # other states, another task
 
 
+def test_perturbed_starts_move_target_and_basket_reproducibly():
+    """The harder held-out condition: from fixed state k, the target item and the basket move by perturb/2..perturb
+    (the same offsets every time for (task, k)), the other objects stay, and the start record is the moved state."""
+    from phase3_vla.starts import fixed_states, state_digest
+
+    env = libero_env.make_env(LiberoConfig(perturb=0.08), 0, cameras=False)
+    try:
+        env.reset(init_state=2)
+        moved, first = env.start_poses, env.start_state.copy()
+        env.reset(init_state=5)
+        env.reset(init_state=2)
+        assert np.array_equal(env.start_state, first)
+        plain = libero_env.make_env(LiberoConfig(), 0, cameras=False)
+        plain.reset(init_state=2)
+        fixed = plain.start_poses
+        plain.close()
+        for name, pose in moved.items():
+            d = np.linalg.norm(np.array(pose[:2]) - np.array(fixed[name][:2]))
+            if name in env.target_and_basket:
+                assert 0.04 - 1e-9 <= d <= 0.08 + 1e-9, (name, d)
+            else:
+                assert d < 1e-9, name
+        assert state_digest(first) not in {state_digest(s) for s in fixed_states(0)}
+    finally:
+        env.close()
+
+
 def test_env_follows_lerobot_conventions(env0):
     obs, _ = env0.reset(init_state=3)
     assert env0.init_state_id == 3 + 1  # lerobot's LiberoEnv advances by n_envs after each reset
