@@ -204,10 +204,13 @@ def ensure_trained(cell: Cell, common: list[str], root: str) -> dict:
 def row(cell: Cell, info: dict, result: dict | None) -> dict:
     from phase3_vla.rollouts import summarize
 
+    snapshot = cell.extra.get("steps")  # a learning-curve cell: the base run's values at that step
+    val = (training.last_metric(training.run_of(Path(info["policy"])), "val/loss", snapshot) if snapshot
+           else info.get("val_loss"))
     base = {"step": cell.step, "label": cell.label, "run": cell.run, **cell.extra, "tasks": cell.tasks,
-            "episodes_per_task": cell.episodes, "val_loss": info.get("val_loss"), "trainable": info["trainable"],
-            "total_params": info["total"], "train_seconds": info["seconds"],
-            "train_steps": cell.extra.get("steps", info["steps"])}
+            "episodes_per_task": cell.episodes, "val_loss": val, "trainable": info["trainable"],
+            "total_params": info["total"], "train_seconds": None if snapshot else info["seconds"],
+            "train_steps": snapshot or info["steps"]}
     if result is None:
         return base
     s = summarize(Path(result["out"]), result["settings"], cell.tasks, list(range(cell.episodes)))
@@ -246,8 +249,9 @@ def results_page(rows: list[dict], cfg: Phase3Config) -> str:
                      f"{100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}% | {fails}")
         else:
             score = "- | - | - | not evaluated (chosen on val loss)"
+        took = f"{r['train_seconds'] / 60:.1f} min" if r.get("train_seconds") is not None else "(part of the run)"
         lines.append(f"| {NUMBER[r['step']]} | {r['label']} | `{r['run']}` | {val} | {r['trainable']:,} ({frac:.2f}%) | "
-                     f"{r['train_seconds'] / 60:.1f} min | {r['train_steps']} | {score} |")
+                     f"{took} | {r['train_steps']} | {score} |")
     for r in rows:
         if r["step"] in ("base", "curve") and "per_task" in r:
             lines += ["", f"{r['label']} (`{r['run']}`), per task:", "", "| task | instruction | success | 95% CI |",

@@ -212,14 +212,14 @@ def training_starts(folder: Path, episodes: list[int] | None = None) -> list[dic
             for r in read_starts(folder, episodes)]
 
 
-def last_metric(run: Run, key: str) -> float | None:
-    """The last logged value of `key` in the run's metrics.jsonl (None if never logged)."""
-    path = run.dir / "metrics.jsonl"
+def last_metric(run: Run | Path, key: str, step: int | None = None) -> float | None:
+    """The last logged value of `key` in the run's metrics.jsonl (at `step`, if given; None if never logged)."""
+    path = (run.dir if isinstance(run, Run) else Path(run)) / "metrics.jsonl"
     value = None
     if path.exists():
         for line in path.read_text().splitlines():
             row = json.loads(line)
-            if key in row:
+            if key in row and (step is None or row.get("step") == step):
                 value = row[key]
     return value
 
