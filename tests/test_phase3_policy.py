@@ -257,7 +257,8 @@ def test_experiments_plan_and_config_errors(runs, capsys):
     res = experiments.main([*runs["args"], "--plan"])
     steps = [c["step"] for c in res["cells"]]
     assert steps == ["base", "zeroshot", "lr", "lr", "lr", "lora", "full", "targets", "targets", "targets", "ranks",
-                     "ranks", "demos"]  # the smoke profile's 2 + 1 learning rates, ranks [2, 4] and demos [1]
+                     "ranks", "demos", "harder", "harder", "harder"]  # the smoke profile's 2 + 1 learning rates,
+    # ranks [2, 4], demos [1], and the harder condition for zero-shot, LoRA and full
     assert "[done]" in capsys.readouterr().out  # the base run of the fixture is found and reused
     assert res["lrs"] == {"lora": None, "full": None}  # no sweep run yet
     for argv, key in ((["profile=smoke", "finetune.method=qlora"], "finetune.method"),
