@@ -52,15 +52,15 @@ if want phase2; then
   release phase2/df-cpu df-cpu
 fi
 if want phase3; then
+  # The experiments' protocol: demonstrations from sampled placements, the base run, then each method's
+  # learning-rate sweep; the released finetunes are the runs the validation loss chose (full weights and the LoRA
+  # adapter of rank 16 on lerobot's targets, 50 demonstrations), under their method's name.
   "$PY" -m phase3_vla.collect > "$logs/phase3-collect.log" 2>&1
-  train phase3 base-cpu phase3_vla.train profile=cpu
-  train phase3 full-n50-cpu phase3_vla.finetune profile=cpu finetune.method=full run.threads=1 &
-  a=$!
-  train phase3 lora-r16-n50-cpu phase3_vla.finetune profile=cpu finetune.method=lora run.threads=1 &
-  b=$!
-  wait $a; wait $b
+  "$PY" -m phase3_vla.experiments "experiments.only=[lora,full]" experiments.train_only=true \
+    > "$logs/phase3-experiments.log" 2>&1
+  chosen() { "$PY" -m phase3_vla.experiments --plan | awk -v s="$1" '$1 == s {for (i = 1; i <= NF; i++) if ($i == "run") print $(i + 1)}' | head -1; }
   release phase3/base-cpu base-cpu
-  release phase3/full-n50-cpu full-n50-cpu
-  release phase3/lora-r16-n50-cpu lora-r16-n50-cpu
+  release "phase3/$(chosen full)" full-n50-cpu
+  release "phase3/$(chosen lora)" lora-r16-n50-cpu
 fi
 "$PY" -m common.release --list
