@@ -65,8 +65,10 @@ def out_dir(cfg: DemoCollectConfig) -> Path:
 
 def settings_of(cfg: DemoCollectConfig) -> dict:
     """What a staged attempt depends on. Where the files come from (assets, config folder, GL backend)
-    does not change an episode, so it is left out and may differ between runs."""
-    libero = {k: v for k, v in asdict(cfg.libero).items() if k not in ("assets", "config_dir", "gl", "hub_download")}
+    does not change an episode, so it is left out and may differ between runs; so does libero.perturb, which
+    moves objects only after a reset to a fixed initial state (collection starts from sampled placements)."""
+    libero = {k: v for k, v in asdict(cfg.libero).items()
+              if k not in ("assets", "config_dir", "gl", "hub_download", "perturb")}
     return {"format_version": staging.FORMAT_VERSION, "libero": libero, "expert": asdict(cfg.expert), "seed": cfg.run.seed}
 
 

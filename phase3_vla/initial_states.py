@@ -7,7 +7,7 @@ initial states of each task, against the sampled placements the demonstrations s
 Fixed states are read by setting each of LIBERO's state vectors in a camera-less env (what LiberoEnv.reset does
 before its settle steps); sampled placements come from the data sets' meta/starts.json (collect records every
 demonstration's start). Prints a markdown table (x and y ranges in cm, world frame) and writes it to
-<run.root>/phase3/initial_states.md.
+<run.root>/phase3/initial_states.md (<folder>/initial_states.md with --folder).
 """
 from __future__ import annotations
 
@@ -71,8 +71,9 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--tasks", type=int, nargs="*", default=list(range(10)))
     ap.add_argument("--demos", default="cpu", help="collection name under <root>/phase3/demos/ (its starts.json)")
     ap.add_argument("--root", default="outputs", help="run.root")
+    ap.add_argument("--folder", default="", help="a collection folder (instead of --demos under --root)")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    demos = outputs_root(args.root) / "phase3" / "demos" / args.demos
+    demos = Path(args.folder).resolve() if args.folder else outputs_root(args.root) / "phase3" / "demos" / args.demos
     lines = ["| task | object | fixed states: n | x (cm) | y (cm) | max from mean (cm) | sampled: n | x (cm) | y (cm) | "
              "max from mean (cm) |", "|---|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> str:
     page = ("# Initial states of LIBERO-Object\n\nWritten by `python -m phase3_vla.initial_states`. Fixed = LIBERO's 50 "
             f"evaluation states per task; sampled = the starts of the demonstrations in `{demos}`.\n\n"
             + "\n".join(lines) + "\n")
-    out = outputs_root(args.root) / "phase3" / "initial_states.md"
+    out = (demos / "initial_states.md") if args.folder else outputs_root(args.root) / "phase3" / "initial_states.md"
     atomic_write(out, lambda f: f.write(page.encode()))
     print(f"-> {out}")
     return page

@@ -204,6 +204,18 @@ def test_smoke_demos_start_from_sampled_placements_recorded_exactly(smoke):
 
 
 @pytest.mark.slow
+def test_initial_states_table(smoke):
+    """The spread measurement: task 9's orange juice and basket over LIBERO's 50 fixed states and the one sampled
+    demonstration start of the smoke collection."""
+    from phase3_vla import initial_states
+
+    page = initial_states.main(["--tasks", "9", "--folder", str(smoke["out"])])
+    rows = [line.split(" | ") for line in page.splitlines() if line.startswith("| 9 |")]
+    assert [r[1] for r in rows] == ["orange_juice_1", "basket_1"] and all(r[2] == "50" and r[6] == "1" for r in rows)
+    assert (smoke["out"] / "initial_states.md").read_text() == page
+
+
+@pytest.mark.slow
 def test_rerun_plays_nothing_and_keeps_the_datasets(smoke):
     out = smoke["out"]
     marker = out / "lerobot" / "new" / "meta" / "info.json"
