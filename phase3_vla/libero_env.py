@@ -382,9 +382,9 @@ def _env_class():
             recorded = {}
             moved = None
             if self.perturb > 0 and init_state is not None:
-                def moved(inner_env, k=int(init_state)):
-                    perturb_objects(inner_env, self.target_and_basket, self.perturb,
-                                    np.random.default_rng([self.task_id, k, 0x9E7]))
+                names, radius, rng = self.target_and_basket, self.perturb, np.random.default_rng(
+                    [self.task_id, int(init_state), 0x9E7])
+                moved = lambda inner_env: perturb_objects(inner_env, names, radius, rng)  # noqa: E731
             self._env.reset, self._env.set_init_state = (_recording(self._env, "reset", recorded),
                                                          _recording(self._env, "set_init_state", recorded, moved))
             try:

@@ -37,8 +37,8 @@ def resolve(cfg: Phase3Config) -> Path:
         return path
     info = training.finished(path)
     if info is None:
-        hint = (f"continue it with the same command plus run.resume=true" if any((path / "checkpoints").glob("step_*.pt"))
-                else f"make it with python -m phase3_vla.train (base runs) or python -m phase3_vla.finetune")
+        hint = ("continue it with the same command plus run.resume=true" if any((path / "checkpoints").glob("step_*.pt"))
+                else "make it with python -m phase3_vla.train (base runs) or python -m phase3_vla.finetune")
         raise ArtifactNotFoundError(f"eval.run={spec}: {path} is not a finished phase 3 run (no export/info.json); {hint}")
     return training.export_of(path) / ("adapter" if info["kind"] == "lora" else "policy")
 

@@ -203,10 +203,10 @@ def scan(staging: Path, read_arrays: bool = True) -> Staged:
             try:
                 if m := DEMO_RE.match(p.name):
                     meta = load_demo(p).meta if read_arrays else _read_meta(p)
-                    kind, store = "demo", out.demos
+                    store = out.demos
                 elif m := FAILED_RE.match(p.name):
                     meta = load_failure(p)
-                    kind, store = "failure", out.failures
+                    store = out.failures
                 else:
                     continue
                 attempt = int(m.group(1))

@@ -178,10 +178,10 @@ def validation_hook(module, folder: Path | None, chunk_size: int, every: int, sa
     def run(trainer) -> dict:
         sums, n = {}, 0
         with torch.no_grad(), trainer.ctx.precision.autocast():
-            for b, (noise, time) in zip(batches, draws):
+            for b, (noise, t) in zip(batches, draws):
                 dev = trainer.device
                 batch = module.preprocessor({k: v.to(dev) if torch.is_tensor(v) else v for k, v in b.items()})
-                loss, logs = module.reduce(*module.elementwise(batch, noise.to(dev), time.to(dev)))
+                loss, logs = module.reduce(*module.elementwise(batch, noise.to(dev), t.to(dev)))
                 k = len(noise)
                 for key, v in {"loss": loss, **logs}.items():
                     sums[key] = sums.get(key, 0.0) + float(v) * k
