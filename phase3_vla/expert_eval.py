@@ -7,8 +7,10 @@
     python -m phase3_vla.expert_eval expert.jitter=0                   # the deterministic expert
 
 Attempt i of task t starts from fixed initial state i (+ lerobot's 10 settle steps) with the expert's
-randomization seeded by (seed, t, i) - the same episodes `collect` plays first. Nothing is rendered by
-default (~2 s per episode on one CPU core instead of ~15 s), which does not change the physics.
+randomization seeded by (seed, t, i); `libero.perturb=0.08` moves the target item and the basket first (the
+harder held-out condition: can the expert still solve it?). `collect` plays other starts (sampled placements).
+Nothing is rendered by default (~2 s per episode on one CPU core instead of ~15 s), which does not change the
+physics.
 
 Writes <out>/tasks/task_XX.json (one file per task, so runs over different task lists add up and an
 interrupted run continues where it stopped) and <out>/results.json + results.md: the table over every
