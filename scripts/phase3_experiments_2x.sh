@@ -10,7 +10,8 @@
 # finish in about half the time. The chains never touch the same run: A does LoRA's learning-rate sweep and
 # every cell that uses its choice except two demo counts; B the base model's cells, full finetuning's sweep and
 # cell, and the other demo counts (it waits for A's sweep, which chooses their learning rate). The last command
-# reuses every finished run and played episode and writes outputs/phase3/experiments/<profile>/results.md.
+# plays the harder condition with two evaluation processes, reuses every other finished run and played
+# episode, and writes outputs/phase3/experiments/<profile>/results.md.
 # Rerun the script after an interruption: finished runs and episodes are reused, interrupted runs resumed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
