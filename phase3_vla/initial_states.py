@@ -39,14 +39,15 @@ def fixed_poses(task_id: int) -> list[dict[str, list[float]]]:
     return poses, names
 
 
-def sampled_poses(demos: Path, task_id: int) -> list[dict[str, list[float]]]:
+def sampled_starts(demos: Path) -> list:
+    """Every demonstration's start record in the collection's four data sets."""
     from phase3_vla.starts import read_starts
 
     out = []
     for name in ("base", "base_val", "new", "new_val"):
         folder = demos / "lerobot" / name
         if (folder / "meta" / "info.json").exists():
-            out += [r.poses for r in read_starts(folder) if r.task_id == task_id]
+            out += read_starts(folder)
     return out
 
 
@@ -77,17 +78,24 @@ def main(argv: list[str] | None = None) -> str:
     lines = ["| task | object | fixed states: n | x (cm) | y (cm) | max from mean (cm) | sampled: n | x (cm) | y (cm) | "
              "max from mean (cm) |", "|---|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
+    records = sampled_starts(demos)
     for t in args.tasks:
         fixed, names = fixed_poses(t)
-        sampled = sampled_poses(demos, t)
+        sampled = [r.poses for r in records if r.task_id == t]
         for obj in names:
             lines.append(f"| {t} | {obj} | {len(fixed)} | {_range(fixed, obj, 0)} | {_range(fixed, obj, 1)} | "
                          f"{_spread(fixed, obj)} | {len(sampled)} | {_range(sampled, obj, 0)} | "
                          f"{_range(sampled, obj, 1)} | {_spread(sampled, obj)} |")
             print(lines[-1], flush=True)
+    from phase3_vla.starts import check_disjoint
+
+    mine = [r for r in records if r.task_id in args.tasks]
+    checked = check_disjoint(mine, {t: range(50) for t in args.tasks})  # raises if one is shared
+    verdict = f"none of the {len(mine)} demonstrations' starts equals any of the {checked} fixed states (exact digests)"
+    print(verdict)
     page = ("# Initial states of LIBERO-Object\n\nWritten by `python -m phase3_vla.initial_states`. Fixed = LIBERO's 50 "
             f"evaluation states per task; sampled = the starts of the demonstrations in `{demos}`.\n\n"
-            + "\n".join(lines) + "\n")
+            + "\n".join(lines) + f"\n\n{verdict}.\n")
     out = (demos / "initial_states.md") if args.folder else outputs_root(args.root) / "phase3" / "initial_states.md"
     atomic_write(out, lambda f: f.write(page.encode()))
     print(f"-> {out}")
