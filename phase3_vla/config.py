@@ -10,6 +10,7 @@ and `BackboneConfig`, `FinetuneConfig`, `EvalConfig`, `ExperimentsConfig`), one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from common.config import choice, require, require_together, section_of
 from common.logger import LogConfig
@@ -365,7 +366,6 @@ class FinetuneConfig:
     """`python -m phase3_vla.finetune`: adapt a base run to the new task."""
 
     method: str = "lora"  # lora (peft adapters only) | full (every parameter the base run trained)
-    base: str = ""  # the base run: a run folder, or a run name under <run.root>/phase3/; "" = base-<profile>
     num_demos: int = 50  # the first N episodes of the new task's dataset (ablation 5/10/25/50); 0 = all
     # Normalization statistics of state and action: base = the base run's (same action space, and what the
     # adapted weights were trained with) | new = computed on the selected episodes of the new task.
@@ -384,7 +384,6 @@ class FinetuneConfig:
 class EvalConfig:
     """`python -m phase3_vla.evaluate`: success rate in LIBERO from the suite's fixed initial states."""
 
-    run: str = ""  # the run to evaluate (base, lora or full): a folder or a name under <run.root>/phase3/; "" = base-<profile>
     tasks: list[int] = field(default_factory=lambda: [9])  # LIBERO-Object task ids (9 = the new task)
     episodes: int = 10  # per task: fixed initial states first_state .. first_state + episodes - 1
     first_state: int = 0  # the first of LIBERO's 50 fixed initial states played (+ lerobot's settle steps)
@@ -468,8 +467,8 @@ class ExperimentsConfig:
 # The sections of Phase3Config each command reads (common.config.cli's `reads`): a key of another section on its
 # command line is an error, and the experiments runner forwards each command only its own.
 READS = {"train": ("run", "log", "data", "policy", "monitor", "train"),
-         "finetune": ("run", "log", "data", "policy", "monitor", "finetune"),
-         "evaluate": ("run", "eval"), "make_backbone": ("run", "policy")}
+         "finetune": ("run", "log", "data", "policy", "monitor", "finetune", "load"),
+         "evaluate": ("run", "eval", "load"), "make_backbone": ("run", "policy")}
 
 
 def only_read_by(command: str, overrides: list[str]) -> list[str]:
@@ -483,6 +482,10 @@ class Phase3Config:
     data, policy.mask_padded_actions, monitor, finetune), `eval` (run.device/threads/root, eval) and `experiments` (all of them, plus experiments)."""
 
     run: TrainRunConfig = field(default_factory=TrainRunConfig)  # run.name "" = a name made from the settings (base-cpu, ...)
+    # The trained policy a command uses: the base run finetune starts from, the policy evaluate plays. A run name
+    # under <run.root>/phase3/, a folder (a run, its export/policy or adapter, a snapshot, lerobot-train's
+    # pretrained_model), `release` or `release:<name>`; "" = base-<profile> (its release when there is no such run).
+    load: str = ""
     log: LogConfig = field(default_factory=lambda: LogConfig(log_every=20))
     data: DemoDataConfig = field(default_factory=DemoDataConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -496,3 +499,5 @@ class Phase3Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
     profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full
+
+    RENAMED: ClassVar[dict] = {"eval.run": ("load", None), "finetune.base": ("load", None)}

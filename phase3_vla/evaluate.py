@@ -1,14 +1,14 @@
 """Success rate of a trained policy in LIBERO-Object, from the suite's fixed initial states.
 
     python -m phase3_vla.evaluate                                       # base-cpu on the new task (9): states 0-24, 2 processes
-    python -m phase3_vla.evaluate eval.run=base-cpu eval.tasks=[0,1,2,3,4,5,6,7,8] eval.episodes=3
-    python -m phase3_vla.evaluate eval.run=lora-r16-n50-cpu            # a LoRA run: the adapter on its base
-    python -m phase3_vla.evaluate eval.run=outputs/phase3/base-cpu/snapshots/step_003000/policy   # a snapshot
-    python -m phase3_vla.evaluate eval.run=release:lora-r16-n50-cpu    # a released model (releases/phase3/); with no
+    python -m phase3_vla.evaluate load=base-cpu eval.tasks=[0,1,2,3,4,5,6,7,8] eval.episodes=3
+    python -m phase3_vla.evaluate load=lora-r16-n50-cpu                # a LoRA run: the adapter on its base
+    python -m phase3_vla.evaluate load=outputs/phase3/base-cpu/snapshots/step_003000/policy   # a snapshot
+    python -m phase3_vla.evaluate load=release:lora-r16-n50-cpu        # a released model (releases/phase3/); with no
                                                                     # local base-cpu run, the default falls back to its release
     python -m phase3_vla.evaluate eval.libero.perturb=0.08              # the harder condition: target and basket moved
     python -m phase3_vla.evaluate eval.n_action_steps=10                # re-plan every 10 steps instead of every chunk
-    python -m phase3_vla.evaluate eval.run=<lerobot-train's pretrained_model> eval.check_starts=false
+    python -m phase3_vla.evaluate load=<lerobot-train's pretrained_model> eval.check_starts=false
     python -m phase3_vla.evaluate profile=smoke                         # 1 short episode
 
 Episodes of a task start from LIBERO's fixed initial states eval.first_state .. first_state + episodes - 1 (the

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.checkpoint import atomic_write
-from common.config import cli, load_config, to_dict
+from common.config import cli, load_config, load_saved_config, to_dict
 from common.errors import UserError, command
 from common.runs import outputs_root
 from phase3_vla.config import Phase3Config, only_read_by
@@ -168,10 +168,8 @@ def _compared(d: dict, command: str) -> dict:
 
 def check_same_settings(run: Path, command: str, overrides: list[str]) -> None:
     """A finished run is reused only if it was made with the settings this command would use now."""
-    from omegaconf import OmegaConf
-
     want = _compared(to_dict(load_config(Phase3Config, f"phase3/{command}", overrides)), command)
-    saved = _compared(OmegaConf.to_container(OmegaConf.load(run / "config.yaml")), command)
+    saved = _compared(to_dict(load_saved_config(Phase3Config, run / "config.yaml")), command)  # old key names moved
     diff = [f"{k}={saved.get(k)!r} (now {want.get(k)!r})" for k in sorted(set(want) | set(saved))
             if saved.get(k) != want.get(k) and k not in IGNORED[command]]
     if diff:
@@ -264,7 +262,7 @@ def results_page(rows: list[dict], cfg: Phase3Config) -> str:
 
 def forwarded(argv: list[str]) -> list[str]:
     """The user's overrides that every sub-command gets (not the ones the runner sets per cell)."""
-    own = ("experiments.", "run.name=", "run.resume=", "profile=", "eval.run=", "eval.tasks=", "eval.episodes=",
+    own = ("experiments.", "run.name=", "run.resume=", "profile=", "load=", "eval.run=", "finetune.base=", "eval.tasks=", "eval.episodes=",
            "eval.first_state=", "eval.workers=", "eval.libero.perturb=", "finetune.method=", "finetune.num_demos=", "finetune.lora.r=",
            "finetune.train.lr=", "finetune.lora.target_modules=")
     return [a for a in argv if not a.startswith(own) and a not in ("--plan", "--cfg")]
@@ -322,7 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
             result = None
             if c.episodes and not e.train_only:
                 spec = str(training.run_dir(c.trained_by, cfg.run.root) / c.run.partition("/")[2]) if c.trained_by else c.run
-                result = evaluation.main([*only_read_by("evaluate", common), f"eval.run={spec}",
+                result = evaluation.main([*only_read_by("evaluate", common), f"load={spec}",
                                           f"eval.tasks=[{','.join(map(str, c.tasks))}]", f"eval.episodes={c.episodes}",
                                           "eval.first_state=0", f"eval.workers={e.workers}",
                                           f"eval.libero.perturb={c.perturb}"])

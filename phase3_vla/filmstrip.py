@@ -32,7 +32,7 @@ def episode_files(spec: str, root: str) -> tuple[Path, dict]:
     video, log = video_stem(out, task, ep).with_suffix(".mp4"), episode_path(out, task, ep)
     if not video.exists() or not log.exists():
         raise SystemExit(f"filmstrip: no video or episode log for {spec} ({video}); evaluate it with "
-                         f"python -m phase3_vla.evaluate eval.run={run} eval.tasks=[{task}] eval.episodes={ep + 1} eval.videos={ep + 1}")
+                         f"python -m phase3_vla.evaluate load={run} eval.tasks=[{task}] eval.episodes={ep + 1} eval.videos={ep + 1}")
     return video, json.loads(log.read_text())
 
 

@@ -4,7 +4,7 @@
     python -m phase3_vla.finetune finetune.num_demos=5             # the demo-count ablation (first 5 episodes)
     python -m phase3_vla.finetune finetune.lora.r=64               # the rank ablation (alpha = 2r unless set)
     python -m phase3_vla.finetune finetune.method=full             # every parameter the base run trained
-    python -m phase3_vla.finetune finetune.base=outputs/phase3/my-base run.name=my-lora
+    python -m phase3_vla.finetune load=outputs/phase3/my-base run.name=my-lora
     python -m phase3_vla.finetune finetune.lora.target_modules='.*(q|k|v|o)_proj'   # a regex on module names
     python -m phase3_vla.finetune profile=smoke data.demos=smoke   # seconds
 

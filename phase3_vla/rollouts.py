@@ -31,15 +31,15 @@ LIFTED = 0.03  # metres: the item counts as lifted when it rose this far above i
 
 def resolve(cfg: Phase3Config) -> Path:
     """The folder to evaluate: a run (its export/policy or export/adapter) or a saved policy folder itself."""
-    spec = cfg.eval.run or f"base-{cfg.profile}"
-    path = training.find_run(spec, cfg.run.root, not cfg.eval.run, f"base-{cfg.profile}")
+    spec = cfg.load or f"base-{cfg.profile}"
+    path = training.find_run(spec, cfg.run.root, not cfg.load, f"base-{cfg.profile}")
     if (path / "config.json").exists() and ((path / "model.safetensors").exists() or (path / "adapter_config.json").exists()):
         return path
     info = training.finished(path)
     if info is None:
         hint = ("continue it with the same command plus run.resume=true" if any((path / "checkpoints").glob("step_*.pt"))
                 else "make it with python -m phase3_vla.train (base runs) or python -m phase3_vla.finetune")
-        raise ArtifactNotFoundError(f"eval.run={spec}: {path} is not a finished phase 3 run (no export/info.json); {hint}")
+        raise ArtifactNotFoundError(f"load={spec}: {path} is not a finished phase 3 run (no export/info.json); {hint}")
     return training.export_of(path) / ("adapter" if info["kind"] == "lora" else "policy")
 
 

@@ -136,19 +136,19 @@ def find_run(spec: str, root: str, default: bool, release_name: str) -> Path:
 
 
 def require_base(cfg: Phase3Config) -> Run:
-    """The base run a finetune starts from (finetune.base, default base-<profile>, else its release), finished."""
-    spec = cfg.finetune.base or f"base-{cfg.profile}"
-    run = find_run(spec, cfg.run.root, not cfg.finetune.base, f"base-{cfg.profile}")
+    """The base run a finetune starts from (`load`, default base-<profile>, else its release), finished."""
+    spec = cfg.load or f"base-{cfg.profile}"
+    run = find_run(spec, cfg.run.root, not cfg.load, f"base-{cfg.profile}")
     info = finished(run)
     if info is None or not (export_of(run) / "policy" / "model.safetensors").exists():
         if any((run / "checkpoints").glob("step_*.pt")):
-            raise RunNotReadyError(f"base run {run} has not finished (finetune.base={spec}). Continue it with: "
+            raise RunNotReadyError(f"base run {run} has not finished (load={spec}). Continue it with: "
                                    f"{train_command(run)} run.resume=true")
-        raise RunNotReadyError(f"no finished base run at {run} (finetune.base={spec}). Make it with: "
+        raise RunNotReadyError(f"no finished base run at {run} (load={spec}). Make it with: "
                                f"python -m phase3_vla.train profile={cfg.profile} run.name={run.name}"
                                + ("" if cfg.run.root == "outputs" else f" run.root={cfg.run.root}"))
     if info.get("kind") != "base":
-        raise RunNotReadyError(f"finetune.base={spec}: {run} is a {info.get('kind')} run, not a base run")
+        raise RunNotReadyError(f"load={spec}: {run} is a {info.get('kind')} run, not a base run")
     return Run.at(run, PHASE)
 
 

@@ -75,7 +75,7 @@ def phase3(root: str) -> str:
     args = ["profile=smoke", f"run.root={root}"]
     train.main(args)
     lora = finetune.main([*args, "finetune.num_demos=1"])
-    res = evaluate.main([*args, f"eval.run={Path(lora['run_dir']).name}", "eval.episodes=1", "eval.videos=0"])
+    res = evaluate.main([*args, f"load={Path(lora['run_dir']).name}", "eval.episodes=1", "eval.videos=0"])
     return (f"collected 1+1 demos, trained base-smoke, LoRA on it ({lora['trainable']:,} trainable); "
             f"eval {res['total']['successes']}/{res['total']['episodes']} (a 6-step smoke episode)")
 

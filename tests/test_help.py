@@ -30,7 +30,7 @@ COMMANDS = {
     "phase3_vla.train": ["policy.backbone.vision_layers", "policy.freeze_vision_encoder", "train.betas"],
     "phase3_vla.finetune": ["finetune.lora.r", "finetune.train.weight_decay", "data.demos"],
     "phase3_vla.evaluate": ["eval.episodes", "eval.libero.gl"],
-    "phase3_vla.experiments": ["experiments.new_task", "finetune.method", "eval.run", "policy.chunk_size"],
+    "phase3_vla.experiments": ["experiments.new_task", "finetune.method", "load", "policy.chunk_size"],
 }
 # Phase 3's commands share one schema; each --help lists only the sections that command reads.
 ABSENT = {"phase3_vla.evaluate": ["train.lr", "policy.chunk_size"], "phase3_vla.train": ["eval.episodes"],

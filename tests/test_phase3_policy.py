@@ -195,7 +195,7 @@ def test_missing_base_names_the_command(runs, data, tmp_path):
     with pytest.raises(BaseRunMissingError, match=f"python -m phase3_vla.train profile=smoke run.name=base-smoke run.root={root}"):
         load_adapter(adapter, CPU, make_base=out["make_base"])
     with pytest.raises(SystemExit) as e:  # the eval command says the same, in one line, exit 2
-        evaluation.main(["profile=smoke", f"run.root={root}", f"eval.run={out['run_dir']}"])
+        evaluation.main(["profile=smoke", f"run.root={root}", f"load={out['run_dir']}"])
     assert e.value.code == 2
     with pytest.raises(SystemExit) as e:  # and a finetune without its base names the train command
         finetune.main(args)
@@ -234,7 +234,7 @@ def test_finetune_lora_and_full(runs):
 
 @pytest.mark.slow
 def test_eval_one_real_episode(runs):
-    res = evaluation.main([*runs["args"][:2], "eval.run=base-smoke", "eval.episodes=1"])
+    res = evaluation.main([*runs["args"][:2], "load=base-smoke", "eval.episodes=1"])
     (task,) = res["tasks"]
     assert task["task_id"] == 9 and task["episodes"] == 1 and 0 <= task["ci95"][0] <= task["ci95"][1] <= 1
     rec = json.loads((Path(res["out"]) / "episodes" / "task_09_ep_000.json").read_text())
@@ -242,7 +242,7 @@ def test_eval_one_real_episode(runs):
     assert {"max_lift_m", "final_distance_m", "policy_calls"} <= set(rec) and rec["policy_calls"] == 2  # 6 steps, chunks of 4
     assert Path(rec["video"]).stat().st_size > 0 and Path(rec["video"]).with_suffix(".gif").stat().st_size > 0
     assert (Path(res["out"]) / "results.md").read_text().count("| 9 |") == 1
-    again = evaluation.main([*runs["args"][:2], "eval.run=base-smoke", "eval.episodes=1"])  # reused, not replayed
+    again = evaluation.main([*runs["args"][:2], "load=base-smoke", "eval.episodes=1"])  # reused, not replayed
     assert again["tasks"] == res["tasks"]
 
 
@@ -296,7 +296,7 @@ def test_filmstrip(tmp_path, capsys):
     assert img.shape == (2 * 32 + 4, 3 * 32 + 2 * 4, 3)  # two rows, three agent-view frames, 4 px gaps
     assert img[16, 16, 0] < 20 and abs(int(img[16, 36 + 16, 0]) - 4 * 28) < 20 and img[16, 72 + 16, 0] > 200
     assert "success (9 steps)" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="python -m phase3_vla.evaluate eval.run=r"):
+    with pytest.raises(SystemExit, match="python -m phase3_vla.evaluate load=r"):
         filmstrip.main([str(tmp_path / "g.png"), "r:9:1", "--root", str(tmp_path)])
 
 
@@ -369,7 +369,7 @@ def test_eval_refuses_a_training_start(runs, data, tmp_path, capsys):
     write_lerobot_dataset(tmp_path / "bad", "local/test_bad", [demo, _demo(9, 1, steps=6, size=64)])
     out = finetune.main([*runs["args"][:2], f"data.new_folder={tmp_path / 'bad'}", "run.name=contaminated"])
     with pytest.raises(SystemExit) as e:
-        evaluation.main([*runs["args"][:2], "eval.run=contaminated", "eval.episodes=3"])
+        evaluation.main([*runs["args"][:2], "load=contaminated", "eval.episodes=3"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "task 9 state 0 (= training episode 0, fixed 0)" in err and "state 1" not in err
     folder = Path(out["adapter"])
@@ -402,3 +402,20 @@ def test_lerobot_train_reads_the_dataset(data, tmp_path):
     assert (saved / "model.safetensors").exists()
     policy, pre, post, _ = rollouts.load_for_eval(saved, CPU)  # and our eval loads what it saved
     assert policy.config.chunk_size == cfg.chunk_size and rollouts.image_size_of(policy) == 64
+
+
+def test_load_is_the_policy_key_and_old_spellings_still_work(tmp_path, capsys):
+    """`load=` names the policy evaluate plays and the base finetune starts from (the root README's vocabulary);
+    `eval.run=` and `finetune.base=` still work with a note, and configs saved under them load with their values."""
+    from common.config import cli, load_saved_config
+    from phase3_vla.config import READS
+
+    assert cli(Phase3Config, "phase3/evaluate", ["eval.run=lora-x"], reads=READS["evaluate"]).load == "lora-x"
+    assert cli(Phase3Config, "phase3/finetune", ["finetune.base=base-y"], reads=READS["finetune"]).load == "base-y"
+    assert "`eval.run=` is now `load=`" in capsys.readouterr().err
+    saved = tmp_path / "config.yaml"
+    saved.write_text("eval:\n  run: lora-z\n  tasks: [9]\nfinetune:\n  base: ''\n")
+    assert load_saved_config(Phase3Config, saved).load == "lora-z"
+    with pytest.raises(SystemExit) as e:  # evaluate reads load, not another command's keys
+        evaluation.main(["profile=smoke", "train.lr=5"])
+    assert e.value.code == 2 and "train.lr" in capsys.readouterr().err
