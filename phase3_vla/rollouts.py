@@ -208,9 +208,11 @@ def out_dir(cfg: Phase3Config, folder: Path) -> Path:
     run = Run.at(folder.parent, training.PHASE)
     if run.release:  # a release is never written to
         return writable_dir(run, cfg.run.root) / sub
-    if folder.parent.name == "export" or folder.parent.parent.name == "snapshots":
-        return folder.parent.parent / sub if folder.parent.name == "export" else folder.parent / sub
-    return folder / sub
+    if folder.parent.name == "export":  # <run>/export/policy -> <run>/eval
+        return folder.parent.parent / sub
+    if folder.parent.parent.name == "snapshots":  # <run>/snapshots/step_N/policy -> <run>/snapshots/step_N/eval
+        return folder.parent / sub
+    return folder / sub  # a bare policy folder
 
 
 def states_of(e) -> list[int]:

@@ -275,6 +275,9 @@ def test_eval_out_dir_keeps_replanning_apart(tmp_path):
     assert rollouts.out_dir(smoke_cfg("eval.n_action_steps=2"), run / "export" / "adapter") == run / "eval-n_action_steps2"
     assert rollouts.out_dir(smoke_cfg(), tmp_path / "saved") == tmp_path / "saved" / "eval"  # a bare policy folder
     assert rollouts.out_dir(smoke_cfg(f"eval.out={tmp_path / 'x'}"), run / "export" / "policy") == tmp_path / "x"
+    snap = run / "snapshots" / "step_000100"
+    assert rollouts.out_dir(smoke_cfg(), snap / "policy") == snap / "eval"
+    assert rollouts.out_dir(smoke_cfg("eval.libero.perturb=0.08"), run / "export" / "policy") == run / "eval-perturb0.08"
 
 
 def test_filmstrip(tmp_path, capsys):
