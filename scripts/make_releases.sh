@@ -28,7 +28,7 @@ train() {
   echo "$phase/$name: $module $* ${resume[*]} -> $logs/$phase-$name.log"
   "$PY" -m "$module" "$@" run.name="$name" "${resume[@]}" log.progress=false > "$logs/$phase-$name.log" 2>&1
 }
-release() { "$PY" -m common.release "outputs/$1" --name "$2" --force; }
+release() { "$PY" -m common.release "outputs/$1" --name "$2" --force "${@:3}"; }
 
 if want phase0; then
   train phase0 classifier-fashion_mnist phase0_diffusion.classifier
@@ -59,8 +59,10 @@ if want phase3; then
   "$PY" -m phase3_vla.experiments "experiments.only=[lora,full]" experiments.train_only=true \
     > "$logs/phase3-experiments.log" 2>&1
   chosen() { "$PY" -m phase3_vla.experiments --plan | awk -v s="$1" '$1 == s {for (i = 1; i <= NF; i++) if ($i == "run") print $(i + 1)}' | head -1; }
-  release phase3/base-cpu base-cpu
-  release "phase3/$(chosen full)" full-n50-cpu
+  # float32 (7 MB each): the released base is exactly what the finetunes and later phases start from, and the
+  # released full finetune exactly what the experiments evaluated.
+  release phase3/base-cpu base-cpu --fp32
+  release "phase3/$(chosen full)" full-n50-cpu --fp32
   release "phase3/$(chosen lora)" lora-r16-n50-cpu
 fi
 "$PY" -m common.release --list
