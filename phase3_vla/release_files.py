@@ -27,8 +27,10 @@ class ReleaseFilesError(UserError, RuntimeError):
 
 def _release_of(run_dir: Path) -> Path | None:
     """The phase 3 release made from `run_dir`, if any."""
+    want = Path(run_dir).resolve()  # the same folder, whichever path (symlink) each side recorded it under
     for m in sorted((releases_dir() / "phase3").glob(f"*/{RELEASE_MANIFEST}")):
-        if json.loads(m.read_text())["provenance"].get("source_run") == str(run_dir):
+        source = json.loads(m.read_text())["provenance"].get("source_run")
+        if source and Path(source).resolve() == want:
             return m.parent
     return None
 
