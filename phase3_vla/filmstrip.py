@@ -3,7 +3,8 @@
     python -m phase3_vla.filmstrip phase3_vla/figures/rollouts.png full-n50-cpu:9:0 lora-r16-n50-cpu:9:1
     python -m phase3_vla.filmstrip out.png base-cpu:2:0 --frames 8 --wrist
 
-Each episode is `<run>:<task>:<episode>` and is read from the video `phase3_vla.evaluate` wrote for it
+Each episode is `<run>:<task>:<episode>` (or `<run>@<eval folder>:<task>:<episode>`, e.g.
+`full-n50-cpu@eval-perturb0.08:9:0`) and is read from the video `phase3_vla.evaluate` wrote for it
 (<run.root>/phase3/<run>/eval/media/task_TT_ep_EEE.mp4; only the first eval.videos episodes have one). The
 row is labelled with the episode's outcome from its log. Agent view only, unless --wrist.
 """
@@ -28,7 +29,8 @@ def episode_files(spec: str, root: str) -> tuple[Path, dict]:
         task, ep = int(task), int(ep)
     except ValueError:
         raise SystemExit(f"filmstrip: {spec!r} is not <run>:<task>:<episode>, e.g. full-n50-cpu:9:0") from None
-    out = run_dir(run, root) / "eval"
+    run, _, sub = run.partition("@")  # <run>@eval-perturb0.08: another evaluation folder of the run
+    out = run_dir(run, root) / (sub or "eval")
     video, log = video_stem(out, task, ep).with_suffix(".mp4"), episode_path(out, task, ep)
     if not video.exists() or not log.exists():
         raise SystemExit(f"filmstrip: no video or episode log for {spec} ({video}); evaluate it with "

@@ -422,3 +422,17 @@ def test_load_is_the_policy_key_and_old_spellings_still_work(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # evaluate reads load, not another command's keys
         evaluation.main(["profile=smoke", "train.lr=5"])
     assert e.value.code == 2 and "train.lr" in capsys.readouterr().err
+
+
+def test_new_task_words_are_tokens_no_base_instruction_has(tmp_path):
+    """The guide's point about LoRA targets: with the cpu profile's tokenizer, "orange" and "juice" are tokens of the
+    new instruction that no base instruction contains, so base training never trains their embeddings."""
+    from transformers import AutoTokenizer
+
+    cfg = load_config(Phase3Config, "phase3/train", ["profile=cpu"]).policy
+    tok = AutoTokenizer.from_pretrained(backbone.generate_backbone(cfg.backbone, cfg.image_size, tmp_path / "bb"))
+    items = ["alphabet soup", "cream cheese", "salad dressing", "bbq sauce", "ketchup", "tomato sauce", "butter",
+             "milk", "chocolate pudding"]
+    seen = {i for x in items for i in tok(f"pick up the {x} and place it in the basket\n")["input_ids"]}
+    unseen = [tok.convert_ids_to_tokens(i) for i in tok(NEW + "\n")["input_ids"] if i not in seen]
+    assert unseen == ["Ġorange", "Ġjuice"]

@@ -15,10 +15,9 @@ from common.runs import ReleaseError, resolve_run, verify_release
 from phase1_world_model import collect, loading, train
 
 REPO = Path(__file__).resolve().parents[1]
-# The cpu-profile models the repo ships (scripts/make_releases.sh); later phases add theirs here. Phase 3's
-# (base-cpu, full-n50-cpu, lora-r16-n50-cpu) join when they are trained on the held-out-state protocol.
+# The cpu-profile models the repo ships (scripts/make_releases.sh); later phases add theirs here.
 EXPECTED = {"phase0/cond-cpu", "phase0/classifier-fashion_mnist", "phase1/diffusion-cpu", "phase1/regressor-cpu",
-            "phase2/df-cpu"}
+            "phase2/df-cpu", "phase3/base-cpu", "phase3/full-n50-cpu", "phase3/lora-r16-n50-cpu"}
 SHIPPED = release.all_releases(REPO / "releases")
 
 
@@ -179,3 +178,19 @@ def test_fresh_clone_phase1_play_and_env_use_the_release(tmp_path):
     obs, _ = env.reset(seed=0)
     obs2, reward, terminated, truncated, info = env.step(1)
     assert obs2.shape == obs.shape == (64, 64, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["lora-r16-n50-cpu", "full-n50-cpu"])
+def test_phase3_evaluate_plays_a_release(name, tmp_path):
+    """`python -m phase3_vla.evaluate load=release:<name>` on a fresh root: the policy (a LoRA adapter on its base
+    release) loads, its training starts (and its base's) are checked against the evaluation state, and one short
+    episode (the smoke profile's 6-step limit) is played at the release's 128 px; nothing is written to releases/."""
+    from phase3_vla import evaluate
+
+    res = evaluate.main(["profile=smoke", f"run.root={tmp_path}", f"load=release:{name}", "eval.episodes=1",
+                         "eval.videos=0"])
+    assert res["total"]["episodes"] == 1 and "none shared" in res["starts_check"]
+    assert Path(res["out"]).is_relative_to(tmp_path)
+    info = json.loads((REPO / "releases" / "phase3" / name / "info.json").read_text())
+    assert len(info["train_starts"]) == 50 and len(info["base_train_starts"]) == 180
