@@ -2,12 +2,17 @@
 becomes a release that the resolver falls back to; a corrupt or truncated file is reported by name."""
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # phase 3's releases load through lerobot/transformers: never the hub
+
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import urllib3  # noqa: F401  (probes IPv6 with a socket at import: done here, outside the socket-blocked tests)
 
 from common import release
 from common.config import load_saved_config
