@@ -412,6 +412,10 @@ class EvalConfig:
         require(self.n_action_steps >= 0, "n_action_steps", self.n_action_steps, "must be >= 0 (0 = the policy's own)")
 
 
+# `python -m phase3_vla.experiments`'s steps, in the order they run (experiments.only picks some).
+EXPERIMENT_STEPS = ("base", "curve", "zeroshot", "lr", "lora", "full", "targets", "ranks", "demos", "harder", "noise")
+
+
 @dataclass
 class ExperimentsConfig:
     """`python -m phase3_vla.experiments`: the README's experiments, in order, reusing finished runs."""
@@ -436,7 +440,10 @@ class ExperimentsConfig:
     # target item and the basket moved by perturb/2..perturb metres (libero.perturb), harder_episodes states.
     perturb: float = 0.08
     harder_episodes: int = 25  # per harder cell: perturbed fixed states 0..n-1
-    # Which steps to run: base, curve, zeroshot, lr, lora, full, targets, ranks, demos, harder; [] = all, in order.
+    # The noise check: the main cells (zero-shot, LoRA, full) again from the same states with eval.seed=noise_seed, so
+    # that a reader sees how much of an outcome the flow-matching noise drawn for that state decides.
+    noise_seed: int = 1
+    # Which steps to run (EXPERIMENT_STEPS); [] = all, in order.
     only: list[str] = field(default_factory=list)
     out: str = ""  # results.md / results.json; "" = <run.root>/phase3/experiments/<profile>/
     plan: bool = False  # print the steps and whether each is done, run nothing (also `--plan`)
@@ -444,9 +451,10 @@ class ExperimentsConfig:
     workers: int = 1  # evaluation processes per cell (eval.workers)
 
     def check(self) -> None:
-        steps = ("base", "curve", "zeroshot", "lr", "lora", "full", "targets", "ranks", "demos", "harder")
-        require(all(s in steps for s in self.only), "only", self.only, f"a subset of {', '.join(steps)}")
+        require(all(s in EXPERIMENT_STEPS for s in self.only), "only", self.only,
+                f"a subset of {', '.join(EXPERIMENT_STEPS)}")
         require(0 < self.perturb <= 0.15, "perturb", self.perturb, "must be in (0, 0.15] metres")
+        require(self.noise_seed >= 0, "noise_seed", self.noise_seed, "must be >= 0 (and differ from eval.seed)")
         for name in ("base_episodes", "new_episodes", "ablation_episodes", "harder_episodes"):
             require(1 <= getattr(self, name) <= 50, name, getattr(self, name), "must be in [1, 50]")
         require(len(self.lora_lrs) >= 1 and all(x > 0 for x in self.lora_lrs), "lora_lrs", self.lora_lrs,

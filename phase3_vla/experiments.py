@@ -25,6 +25,9 @@ validation demonstrations (collect's new_val data set), never on the evaluation 
 9. demos     LoRA on the first 5 / 10 / 25 / 50 demos
 10. harder   cells 3, 5 and 6 again from the same fixed states with the target item and the basket moved by
              experiments.perturb/2..perturb metres (libero.perturb): starts that really differ
+11. noise    cells 3, 5 and 6 again from the same states with eval.seed=experiments.noise_seed: how much of an
+             episode's outcome the flow-matching noise drawn for it decides (the table says on how many states
+             the two seeds agree)
 Ablations (7-9) get experiments.ablation_episodes states (the first of the main cells' states) and LoRA's chosen
 learning rate; the cell they share with the main comparison is the same run, and its row counts only those states.
 
@@ -47,13 +50,13 @@ from common.checkpoint import atomic_write
 from common.config import cli, load_config, load_saved_config, to_dict
 from common.errors import UserError, command
 from common.runs import outputs_root
-from phase3_vla.config import Phase3Config, only_read_by
+from phase3_vla.config import EXPERIMENT_STEPS, Phase3Config, only_read_by
 from phase3_vla import training
 
 
-STEPS = ("base", "curve", "zeroshot", "lr", "lora", "full", "targets", "ranks", "demos", "harder")
+STEPS = EXPERIMENT_STEPS
 NUMBER = {"base": "1", "curve": "1b", "zeroshot": "1", "lr": "2a", "lora": "2", "full": "2", "targets": "3a",
-          "ranks": "3b", "demos": "3c", "harder": "4"}  # README's numbering
+          "ranks": "3b", "demos": "3c", "harder": "4", "noise": "2b"}  # README's numbering
 # What a reused run must agree on with this command's settings (the rest - logging, eval - does not change it).
 COMPARED = {"train": ("data", "policy", "train"), "finetune": ("data", "finetune", "policy.mask_padded_actions")}
 IGNORED = {"train": ("data.new_folder",), "finetune": ("data.base_folder",)}  # the other command's dataset
@@ -75,6 +78,7 @@ class Cell:
     extra: dict = field(default_factory=dict)  # method, rank, demos, lr, targets for the table
     trained_by: str = ""  # the run that makes `run` (snapshots: the base run); "" = run itself
     perturb: float = 0.0  # evaluated from perturbed fixed states (libero.perturb)
+    eval_seed: int | None = None  # eval.seed of its episodes; None = the command's eval.seed
 
 
 def lr_tag(lr: float) -> str:
@@ -145,6 +149,10 @@ def cells(cfg: Phase3Config, lrs: dict[str, float | None] | None = None) -> list
             out.append(Cell("harder", f"{c.label}, target and basket moved {e.perturb / 2:g}-{e.perturb:g} m", c.run,
                             c.command, c.overrides, c.tasks, e.harder_episodes, {**c.extra, "perturb": e.perturb},
                             perturb=e.perturb))
+    for c in out[:]:
+        if c.step in ("zeroshot", "lora", "full"):
+            out.append(Cell("noise", f"{c.label}, noise seed {e.noise_seed}", c.run, c.command, c.overrides, c.tasks,
+                            c.episodes, {**c.extra, "eval_seed": e.noise_seed}, eval_seed=e.noise_seed))
     for c in out:
         if c.extra.get("lr") is not None and c.step not in ("lr",) and not lrs.get(c.extra["method"]):
             c.label += " (lr not chosen yet)"
@@ -225,6 +233,23 @@ def _sum_failures(tasks: list[dict]) -> dict:
     return out
 
 
+def noise_agreement(rows: list[dict]) -> list[dict]:
+    """Per noise-check row: its per-state outcomes against the main row of the same run, on the states both played."""
+    main = {r["run"]: r for r in rows if r["step"] in ("zeroshot", "lora", "full") and "per_task" in r}
+    out = []
+    for r in rows:
+        if r["step"] != "noise" or "per_task" not in r or r["run"] not in main:
+            continue
+        a = {(t["task_id"], int(s)): ok for t in main[r["run"]]["per_task"] for s, ok in t.get("outcomes", {}).items()}
+        b = {(t["task_id"], int(s)): ok for t in r["per_task"] for s, ok in t.get("outcomes", {}).items()}
+        both = sorted(a.keys() & b.keys())
+        pairs = [(a[k], b[k]) for k in both]
+        out.append({"run": r["run"], "states": len(both), "agree": sum(x == y for x, y in pairs),
+                    "both": sum(x and y for x, y in pairs), "neither": sum(not x and not y for x, y in pairs),
+                    "only_main": sum(x and not y for x, y in pairs), "only_other": sum(y and not x for x, y in pairs)})
+    return out
+
+
 def results_page(rows: list[dict], cfg: Phase3Config) -> str:
     e = cfg.experiments
     lines = [f"# Phase 3 experiments ({cfg.profile} profile)", "",
@@ -250,6 +275,14 @@ def results_page(rows: list[dict], cfg: Phase3Config) -> str:
         took = f"{r['train_seconds'] / 60:.1f} min" if r.get("train_seconds") is not None else "(part of the run)"
         lines.append(f"| {NUMBER[r['step']]} | {r['label']} | `{r['run']}` | {val} | {r['trainable']:,} ({frac:.2f}%) | "
                      f"{took} | {r['train_steps']} | {score} |")
+    agreement = noise_agreement(rows)
+    if agreement:
+        lines += ["", f"Same states, other noise (eval.seed {e.noise_seed} against the main cells' seed): states "
+                  "where both seeds succeeded / both failed / only the main seed / only the other seed succeeded.", "",
+                  "| run | states | agree | both succeeded | both failed | only main seed | only other seed |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| `{a['run']}` | {a['states']} | {a['agree']}/{a['states']} | {a['both']} | {a['neither']} | "
+                  f"{a['only_main']} | {a['only_other']} |" for a in agreement]
     for r in rows:
         if r["step"] in ("base", "curve") and "per_task" in r:
             lines += ["", f"{r['label']} (`{r['run']}`), per task:", "", "| task | instruction | success | 95% CI |",
@@ -263,7 +296,7 @@ def results_page(rows: list[dict], cfg: Phase3Config) -> str:
 def forwarded(argv: list[str]) -> list[str]:
     """The user's overrides that every sub-command gets (not the ones the runner sets per cell)."""
     own = ("experiments.", "run.name=", "run.resume=", "profile=", "load=", "eval.run=", "finetune.base=", "eval.tasks=", "eval.episodes=",
-           "eval.first_state=", "eval.workers=", "eval.libero.perturb=", "finetune.method=", "finetune.num_demos=", "finetune.lora.r=",
+           "eval.first_state=", "eval.workers=", "eval.libero.perturb=", "eval.seed=", "finetune.method=", "finetune.num_demos=", "finetune.lora.r=",
            "finetune.train.lr=", "finetune.lora.target_modules=")
     return [a for a in argv if not a.startswith(own) and a not in ("--plan", "--cfg")]
 
@@ -285,6 +318,9 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(e.out).expanduser().resolve() if e.out else (
         outputs_root(cfg.run.root) / training.PHASE / "experiments" / cfg.profile)
     lrs = {m: chosen_lr(cfg, m) for m in ("lora", "full")}
+    if e.noise_seed == cfg.eval.seed and (not e.only or "noise" in e.only):
+        raise ExperimentsError(f"experiments.noise_seed={e.noise_seed} is eval.seed: the noise check needs another seed "
+                               f"(e.g. experiments.noise_seed={cfg.eval.seed + 1})")
     if e.plan:
         todo = cells(cfg, lrs)
         for c in todo:
@@ -299,7 +335,7 @@ def main(argv: list[str] | None = None) -> dict:
     for step in STEPS:
         if e.only and step not in e.only:
             continue
-        methods = {"full": ["full"], "harder": ["lora", "full"]}.get(step, ["lora"] if step in (
+        methods = {"full": ["full"], "harder": ["lora", "full"], "noise": ["lora", "full"]}.get(step, ["lora"] if step in (
             "lora", "targets", "ranks", "demos") else [])
         for method in methods:
             if lrs[method] is None:  # the sweep first (its runs are reused if they exist)
@@ -323,7 +359,8 @@ def main(argv: list[str] | None = None) -> dict:
                 result = evaluation.main([*only_read_by("evaluate", common), f"load={spec}",
                                           f"eval.tasks=[{','.join(map(str, c.tasks))}]", f"eval.episodes={c.episodes}",
                                           "eval.first_state=0", f"eval.workers={e.workers}",
-                                          f"eval.libero.perturb={c.perturb}"])
+                                          f"eval.libero.perturb={c.perturb}",
+                                          f"eval.seed={cfg.eval.seed if c.eval_seed is None else c.eval_seed}"])
             rows.append(row(c, info, result))
             out.mkdir(parents=True, exist_ok=True)
             merged = _merge_rows(out, rows)

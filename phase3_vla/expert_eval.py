@@ -28,6 +28,7 @@ from common.config import cli
 from common.errors import command
 from common.runs import outputs_root
 from phase3_vla.config import ExpertEvalConfig
+from phase3_vla.libero_env import PERTURB_RULE
 
 
 def settings_of(cfg: ExpertEvalConfig) -> dict:
@@ -35,7 +36,8 @@ def settings_of(cfg: ExpertEvalConfig) -> dict:
     libero = asdict(cfg.libero)
     for k in ("assets", "config_dir", "gl", "hub_download") + (() if cfg.cameras else ("image_size",)):
         libero.pop(k)  # where files come from or how pixels are made does not change the physics
-    return {"libero": libero, "expert": asdict(cfg.expert), "seed": cfg.run.seed, "cameras": cfg.cameras}
+    rule = {"perturb_rule": PERTURB_RULE} if cfg.libero.perturb > 0 else {}
+    return {**rule, "libero": libero, "expert": asdict(cfg.expert), "seed": cfg.run.seed, "cameras": cfg.cameras}
 
 
 def eval_task(job: dict) -> dict:

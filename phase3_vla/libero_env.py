@@ -288,25 +288,43 @@ def _recording(env, name: str, into: dict, then=None):
 
 
 TABLE_XY = ((-0.25, 0.25), (-0.33, 0.33))  # where perturbed objects may go: the region LIBERO-Object places them in
+# How perturb_objects places objects; part of a perturbed episode's settings, so episodes played under an older
+# rule are played again. 2: an object's footprint is measured about its body origin from its collision geoms'
+# world-frame corners (geom_corners), as the expert measures objects (1 used the geoms' local boxes).
+PERTURB_RULE = 2
+
+
+def geom_corners(inner) -> dict[str, np.ndarray]:
+    """{object name: (8 x geoms, 3) world-frame corners of the bounding boxes of its collision geoms} of a
+    robosuite/LIBERO env in its current state: the one measure of an object's extent (expert and perturb)."""
+    import itertools
+
+    import mujoco
+
+    m, d = inner.sim.model._model, inner.sim.data._data
+    signs = np.array(list(itertools.product((-1, 1), repeat=3)), dtype=float)
+    out = {}
+    for name, obj in inner.objects_dict.items():
+        corners = []
+        for g in obj.contact_geoms:
+            gid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, g)
+            center, half = m.geom_aabb[gid][:3], m.geom_aabb[gid][3:]
+            corners.append(d.geom_xpos[gid] + (center + signs * half) @ d.geom_xmat[gid].reshape(3, 3).T)
+        out[name] = np.concatenate(corners)
+    return out
 
 
 def perturb_objects(inner, names: tuple[str, ...], radius: float, rng: np.random.Generator, tries: int = 200) -> None:
     """Move each named object (its free joint) by radius/2..radius in a random direction, redrawn until its
-    footprint keeps 1 cm clear of every other object's and stays within TABLE_XY; then sim.forward()."""
-    import mujoco
-
-    data, m = inner.sim.data, inner.sim.model._model
-    extent = {}
-    for name, obj in inner.objects_dict.items():  # horizontal half-size from the collision geoms' bounding boxes
-        extent[name] = 0.0
-        for g in obj.contact_geoms:
-            gid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, g)
-            center, half = m.geom_aabb[gid][:3], m.geom_aabb[gid][3:]
-            extent[name] = max(extent[name], float(np.linalg.norm(center[:2]) + np.linalg.norm(half[:2])))
+    footprint (the horizontal radius of its geom_corners about its body origin) keeps 1 cm clear of every other
+    object's and stays within TABLE_XY; then sim.forward()."""
+    data = inner.sim.data
+    centre = {n: np.array(data.get_body_xpos(o.root_body)[:2]) for n, o in inner.objects_dict.items()}
+    extent = {n: float(np.linalg.norm(pts[:, :2] - centre[n], axis=1).max()) for n, pts in geom_corners(inner).items()}
     for name in names:
         joint = inner.objects_dict[name].joints[-1]
         q = np.array(data.get_joint_qpos(joint), dtype=np.float64)
-        others = {n: np.array(data.get_body_xpos(o.root_body)[:2]) for n, o in inner.objects_dict.items() if n != name}
+        others = {n: p for n, p in centre.items() if n != name}
         for _ in range(tries):
             angle, r = rng.uniform(0, 2 * np.pi), rng.uniform(radius / 2, radius)
             xy = q[:2] + r * np.array([np.cos(angle), np.sin(angle)])
@@ -319,6 +337,7 @@ def perturb_objects(inner, names: tuple[str, ...], radius: float, rng: np.random
             raise RuntimeError(f"perturb: no free spot for {name} within {radius} m after {tries} draws")
         data.set_joint_qpos(joint, q)
         inner.sim.forward()
+        centre[name] = np.array(data.get_body_xpos(inner.objects_dict[name].root_body)[:2])
 
 
 def object_poses(inner) -> dict[str, list[float]]:
@@ -419,22 +438,8 @@ def _env_class():
             """Every object's extent from its collision geoms in the current state, for the expert:
             {name: {"lo": xyz min, "hi": xyz max, "short": width across, "long": width along,
             "short_axis": unit xy vector of the narrow horizontal direction}}."""
-            import itertools
-
-            import mujoco
-
-            e = self._env.env
-            m, d = e.sim.model._model, e.sim.data._data
-            signs = np.array(list(itertools.product((-1, 1), repeat=3)), dtype=float)
             out = {}
-            for name, obj in e.objects_dict.items():
-                corners = []
-                for g in obj.contact_geoms:
-                    gid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, g)
-                    center, half = m.geom_aabb[gid][:3], m.geom_aabb[gid][3:]
-                    rot = d.geom_xmat[gid].reshape(3, 3)
-                    corners.append(d.geom_xpos[gid] + (center + signs * half) @ rot.T)
-                pts = np.concatenate(corners)
+            for name, pts in geom_corners(self._env.env).items():
                 xy = pts[:, :2] - pts[:, :2].mean(0)
                 _, vecs = np.linalg.eigh(np.cov(xy.T))  # ascending: first = narrow direction
                 out[name] = {"lo": pts.min(0), "hi": pts.max(0), "short_axis": vecs[:, 0],

@@ -20,7 +20,7 @@ from common.stats import wilson
 from common.stepwise import mix_seed
 from common.system import start
 from phase3_vla.config import Phase3Config
-from phase3_vla.libero_env import frame_of, make_env
+from phase3_vla.libero_env import PERTURB_RULE, frame_of, make_env
 from phase3_vla import training
 
 
@@ -125,7 +125,8 @@ def play(policy, pre, post, env, init_state: int, max_steps: int, record: bool) 
 def settings_of(cfg: Phase3Config, digest: str, policy, image_size: int) -> dict:
     """What an episode's outcome depends on; episodes played with other settings are played again."""
     lib = cfg.eval.libero
-    return {"weights": digest, "max_steps": lib.max_steps, "num_steps_wait": lib.num_steps_wait,
+    rule = {"perturb_rule": PERTURB_RULE} if lib.perturb > 0 else {}
+    return {**rule, "weights": digest, "max_steps": lib.max_steps, "num_steps_wait": lib.num_steps_wait,
             "hard_reset": lib.hard_reset, "image_size": image_size, "n_action_steps": policy.config.n_action_steps,
             "num_steps": policy.config.num_steps, "seed": cfg.eval.seed, "suite": lib.suite, "perturb": lib.perturb}
 
@@ -174,7 +175,8 @@ def summarize(out: Path, settings: dict, tasks: list[int] | None = None, states:
         rows.append({"task_id": t, "instruction": eps[0]["instruction"], "successes": k, "episodes": n, "rate": k / n,
                      "ci95": [lo, hi], "mean_steps": float(np.mean([r["steps"] for r in eps])),
                      "seconds_per_episode": float(np.mean([r["seconds"] for r in eps])), "failures": failures,
-                     "videos": [r["video"] for r in eps if r.get("video")]})
+                     "videos": [r["video"] for r in eps if r.get("video")],
+                     "outcomes": {int(r["init_state"]): bool(r["success"]) for r in eps}})
     k, n = sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows)
     lo, hi = wilson(k, n)
     return {"settings": settings, "tasks": rows, "total": {"successes": k, "episodes": n,
@@ -198,13 +200,15 @@ def table(summary: dict) -> str:
 
 def out_dir(cfg: Phase3Config, folder: Path) -> Path:
     """eval.out, else <run>/eval/ next to the run's export/ (or inside a bare policy folder). Re-planning more
-    often (eval.n_action_steps) or perturbed starts (eval.libero.perturb) are other experiments, not replays of
-    this one: they get their own folders (eval-n_action_steps<k>, eval-perturb<p>), so the episodes played with
-    the policy's own chunking from LIBERO's fixed states (what the experiments' table reads) are kept."""
+    often (eval.n_action_steps), perturbed starts (eval.libero.perturb) or other noise (eval.seed) are other
+    experiments, not replays of this one: they get their own folders (eval-n_action_steps<k>, eval-perturb<p>,
+    eval-seed<s>), so the episodes played with the policy's own chunking from LIBERO's fixed states with seed 0
+    (what the experiments' main table reads) are kept."""
     if cfg.eval.out:
         return Path(cfg.eval.out).expanduser().resolve()
     sub = "eval" + (f"-n_action_steps{cfg.eval.n_action_steps}" if cfg.eval.n_action_steps else "") + (
-        f"-perturb{cfg.eval.libero.perturb:g}" if cfg.eval.libero.perturb else "")
+        f"-perturb{cfg.eval.libero.perturb:g}" if cfg.eval.libero.perturb else "") + (
+        f"-seed{cfg.eval.seed}" if cfg.eval.seed else "")
     run = Run.at(folder.parent, training.PHASE)
     if run.release:  # a release is never written to
         return writable_dir(run, cfg.run.root) / sub

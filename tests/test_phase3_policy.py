@@ -257,8 +257,9 @@ def test_experiments_plan_and_config_errors(runs, capsys):
     res = experiments.main([*runs["args"], "--plan"])
     steps = [c["step"] for c in res["cells"]]
     assert steps == ["base", "zeroshot", "lr", "lr", "lr", "lora", "full", "targets", "targets", "targets", "ranks",
-                     "ranks", "demos", "harder", "harder", "harder"]  # the smoke profile's 2 + 1 learning rates,
-    # ranks [2, 4], demos [1], and the harder condition for zero-shot, LoRA and full
+                     "ranks", "demos", "harder", "harder", "harder", "noise", "noise", "noise"]  # the smoke
+    # profile's 2 + 1 learning rates, ranks [2, 4], demos [1], the harder condition and the noise check for
+    # zero-shot, LoRA and full
     assert "[done]" in capsys.readouterr().out  # the base run of the fixture is found and reused
     assert res["lrs"] == {"lora": None, "full": None}  # no sweep run yet
     for argv, key in ((["profile=smoke", "finetune.method=qlora"], "finetune.method"),
@@ -278,6 +279,26 @@ def test_eval_out_dir_keeps_replanning_apart(tmp_path):
     snap = run / "snapshots" / "step_000100"
     assert rollouts.out_dir(smoke_cfg(), snap / "policy") == snap / "eval"
     assert rollouts.out_dir(smoke_cfg("eval.libero.perturb=0.08"), run / "export" / "policy") == run / "eval-perturb0.08"
+    assert rollouts.out_dir(smoke_cfg("eval.seed=1"), run / "export" / "policy") == run / "eval-seed1"
+
+
+def test_noise_check_cells_and_agreement(capsys):
+    """The noise check replays the main cells' states with experiments.noise_seed (its own eval folder), refuses a
+    noise seed equal to eval.seed, and the table counts per-state agreement on the states both seeds played."""
+    cfg = smoke_cfg("experiments.new_episodes=4", "experiments.noise_seed=3")
+    noise = [c for c in experiments.cells(cfg) if c.step == "noise"]
+    main = {c.run: c for c in experiments.cells(cfg) if c.step in ("zeroshot", "lora", "full")}
+    assert [c.run for c in noise] == list(main) and all(c.eval_seed == 3 and c.episodes == 4 for c in noise)
+    assert all(main[c.run].eval_seed is None for c in noise)  # the main cells play with the command's eval.seed
+    with pytest.raises(SystemExit) as e:
+        experiments.main(["profile=smoke", "experiments.noise_seed=0", "--plan"])
+    assert e.value.code == 2 and "noise_seed" in capsys.readouterr().err
+
+    def row(step, outcomes):
+        return {"step": step, "run": "r", "per_task": [{"task_id": 9, "outcomes": dict(enumerate(outcomes))}]}
+    got = experiments.noise_agreement([row("lora", [True, True, False, False, True]),
+                                       row("noise", [True, False, False, True])])  # state 4 not replayed
+    assert got == [{"run": "r", "states": 4, "agree": 2, "both": 1, "neither": 1, "only_main": 1, "only_other": 1}]
 
 
 def test_filmstrip(tmp_path, capsys):
