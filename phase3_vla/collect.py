@@ -60,7 +60,8 @@ class CollectError(UserError, RuntimeError):
 
 
 def out_dir(cfg: DemoCollectConfig) -> Path:
-    return Path(cfg.out).expanduser().resolve() if cfg.out else outputs_root(cfg.run.root) / "phase3" / "demos" / cfg.profile
+    folder = cfg.data.folder
+    return Path(folder).expanduser().resolve() if folder else outputs_root(cfg.run.root) / "phase3" / "demos" / cfg.profile
 
 
 def settings_of(cfg: DemoCollectConfig) -> dict:
@@ -168,7 +169,7 @@ def _check(stage: Path, found: staging.Staged, settings: dict, repair: bool) -> 
                     path = staging.demo_path(stage, t, a) if kind == "demo" else staging.failed_path(stage, t, a)
                     raise CollectError(f"{path} was collected with other settings: {'; '.join(diff[:4])}"
                                        f"{' ...' if len(diff) > 4 else ''}. Use the same settings to continue "
-                                       f"this collection, or another folder (out=...).")
+                                       f"this collection, or another folder (data.folder=...).")
 
 
 def _jobs(cfg: DemoCollectConfig, stage: Path, found: staging.Staged, settings: dict) -> list[dict]:

@@ -121,6 +121,15 @@ class ExpertEvalConfig:
 
 
 @dataclass
+class CollectDataConfig:
+    """Where `python -m phase3_vla.collect` writes the collection (train/finetune read it with the same key)."""
+
+    # The collection folder: staged attempts, the LeRobotDatasets (lerobot/{base,base_val,new,new_val}), summary and
+    # video; "" = <run.root>/phase3/demos/<profile>/ (what train/finetune's data.demos=<profile> reads).
+    folder: str = ""
+
+
+@dataclass
 class DemoCollectConfig:
     """`python -m phase3_vla.collect`: expert demonstrations of LIBERO-Object as two LeRobotDatasets v3
     (base = 9 tasks, new = the held-out task), staged episode by episode so that nothing finished is lost."""
@@ -146,12 +155,13 @@ class DemoCollectConfig:
     chunk: int = 10  # attempts per work item handed to a worker (a worker keeps its env within an item)
     videos: int = 4  # expert demonstrations in the video (the first demo of the first tasks); 0 = none
     fps: int = 20  # LIBERO's control rate: one dataset frame per 50 ms control step
-    out: str = ""  # folder of the staged attempts, datasets and video; "" = <run.root>/phase3/demos/<profile>/
+    data: CollectDataConfig = field(default_factory=CollectDataConfig)  # data.folder: where the collection goes
     repo_prefix: str = "local/libero_object"  # LeRobotDataset repo ids: <prefix>_base and <prefix>_new
     verify: bool = False  # only check the staged episode files and report corrupt ones (also `--verify`)
     repair: bool = False  # delete corrupt staged files and collect those attempts again
     progress: bool = True  # one line per finished attempt
     profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full
+    RENAMED: ClassVar[dict] = {"out": ("data.folder", None)}
 
     def check(self) -> None:
         require(0 <= self.new_task < NUM_TASKS, "new_task", self.new_task, f"a task id in [0, {NUM_TASKS - 1}]")
@@ -302,9 +312,12 @@ class PolicyConfig:
 class DemoDataConfig:
     """Which demonstrations: the LeRobotDatasets written by `python -m phase3_vla.collect`."""
 
-    demos: str = "cpu"  # collection (its profile name): <run.root>/phase3/demos/<demos>/lerobot/{base,new}
-    base_folder: str = ""  # an explicit LeRobotDataset folder for base training; "" = from `demos`
-    new_folder: str = ""  # an explicit LeRobotDataset folder of the new task; "" = from `demos`
+    # The collection `python -m phase3_vla.collect` wrote (its data.folder): its data sets are <folder>/lerobot/{base,
+    # base_val,new,new_val}; "" = the collection named by `demos` (collect's profile), <run.root>/phase3/demos/<demos>/.
+    folder: str = ""
+    demos: str = "cpu"  # the collection's name (collect's profile), when data.folder is ""
+    base_folder: str = ""  # an explicit LeRobotDataset folder for base training (its _val twin beside it); "" = above
+    new_folder: str = ""  # an explicit LeRobotDataset folder of the new task (its _val twin beside it); "" = above
 
     def check(self) -> None:
         require("/" not in self.demos and bool(self.demos), "demos", self.demos, "a collection name like cpu or smoke")

@@ -37,16 +37,25 @@ def dataset_folder(cfg: Phase3Config, split: str) -> Path:
     if explicit:
         folder = Path(explicit).expanduser().resolve()
         return folder.with_name(folder.name + "_val") if val else folder
-    return outputs_root(cfg.run.root) / PHASE / "demos" / cfg.data.demos / "lerobot" / split
+    return collection_folder(cfg) / "lerobot" / split
+
+
+def collection_folder(cfg: Phase3Config) -> Path:
+    """The collection collect wrote: data.folder, else <run.root>/phase3/demos/<data.demos>/."""
+    if cfg.data.folder:
+        return Path(cfg.data.folder).expanduser().resolve()
+    return outputs_root(cfg.run.root) / PHASE / "demos" / cfg.data.demos
 
 
 def require_dataset(cfg: Phase3Config, split: str) -> Path:
     folder = dataset_folder(cfg, split)
     if not (folder / "meta" / "info.json").exists():
-        key = "data.base_folder" if split == "base" else "data.new_folder"
+        key = "data.base_folder" if split.startswith("base") else "data.new_folder"
+        make = (f"python -m phase3_vla.collect data.folder={cfg.data.folder}" if cfg.data.folder else
+                f"python -m phase3_vla.collect profile={cfg.data.demos}")
+        named = f"data.folder={cfg.data.folder}" if cfg.data.folder else f"data.demos={cfg.data.demos}"
         raise ArtifactNotFoundError(
-            f"no {split} dataset at {folder} (data.demos={cfg.data.demos}). Make it with: python -m "
-            f"phase3_vla.collect profile={cfg.data.demos}, or point {key}= at a LeRobotDataset folder")
+            f"no {split} dataset at {folder} ({named}). Make it with: {make}, or point {key}= at a LeRobotDataset folder")
     return folder
 
 

@@ -137,7 +137,7 @@ def smoke(tmp_path_factory):
     # Its own session: the fault kills the whole process group (as a machine going down would), not pytest.
     first = subprocess.run([sys.executable, "-m", "phase3_vla.collect", "profile=smoke", f"out={out}"], cwd=REPO,
                            env=env, capture_output=True, text=True, timeout=600, start_new_session=True)
-    summary = collect.main(["profile=smoke", f"out={out}"])
+    summary = collect.main(["profile=smoke", f"data.folder={out}"])
     return {"out": out, "first": first, "summary": summary}
 
 
@@ -146,6 +146,7 @@ def test_smoke_collect_resumes_after_kill(smoke):
     out, first, s = smoke["out"], smoke["first"], smoke["summary"]
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     assert "round 1: 2 attempt(s)" in first.stdout
+    assert "`out=` is now `data.folder=`" in first.stderr  # the old spelling still works, with a note
     # The second run played only what the first had not kept, and both datasets exist.
     assert s["this_run"]["played"] == 1 and s["this_run"]["successes"] == 1
     assert {t["task_id"]: t["kept"] for t in s["tasks"]} == {9: 1, 2: 1}
@@ -220,7 +221,7 @@ def test_rerun_plays_nothing_and_keeps_the_datasets(smoke):
     out = smoke["out"]
     marker = out / "lerobot" / "new" / "meta" / "info.json"
     before = marker.stat().st_mtime_ns
-    s = collect.main(["profile=smoke", f"out={out}", "videos=0"])
+    s = collect.main(["profile=smoke", f"data.folder={out}", "videos=0"])
     assert s["this_run"]["played"] == 0 and s["datasets"]["new"].get("reused")
     assert marker.stat().st_mtime_ns == before
 
@@ -234,11 +235,11 @@ def test_corrupt_staged_file_is_reported_by_name(smoke, tmp_path, capsys):
     data[len(data) // 3] ^= 0xFF
     victim.write_bytes(bytes(data))
     with pytest.raises(SystemExit) as e:
-        collect.main(["profile=smoke", f"out={out}", "--verify"])
+        collect.main(["profile=smoke", f"data.folder={out}", "--verify"])
     assert e.value.code == 1 and "CORRUPT" in capsys.readouterr().out
     victim.write_bytes(bytes(data[: len(data) // 2]))  # truncated: even its metadata is unreadable
     with pytest.raises(SystemExit) as e:
-        collect.main(["profile=smoke", f"out={out}"])
+        collect.main(["profile=smoke", f"data.folder={out}"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and str(victim) in err and "repair=true" in err
 
@@ -248,9 +249,9 @@ def test_other_settings_are_refused(smoke, tmp_path, capsys):
     out = tmp_path / "copy"
     shutil.copytree(smoke["out"] / "staging", out / "staging")
     with pytest.raises(SystemExit) as e:
-        collect.main(["profile=smoke", f"out={out}", "expert.lift_z=0.25"])
+        collect.main(["profile=smoke", f"data.folder={out}", "expert.lift_z=0.25"])
     err = capsys.readouterr().err
-    assert e.value.code == 2 and "expert.lift_z=0.3 (this run: 0.25)" in err and "out=" in err
+    assert e.value.code == 2 and "expert.lift_z=0.3 (this run: 0.25)" in err and "data.folder=" in err
 
 
 def test_config_errors_exit_2(capsys):

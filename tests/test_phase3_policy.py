@@ -24,7 +24,8 @@ import urllib3  # noqa: F401  (probes IPv6 with a socket at import: done here, o
 from conftest import REPO, subprocess_env
 from test_phase3_data import _demo
 from common.config import load_config
-from phase3_vla import backbone, evaluate as evaluation, experiments, finetune, rollouts, train
+from common.runs import ArtifactNotFoundError
+from phase3_vla import backbone, evaluate as evaluation, experiments, finetune, rollouts, train, training
 from phase3_vla.config import BackboneConfig, AdapterConfig, Phase3Config
 from phase3_vla.dataset import open_dataset, write_lerobot_dataset
 from phase3_vla.frames import ChunkedFrames
@@ -268,6 +269,18 @@ def test_experiments_plan_and_config_errors(runs, capsys):
         with pytest.raises(SystemExit) as e:
             train.main(argv)
         assert e.value.code == 2 and key in capsys.readouterr().err
+
+
+def test_data_folder_names_the_collection(tmp_path):
+    """data.folder (what collect's data.folder wrote) or the collection named by data.demos; an explicit
+    LeRobotDataset folder (data.new_folder) wins for its role, with its _val twin beside it."""
+    assert training.dataset_folder(smoke_cfg(f"data.folder={tmp_path}"), "new_val") == tmp_path / "lerobot" / "new_val"
+    assert training.dataset_folder(smoke_cfg(f"run.root={tmp_path}", "data.demos=x"), "base") == \
+        tmp_path / "phase3" / "demos" / "x" / "lerobot" / "base"
+    cfg = smoke_cfg(f"data.folder={tmp_path}", f"data.new_folder={tmp_path / 'n'}")
+    assert training.dataset_folder(cfg, "new_val") == tmp_path / "n_val"
+    with pytest.raises(ArtifactNotFoundError, match=f"python -m phase3_vla.collect data.folder={tmp_path}"):
+        training.require_dataset(smoke_cfg(f"data.folder={tmp_path}"), "base")
 
 
 def test_eval_out_dir_keeps_replanning_apart(tmp_path):
