@@ -46,11 +46,11 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(ts)
 
 
-def time_model(cfg, mode: str, repeats: int, K: int, A: int) -> tuple[float, float, float, float]:
+def time_model(cfg, mode: str, repeats: int, K: int, A: int, sampler=None) -> tuple[float, float, float, float]:
     """-> (train step s, batch-1 fps, batch-32 fps, denoiser params M) for one model config and precision."""
     bf16, cl = MODES[mode]
     torch.manual_seed(0)
-    model = WorldModel(cfg, A)
+    model = WorldModel(cfg, A, sampler=sampler)
     if cl:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -87,20 +87,21 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    base_cfg = load_config(Phase1Config, "phase1/train", [f"profile={args.profile}"]).model
+    full_cfg = load_config(Phase1Config, "phase1/train", [f"profile={args.profile}"])
+    base_cfg, sampler = full_cfg.model, full_cfg.sampler
     levels = len(base_cfg.unet.channels)
     widths = [[w] * levels for w in args.widths] if args.widths else [list(base_cfg.unet.channels)]
     K, A = base_cfg.context, 4
     from common.precision import machine_summary
     print(machine_summary())
-    print(f"profile {args.profile}: {base_cfg.steps} {base_cfg.solver} steps per frame, {args.threads} threads, "
+    print(f"profile {args.profile}: {sampler.steps} {sampler.solver} steps per frame, {args.threads} threads, "
           f"median of {args.repeats}; baseline = the first row")
     rows = []
     for ch in widths:
         cfg = copy.deepcopy(base_cfg)
         cfg.unet.channels = ch
         for mode in args.modes:
-            t, f1, f32, params = time_model(cfg, mode, args.repeats, K, A)
+            t, f1, f32, params = time_model(cfg, mode, args.repeats, K, A, sampler)
             rows.append((f"channels {ch[0]} ({params:.2f}M) {mode}", t, f1, f32))
             print(f"  {rows[-1][0]:38s} train step (batch 32) {t:6.2f} s   next frame: batch 1 {f1:6.1f} fps, "
                   f"batch 32 {f32:6.1f} fps", flush=True)

@@ -105,7 +105,7 @@ def main() -> None:
     for bf16 in (False, True):
         for name, m in models.items():
             rows[(name, bf16)] = bench(m, x, bf16, args.repeats)
-    print(f"\n| precision | model | train img/s | sample img-steps/s |\n|---|---|---|---|")
+    print("\n| precision | model | train img/s | sample img-steps/s |\n|---|---|---|---|")
     for (name, bf16), (tr, sa) in rows.items():
         print(f"| {'bf16' if bf16 else 'fp32'} | {name} | {tr:.1f} | {sa:.1f} |")
     print("\nratio ours / diffusers (same precision):")

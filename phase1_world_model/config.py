@@ -186,8 +186,6 @@ class WorldModelConfig(DenoiserConfig):
     """
 
     kind: str = "diffusion"  # diffusion | regressor
-    solver: str = "euler"  # sampling: euler | heun (heun costs 2 evaluations per step but the last)
-    steps: int = 3  # sampling: denoising steps per generated frame (DIAMOND: 3 Euler steps)
     reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
 
     @classmethod
@@ -199,6 +197,18 @@ class WorldModelConfig(DenoiserConfig):
     def check(self) -> None:
         super().check()
         choice("kind", self.kind, KINDS)
+
+
+@dataclass
+class FrameSamplerConfig:
+    """How the diffusion world model generates a frame by default (training's monitor rollouts, evaluate, play,
+    the gym env): `steps` steps of `solver` down the Karras schedule from sigma_max. A sampler setting, not a model
+    setting: evaluate and play override it per command (denoise_steps, denoise_steps_sweep)."""
+
+    solver: str = "euler"  # euler | heun (heun costs 2 evaluations per step but the last)
+    steps: int = 3  # denoising steps per generated frame (DIAMOND: 3 Euler steps)
+
+    def check(self) -> None:
         choice("solver", self.solver, SOLVERS)
         require(self.steps >= 1, "steps", self.steps, "must be >= 1")
 
@@ -227,8 +237,11 @@ class Phase1Config:
     log: LogConfig = field(default_factory=LogConfig)
     data: DataSourceConfig = field(default_factory=DataSourceConfig)
     model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    sampler: FrameSamplerConfig = field(default_factory=FrameSamplerConfig)  # the model's default frame sampler
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full
+    # model.steps / model.solver were sampler settings kept in the model's section (runs and releases saved so)
+    RENAMED: ClassVar[dict] = {"model.steps": ("sampler.steps", None), "model.solver": ("sampler.solver", None)}
 
 
 @dataclass
@@ -291,7 +304,7 @@ class PlayConfig:
     max_episode_steps: int = 1000  # imagined episode length before truncation (then a new start)
     fps: int = 15  # frames per second shown / in the video (the real game runs at 15 agent steps/s)
     scale: int = 6  # window and video size = 64 * scale pixels
-    denoise_steps: int = 0  # denoising steps per frame; 0 = the model's own (model.steps)
+    denoise_steps: int = 0  # denoising steps per frame; 0 = the model's own (its sampler.steps)
     out: str = ""  # headless video path stem (.mp4 and .gif); "" = <run>/media/play_<policy or actions>_<seed>
 
     def check(self) -> None:

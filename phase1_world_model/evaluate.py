@@ -8,7 +8,7 @@
 From every start point (`starts_per_episode` per held-out episode), each method sees the same K real frames
 and the episode's real actions and generates `max(horizons)` frames autoregressively (`rollout.py`):
 
-    diffusion   the EDM world model, `model.steps` Euler steps per frame (its training config's sampler)
+    diffusion   the EDM world model, `sampler.steps` Euler steps per frame (its training config's sampler)
     regressor   the same UNet trained with MSE to output the next frame (the deterministic baseline)
     copy_last   the last real context frame, repeated (no model at all)
 
@@ -120,7 +120,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     results = {"game": test.game, "dataset": str(test.root), "rollouts": len(batch), "horizons": cfg.horizons,
                "starts": batch.starts, "config": asdict(cfg), "system": rt.as_dict(),
                "models": {n: {"run": str(tm.run.dir), "describe": tm.model.describe(),
-                              "steps": tm.cfg.model.steps, "solver": tm.cfg.model.solver}
+                              "steps": tm.cfg.sampler.steps, "solver": tm.cfg.sampler.solver}
                           for n, tm in models.items() if tm is not None},
                "methods": {}}
     rolls = _method_rollouts(models, batch, H, cfg, bf16)

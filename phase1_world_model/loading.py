@@ -40,7 +40,8 @@ def load_trained(spec: str = "latest", kind: str = "diffusion", root: str = "out
     "release:<name>". The error names the train command."""
     extra = "" if kind == "diffusion" else " model.kind=regressor"
     return load_exported("phase1", spec, root, f"{kind}.json", Phase1Config,
-                         lambda cfg, meta: WorldModel(cfg.model, meta["num_actions"], tuple(meta["frame_shape"])),
+                         lambda cfg, meta: WorldModel(cfg.model, meta["num_actions"], tuple(meta["frame_shape"]),
+                                                               cfg.sampler),
                          f"For a {kind} model: python -m phase1_world_model.train profile=cpu{extra}", device)
 
 

@@ -26,7 +26,7 @@ from common.diffusion import samplers
 from common.diffusion.edm import EDMDenoiser, karras_sigmas, lognormal_sigma, training_noise
 from common.images import to_model_range
 from common.nn.unet import UNet, count_parameters
-from phase1_world_model.config import RewardEndConfig, WorldModelConfig
+from phase1_world_model.config import FrameSamplerConfig, RewardEndConfig, WorldModelConfig
 
 
 class ActionEmbedding(nn.Module):
@@ -87,9 +87,11 @@ class RewardEndHead(nn.Module):
 
 
 class WorldModel(nn.Module):
-    def __init__(self, cfg: WorldModelConfig, num_actions: int, frame_shape: tuple[int, int, int] = (3, 64, 64)):
+    def __init__(self, cfg: WorldModelConfig, num_actions: int, frame_shape: tuple[int, int, int] = (3, 64, 64),
+                 sampler: FrameSamplerConfig | None = None):
         super().__init__()
         self.cfg, self.num_actions, self.frame_shape = cfg, num_actions, tuple(frame_shape)
+        self.sampler = sampler or FrameSamplerConfig()  # next_frame's default steps and solver
         C, K = frame_shape[0], cfg.context
         unet_cfg = copy.deepcopy(cfg.unet)
         unet_cfg.in_channels = C * (K + 1) if cfg.kind == "diffusion" else C * K
@@ -142,7 +144,7 @@ class WorldModel(nn.Module):
     # ----------------------------------------------------------------- generation
     def sigmas(self, steps: int | None = None, device="cpu") -> torch.Tensor:
         e = self.cfg.edm
-        return karras_sigmas(steps or self.cfg.steps, e.sigma_min, e.sigma_max, e.rho, device=device)
+        return karras_sigmas(steps or self.sampler.steps, e.sigma_min, e.sigma_max, e.rho, device=device)
 
     @torch.no_grad()
     def next_frame(self, obs: torch.Tensor, act: torch.Tensor, mask: torch.Tensor | None = None,
@@ -160,7 +162,7 @@ class WorldModel(nn.Module):
             return self.regressor(context, torch.zeros(B, device=context.device), cond).float().clamp(-1, 1)
         sig = self.sigmas(steps, context.device)
         x = samplers.prior((B, *self.frame_shape), float(sig[0]), generator, context.device)
-        solve = samplers.heun if (solver or self.cfg.solver) == "heun" else samplers.euler
+        solve = samplers.heun if (solver or self.sampler.solver) == "heun" else samplers.euler
         x = solve(lambda x_, s: self.denoiser(x_, s, cond, context), x, sig)
         return x.clamp(-1, 1)
 

@@ -126,7 +126,7 @@ def headless(cfg: PlayConfig) -> dict:
     stem.parent.mkdir(parents=True, exist_ok=True)
     mp4, _ = write_video(stem, _caption(np.stack(frames), texts, cfg.scale), cfg.fps)
     report = {"run": str(tm.run.dir), "batch": B, "steps": steps, "denoise_steps": cfg.denoise_steps or
-              tm.cfg.model.steps, **rt.as_dict(),
+              tm.cfg.sampler.steps, **rt.as_dict(),
               "generated_frames_per_s": fps, "return_world0": ret, "ends_world0": lives_lost,
               "video": str(mp4)}
     atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(report, indent=1).encode()))

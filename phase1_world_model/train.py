@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     test = load_split(cfg.data, cfg.run.root, "test", cfg.model.context)
     ctx = setup_run("phase1", cfg.run, to_dict(cfg))
     frame_shape = tuple(train.frames.shape[1:])
-    model = WorldModel(cfg.model, train.num_actions, frame_shape)
+    model = WorldModel(cfg.model, train.num_actions, frame_shape, cfg.sampler)
     if model.head is not None:
         model.head.set_class_weights(*train.class_counts())
     if ctx.dist.is_main:

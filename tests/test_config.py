@@ -163,3 +163,21 @@ def test_phase0_unet_keys_moved_under_model_unet(tmp_path, capsys):
     old.write_text("model: {channels: [16, 32, 32], emb_dim: 128}\ntrain: {bf16: true}\n")
     saved = load_saved_config(Phase0Config, old)
     assert list(saved.model.unet.channels) == [16, 32, 32] and saved.model.unet.emb_dim == 128
+
+
+def test_phase1_sampler_settings_live_apart_from_the_model(tmp_path, capsys):
+    """The frame sampler (steps, solver) is `sampler.*`, not `model.*`: `model.steps=` still works with a note, a
+    config saved with the old layout (phase 1's release, older runs) loads with its own values, and the model built
+    from it samples with them."""
+    from common.config import cli, load_saved_config
+    from phase1_world_model.config import Phase1Config
+    from phase1_world_model.model import WorldModel
+    cfg = cli(Phase1Config, "phase1/train", ["profile=smoke", "model.steps=5", "model.solver=heun"])
+    assert (cfg.sampler.steps, cfg.sampler.solver) == (5, "heun") and not hasattr(cfg.model, "steps")
+    assert "`model.steps=` is now `sampler.steps=`" in capsys.readouterr().err
+    old = tmp_path / "config.yaml"
+    old.write_text("model: {steps: 7, solver: heun, context: 2}\n")
+    saved = load_saved_config(Phase1Config, old)
+    assert (saved.sampler.steps, saved.sampler.solver, saved.model.context) == (7, "heun", 2)
+    model = WorldModel(saved.model, 4, (3, 16, 16), saved.sampler)
+    assert len(model.sigmas()) == 7 + 1  # 7 levels and the final 0
