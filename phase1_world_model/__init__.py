@@ -10,7 +10,7 @@ Public surface (what phase 2, phase 5, notebooks and tests may import):
     model       WorldModel (loss, next-frame sampling, reward/end head), to_model, to_uint8
     loading     load_trained(spec, kind, root, device), data_of, dataset_folder, load_split
     rollout     start_points, gather, rollout, batched_rollout, side_by_side
-    metrics     mse, psnr, ssim, frame_metrics, summarize
+    metrics     mse, psnr, ssim, ssim_cs, frame_metrics, aggregate, score, psnr_curve
     wm_env      WorldModelEnv (a Gymnasium env backed by the world model), Imagination (B worlds at once)
 
 Entry points (`python -m phase1_world_model.<name>`, used by other code only through `main`): collect, train,

@@ -12,9 +12,10 @@ and the episode's real actions and generates `max(horizons)` frames autoregressi
     regressor   the same UNet trained with MSE to output the next frame (the deterministic baseline)
     copy_last   the last real context frame, repeated (no model at all)
 
-Metrics per frame at each horizon h (the frame h steps after the context): MSE, PSNR, SSIM and the
-sharpness ratio (Laplacian energy generated / real, < 1 = blur), mean and standard error over rollouts
-(`metrics.py`). The reward/end head is scored on every held-out transition with the real next frame.
+Metrics at each horizon h (the frame h steps after the context; `metrics.py`): the PSNR of the mean MSE over
+rollouts (bootstrap interval), the median per-frame PSNR and the fraction of bit-exact frames, SSIM and its
+background-robust contrast-structure term, MSE and the sharpness ratio (Laplacian energy generated / real,
+< 1 = blur), each with a 95% interval. The reward/end head is scored on every held-out transition with the real next frame.
 
 Writes `<load run>/eval/`: results.json, results.md (tables), metrics_vs_horizon.png, steps_sweep.png,
 and side-by-side videos (real | diffusion | regressor | copy | |real - diffusion|) as MP4 + GIF in the
@@ -39,20 +40,15 @@ from common.runs import writable_dir
 from common.system import start
 from phase1_world_model.config import EvaluateConfig
 from phase1_world_model.dataset import AtariWorldModelDataset
-from phase1_world_model.metrics import fmt, frame_metrics, summarize
+from phase1_world_model.metrics import fmt, score
 from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
 from phase1_world_model.loading import TrainedWorldModel, data_of, load_trained
 
-METRICS = ("mse", "psnr", "ssim", "sharpness_ratio")
+METRICS = ("psnr", "psnr_median", "exact", "ssim", "ssim_cs", "mse", "sharpness_ratio")
+PLOTTED = ("psnr", "exact", "ssim_cs", "sharpness_ratio")
 README = REPO_ROOT / "phase1_world_model" / "README.md"
 FIGURES = REPO_ROOT / "phase1_world_model" / "figures"
 COMMAND = "python -m phase1_world_model.evaluate publish=true"
-
-
-def score(gen: torch.Tensor, real: torch.Tensor, horizons: list[int]) -> dict:
-    """(N, h, 3, H, W) rollouts -> {metric: {horizon: [mean, standard error]}} at the given horizons."""
-    m = frame_metrics(gen, real)
-    return {k: {h: list(summarize(m[k][:, h - 1])) for h in horizons} for k in METRICS}
 
 
 @torch.no_grad()
@@ -151,10 +147,9 @@ def evaluate(cfg: EvaluateConfig) -> dict:
                 gen = batched_rollout(diff.model, batch, SH, cfg.batch, cfg.run.seed, bf16=bf16,
                                       steps=n, solver=solver)
                 secs = time.perf_counter() - t0
-                m = frame_metrics(gen, batch.future[:, :SH])
                 row = {"solver": solver, "steps": n, "nfe": n if solver == "euler" else 2 * n - 1,
                        "seconds": secs, "frames_per_s": len(batch) * SH / secs,
-                       **{k: {h: list(summarize(m[k][:, h - 1])) for h in sweep_hs} for k in METRICS}}
+                       **score(gen, batch.future[:, :SH], sweep_hs)}
                 sweep.append(row)
                 print(f"  sweep {solver} {n} steps: PSNR h1 {row['psnr'][1][0]:.2f} "
                       f"h{SH} {row['psnr'][SH][0]:.2f} ({secs:.0f} s)")
@@ -200,20 +195,21 @@ def _plots(results: dict, out_dir: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     paths = []
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.2))
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4 * len(PLOTTED), 3.2))
     hs = results["horizons"]
-    for ax, k in zip(axes, METRICS):
+    for ax, k in zip(axes, PLOTTED):
         for name, m in results["methods"].items():
-            mean = np.array([m[k][h][0] for h in hs])
-            se = np.nan_to_num(np.array([m[k][h][1] for h in hs]))
-            ax.errorbar(hs, mean, yerr=se, marker="o", capsize=3, label=name)
+            est = np.array([m[k][h] for h in hs])  # (horizons, [estimate, low, high])
+            err = np.nan_to_num(np.stack([est[:, 0] - est[:, 1], est[:, 2] - est[:, 0]]))
+            ax.errorbar(hs, est[:, 0], yerr=err, marker="o", capsize=3, label=name)
         ax.set_xscale("log")
         ax.set_xticks(hs, [str(h) for h in hs])
         ax.set_xlabel("horizon (generated frames)")
-        ax.set_title(k + (" (lower is better)" if k == "mse" else " (1 = real)" if k == "sharpness_ratio" else ""))
+        ax.set_title({"psnr": "PSNR of the mean MSE", "exact": "fraction of bit-exact frames",
+                      "ssim_cs": "SSIM contrast-structure", "sharpness_ratio": "sharpness ratio (1 = real)"}[k])
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.suptitle(f"{results['game']}: {results['rollouts']} held-out rollouts, mean ± s.e.")
+    fig.suptitle(f"{results['game']}: {results['rollouts']} held-out rollouts, 95% intervals")
     fig.tight_layout()
     p = out_dir / "metrics_vs_horizon.png"
     fig.savefig(p, dpi=90)
@@ -244,7 +240,10 @@ def tables(results: dict, diff: TrainedWorldModel) -> str:
     """Markdown tables of results.json (what the README shows)."""
     hs = results["horizons"]
     lines = [f"{results['rollouts']} rollouts from {len(set(e for e, _ in results['starts']))} held-out "
-             f"{results['game']} episodes, real actions, mean ± standard error. Diffusion: "
+             f"{results['game']} episodes, real actions. Each cell: estimate [95% interval]; psnr = PSNR of the mean "
+             "MSE over rollouts (bootstrap interval), psnr_median = median per-frame PSNR, exact = fraction of "
+             "bit-exact frames (Wilson), ssim_cs = SSIM without its luminance term (robust to a background offset), "
+             "the rest means ± 1.96 s.e. Diffusion: "
              f"{results['models']['diffusion']['describe']}, {results['models']['diffusion']['steps']} "
              f"{results['models']['diffusion']['solver']} steps per frame.", ""]
     for k in METRICS:

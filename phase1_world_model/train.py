@@ -21,7 +21,7 @@ from common.trainer import Hook, Trainer, setup_run
 from phase1_world_model.config import Phase1Config
 from phase1_world_model.dataset import AtariWorldModelDataset
 from phase1_world_model.loading import load_split
-from phase1_world_model.metrics import psnr
+from phase1_world_model.metrics import psnr_curve
 from phase1_world_model.model import WorldModel
 from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
 from phase1_world_model.storage import dataset_identity
@@ -37,7 +37,7 @@ def monitor_hook(cfg: Phase1Config, test: AtariWorldModelDataset):
         t0 = time.perf_counter()
         gen = batched_rollout(trainer.eval_model, batch, m.horizon, size=len(batch), seed=0,
                               bf16=trainer.ctx.precision.bf16)
-        p = psnr(gen, batch.future).mean(0)
+        p = psnr_curve(gen, batch.future)  # PSNR of the mean MSE per horizon
         trainer.logger.log_video("rollout", side_by_side(batch.future[0], gen[0]), trainer.step)
         return {"rollout/psnr_h1": float(p[0]), f"rollout/psnr_h{m.horizon}": float(p[-1]),
                 "rollout/seconds": time.perf_counter() - t0}

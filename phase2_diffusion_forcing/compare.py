@@ -15,8 +15,9 @@ runs for max(multiples) x L frames (L = the DF model's training window) under th
     df_pyramid_stab    pyramid schedule, σ_stab feedback
 
 All use `steps` noise levels per frame (3 Euler steps, phase 1's sampler). Metrics per frame (phase 1's
-`metrics.py`): PSNR, SSIM, MSE, sharpness ratio, and the drift measure `color_tv` (distance of the frame's
-colour histogram from the real frame's). Ablations: σ_stab for df_ar, and u for df_pyramid_stab, at
+`metrics.py`): PSNR of the mean MSE (bootstrap interval), the median PSNR and the fraction of bit-exact
+frames, SSIM and its background-robust contrast-structure term, MSE, sharpness ratio, and the drift measure
+`color_tv` (distance of the frame's colour histogram from the real frame's); every value with a 95% interval. Ablations: σ_stab for df_ar, and u for df_pyramid_stab, at
 `ablation_multiple` x L. Writes `<df run>/compare/` (results.json, results.md, plots) and long side-by-side
 videos in the DF run's media/.
 """
@@ -38,22 +39,27 @@ from common.logger import LogConfig, RunLogger
 from common.runs import writable_dir
 from common.system import start
 from phase1_world_model.dataset import AtariWorldModelDataset
-from phase1_world_model.metrics import color_tv, fmt, frame_metrics, summarize
+from phase1_world_model.metrics import color_tv, fmt, psnr_curve, score
 from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
 from phase1_world_model.loading import data_of, load_trained as load_phase1
 from phase2_diffusion_forcing.config import CompareConfig, SamplerConfig
 from phase2_diffusion_forcing.sampler import rollout
 from phase2_diffusion_forcing.loading import load_trained
 
-METRICS = ("psnr", "ssim", "mse", "sharpness_ratio", "drift")
+METRICS = ("psnr", "psnr_median", "exact", "ssim", "ssim_cs", "mse", "sharpness_ratio", "drift")
 COMMAND = "python -m phase2_diffusion_forcing.compare publish=true"
 README = REPO_ROOT / "phase2_diffusion_forcing" / "README.md"
 FIGURES = REPO_ROOT / "phase2_diffusion_forcing" / "figures"
 
 
-def all_metrics(gen: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
-    """(N, h, ...) -> each (N, h)."""
-    return {**frame_metrics(gen, real), "drift": color_tv(gen, real)}
+def drift(gen: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Phase 2's extra per-frame metric (N, h, ...) -> (N, h): colour-histogram distance."""
+    return {"drift": color_tv(gen, real)}
+
+
+def over_horizon(gen: torch.Tensor, real: torch.Tensor) -> dict[str, list[float]]:
+    """Per horizon h = 1..H: the PSNR of the mean MSE over rollouts, and the mean drift."""
+    return {"psnr": psnr_curve(gen, real).tolist(), "drift": color_tv(gen, real).mean(0).tolist()}
 
 
 def df_rollouts(model, batch, horizon: int, sampler: SamplerConfig, cfg: CompareConfig, bf16: bool) -> torch.Tensor:
@@ -114,10 +120,8 @@ def compare(cfg: CompareConfig) -> dict:
         t0 = time.perf_counter()
         gen = fn()
         secs = time.perf_counter() - t0
-        m = all_metrics(gen, batch.future)
-        results["methods"][name] = {"description": desc, "seconds": secs,
-                                    **{k: {h: list(summarize(m[k][:, h - 1])) for h in horizons} for k in METRICS}}
-        results["curves"][name] = {k: m[k].mean(0).tolist() for k in ("psnr", "drift")}
+        results["methods"][name] = {"description": desc, "seconds": secs, **score(gen, batch.future, horizons, drift)}
+        results["curves"][name] = over_horizon(gen, batch.future)
         gens[name] = gen
         print(f"  {name:16s} PSNR " + "  ".join(f"h{h} {results['methods'][name]['psnr'][h][0]:.2f}" for h in horizons)
               + f"   drift h{H} {results['methods'][name]['drift'][H][0]:.3f}  ({secs:.0f} s)")
@@ -128,19 +132,17 @@ def compare(cfg: CompareConfig) -> dict:
     for level in cfg.ablate_stabilization:
         gen = df_rollouts(df.model, ab_batch, Ha, replace(base, schedule="autoregressive", stabilization=level), cfg,
                           bf16)
-        m = all_metrics(gen, ab_batch.future)
         results["ablation_stabilization"].append(
-            {"stabilization": level, **{k: list(summarize(m[k][:, -1])) for k in METRICS},
-             "psnr_mean_over_horizon": float(m["psnr"].mean())})
+            {"stabilization": level, **{k: v[Ha] for k, v in score(gen, ab_batch.future, [Ha], drift).items()},
+             "psnr_mean_over_horizon": float(np.mean(over_horizon(gen, ab_batch.future)["psnr"]))})
         print(f"  ablation σ_stab={level}: PSNR h{Ha} {results['ablation_stabilization'][-1]['psnr'][0]:.2f}")
     results["ablation_uncertainty"] = []
     for un in cfg.ablate_uncertainty:
         gen = df_rollouts(df.model, ab_batch, Ha, replace(base, schedule="pyramid", uncertainty=un, stabilization=s),
                           cfg, bf16)
-        m = all_metrics(gen, ab_batch.future)
         results["ablation_uncertainty"].append(
-            {"uncertainty": un, **{k: list(summarize(m[k][:, -1])) for k in METRICS},
-             "psnr_mean_over_horizon": float(m["psnr"].mean())})
+            {"uncertainty": un, **{k: v[Ha] for k, v in score(gen, ab_batch.future, [Ha], drift).items()},
+             "psnr_mean_over_horizon": float(np.mean(over_horizon(gen, ab_batch.future)["psnr"]))})
         print(f"  ablation pyramid u={un}: PSNR h{Ha} {results['ablation_uncertainty'][-1]['psnr'][0]:.2f}")
 
     _videos(df, gens, batch, cfg, writable_dir(df.run, cfg.run.root))
@@ -194,7 +196,8 @@ def _plots(results: dict, out_dir: Path) -> list[str]:
     for ax, key, x in ((axes[0], "ablation_stabilization", "stabilization"), (axes[1], "ablation_uncertainty",
                                                                                "uncertainty")):
         rows = results[key]
-        ax.errorbar([r[x] for r in rows], [r["psnr"][0] for r in rows], yerr=[np.nan_to_num(r["psnr"][1]) for r in rows],
+        ax.errorbar([r[x] for r in rows], [r["psnr"][0] for r in rows],
+                    yerr=np.nan_to_num([[r["psnr"][0] - r["psnr"][1] for r in rows], [r["psnr"][2] - r["psnr"][0] for r in rows]]),
                     marker="o", capsize=3, label=f"PSNR at h={results['config']['ablation_multiple'] * L}")
         ax.plot([r[x] for r in rows], [r["psnr_mean_over_horizon"] for r in rows], marker="s", label="PSNR mean over h")
         ax.set_xlabel({"stabilization": "σ_stab (autoregressive schedule)",
@@ -214,7 +217,7 @@ def tables(results: dict) -> str:
     lines = [f"{results['rollouts']} rollouts of {results['horizon']} frames from "
              f"{len(set(e for e, _ in results['starts']))} held-out {results['game']} episodes, real actions, "
              f"training window L={L}, K={results['context']} context frames, {results['config']['denoise_steps']} noise "
-             f"levels per frame; mean ± standard error. DF model: {results['models']['df_describe']}.", ""]
+             f"levels per frame. Each cell: estimate [95% interval]; psnr = PSNR of the mean MSE over rollouts (bootstrap interval), psnr_median = median per-frame PSNR, exact = fraction of bit-exact frames (Wilson), ssim_cs = SSIM without its luminance term (robust to a background offset), the rest means ± 1.96 s.e. DF model: {results['models']['df_describe']}.", ""]
     for k in METRICS:
         lines += [f"**{k}**", "", "| method | " + " | ".join(label(h) for h in hs) + " |", "|---|" + "---|" * len(hs)]
         for name, m in results["methods"].items():
@@ -225,10 +228,12 @@ def tables(results: dict) -> str:
     Ha = results["config"]["ablation_multiple"] * L
     for key, x in (("ablation_stabilization", "stabilization"), ("ablation_uncertainty", "uncertainty")):
         lines += ["", f"**Ablation: {x}** ({'autoregressive schedule' if x == 'stabilization' else 'pyramid, σ_stab=' + str(results['config']['stabilization'])}), at h={Ha}", "",
-                  f"| {x} | PSNR | SSIM | drift | sharpness | PSNR averaged over h=1..{Ha} |", "|---|---|---|---|---|---|"]
+                  f"| {x} | PSNR | SSIM | SSIM-cs | drift | sharpness | PSNR averaged over h=1..{Ha} |",
+                  "|---|---|---|---|---|---|---|"]
         for r in results[key]:
-            lines.append(f"| {r[x]} | {fmt(r['psnr'], 'psnr')} | {fmt(r['ssim'], 'ssim')} | {fmt(r['drift'], 'drift')} "
-                         f"| {fmt(r['sharpness_ratio'], 'sharpness_ratio')} | {r['psnr_mean_over_horizon']:.2f} |")
+            lines.append(f"| {r[x]} | " + " | ".join(fmt(r[k], k) for k in ("psnr", "ssim", "ssim_cs", "drift",
+                                                                          "sharpness_ratio"))
+                         + f" | {r['psnr_mean_over_horizon']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -41,7 +41,7 @@ def warm_start(model: DFWorldModel, spec: str, root: str) -> str:
 
 def monitor_hook(cfg: Phase2Config, test: AtariWorldModelDataset):
     """Short held-out rollouts under the DF autoregressive schedule: PSNR at 1x and 2x the window, and a video."""
-    from phase1_world_model.metrics import psnr
+    from phase1_world_model.metrics import psnr_curve
     from phase1_world_model.rollout import gather, side_by_side, start_points
     from phase2_diffusion_forcing.sampler import rollout
 
@@ -54,7 +54,7 @@ def monitor_hook(cfg: Phase2Config, test: AtariWorldModelDataset):
         g = torch.Generator(device=trainer.device).manual_seed(0)
         gen = rollout(trainer.eval_model, batch.context, batch.actions, H, SamplerConfig(stabilization=0.05), g,
                       bf16=trainer.ctx.precision.bf16)
-        p = psnr(gen, batch.future).mean(0)
+        p = psnr_curve(gen, batch.future)  # PSNR of the mean MSE per horizon
         trainer.logger.log_video("rollout", side_by_side(batch.future[0], gen[0]), trainer.step)
         L = cfg.model.window
         return {f"rollout/psnr_h{L}": float(p[L - 1]), f"rollout/psnr_h{H}": float(p[-1]),

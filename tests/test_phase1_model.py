@@ -18,7 +18,8 @@ from common.stepwise import StepRNG
 from phase1_world_model import collect, evaluate, loading, play, train
 from phase1_world_model.config import Phase1Config, PlayConfig
 from phase1_world_model.dataset import AtariWorldModelDataset
-from phase1_world_model.metrics import frame_metrics, mse, psnr, sharpness, ssim
+from phase1_world_model.metrics import (aggregate, fmt, frame_metrics, mse, psnr, psnr_curve, score, sharpness,
+                                        ssim, ssim_cs)
 from common.images import to_model_range
 from phase1_world_model.model import WorldModel
 from phase1_world_model.rollout import batched_rollout, gather, rollout, side_by_side, start_points
@@ -181,6 +182,58 @@ def test_metrics_against_closed_forms_and_an_independent_ssim():
     assert (sharpness(blurred) < 0.5 * sharpness(a)).all()
     fm = frame_metrics(a[None], a[None])
     assert torch.allclose(fm["sharpness_ratio"], torch.ones(1, 2))
+
+
+def test_ssim_matches_scikit_image_and_cs_ignores_a_background_offset():
+    """SSIM agrees with scikit-image's (Gaussian window, population covariance, data range 1) per channel;
+    on a Breakout-like frame (black background, a few bright objects) a uniform shift of one grey level costs
+    SSIM a lot and its contrast-structure term (ssim_cs) nothing, while moving the ball costs both."""
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.randint(0, 256, (3, 40, 40), generator=g, dtype=torch.uint8)
+    b = (a.float() * 0.8 + 30 + torch.randn(a.shape, generator=g) * 12).clamp(0, 255).round().to(torch.uint8)
+    ref = structural_similarity(a.permute(1, 2, 0).numpy() / 255, b.permute(1, 2, 0).numpy() / 255, channel_axis=2,
+                                gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)
+    assert float(ssim(a, b)) == pytest.approx(ref, abs=1e-5)
+    frame = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    frame[:, 8:14, 4:60] = 180  # bricks
+    frame[:, 60:62, 28:36] = 200  # paddle
+    ball = frame.clone()
+    ball[:, 40:42, 30:32] = 200
+    shifted = ball + 1  # every pixel one grey level up
+    assert float(ssim(ball, shifted)) < 0.93 and float(ssim_cs(ball, shifted)) == pytest.approx(1.0, abs=1e-6)
+    assert float(ssim_cs(ball, frame)) < 0.999 and float(ssim(ball, frame)) < 0.999
+
+
+def test_psnr_of_the_mean_mse_and_its_companions():
+    """Half the frames exact and half at 35 dB: the mean of capped per-frame PSNRs would say 47.5 dB, the PSNR of
+    the mean MSE says 38.0; the median sits between the modes, `exact` counts the exact half; every interval
+    holds its estimate, and a constant column has a zero-width bootstrap interval."""
+    n = 40
+    m35 = 10 ** (-35 / 10)
+    per_frame = {"mse": torch.tensor([0.0] * (n // 2) + [m35] * (n // 2), dtype=torch.float64)}
+    per_frame["psnr"] = torch.tensor([60.0] * (n // 2) + [35.0] * (n // 2), dtype=torch.float64)
+    per_frame["ssim"] = torch.linspace(0.5, 1.0, n)
+    agg = aggregate(per_frame)
+    assert float(per_frame["psnr"].mean()) == pytest.approx(47.5)
+    assert agg["psnr"][0] == pytest.approx(35 + 10 * math.log10(2), abs=1e-9)  # mean MSE = m35 / 2
+    assert agg["psnr"][1] < agg["psnr"][0] < agg["psnr"][2]
+    assert agg["exact"][0] == 0.5 and agg["exact"][1] < 0.5 < agg["exact"][2]
+    assert agg["psnr_median"][0] == pytest.approx(47.5)
+    lo, hi = agg["ssim"][1:]
+    assert agg["ssim"][0] == pytest.approx(0.75) and hi - lo == pytest.approx(2 * 1.959964 * float(per_frame["ssim"].std()) / math.sqrt(n), rel=1e-4)
+    flat = aggregate({"mse": torch.full((10,), m35, dtype=torch.float64)})
+    assert flat["psnr"] == pytest.approx([35.0, 35.0, 35.0]) and flat["exact"][0] == 0.0
+    assert aggregate({"mse": torch.zeros(5, dtype=torch.float64)})["psnr"][0] == 60.0  # all exact: the cap
+    gen = torch.zeros(6, 2, 3, 16, 16, dtype=torch.uint8)
+    real = gen.clone()
+    real[:3, 1] = 3  # horizon 2: half the rollouts off by 3 levels everywhere
+    curve = psnr_curve(gen, real)
+    assert curve[0] == 60.0 and curve[1] == pytest.approx(10 * math.log10(1 / ((3 / 255) ** 2 / 2)))
+    sc = score(gen, real, [2])
+    assert sc["psnr"][2][0] == pytest.approx(curve[1]) and sc["exact"][2][0] == 0.5
+    assert fmt(sc["psnr"][2], "psnr").count("[") == 1
 
 
 # ---------------------------------------------------------------- with a real (tiny) data set
