@@ -71,8 +71,8 @@ class AtariWorldModelDataset(Dataset):
         return cls(find_dataset(canonical_game(game), root, folder), **kwargs)
 
     def _load(self, entries: list[dict]) -> None:
-        frames, steps, errors = [], {k: [] for k in ("actions", "rewards", "terminated", "truncated",
-                                                     "life_loss")}, []
+        frames, rams, steps, errors = [], [], {k: [] for k in ("actions", "rewards", "terminated", "truncated",
+                                                               "life_loss")}, []
         for e in entries:
             try:
                 ep = load_episode(self.root / e["file"])
@@ -83,6 +83,7 @@ class AtariWorldModelDataset(Dataset):
                 errors.append(err)
                 continue
             frames.append(ep.frames.transpose(0, 3, 1, 2))  # (T+1, H, W, 3) -> (T+1, 3, H, W)
+            rams.append(ep.ram)
             for k in steps:
                 steps[k].append(getattr(ep, k))
         if errors:
@@ -94,6 +95,8 @@ class AtariWorldModelDataset(Dataset):
         self.step_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         self.frame_start = self.step_start + np.arange(len(lengths))
         self.frames = np.ascontiguousarray(np.concatenate(frames))
+        # The emulator's RAM per frame (aligned with self.frames), when every episode recorded it; else None.
+        self.ram = np.concatenate(rams) if all(r is not None for r in rams) else None
         for k, arrays in steps.items():
             setattr(self, k, np.concatenate(arrays))
         # Item i -> (episode position in this split, step t): every step of every episode is one item.
@@ -115,6 +118,17 @@ class AtariWorldModelDataset(Dataset):
         out = np.zeros((len(pos), *self.frames.shape[1:]), np.uint8)
         out[mask] = self.frames[self.frame_start[e] + pos[mask]]
         return out, mask
+
+    def episode_ram(self, e: int, start: int, stop: int) -> np.ndarray:
+        """The RAM of frames start .. stop-1 (all real: start >= 0) of the episode at position e, (stop - start,
+        128) uint8; DataError when the data set did not record RAM, naming the command that re-collects it."""
+        if self.ram is None:
+            raise DataError(f"{self.root} has no emulator RAM (collected before it was recorded). Re-collect it into "
+                            f"a new folder (the same episodes; collection is deterministic): "
+                            f"{collect_command(self.game)} data.folder=<new folder>, then pass data.folder=<new folder>")
+        if start < 0 or stop > self.lengths[e] + 1:
+            raise IndexError(f"RAM of frames {start}..{stop - 1} of episode position {e} ({self.lengths[e] + 1} frames)")
+        return self.ram[self.frame_start[e] + start:self.frame_start[e] + stop]
 
     def episode_actions(self, e: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Actions start .. stop-1 of the episode at position e, NOOP (0 in every ALE action set) before its first

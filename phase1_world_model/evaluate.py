@@ -40,6 +40,7 @@ from common.runs import writable_dir
 from common.system import start
 from phase1_world_model.config import EvaluateConfig
 from phase1_world_model.dataset import AtariWorldModelDataset
+from phase1_world_model import breakout
 from phase1_world_model.metrics import fmt, score
 from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
 from phase1_world_model.loading import TrainedWorldModel, data_of, load_trained
@@ -120,6 +121,11 @@ def evaluate(cfg: EvaluateConfig) -> dict:
                           for n, tm in models.items() if tm is not None},
                "methods": {}}
     rolls = _method_rollouts(models, batch, H, cfg, bf16)
+    if test.game == "Breakout":
+        results["game_state"] = breakout.game_scores({n: g for n, (g, _) in rolls.items()}, batch.future,
+                                                     batch.future_ram, cfg.horizons)
+        if results["game_state"] is None:
+            print(f"  no game metrics: {breakout.ram_hint(test.root)}")
     for name, (gen, secs) in rolls.items():
         results["methods"][name] = {**score(gen, batch.future, cfg.horizons),
                                     "seconds": secs, "frames_per_s": len(batch) * H / secs}
@@ -131,7 +137,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     if cfg.shuffled_actions and len(batch) > 1:
         # The same starts under the actions of the next rollout in the batch: if the model ignored its actions,
         # this would score as well as the real actions do.
-        shuffled = type(batch)(batch.context, batch.actions.roll(1, 0), batch.future, batch.starts)
+        shuffled = type(batch)(batch.context, batch.actions.roll(1, 0), batch.future, batch.starts, batch.future_ram)
         gen = batched_rollout(diff.model, shuffled, SH, cfg.batch, cfg.run.seed, bf16=bf16)
         results["shuffled_actions"] = score(gen, batch.future[:, :SH], sweep_hs)
         real = rolls["diffusion"][0][:, :SH]
@@ -252,6 +258,11 @@ def tables(results: dict, diff: TrainedWorldModel) -> str:
         for name, m in results["methods"].items():
             lines.append(f"| {name} | " + " | ".join(fmt(m[k][h], k) for h in hs) + " |")
         lines.append("")
+    if results.get("game_state"):
+        lines += ["### Did it get the game right? (Breakout)", "",
+                  "Ground truth from the emulator's RAM recorded with the held-out episodes; generated frames read by "
+                  "`phase1_world_model/breakout.py`'s detector, whose own error on the real frames is the first row.", ""]
+        lines += breakout.tables(results["game_state"], hs)
     lines += ["| method | generation time | frames/s (batch %d) |" % results["config"]["batch"], "|---|---|---|"]
     for name, m in results["methods"].items():
         lines.append(f"| {name} | {m['seconds']:.0f} s | {m['frames_per_s']:.1f} |")

@@ -54,13 +54,17 @@ def play_episode(env, policy, env_seed: int, max_steps: int = 0) -> tuple[Episod
     """
     t0 = time.perf_counter()
     obs, info = env.reset(seed=env_seed)
+    ale = getattr(env.unwrapped, "ale", None)  # the RAM is recorded where the env has an emulator
     noops = int(info.get("noops", 0))
     frames, actions, rewards, terminated, truncated, life_loss = [obs], [], [], [], [], []
+    ram = [ale.getRAM().copy()] if ale is not None else None
     while True:
         action = policy.act()
         obs, reward, term, trunc, info = env.step(action)
         trunc = bool(trunc or (max_steps and len(actions) + 1 >= max_steps and not term))
         frames.append(obs)
+        if ram is not None:
+            ram.append(ale.getRAM().copy())
         actions.append(action)
         rewards.append(reward)
         terminated.append(term)
@@ -71,7 +75,8 @@ def play_episode(env, policy, env_seed: int, max_steps: int = 0) -> tuple[Episod
     ep = Episode(frames=np.stack(frames).astype(np.uint8), actions=np.array(actions, np.int64),
                  rewards=np.array(rewards, np.float32), terminated=np.array(terminated, bool),
                  truncated=np.array(truncated, bool), life_loss=np.array(life_loss, bool),
-                 meta={"env_seed": env_seed, "noops": noops})
+                 meta={"env_seed": env_seed, "noops": noops},
+                 ram=None if ram is None else np.stack(ram).astype(np.uint8))
     return ep, time.perf_counter() - t0
 
 
@@ -112,7 +117,7 @@ def _check_existing(out: Path, found: dict, corrupt: list[CorruptEpisodeError], 
         diff = settings_mismatch({k: meta[k] for k in keys}, {k: settings[k] for k in keys})
         if diff:
             raise CollectError(f"{out / episode_name(i)} was collected with other settings: {'; '.join(diff)}. "
-                               f"Use the same settings to continue it, or another folder (out=...).")
+                               f"Use the same settings to continue it, or another folder (data.folder=...).")
 
 
 def record(cfg: CollectConfig) -> dict:

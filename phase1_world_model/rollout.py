@@ -28,6 +28,7 @@ class RolloutBatch:
     actions: torch.Tensor
     future: torch.Tensor
     starts: list[tuple[int, int]]  # (episode number, t0) of each rollout
+    future_ram: np.ndarray | None = None  # (N, h, 128) the emulator's RAM of the real future, when recorded
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -58,8 +59,9 @@ def gather(ds: AtariWorldModelDataset, starts: list[tuple[int, int]], horizon: i
         ctx.append(ds.episode_frames(e, t0 - K + 1, t0 + 1)[0])
         acts.append(ds.episode_actions(e, t0 - K + 1, t0 + horizon)[0])
         fut.append(ds.episode_frames(e, t0 + 1, t0 + 1 + horizon)[0])
+    ram = None if ds.ram is None else np.stack([ds.episode_ram(e, t0 + 1, t0 + 1 + horizon) for e, t0 in starts])
     return RolloutBatch(torch.from_numpy(np.stack(ctx)), torch.from_numpy(np.stack(acts).astype(np.int64)),
-                        torch.from_numpy(np.stack(fut)), [(ds.episodes[e], t0) for e, t0 in starts])
+                        torch.from_numpy(np.stack(fut)), [(ds.episodes[e], t0) for e, t0 in starts], ram)
 
 
 @torch.no_grad()

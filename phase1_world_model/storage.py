@@ -16,6 +16,9 @@ An episode of T agent steps holds
     terminated  bool    (T,)            the game ended at step t (only the last step can be True)
     truncated   bool    (T,)            the episode was cut at step t by a frame or step cap (idem)
     life_loss   bool    (T,)            lives went down during step t
+    ram         uint8   (T+1, 128)      the emulator's RAM when frames[t] was shown (after the step's last
+                                        emulator frame); optional: data sets collected before it was recorded
+                                        lack it, and only the game metrics (breakout.py) need it
     meta        str                     JSON: format version, episode number, its env seed and no-op count,
                                         the env protocol, the collection settings, the action meanings
 
@@ -39,6 +42,7 @@ from common.runs import ArtifactNotFoundError, outputs_root
 FORMAT_VERSION = 1
 INDEX = "index.json"
 EPISODE_RE = re.compile(r"^episode_(\d{6})\.npz$")
+RAM_BYTES = 128  # the Atari 2600's RAM
 STEP_ARRAYS = {"actions": np.int64, "rewards": np.float32, "terminated": np.bool_, "truncated": np.bool_,
                "life_loss": np.bool_}
 
@@ -102,6 +106,7 @@ class Episode:
     truncated: np.ndarray
     life_loss: np.ndarray
     meta: dict
+    ram: np.ndarray | None = None
 
     @property
     def length(self) -> int:
@@ -119,9 +124,10 @@ def encode_episode(ep: Episode) -> bytes:
     """The compressed .npz bytes of an episode (checked first, so a bad episode is never written)."""
     _validate(ep, Path("<new episode>"))
     buf = io.BytesIO()
+    ram = {} if ep.ram is None else {"ram": ep.ram}
     np.savez_compressed(buf, frames=ep.frames, actions=ep.actions, rewards=ep.rewards,
                         terminated=ep.terminated, truncated=ep.truncated, life_loss=ep.life_loss,
-                        meta=np.array(json.dumps(ep.meta, sort_keys=True)))
+                        meta=np.array(json.dumps(ep.meta, sort_keys=True)), **ram)
     return buf.getvalue()
 
 
@@ -135,7 +141,7 @@ def load_episode(path: Path) -> Episode:
     """Read and check every array of one episode file; CorruptEpisodeError names the file and the problem."""
     path = Path(path)
     arrays, meta = read_npz(path, ("frames", *STEP_ARRAYS), CorruptEpisodeError)
-    ep = Episode(meta=meta, **{k: arrays[k] for k in ("frames", *STEP_ARRAYS)})
+    ep = Episode(meta=meta, ram=arrays.get("ram"), **{k: arrays[k] for k in ("frames", *STEP_ARRAYS)})
     _validate(ep, path)
     return ep
 
@@ -151,6 +157,8 @@ def _validate(ep: Episode, path: Path) -> None:
         a = getattr(ep, name)
         if a.dtype != dtype or a.shape != (T,):
             raise CorruptEpisodeError(path, f"{name} is {a.dtype} {a.shape}, expected {np.dtype(dtype)} ({T},)")
+    if ep.ram is not None and (ep.ram.dtype != np.uint8 or ep.ram.shape != (T + 1, RAM_BYTES)):
+        raise CorruptEpisodeError(path, f"ram is {ep.ram.dtype} {ep.ram.shape}, expected uint8 ({T + 1}, {RAM_BYTES})")
     if (ep.terminated[:-1] | ep.truncated[:-1]).any():
         raise CorruptEpisodeError(path, "terminated/truncated set before the last step")
     missing = [k for k in ("format_version", "episode", "env_seed", "noops", "protocol", "collection",

@@ -39,6 +39,7 @@ from common.logger import LogConfig, RunLogger
 from common.runs import writable_dir
 from common.system import start
 from phase1_world_model.dataset import AtariWorldModelDataset
+from phase1_world_model import breakout
 from phase1_world_model.metrics import color_tv, fmt, psnr_curve, score
 from phase1_world_model.rollout import batched_rollout, gather, side_by_side, start_points
 from phase1_world_model.loading import data_of, load_trained as load_phase1
@@ -83,7 +84,7 @@ def compare(cfg: CompareConfig) -> dict:
     for name, m in (("full_sequence", fs and fs.meta), ("teacher_forced", tf and tf.meta)):
         if m and m["game"] != df.meta["game"]:
             raise ConfigError(name, m["game"], f"the DF model was trained on {df.meta['game']}: compare one game")
-    test = AtariWorldModelDataset(data_of(df, cfg.run.root), split="test", context=K)
+    test = AtariWorldModelDataset(data_of(df, cfg.run.root, cfg.data.folder), split="test", context=K)
     H = max(cfg.multiples) * L
     horizons = sorted({1, *(m * L for m in cfg.multiples)})
     batch = gather(test, start_points(test, H, cfg.starts_per_episode, cfg.max_episodes), H)
@@ -125,9 +126,14 @@ def compare(cfg: CompareConfig) -> dict:
         gens[name] = gen
         print(f"  {name:16s} PSNR " + "  ".join(f"h{h} {results['methods'][name]['psnr'][h][0]:.2f}" for h in horizons)
               + f"   drift h{H} {results['methods'][name]['drift'][H][0]:.3f}  ({secs:.0f} s)")
+    if test.game == "Breakout":
+        results["game_state"] = breakout.game_scores(gens, batch.future, batch.future_ram, horizons)
+        if results["game_state"] is None:
+            print(f"  no game metrics: {breakout.ram_hint(test.root)}")
 
     Ha = cfg.ablation_multiple * L
-    ab_batch = type(batch)(batch.context, batch.actions[:, :K - 1 + Ha], batch.future[:, :Ha], batch.starts)
+    ab_batch = type(batch)(batch.context, batch.actions[:, :K - 1 + Ha], batch.future[:, :Ha], batch.starts,
+                           None if batch.future_ram is None else batch.future_ram[:, :Ha])
     results["ablation_stabilization"] = []
     for level in cfg.ablate_stabilization:
         gen = df_rollouts(df.model, ab_batch, Ha, replace(base, schedule="autoregressive", stabilization=level), cfg,
@@ -223,6 +229,11 @@ def tables(results: dict) -> str:
         for name, m in results["methods"].items():
             lines.append(f"| {name} ({m['description']}) | " + " | ".join(fmt(m[k][h], k) for h in hs) + " |")
         lines.append("")
+    if results.get("game_state"):
+        lines += ["### Did it get the game right? (Breakout)", "",
+                  "Ground truth from the emulator's RAM recorded with the held-out episodes; generated frames read by "
+                  "phase 1's `breakout.py` detector, whose own error on the real frames is the first row.", ""]
+        lines += breakout.tables(results["game_state"], hs, label)
     lines += ["| method | generation time |", "|---|---|"]
     lines += [f"| {n} | {m['seconds']:.0f} s |" for n, m in results["methods"].items()]
     Ha = results["config"]["ablation_multiple"] * L

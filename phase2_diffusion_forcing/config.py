@@ -14,7 +14,7 @@ from common.config import choice, require, require_together
 from common.logger import LogConfig
 from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
-from phase1_world_model.config import DataSourceConfig, DenoiserConfig
+from phase1_world_model.config import DataFolderConfig, DataSourceConfig, DenoiserConfig
 
 OBJECTIVES = ("diffusion_forcing", "full_sequence")
 NOISE_DISTS = ("schedule_uniform", "lognormal")
@@ -104,6 +104,7 @@ class CompareConfig:
     RENAMED: ClassVar[dict] = {"df": ("load", None), "steps": ("denoise_steps", None)}
 
     run: RunConfig = field(default_factory=RunConfig)  # run.root: where the runs and data are; run.seed: sampling noise
+    data: DataFolderConfig = field(default_factory=DataFolderConfig)  # held-out episodes of data.folder
     # the Diffusion Forcing model (objective=diffusion_forcing): a run folder, latest (local, else the release),
     # release or release:<name>
     load: str = "latest"

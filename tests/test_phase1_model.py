@@ -343,6 +343,11 @@ def test_evaluate_writes_tables_plots_videos_and_publishes(root, tmp_path):
         ("euler", 1, 1), ("euler", 2, 2), ("heun", 1, 1), ("heun", 2, 3)]
     assert 0 <= res["reward_end"]["reward"]["accuracy"] <= 1
     assert set(res["shuffled_actions"]["psnr"]) == {1, 2}
+    # The smoke data set records the RAM: game metrics for every method and the detector's floor on real frames.
+    game = res["game_state"]
+    assert set(game) == {"real frames (detector floor)", "diffusion", "regressor", "copy_last"}
+    assert 0 <= game["diffusion"]["ball_agree"][3][0] <= 1 and game["copy_last"]["paddle_error"][1][0] >= 0
+    assert "Did it get the game right?" in (out / "results.md").read_text()
     for name in ("results.json", "results.md", "metrics_vs_horizon.png", "steps_sweep.png"):
         assert (out / name).exists(), name
     assert list((root / "phase1" / "diff" / "media").glob("eval_rollout_*.mp4"))
