@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from common.checkpoint import load_safetensors
+from common.images import to_model_range
 from common.runs import ArtifactNotFoundError, Run, find_release, outputs_root
 from common.stats import wilson
 from phase0_diffusion.config import DataConfig, SampleConfig
@@ -65,6 +66,20 @@ class Judge:
     def accuracy(self, x: torch.Tensor, labels: torch.Tensor) -> float:
         pred = batched(self.model.logits, x.clamp(-1, 1)).argmax(1)
         return float((pred.cpu() == labels.cpu()).float().mean())
+
+
+def real_floor(judge: Judge, images: torch.Tensor, n: int, seeds: list[int]) -> list[float]:
+    """The FID-proxy of n real images (drawn without replacement from `images`, uint8 or [-1, 1]; held apart from
+    the judge's reference split) per seed: the distance a perfect generator would score at this sample size, the
+    floor every model's FID-proxy is read against."""
+    x = to_model_range(images) if images.dtype == torch.uint8 else images
+    if n > len(x):
+        raise ValueError(f"the floor needs n={n} real images, the split has {len(x)}")
+    out = []
+    for s in seeds:
+        idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(s))[:n]
+        out.append(judge.fid_proxy(x[idx]))
+    return out
 
 
 def classifier_dir(dataset: str, root: str = "outputs") -> Path:

@@ -8,6 +8,8 @@ From `starts_per_episode` points of every held-out episode, K real frames start 
 runs for max(multiples) x L frames (L = the DF model's training window) under the episode's real actions:
 
     teacher_forced     phase 1's world model (trained on clean context, one frame ahead), rollout.py
+    tf_control         (control=<run>) the equal-budget control: phase 1's objective trained on from the same warm
+                       start for DF's steps, batch and windows (model.objective=teacher_forced), clean feedback
     full_sequence      the same network as DF trained with one noise level per window, full-sequence schedule
     df_ar              Diffusion Forcing, autoregressive schedule, generated context fed back clean
     df_ar_stab         ... fed back at the stabilization level σ_stab
@@ -80,8 +82,9 @@ def compare(cfg: CompareConfig) -> dict:
     df = load_trained(cfg.load, "diffusion_forcing", cfg.run.root, device)
     fs = load_trained(cfg.full_sequence, "full_sequence", cfg.run.root, device) if cfg.full_sequence != "none" else None
     tf = load_phase1(cfg.teacher_forced, "diffusion", cfg.run.root, device) if cfg.teacher_forced != "none" else None
+    ctl = load_trained(cfg.control, "teacher_forced", cfg.run.root, device) if cfg.control != "none" else None
     L, K = df.meta["window"], df.meta["context"]
-    for name, m in (("full_sequence", fs and fs.meta), ("teacher_forced", tf and tf.meta)):
+    for name, m in (("full_sequence", fs and fs.meta), ("teacher_forced", tf and tf.meta), ("control", ctl and ctl.meta)):
         if m and m["game"] != df.meta["game"]:
             raise ConfigError(name, m["game"], f"the DF model was trained on {df.meta['game']}: compare one game")
     test = AtariWorldModelDataset(data_of(df, cfg.run.root, cfg.data.folder), split="test", context=K)
@@ -98,6 +101,9 @@ def compare(cfg: CompareConfig) -> dict:
     if tf is not None:
         methods["teacher_forced"] = ("phase 1 world model, clean context", lambda: batched_rollout(
             tf.model, batch, H, cfg.batch, cfg.run.seed, steps=cfg.denoise_steps, bf16=bf16))
+    if ctl is not None:
+        methods["tf_control"] = ("teacher forcing trained on for DF's budget", lambda: df_rollouts(
+            ctl.model, batch, H, replace(base, schedule="autoregressive"), cfg, bf16))
     if fs is not None:
         methods["full_sequence"] = ("full-sequence model and schedule", lambda: df_rollouts(
             fs.model, batch, H, replace(base, schedule="full_sequence"), cfg, bf16))

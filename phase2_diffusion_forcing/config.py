@@ -16,7 +16,7 @@ from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
 from phase1_world_model.config import DataFolderConfig, DataSourceConfig, DenoiserConfig
 
-OBJECTIVES = ("diffusion_forcing", "full_sequence")
+OBJECTIVES = ("diffusion_forcing", "full_sequence", "teacher_forced")
 NOISE_DISTS = ("schedule_uniform", "lognormal")
 SCHEDULES = ("autoregressive", "pyramid", "full_sequence", "file")
 
@@ -41,10 +41,22 @@ class DFConfig:
     # context is common) | lognormal (phase 1's training distribution, clipped to the same range)
     noise_dist: str = "schedule_uniform"
     # diffusion_forcing (an independent level per frame) | full_sequence (one level shared by the window's L frames,
-    # its K context frames clean: the baseline)
+    # its K context frames clean: the baseline) | teacher_forced (each window frame at its own level, denoised from
+    # clean real context: phase 1's objective on the same windows, batch and steps - DF's equal-budget control)
     objective: str = "diffusion_forcing"
+    # Highest training level (sigma); 0 = frame.sigma_max_train. Sampling starts at frame.edm.sigma_max (5): levels
+    # above it are trained but never sampled (with sigma_max_train 20 and schedule_uniform, ~25% of draws).
+    level_max: float = 0.0
+    # Fraction of training windows whose K context frames (before the window) are clean, as at h=1 of a rollout from
+    # real frames: diffusion_forcing otherwise almost never trains that case (all K levels near 0).
+    clean_context: float = 0.0
 
     def check(self) -> None:
+        require(self.level_max >= 0, "level_max", self.level_max, "must be >= 0 (0 = frame.sigma_max_train)")
+        require_together(self.level_max == 0 or self.frame.sigma_min_train < self.level_max,
+                         {"level_max": self.level_max, "frame.sigma_min_train": self.frame.sigma_min_train},
+                         "level_max must exceed frame.sigma_min_train (or be 0)")
+        require(0 <= self.clean_context <= 1, "clean_context", self.clean_context, "must be in [0, 1]")
         require(self.window >= 1, "window", self.window, "must be >= 1")
         require(self.level_dim >= 2 and self.level_dim % 2 == 0, "level_dim", self.level_dim, "an even number >= 2")
         choice("noise_dist", self.noise_dist, NOISE_DISTS)
@@ -110,7 +122,10 @@ class CompareConfig:
     load: str = "latest"
     full_sequence: str = "latest"  # run folder of an objective=full_sequence model, latest, release, or none
     teacher_forced: str = "latest"  # phase 1 diffusion run (the autoregressive baseline), latest, release, or none
-    multiples: list[int] = field(default_factory=lambda: [1, 2, 4])  # horizons as multiples of the training window
+    # DF's equal-budget control: a run of model.objective=teacher_forced (phase 1's objective trained on for DF's steps,
+    # batch and windows from the same warm start), latest, release, a run folder, or none
+    control: str = "none"
+    multiples: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # horizons as multiples of the training window
     starts_per_episode: int = 4  # rollout start points per held-out episode
     max_episodes: int = 0  # held-out episodes used; 0 = the whole test split
     batch: int = 64  # rollouts generated in parallel

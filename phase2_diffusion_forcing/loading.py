@@ -17,7 +17,7 @@ TrainedDF = Exported  # .model (DFWorldModel), .cfg (Phase2Config), .meta, .run
 
 def load_trained(spec: str = "latest", objective: str = "diffusion_forcing", root: str = "outputs",
                  device: str | torch.device = "cpu") -> TrainedDF:
-    """A finished phase 2 run with the given objective (diffusion_forcing, full_sequence or teacher_forcing):
+    """A finished phase 2 run with the given objective (diffusion_forcing, full_sequence or teacher_forced):
     spec = a run folder, "latest" (the newest such local run, else the release), "release" or "release:<name>".
     When there is none, the error names the training command."""
     extra = "" if objective == "diffusion_forcing" else f" model.objective={objective} run.name=cpu_{objective}"

@@ -79,10 +79,11 @@ class DFWorldModel(nn.Module):
     def sample_sigma(self, u: torch.Tensor) -> torch.Tensor:
         """Training noise levels from uniform u (noise_dist=schedule_uniform) or standard normal u (lognormal)."""
         f = self.frame.cfg
+        top = self.cfg.level_max or f.sigma_max_train
         if self.cfg.noise_dist == "lognormal":
-            return lognormal_sigma(u, self.edm.p_mean, self.edm.p_std, f.sigma_min_train, f.sigma_max_train)
+            return lognormal_sigma(u, self.edm.p_mean, self.edm.p_std, f.sigma_min_train, top)
         rho = self.edm.rho
-        hi, lo = f.sigma_max_train ** (1 / rho), f.sigma_min_train ** (1 / rho)
+        hi, lo = top ** (1 / rho), f.sigma_min_train ** (1 / rho)
         return (hi + u * (lo - hi)) ** rho  # EDM eq. 5 with a continuous step index u in [0, 1]
 
     def sigmas(self, steps: int, device="cpu") -> torch.Tensor:
@@ -91,12 +92,17 @@ class DFWorldModel(nn.Module):
 
     # ----------------------------------------------------------------- training
     def draw_levels(self, B: int, K: int, L: int, rng, device) -> torch.Tensor:
-        """Training noise levels (B, K + L): diffusion_forcing draws each frame's independently; full_sequence
-        draws one per window for its L frames and keeps its K context frames clean."""
+        """Training noise levels (B, K + L): diffusion_forcing draws each frame's independently (a clean_context
+        fraction of windows with their K context frames at 0); teacher_forced each window frame's (its context is
+        the clean frames, see forward); full_sequence one per window for its L frames, its K context frames clean."""
         draw = rng.rand if self.cfg.noise_dist == "schedule_uniform" else rng.randn
-        if self.cfg.objective == "diffusion_forcing":
-            return self.sample_sigma(draw(K + L))
-        return torch.cat([torch.zeros(B, K, device=device), self.sample_sigma(draw(1)).expand(B, L)], 1)
+        if self.cfg.objective == "full_sequence":
+            return torch.cat([torch.zeros(B, K, device=device), self.sample_sigma(draw(1)).expand(B, L)], 1)
+        sigma = self.sample_sigma(draw(K + L))
+        if self.cfg.objective == "diffusion_forcing" and self.cfg.clean_context > 0:
+            clean = rng.rand(1)[:, 0] < self.cfg.clean_context  # (B,)
+            sigma = torch.cat([torch.where(clean[:, None], 0.0, sigma[:, :K]), sigma[:, K:]], 1)
+        return sigma
 
     def denoise_windows(self, noisy: torch.Tensor, sigma: torch.Tensor, actions: torch.Tensor,
                         mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -119,7 +125,10 @@ class DFWorldModel(nn.Module):
         noise = training_noise(rng.randn, (KL, *x0.shape[2:]), f.noise_offset, f.noise_offset_form, sigma)
         sigma = torch.where(mask, sigma, torch.zeros_like(sigma))  # padding is black frames at "level 0"
         noisy = torch.where(mask[..., None, None, None], x0 + sigma[..., None, None, None] * noise, x0)
-        cond, context, _ = self.denoise_windows(noisy, sigma, actions, mask)
+        if self.cfg.objective == "teacher_forced":  # context = the clean real frames; targets noisy as drawn
+            cond, context, _ = self.denoise_windows(x0, torch.zeros_like(sigma), actions, mask)
+        else:
+            cond, context, _ = self.denoise_windows(noisy, sigma, actions, mask)
         # common's EDM loss noises each target with the same noise that made it context for the next frames.
         tgt_sigma = sigma[:, K:].flatten(0, 1)
         loss = self.frame.denoiser.loss(x0[:, K:].flatten(0, 1), tgt_sigma, noise[:, K:].flatten(0, 1), cond,

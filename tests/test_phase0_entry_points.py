@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from phase0_diffusion import classifier, demo, evaluate, sample, train
@@ -78,3 +79,31 @@ def test_demo_smoke(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "demo finished" in text and "sample grid" in text
     assert list((tmp_path / "phase0").glob("demo-*/eval/heun-18-g2.json"))
+
+
+def test_real_vs_real_floor_and_seed_cells(trained):
+    """The floor: real images scored by the judge, per seed, deterministic, larger for fewer images (the finite-
+    sample bias every FID-proxy carries); a cell is the mean and standard error of its seeds, and the table
+    prints both with the floor."""
+    from phase0_diffusion.config import DataConfig
+    from phase0_diffusion.data import build_split
+    from phase0_diffusion.experiments import markdown, over_seeds
+    from phase0_diffusion.fid import load_judge, real_floor
+
+    judge = load_judge("latest", "synthetic", root=str(trained[0]))
+    images = build_split(DataConfig(name="synthetic"), judge.info["in_channels"], "train").images
+    small, large = real_floor(judge, images, 16, [0, 1, 2]), real_floor(judge, images, 60, [0, 1, 2])
+    assert small == real_floor(judge, images, 16, [0, 1, 2]) and len(set(small)) == 3
+    assert np.mean(small) > np.mean(large) > 0
+    with pytest.raises(ValueError, match="needs n="):
+        real_floor(judge, images, len(images) + 1, [0])
+    cell = over_seeds([{"fid_proxy": v, "seconds_per_sample": 0.1, "sampler": "heun", "steps": 18, "nfe": 35,
+                        "seed": s} for s, v in enumerate([1.0, 2.0, 3.0])])
+    assert cell["fid_proxy"] == 2.0 and cell["fid_proxy_se"] == pytest.approx(1 / np.sqrt(3)) and cell["seeds"] == [0, 1, 2]
+    floor = over_seeds([{"fid_proxy": v, "seed": s} for s, v in enumerate(small)])
+    r = {"classifier": {"feature_dim": 128, "test_accuracy": 0.9, "reference": "synthetic test split"},
+         "floor": floor, "num_samples": 32, "seeds": [0, 1, 2], "training": {},
+         "samplers": {"ddpm": [cell], "edm": [None]}, "guidance": [{**cell, "guidance": 1.0, "class_accuracy": 0.5,
+                                                                    "class_accuracy_se": 0.1}]}
+    md = markdown(r)
+    assert "2.00 ± 0.58" in md and f"{floor['fid_proxy']:.2f} ±" in md and "not run" in md and "0.500 ± 0.100" in md

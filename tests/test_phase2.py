@@ -68,6 +68,47 @@ def test_full_sequence_shares_one_level_per_window_with_clean_context():
     assert (levels[:, 4:] == levels[:, 4:5]).all() and levels[:, 4].std() > 0
 
 
+def test_level_max_and_clean_context_shape_the_training_levels():
+    """level_max caps the drawn levels (sampling never starts above frame.edm.sigma_max); clean_context sets the K
+    context levels of about that fraction of windows to 0 and leaves the window's own frames alone; both off
+    (the default) draws exactly what the runs were trained with."""
+    rng = lambda s: StepRNG(0, s, 0, 256, 256, CPU)  # noqa: E731
+    capped = DFWorldModel(smoke_cfg("model.level_max=5"), 4, (3, 16, 16))
+    levels = torch.cat([capped.draw_levels(256, 4, 4, rng(s), CPU) for s in range(4)])
+    assert levels.max() <= 5 * 1.0001 and levels.max() > 4
+    plain = DFWorldModel(smoke_cfg(), 4, (3, 16, 16))
+    mixed = DFWorldModel(smoke_cfg("model.clean_context=0.25"), 4, (3, 16, 16))
+    a, b = plain.draw_levels(256, 4, 4, rng(0), CPU), mixed.draw_levels(256, 4, 4, rng(0), CPU)
+    clean = (b[:, :4] == 0).all(1)
+    assert 0.15 < float(clean.float().mean()) < 0.35 and (b[:, 4:] == a[:, 4:]).all()
+    assert torch.equal(b[~clean], a[~clean]) and (a > 0).all()
+
+
+def test_teacher_forced_control_differs_from_df_only_in_the_objective(monkeypatch):
+    """The equal-budget control: its config is DF's but for model.objective, each window frame keeps its own drawn
+    level, and every frame is denoised from clean real context (levels 0)."""
+    from common.config import to_dict
+    df, tf = (to_dict(load_config(Phase2Config, "phase2/train", ["profile=cpu", *o]))
+              for o in ([], ["model.objective=teacher_forced"]))
+    diff = {k for k in df["model"] if df["model"][k] != tf["model"][k]}
+    assert diff == {"objective"} and {k: v for k, v in df.items() if k != "model"} == \
+        {k: v for k, v in tf.items() if k != "model"}
+    model = randomized(DFWorldModel(smoke_cfg("model.objective=teacher_forced"), 4, (3, 16, 16)))
+    seen = {}
+    real = model.denoise_windows
+
+    def spy(noisy, sigma, actions, mask):
+        seen["ctx"], seen["sigma"] = noisy, sigma
+        return real(noisy, sigma, actions, mask)
+    monkeypatch.setattr(model, "denoise_windows", spy)
+    batch = windows()
+    model(batch, StepRNG(0, 0, 0, 2, 2, CPU))
+    from common.images import to_model_range
+    assert (seen["sigma"] == 0).all() and torch.equal(seen["ctx"], to_model_range(batch["frames"]))
+    levels = model.draw_levels(64, 4, 4, StepRNG(0, 1, 0, 64, 64, CPU), CPU)
+    assert levels[:, 4:].std(1).min() > 0  # each window frame at its own level
+
+
 def test_training_loss_uses_the_drawn_levels(monkeypatch):
     """forward = mean over window frames of EDM's weighted loss given each frame's noisy predecessors."""
     model = randomized(DFWorldModel(smoke_cfg(), 4, (3, 16, 16)))
@@ -217,6 +258,7 @@ def root(tmp_path_factory) -> Path:
     common = ["profile=smoke", f"run.root={root}"]
     train.main([*common, "run.name=df", "init_from=latest"])
     train.main([*common, "run.name=fs", "model.objective=full_sequence"])
+    train.main([*common, "run.name=tf", "init_from=latest", "model.objective=teacher_forced"])
     return root
 
 
@@ -264,9 +306,11 @@ def test_sliding_window_rollout_runs_4x_past_the_window(root):
 
 def test_compare_smoke_writes_tables_plots_and_videos(root, tmp_path):
     res = compare.main([f"run.root={root}", "starts_per_episode=2", "multiples=[1,2]", "ablate_stabilization=[0,0.1]",
-                        "ablate_uncertainty=[1]", "ablation_multiple=1", "videos=1", f"out={tmp_path}", "run.precision=fp32"])
-    assert set(res["methods"]) == {"teacher_forced", "full_sequence", "df_ar", "df_ar_stab", "df_pyramid",
+                        "ablate_uncertainty=[1]", "ablation_multiple=1", "videos=1", f"out={tmp_path}", "run.precision=fp32",
+                        "control=latest"])
+    assert set(res["methods"]) == {"teacher_forced", "tf_control", "full_sequence", "df_ar", "df_ar_stab", "df_pyramid",
                                    "df_pyramid_stab"}
+    assert set(res["game_state"]) == {"real frames (detector floor)", *res["methods"]}  # the smoke data has RAM
     assert res["horizons"] == [1, 4, 8] and len(res["ablation_stabilization"]) == 2
     for name in ("results.json", "results.md", "error_vs_horizon.png", "ablations.png"):
         assert (tmp_path / name).exists()

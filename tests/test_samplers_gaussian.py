@@ -260,3 +260,21 @@ def test_guided_gaussian_sampling_shifts_the_mean_linearly():
         # SE of the mean <= sqrt(1.62/4000) = 0.02; prior-mean bias <= sqrt(1.62)/80 |want| < 0.04
         assert (y.mean(0) - want).abs().max().item() < 0.1 + 0.016 * want.abs().max().item(), (w, y.mean(0))
         assert (torch.cov(y.T) - SIGMA).abs().max().item() < 0.15
+
+
+def test_sampler_variance_bias_with_an_exact_denoiser():
+    """benchmarks/sampler_bias.py's numbers: with the exact denoiser of N(0, s^2) data, Heun-18 inflates the sample
+    variance (by ~10%), DDIM-50 on DDPM's leading-spacing grid shrinks it, and both converge (Heun-40, DDIM-1000)."""
+    from benchmarks.sampler_bias import variance_ratio
+    from common.diffusion import samplers
+    from common.diffusion.ddpm import DDPMConfig, DDPMSchedule
+    from common.diffusion.edm import EDMConfig, karras_sigmas
+
+    edm, grid = EDMConfig(), DDPMSchedule(DDPMConfig()).sigmas
+    heun = {k: variance_ratio(karras_sigmas(k, edm.sigma_min, edm.sigma_max, edm.rho), 0.5, samplers.heun,
+                              edm.sigma_max ** 2) for k in (18, 40)}
+    ddim = lambda d, x, sg, **kw: samplers.ancestral(d, x, sg, eta=0.0)  # noqa: E731
+    dd = {k: variance_ratio(samplers.ddpm_sigmas(grid, k), 0.5, ddim, 1 + float(samplers.ddpm_sigmas(grid, k)[0]) ** 2)
+          for k in (50, 1000)}
+    assert 1.08 < heun[18] < 1.15 and abs(heun[40] - 1) < 0.03
+    assert 0.85 < dd[50] < 0.93 and abs(dd[1000] - 1) < 0.01
