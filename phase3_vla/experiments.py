@@ -233,6 +233,11 @@ def _sum_failures(tasks: list[dict]) -> dict:
     return out
 
 
+def failed_states(row: dict) -> list[int]:
+    """The fixed initial states a cell failed on (its per-episode outcomes; [] for rows made before they were kept)."""
+    return sorted(int(st) for t in row.get("per_task", []) for st, ok in t.get("outcomes", {}).items() if not ok)
+
+
 def noise_agreement(rows: list[dict]) -> list[dict]:
     """Per noise-check row: its per-state outcomes against the main row of the same run, on the states both played."""
     main = {r["run"]: r for r in rows if r["step"] in ("zeroshot", "lora", "full") and "per_task" in r}
@@ -268,6 +273,9 @@ def results_page(rows: list[dict], cfg: Phase3Config) -> str:
         val = f"{r['val_loss']:.4f}" if r.get("val_loss") is not None else "-"
         if "successes" in r:
             fails = ", ".join(f"{v} {k}" for k, v in r["failures"].items()) or "-"
+            failed = failed_states(r)
+            if failed and len(r["tasks"]) == 1:  # the new task's cells: which states failed, to compare cells
+                fails += f" (states {', '.join(map(str, failed))})"
             score = (f"{r['successes']}/{r['episodes']} | {100 * r['rate']:.0f}% | "
                      f"{100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}% | {fails}")
         else:
