@@ -291,7 +291,8 @@ def tables(scores: dict, horizons: list[int], label=lambda h: f"h={h}") -> list[
             cells = []
             for h in horizons:
                 v, lo, hi = s[key][h]
-                cells.append("-" if not np.isfinite(v) else f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]")
+                cells.append("-" if not np.isfinite(v) else f"{v:.{digits}f}" if not np.isfinite(lo) else
+                             f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]")
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {s[key + '_n'][horizons[-1]][0]} |")
         lines.append("")
     return lines

@@ -154,4 +154,7 @@ class CompareConfig:
         require(all(u >= 0 for u in self.ablate_uncertainty), "ablate_uncertainty", self.ablate_uncertainty,
                 "scales >= 0")
         require(self.ablation_multiple >= 1, "ablation_multiple", self.ablation_multiple, "must be >= 1")
+        require_together(self.ablation_multiple <= max(self.multiples),
+                         {"ablation_multiple": self.ablation_multiple, "multiples": self.multiples},
+                         "the ablations run inside the rollouts: ablation_multiple must be <= max(multiples)")
         require(self.videos >= 0, "videos", self.videos, "must be >= 0")

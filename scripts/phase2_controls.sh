@@ -4,14 +4,14 @@
 #
 #   bash scripts/phase2_controls.sh                  # ~4 x 40 min of one core for the runs, then the comparison
 #   bash scripts/phase2_controls.sh train.max_steps=300   # any override goes to every training command
-#   ROOT=/tmp/p2 COMPARE_ARGS="max_episodes=1 multiples=[1]" bash scripts/phase2_controls.sh train.max_steps=2  # smoke
+#   ROOT=/tmp/p2 COMPARE_ARGS="max_episodes=1 multiples=[1] ablation_multiple=1" bash scripts/phase2_controls.sh train.max_steps=2  # smoke
 #
 # Runs (outputs/phase2/<name>/):
-#   cpu_df            Diffusion Forcing as published (levels up to sigma_max_train = 20, no clean-context windows)
-#   cpu_tf_control    the equal-budget control: model.objective=teacher_forced, everything else as cpu_df
-#   cpu_df_capped     DF with its training levels capped at the sampler's sigma_max (model.level_max=5)
-#   cpu_df_clean      cpu_df_capped plus 10% of windows with clean context (model.clean_context=0.1)
-#   cpu_full_sequence the full-sequence baseline (model.objective=full_sequence)
+#   df-cpu            Diffusion Forcing as published (levels up to sigma_max_train = 20, no clean-context windows)
+#   tf-control-cpu    the equal-budget control: model.objective=teacher_forced, everything else as df-cpu
+#   df-capped-cpu     DF with its training levels capped at the sampler's sigma_max (model.level_max=5)
+#   df-clean-cpu      df-capped-cpu plus 10% of windows with clean context (model.clean_context=0.1)
+#   full-sequence-cpu the full-sequence baseline (model.objective=full_sequence)
 # Two runs train side by side (run.threads=0 divides the cores between them); rerun after an interruption: finished runs are reused,
 # interrupted ones resumed. Then `compare` plays every method against each DF variant's own control.
 set -euo pipefail
@@ -32,18 +32,18 @@ train() {  # train <run name> <overrides...>: reuse a finished run, resume an in
     log.progress=false > "$logs/$name.log" 2>&1
 }
 
-( train cpu_df "$@"; train cpu_df_capped model.level_max=5 "$@"; train cpu_full_sequence model.objective=full_sequence "$@" ) &
+( train df-cpu "$@"; train df-capped-cpu model.level_max=5 "$@"; train full-sequence-cpu model.objective=full_sequence "$@" ) &
 a=$!
-( train cpu_tf_control model.objective=teacher_forced "$@"; train cpu_df_clean model.level_max=5 model.clean_context=0.1 "$@" ) &
+( train tf-control-cpu model.objective=teacher_forced "$@"; train df-clean-cpu model.level_max=5 model.clean_context=0.1 "$@" ) &
 b=$!
 wait $a
 wait $b
 
-for df in cpu_df cpu_df_capped cpu_df_clean; do
+for df in df-cpu df-capped-cpu df-clean-cpu; do
   echo "compare: $df -> $root/phase2/$df/compare/"
   # shellcheck disable=SC2086
   "$PY" -m phase2_diffusion_forcing.compare run.root="$root" load="$root/phase2/$df" \
-    control="$root/phase2/cpu_tf_control" full_sequence="$root/phase2/cpu_full_sequence" ${COMPARE_ARGS:-} \
+    control="$root/phase2/tf-control-cpu" full_sequence="$root/phase2/full-sequence-cpu" ${COMPARE_ARGS:-} \
     > "$logs/compare_$df.log" 2>&1
 done
 echo "done: tables in $root/phase2/<run>/compare/results.md; publish one with compare ... publish=true"
