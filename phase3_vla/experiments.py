@@ -233,6 +233,36 @@ def _sum_failures(tasks: list[dict]) -> dict:
     return out
 
 
+def census(rows: list[dict]) -> dict:
+    """Every distinct episode behind the table (cells that share a run and settings share episodes): how many,
+    successes, failure modes, the highest rise of a 'never lifted' item, and the core time they took."""
+    import json as _json
+
+    from phase3_vla.rollouts import LIFTED
+
+    seen = {}
+    for r in rows:
+        if "per_task" not in r or not r.get("eval_dir"):
+            continue
+        for t in r["per_task"]:
+            for st in t.get("outcomes", {}):
+                key = (r["eval_dir"], t["task_id"], int(st))
+                if key not in seen:
+                    path = Path(r["eval_dir"]) / "episodes" / f"task_{t['task_id']:02d}_ep_{int(st):03d}.json"
+                    seen[key] = _json.loads(path.read_text()) if path.exists() else None
+    eps = [e for e in seen.values() if e is not None]
+    fails = [e for e in eps if not e["success"]]
+    never = [e for e in fails if e["max_lift_m"] < LIFTED]
+    return {"episodes": len(eps), "successes": len(eps) - len(fails), "failures": len(fails),
+            "never_lifted": len(never), "highest_never_lifted_cm": round(100 * max((e["max_lift_m"] for e in never),
+                                                                                  default=0.0), 1),
+            "lifted_not_placed": len(fails) - len(never),
+            "core_minutes": round(sum(e["seconds"] for e in eps) / 60, 1),
+            "success_seconds": [round(min((e["seconds"] for e in eps if e["success"]), default=0), 1),
+                                round(max((e["seconds"] for e in eps if e["success"]), default=0), 1)],
+            "failure_seconds_median": round(sorted(e["seconds"] for e in fails)[len(fails) // 2], 1) if fails else 0}
+
+
 def failed_states(row: dict) -> list[int]:
     """The fixed initial states a cell failed on (its per-episode outcomes; [] for rows made before they were kept)."""
     return sorted(int(st) for t in row.get("per_task", []) for st, ok in t.get("outcomes", {}).items() if not ok)
@@ -283,6 +313,13 @@ def results_page(rows: list[dict], cfg: Phase3Config) -> str:
         took = f"{r['train_seconds'] / 60:.1f} min" if r.get("train_seconds") is not None else "(part of the run)"
         lines.append(f"| {NUMBER[r['step']]} | {r['label']} | `{r['run']}` | {val} | {r['trainable']:,} ({frac:.2f}%) | "
                      f"{took} | {r['train_steps']} | {score} |")
+    c = census(rows)
+    if c["episodes"]:
+        lines += ["", f"Distinct episodes behind the table: {c['episodes']} ({c['successes']} successes, {c['failures']} "
+                  f"failures: {c['never_lifted']} never lifted the item more than {c['highest_never_lifted_cm']} cm, "
+                  f"{c['lifted_not_placed']} lifted it and did not place it), {c['core_minutes']} min of one core "
+                  f"(a success {c['success_seconds'][0]}-{c['success_seconds'][1]} s, a failure {c['failure_seconds_median']} "
+                  "s at the median; as logged, so on a busy machine more)."]
     agreement = noise_agreement(rows)
     if agreement:
         lines += ["", f"Same states, other noise (eval.seed {e.noise_seed} against the main cells' seed): states "

@@ -12,7 +12,7 @@
 # touch the same run:
 #   A: LoRA's learning-rate sweep and cell, the learning curve, then the target and rank ablations;
 #   B: the base model and zero-shot cells, full finetuning's sweep and cell, then (once A has chosen LoRA's
-#      rate) the harder condition and the demo-count ablation.
+#      rate) the harder condition, the demo-count ablation and the noise check.
 # The last command reuses every finished run and played episode and writes
 # outputs/phase3/experiments/<profile>/results.md. Rerun the script after an interruption: finished runs and
 # episodes are reused, interrupted runs resumed.
@@ -46,6 +46,7 @@ a=$!
   done
   exp "${one[@]}" "experiments.only=[harder]" "$@" > "$logs/chain_b_harder.log" 2>&1
   exp "${one[@]}" "experiments.only=[demos]" "$@" > "$logs/chain_b_demos.log" 2>&1
+  exp "${one[@]}" "experiments.only=[noise]" "$@" > "$logs/chain_b_noise.log" 2>&1
 ) &
 b=$!
 status=0
