@@ -145,10 +145,11 @@ def game_errors(frames: torch.Tensor | np.ndarray, ram: np.ndarray) -> dict[str,
 
 def aggregate(errors: dict[str, np.ndarray]) -> dict[str, list[float]]:
     """Per-rollout errors at one horizon {name: (N,)} -> {name: [estimate, low, high], name_n: [frames counted]}:
-    ball presence agreement with a Wilson interval, the others means over the frames where they are defined
-    (mean +- 1.96 s.e.)."""
+    ball presence agreement with a Wilson interval, the others means over the frames where they are defined with a
+    percentile bootstrap interval (errors are >= 0 and skewed by rare large misses: a normal interval would dip
+    below 0)."""
     from common.stats import wilson
-    from phase1_world_model.metrics import mean_interval
+    from phase1_world_model.metrics import bootstrap
 
     out = {}
     for k, v in errors.items():
@@ -158,7 +159,7 @@ def aggregate(errors: dict[str, np.ndarray]) -> dict[str, list[float]]:
             hits = int(ok.sum())
             out[k] = [hits / len(ok), *wilson(hits, len(ok))] if len(ok) else [float("nan")] * 3
         else:
-            out[k] = mean_interval(ok) if len(ok) else [float("nan")] * 3
+            out[k] = [float(ok.mean()), *bootstrap(ok, lambda x: x.mean(-1))] if len(ok) else [float("nan")] * 3
         out[k + "_n"] = [len(ok)]
     return out
 
@@ -285,14 +286,17 @@ def tables(scores: dict, horizons: list[int], label=lambda h: f"h={h}") -> list[
     """Markdown tables, one per game metric, rows = methods (the detector floor first)."""
     lines = []
     for key, title, digits in GAME_METRICS:
-        lines += [f"**{title}**, estimate [95% interval] (frames counted at the last horizon)", "",
-                  "| method | " + " | ".join(label(h) for h in horizons) + " | n |", "|---|" + "---|" * (len(horizons) + 1)]
+        per_cell = key == "ball_error"  # the frames counted differ by cell: say how many
+        lines += [f"**{title}**, estimate [95% interval]" + (", (n) = frames counted" if per_cell else ""), "",
+                  "| method | " + " | ".join(label(h) for h in horizons) + " |", "|---|" + "---|" * len(horizons)]
         for name, s in scores.items():
             cells = []
             for h in horizons:
                 v, lo, hi = s[key][h]
-                cells.append("-" if not np.isfinite(v) else f"{v:.{digits}f}" if not np.isfinite(lo) else
-                             f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]")
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {s[key + '_n'][horizons[-1]][0]} |")
+                n = f" ({s[key + '_n'][h][0]})" if per_cell else ""
+                cells.append("- (0)" if not np.isfinite(v) and per_cell else "-" if not np.isfinite(v) else
+                             f"{v:.{digits}f}{n}" if not np.isfinite(lo) else
+                             f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]{n}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
