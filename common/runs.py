@@ -40,7 +40,9 @@ MAKE_COMMAND = {
     "phase1": "python -m phase1_world_model.collect && python -m phase1_world_model.train profile=cpu",
     "phase2": "python -m phase2_diffusion_forcing.train profile=cpu",
     "phase3": "python -m phase3_vla.collect && python -m phase3_vla.train profile=cpu",
-}  # phases 4 and 5 add theirs when they exist
+    "phase4": "python -m phase3_vla.collect && python -m phase4_uwm.train_tokenizer profile=cpu && "
+              "python -m phase4_uwm.train profile=cpu",
+}  # phase 5 adds its own when it exists
 
 
 class ArtifactNotFoundError(UserError, FileNotFoundError):

@@ -1,1 +1,16 @@
-"""Unified World Model. Not implemented yet: see README.md."""
+"""Phase 4: a Unified World Model (Zhu et al., RSS 2025) on phase 3's LIBERO demonstrations: one diffusion
+transformer over an action chunk and future frames, each with its own noise level; the levels chosen at inference
+make it a policy, a forward model, an inverse model or a video model.
+
+Public surface (what phase 5, notebooks and tests may import):
+
+    config      Phase4Config, UWMConfig, ClipConfig, TokenizerConfig, TokenizerTrainConfig, InferConfig, MODES
+    data        load_demos, Demos, Clips, ActionStats, clip_indices (phase 3's data sets as training clips)
+    tokenizer   Tokenizer (AutoencoderKL or pixels), patchify, unpatchify
+    model       UWM (denoise, condition, forward = the training loss), DiTBlock
+    modes       run_mode(model, mode, obs, task, actions=, future=, steps=, cond=) -> ModeOutput
+    loading     load_uwm, load_tokenizer
+
+Entry points (`python -m phase4_uwm.<name>`): train_tokenizer, train, infer. See README.md and
+notes/uwm-architecture.md.
+"""

@@ -1,0 +1,201 @@
+"""Phase 4 config schemas. Values live in configs/phase4/*.yaml; this file says what they mean.
+
+`TokenizerConfig` is the frozen video tokenizer (a small diffusers `AutoencoderKL` trained here, or raw pixel
+patches), `UWMConfig` the Unified World Model (one diffusion transformer over an action chunk and future-frame
+tokens, each with its own noise level), `ClipConfig` how a training sample is cut from phase 3's demonstrations.
+`TokenizerTrainConfig` and `Phase4Config` are the two training commands, `InferConfig` the modes command.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.config import choice, require, require_together
+from common.diffusion.ddpm import DDPMConfig
+from common.logger import LogConfig
+from common.runs import RunConfig, TrainRunConfig
+from common.trainer import TrainConfig
+from phase3_vla.config import DemoDataConfig
+
+MODES = ("policy", "forward", "inverse", "video", "joint")
+VIEWS = ("agentview", "wrist")  # the two cameras of phase 3's data sets, in token order
+
+
+@dataclass
+class TokenizerConfig:
+    """Frames -> latents the transformer denoises. The paper encodes 224 px views with SDXL's VAE (4x28x28); hub
+    weights are unreachable offline, so `vae` trains a small AutoencoderKL on the demonstrations' frames."""
+
+    kind: str = "vae"  # vae (diffusers AutoencoderKL built from this config, trained here) | pixel (no encoder)
+    image_size: int = 64  # frames are resized (area) from the data set's resolution to this side
+    # AutoencoderKL block widths; each block after the first halves the side (3 blocks: 64 px -> 16x16 latents)
+    block_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
+    layers_per_block: int = 1  # ResNet layers per encoder block (the decoder has one more, as in diffusers)
+    latent_channels: int = 4  # C of the latent (SDXL: 4)
+    norm_groups: int = 16  # GroupNorm groups inside the autoencoder (must divide every block width)
+    kl_weight: float = 1e-6  # weight of the KL term against the L1 + L2 reconstruction loss (LDM's regime)
+
+    @property
+    def down(self) -> int:
+        """Side reduction of the latent grid (pixel: 1)."""
+        return 2 ** (len(self.block_channels) - 1) if self.kind == "vae" else 1
+
+    @property
+    def channels(self) -> int:
+        return self.latent_channels if self.kind == "vae" else 3
+
+    @property
+    def latent_side(self) -> int:
+        return self.image_size // self.down
+
+    def check(self) -> None:
+        choice("kind", self.kind, ("vae", "pixel"))
+        require(self.image_size >= 8 and self.image_size % 8 == 0, "image_size", self.image_size,
+                "a multiple of 8, >= 8")
+        require(len(self.block_channels) >= 1, "block_channels", self.block_channels, "at least one width")
+        require(all(c % self.norm_groups == 0 for c in self.block_channels),
+                "norm_groups", self.norm_groups, f"must divide every block width {self.block_channels}")
+        require(self.image_size % self.down == 0, "image_size", self.image_size,
+                f"must be divisible by 2^(len(block_channels)-1) = {self.down}")
+        require(self.latent_channels >= 1, "latent_channels", self.latent_channels, "must be >= 1")
+        require(self.kl_weight >= 0, "kl_weight", self.kl_weight, "must be >= 0")
+
+
+def _ddpm() -> DDPMConfig:
+    # The authors' noise process: 100 training steps, squared-cosine schedule, epsilon prediction.
+    return DDPMConfig(num_timesteps=100, schedule="cosine", prediction="eps")
+
+
+@dataclass
+class UWMConfig:
+    """The Unified World Model: tokens [chunk action tokens | future video tokens | registers] through DiT blocks
+    conditioned (AdaLN-Zero) on the current frames, the two noise levels and the task."""
+
+    width: int = 256  # transformer width (paper: 768)
+    depth: int = 6  # DiT blocks (paper: 12)
+    heads: int = 4  # attention heads (paper: 12)
+    mlp_ratio: float = 4.0  # MLP hidden = mlp_ratio x width
+    registers: int = 8  # learned register tokens, appended to the sequence and dropped at the output (paper: 8-24)
+    patch: int = 4  # side of a latent patch; with 2 future frames a token covers (2, patch, patch) of a view
+    action_hidden: int = 512  # hidden width of the per-step action encoder/decoder MLPs (paper: 3072)
+    # Observation encoder: a ResNet with GroupNorm, one stage per width (each halves the side), shared by the views
+    # and frames; its pooled feature per image is projected to obs_dim, and the views x frames features concatenated.
+    obs_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    obs_dim: int = 128  # per image (paper: 768 per image, 2 views x 2 frames concatenated)
+    num_tasks: int = 10  # size of the task embedding table (LIBERO-Object has 10 tasks; index = LIBERO task id)
+    ddpm: DDPMConfig = field(default_factory=_ddpm)
+    sample_steps: int = 10  # DDIM steps at inference (paper: 10)
+
+    def check(self) -> None:
+        require(self.width >= 8 and self.width % self.heads == 0, "width", self.width,
+                f"a multiple of heads ({self.heads}), >= 8")
+        for k in ("depth", "heads", "patch", "action_hidden", "obs_dim", "num_tasks"):
+            require(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
+        require(self.registers >= 0, "registers", self.registers, "must be >= 0")
+        require(self.mlp_ratio > 0, "mlp_ratio", self.mlp_ratio, "must be > 0")
+        require(len(self.obs_channels) >= 1, "obs_channels", self.obs_channels, "at least one stage width")
+        require(1 <= self.sample_steps <= self.ddpm.num_timesteps, "sample_steps", self.sample_steps,
+                f"in [1, ddpm.num_timesteps={self.ddpm.num_timesteps}]")
+
+
+@dataclass
+class ClipConfig:
+    """One training sample: `obs_frames` current frames per view, the next `chunk` actions, and the `future_frames`
+    frames per view that end `chunk` steps after the last current frame (paper: 2, 16, 2)."""
+
+    obs_frames: int = 2
+    chunk: int = 16
+    future_frames: int = 2
+
+    def check(self) -> None:
+        for k in ("obs_frames", "chunk", "future_frames"):
+            require(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
+        require(self.future_frames <= self.chunk, "future_frames", self.future_frames,
+                f"must be <= chunk ({self.chunk}): the future frames are the last ones the chunk reaches")
+
+
+@dataclass
+class DataConfig(DemoDataConfig):
+    """Which demonstrations (phase 3's collection: data.folder or data.demos=<collect profile>) and which of them."""
+
+    split: str = "base"  # base (the 9 base tasks: pretraining) | new (the held-out task: finetuning)
+    episodes: int = 0  # use the first N demonstrations of the split (the data-size ablation); 0 = all
+    video_only_fraction: float = 0.0  # fraction of samples trained as action-free video (actions at full noise)
+
+    def check(self) -> None:
+        super().check()
+        choice("split", self.split, ("base", "new"))
+        require(self.episodes >= 0, "episodes", self.episodes, "must be >= 0 (0 = all)")
+        require(0 <= self.video_only_fraction < 1, "video_only_fraction", self.video_only_fraction, "in [0, 1)")
+
+
+@dataclass
+class TokenizerTrainConfig:
+    """`python -m phase4_uwm.train_tokenizer`: the frozen video tokenizer, trained on frames of both views."""
+
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, lr=1e-3, warmup_steps=100,
+                                                                   schedule="cosine", ema_decay=0.0))
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    val_frames: int = 512  # validation frames (base_val and new_val demonstrations) for the reconstruction PSNR
+
+
+@dataclass
+class Phase4Config:
+    """`python -m phase4_uwm.train`: the UWM on phase 3's demonstrations (base tasks, or the new task from a base run)."""
+
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, lr=3e-4, warmup_steps=200,
+                                                                   schedule="cosine", weight_decay=1e-6,
+                                                                   ema_decay=0.999))
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    model: UWMConfig = field(default_factory=UWMConfig)
+    # The frozen tokenizer: a train_tokenizer run folder, "latest" (the newest local one, else the release) or
+    # "release"; ignored when tokenizer_kind=pixel.
+    tokenizer: str = "latest"
+    tokenizer_kind: str = "vae"  # vae (the trained autoencoder's latents) | pixel (patches of the frames themselves)
+    pixel_size: int = 32  # frame side when tokenizer_kind=pixel
+    # What the run learns: joint (both losses) | policy (action loss only) | dynamics (video loss only): the
+    # "does joint training help?" ablation trains the same network with one loss at the same budget.
+    objective: str = "joint"
+    init_from: str = ""  # a base UWM run to finetune from (run folder, "latest", "release"); "" = from scratch
+    val_every: int = 500  # steps between validation losses on the _val demonstrations (and at the end); 0 = none
+    val_samples: int = 256  # validation clips, evenly spaced, the same noise every time
+
+    def check(self) -> None:
+        choice("tokenizer_kind", self.tokenizer_kind, ("vae", "pixel"))
+        choice("objective", self.objective, ("joint", "policy", "dynamics"))
+        require(self.pixel_size >= 8 and self.pixel_size % self.model.patch == 0, "pixel_size", self.pixel_size,
+                f"a multiple of model.patch ({self.model.patch})")
+        require(self.val_every >= 0, "val_every", self.val_every, "must be >= 0 (0 = none)")
+        require_together(self.objective == "joint" or self.data.video_only_fraction == 0,
+                         {"objective": self.objective, "data.video_only_fraction": self.data.video_only_fraction},
+                         "action-free samples only make sense for the joint objective")
+
+
+@dataclass
+class InferConfig:
+    """`python -m phase4_uwm.infer mode=...`: one mode of a trained UWM on held-out clips (validation demonstrations):
+    its error against the real actions / frames, and a side-by-side picture (real | predicted)."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    load: str = "latest"  # the UWM run: a run folder, "latest" or "release"
+    mode: str = "policy"  # policy | forward | inverse | video | joint
+    split: str = "new_val"  # which validation demonstrations: base_val | new_val
+    clips: int = 16  # held-out clips, evenly spaced over the split
+    steps: int = 0  # DDIM steps; 0 = the model's sample_steps
+    batch_size: int = 16
+    seed: int = 0
+    data: DemoDataConfig = field(default_factory=DemoDataConfig)
+
+    def check(self) -> None:
+        choice("mode", self.mode, MODES)
+        choice("split", self.split, ("base_val", "new_val"))
+        for k in ("clips", "batch_size"):
+            require(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
+        require(self.steps >= 0, "steps", self.steps, "must be >= 0 (0 = the model's)")

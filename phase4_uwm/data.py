@@ -1,0 +1,221 @@
+"""Phase 3's demonstrations as UWM training clips.
+
+    from phase4_uwm.data import load_demos, Clips
+    demos = load_demos(folder, image_size=64)       # every frame of both cameras in memory, uint8, plus actions
+    clips = Clips(demos, ClipConfig(), stats)       # clips[i]: current frames, action chunk, future frames, task
+
+A clip at time t of an episode (the paper's horizons with the defaults):
+
+    obs     frames t-1, t                      (obs_frames, both views)   -> the observation encoder
+    action  a_t .. a_{t+15}                    (chunk, normalised)        -> action tokens
+    future  frames t+15, t+16                  (future_frames, both views: the last ones the chunk reaches)
+
+Indices before the episode's start or past its end are clamped to its first/last frame, lerobot's rule; the
+action steps past the end are flagged in `action_is_pad` and left out of the action loss (they are not actions
+anyone took). Every frame time t of every episode is a sample.
+
+Reading: phase 3 stores PNG images inside parquet (lerobot's format), which costs ~1 ms a frame to decode, so
+`load_demos` decodes every frame once, resizes it (area) to the tokenizer's side and caches the arrays under
+`<run.root>/phase4/cache/`, keyed by the data set's identity (its meta/ digest) and the side; a cache that does not
+match its data set is rebuilt, never trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common.checkpoint import atomic_write
+from common.errors import DataError
+from phase4_uwm.config import ClipConfig
+
+IMAGE_KEYS = ("observation.images.image", "observation.images.image2")  # agentview, wrist: phase3_vla.dataset
+
+
+@dataclass
+class Demos:
+    """Every frame of a data set, in episode order."""
+
+    frames: torch.Tensor  # (N, V, 3, S, S) uint8, V = 2 views
+    actions: torch.Tensor  # (N, A) float32, raw (the data set's units)
+    episode: torch.Tensor  # (N,) int64: episode index in the data set
+    task: torch.Tensor  # (N,) int64: LIBERO task id of the frame's episode
+    instructions: dict[int, str]  # LIBERO task id -> instruction
+    identity: dict  # phase3_vla.dataset.dataset_identity of the source
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode.max()) + 1 if len(self) else 0
+
+    def select(self, episodes: int) -> "Demos":
+        """The first `episodes` episodes (0 = all): the data-size ablation."""
+        if episodes <= 0 or episodes >= self.num_episodes:
+            return self
+        keep = self.episode < episodes
+        return Demos(self.frames[keep], self.actions[keep], self.episode[keep], self.task[keep], self.instructions,
+                     {**self.identity, "episodes_used": episodes})
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    """(n, H, W, 3) uint8 -> (n, 3, size, size) uint8, area averaging (exact block means when H is a multiple)."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="area")
+    return x.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _hwc_uint8(im) -> np.ndarray:
+    """A frame as lerobot hands it (a (3, H, W) float tensor in [0, 1] through its transform, or a PIL image)."""
+    if isinstance(im, torch.Tensor):
+        return (im.permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    return np.asarray(im.convert("RGB"))
+
+
+def _decode(folder: Path, size: int) -> dict[str, np.ndarray]:
+    from phase3_vla.dataset import open_dataset
+    from phase3_vla.starts import read_starts
+
+    ds = open_dataset(folder)
+    table = ds.hf_dataset.with_format("numpy")
+    n = len(table)
+    actions = np.stack(table.select_columns(["action"])["action"]).astype(np.float32)
+    episode = np.asarray(table.select_columns(["episode_index"])["episode_index"], dtype=np.int64)
+    task_of_episode = {r.episode_index: r.task_id for r in read_starts(folder)}
+    missing = sorted(set(episode.tolist()) - set(task_of_episode))
+    if missing:
+        raise DataError(f"{folder}/meta/starts.json has no record of episode(s) {missing[:5]}: collect the data set "
+                        "again with python -m phase3_vla.collect")
+    task = np.asarray([task_of_episode[e] for e in episode], dtype=np.int64)
+    frames = np.empty((n, len(IMAGE_KEYS), 3, size, size), np.uint8)
+    cols = ds.hf_dataset.select_columns(list(IMAGE_KEYS))
+    step = 256
+    for a in range(0, n, step):
+        rows = cols[a:a + step]
+        for v, key in enumerate(IMAGE_KEYS):
+            frames[a:a + step, v] = _resize(np.stack([_hwc_uint8(im) for im in rows[key]]), size)
+    tasks = ds.hf_dataset.select_columns(["task_index"])["task_index"]
+    names = {int(i): str(t) for t, i in zip(ds.meta.tasks.index, ds.meta.tasks["task_index"])}
+    instructions = {}
+    for ti, e in zip(tasks, episode):
+        instructions.setdefault(task_of_episode[int(e)], names.get(int(ti), ""))
+    return {"frames": frames, "actions": actions, "episode": episode, "task": task,
+            "instructions": np.asarray(json.dumps(instructions))}
+
+
+def load_demos(folder: str | Path, image_size: int, cache_root: str | Path | None = None) -> Demos:
+    """Every frame of a phase 3 LeRobotDataset at `image_size` px, from the cache when it matches the data set."""
+    from phase3_vla.dataset import dataset_identity
+
+    folder = Path(folder)
+    if not (folder / "meta" / "info.json").exists():
+        raise DataError(f"{folder} is not a LeRobotDataset (no meta/info.json). Make it with: python -m "
+                        "phase3_vla.collect profile=cpu")
+    identity = dataset_identity(folder)
+    key = hashlib.sha256(json.dumps({k: identity.get(k) for k in ("meta_sha256", "frames", "episodes")},
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    cache = Path(cache_root) / f"{folder.name}-{key}-{image_size}px.npz" if cache_root else None
+    arrays = None
+    if cache is not None and cache.exists():
+        try:
+            with np.load(cache) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as e:  # a damaged cache is rebuilt, and said so
+            print(f"phase4: cache {cache} is unreadable ({e}); decoding the data set again", flush=True)
+    if arrays is None:
+        arrays = _decode(folder, image_size)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(cache, lambda f: np.savez(f, **arrays))
+    instructions = {int(k): v for k, v in json.loads(str(arrays["instructions"])).items()}
+    return Demos(torch.from_numpy(arrays["frames"]), torch.from_numpy(arrays["actions"]),
+                 torch.from_numpy(arrays["episode"]), torch.from_numpy(arrays["task"]), instructions, identity)
+
+
+@dataclass
+class ActionStats:
+    """Per-dimension min and max of the training actions; actions are scaled to [-1, 1] (the authors' rule)."""
+
+    low: list[float]
+    high: list[float]
+
+    @classmethod
+    def of(cls, actions: torch.Tensor) -> "ActionStats":
+        return cls(actions.min(0).values.tolist(), actions.max(0).values.tolist())
+
+    def _lh(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lo = torch.tensor(self.low, dtype=like.dtype, device=like.device)
+        hi = torch.tensor(self.high, dtype=like.dtype, device=like.device)
+        return lo, torch.where(hi - lo > 1e-6, hi, lo + 2.0)  # a constant dimension maps to -1
+
+    def normalize(self, a: torch.Tensor) -> torch.Tensor:
+        lo, hi = self._lh(a)
+        return 2 * (a - lo) / (hi - lo) - 1
+
+    def unnormalize(self, a: torch.Tensor) -> torch.Tensor:
+        lo, hi = self._lh(a)
+        return (a.clamp(-1, 1) + 1) / 2 * (hi - lo) + lo
+
+
+def clip_indices(episode: torch.Tensor, cfg: ClipConfig) -> dict[str, torch.Tensor]:
+    """For every frame t: the rows of its current frames, its action chunk, its future frames, and the pad mask of
+    the chunk (steps past the episode's end). Pure index arithmetic, so it is tested on its own."""
+    n = len(episode)
+    ep = episode.numpy()
+    change = np.flatnonzero(np.diff(ep)) + 1
+    starts, ends = np.concatenate([[0], change]), np.concatenate([change, [n]])
+    run = np.repeat(np.arange(len(starts)), ends - starts)
+    lo, hi = torch.from_numpy(starts[run])[:, None], torch.from_numpy(ends[run] - 1)[:, None]
+    t = torch.arange(n)[:, None]
+    obs = t + torch.arange(-cfg.obs_frames + 1, 1)[None]
+    act = t + torch.arange(cfg.chunk)[None]
+    fut = t + cfg.chunk + torch.arange(-cfg.future_frames + 1, 1)[None]
+    return {"obs": torch.maximum(torch.minimum(obs, hi), lo), "action": torch.minimum(act, hi),
+            "action_is_pad": act > hi, "future": torch.minimum(fut, hi)}
+
+
+class Clips(torch.utils.data.Dataset):
+    """Map-style clips over `Demos` (one per frame). Items hold uint8 frames; the model scales and encodes them.
+
+    `future_latents` (N, V, C, h, w), when given, replaces the future frames by the frozen tokenizer's latents of the
+    same rows (encoded once: the tokenizer is frozen, so this is exact and spares a VAE pass per step)."""
+
+    def __init__(self, demos: Demos, cfg: ClipConfig, stats: ActionStats, future_latents: torch.Tensor | None = None,
+                 video_only_fraction: float = 0.0, seed: int = 0):
+        self.demos, self.cfg, self.stats = demos, cfg, stats
+        self.idx = clip_indices(demos.episode, cfg)
+        self.actions = stats.normalize(demos.actions)
+        self.latents = future_latents
+        # Action-free samples (video only): a fixed subset, chosen once from the seed, marked has_action = False.
+        g = torch.Generator().manual_seed(seed)
+        self.has_action = torch.rand(len(demos), generator=g) >= video_only_fraction
+
+    def __len__(self) -> int:
+        return len(self.demos)
+
+    def __getitem__(self, i: int) -> dict:
+        ix = self.idx
+        fut = ix["future"][i]
+        item = {"obs": self.demos.frames[ix["obs"][i]].transpose(0, 1),  # (V, obs_frames, 3, S, S) uint8
+                "action": self.actions[ix["action"][i]],  # (chunk, A)
+                "action_is_pad": ix["action_is_pad"][i],
+                "task": self.demos.task[i],
+                "has_action": self.has_action[i]}
+        if self.latents is not None:
+            item["future"] = self.latents[fut].transpose(0, 1).float()  # (V, future_frames, C, h, w)
+        else:
+            item["future_frames"] = self.demos.frames[fut].transpose(0, 1)  # (V, future_frames, 3, S, S) uint8
+        return item
+
+
+def evenly_spaced(n: int, k: int) -> list[int]:
+    """k indices spread over range(n) (validation clips, held-out evaluation clips)."""
+    k = min(k, n)
+    return np.linspace(0, n - 1, k).round().astype(int).tolist() if k else []

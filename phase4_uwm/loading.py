@@ -1,0 +1,76 @@
+"""Loading trained phase 4 models (runs or releases), and the data sets they were trained on.
+
+    from phase4_uwm.loading import load_tokenizer, load_uwm
+    tok = load_tokenizer("latest")     # .model (Tokenizer, frozen, eval mode), .cfg, .meta, .run
+    uwm = load_uwm("latest")           # .model (UWM), .tokenizer (its Tokenizer), .cfg, .meta, .run
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from common.runs import Exported, load_exported
+from phase4_uwm.config import Phase4Config, TokenizerConfig, TokenizerTrainConfig
+from phase4_uwm.model import UWM
+from phase4_uwm.tokenizer import Tokenizer
+
+TOKENIZER_MARKER, UWM_MARKER = "tokenizer.json", "uwm.json"
+
+
+def demo_folder(cfg, split: str) -> Path:
+    """Phase 3's data set of a split (base, new, base_val, new_val) named by cfg.data, or an error that says how to
+    make it."""
+    from phase3_vla.training import require_dataset
+    return require_dataset(cfg, split)
+
+
+def cache_dir(root: str) -> Path:
+    from common.runs import outputs_root
+    return outputs_root(root) / "phase4" / "cache"
+
+
+def load_tokenizer(spec: str = "latest", root: str = "outputs", device: str | torch.device = "cpu") -> Exported:
+    """A finished `train_tokenizer` run: a run folder, "latest" (newest local run, else the release) or "release"."""
+    tm = load_exported("phase4", spec, root, TOKENIZER_MARKER, TokenizerTrainConfig,
+                       lambda cfg, meta: Tokenizer(cfg.tokenizer),
+                       "Make one with: python -m phase4_uwm.train_tokenizer profile=cpu", device)
+    tm.model.requires_grad_(False)
+    return tm
+
+
+def pixel_tokenizer(size: int) -> Tokenizer:
+    return Tokenizer(TokenizerConfig(kind="pixel", image_size=size)).eval()
+
+
+def build_uwm(cfg: Phase4Config, meta: dict) -> UWM:
+    tok = TokenizerConfig(**meta["tokenizer_config"]) if meta.get("tokenizer_config") else TokenizerConfig()
+    return UWM(cfg.model, cfg.clip, tok, meta["action_dim"], meta.get("views", 2), cfg.objective, cfg.pixel_size)
+
+
+@dataclass
+class TrainedUWM:
+    model: UWM
+    tokenizer: Tokenizer
+    cfg: Phase4Config
+    meta: dict
+    run: object
+
+
+def load_uwm(spec: str = "latest", root: str = "outputs", device: str | torch.device = "cpu") -> TrainedUWM:
+    """A finished `train` run and the frozen tokenizer it was trained with (the run it names, checked by digest)."""
+    tm = load_exported("phase4", spec, root, UWM_MARKER, Phase4Config, build_uwm,
+                       "Make one with: python -m phase4_uwm.train profile=cpu", device)
+    if tm.cfg.tokenizer_kind == "pixel":
+        tok = pixel_tokenizer(tm.cfg.pixel_size)
+    else:
+        tok_run = tm.meta["tokenizer"]["run"]
+        tok = load_tokenizer(tok_run if Path(tok_run).exists() else "latest", root, device).model
+        want, have = tm.meta["tokenizer"].get("scale"), float(tok.scale)
+        if want is not None and abs(want - have) > 1e-6 * max(1.0, abs(want)):
+            from common.checkpoint import CheckpointError
+            raise CheckpointError(f"{tm.run.dir} was trained with the tokenizer {tok_run} (latent scale {want:.6g}); "
+                                  f"the tokenizer found has scale {have:.6g}: not the same tokenizer. Point "
+                                  "tokenizer= at the right run or retrain")
+    return TrainedUWM(tm.model, tok.to(device), tm.cfg, tm.meta, tm.run)

@@ -1,0 +1,161 @@
+"""Train a Unified World Model on phase 3's LIBERO demonstrations.
+
+    python -m phase3_vla.collect && python -m phase4_uwm.train_tokenizer profile=cpu     # data and tokenizer first
+    python -m phase4_uwm.train profile=smoke data.demos=smoke      # seconds (tests)
+    python -m phase4_uwm.train profile=cpu                        # pretrain on the 9 base tasks (2 CPU cores)
+    python -m phase4_uwm.train profile=cpu data.split=new init_from=<base run> run.name=uwm-new   # finetune
+    python -m phase4_uwm.train profile=cpu objective=policy       # the same network, action loss only (ablation)
+    python -m phase4_uwm.train profile=full                       # the paper's sizes, for GPUs
+    torchrun --nproc_per_node=2 -m phase4_uwm.train profile=full
+
+Runs land in outputs/phase4/<run.name>/ (checkpoints, metrics with loss/action and loss/video logged apart, final
+EMA weights in export/ with uwm.json naming the tokenizer and the data). `run.resume=true run.name=<name>`
+continues. The validation demonstrations (base_val / new_val) give `val/loss_action`, `val/loss_video` (fixed noise
+and levels, so successive values differ only by the weights) and, on 32 clips, the action error of policy mode and
+the latent error of forward-dynamics mode.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+
+import torch
+
+from common.config import ConfigError, cli, to_dict
+from common.errors import command
+from common.trainer import Hook, Trainer, setup_run
+from phase4_uwm.config import Phase4Config, TokenizerConfig
+from phase4_uwm.data import ActionStats, Clips, Demos, evenly_spaced, load_demos
+from phase4_uwm.loading import cache_dir, demo_folder, load_tokenizer, load_uwm, pixel_tokenizer
+from phase4_uwm.model import UWM
+from phase4_uwm.modes import run_mode
+from phase4_uwm.tokenizer import Tokenizer
+
+
+def encode_all(tok: Tokenizer, demos: Demos, cache, tag: str, batch: int = 128) -> torch.Tensor:
+    """Latents (N, V, C, h, w) of every frame, from the cache when the tokenizer and data set match (fp16 on disk)."""
+    key = hashlib.sha256(repr((tag, demos.identity.get("meta_sha256"), len(demos), float(tok.scale),
+                               tok.cfg.kind, tok.cfg.image_size)).encode()).hexdigest()[:16]
+    path = cache / f"latents-{key}.pt" if cache is not None else None
+    if path is not None and path.exists():
+        try:
+            z = torch.load(path)
+            if z.shape[0] == len(demos):
+                return z.float()
+        except (OSError, RuntimeError, EOFError) as e:
+            print(f"phase4: latent cache {path} is unreadable ({e}); encoding again", flush=True)
+    with torch.no_grad():
+        z = torch.cat([tok.encode(demos.frames[i:i + batch]) for i in range(0, len(demos), batch)])
+    if path is not None:
+        from common.checkpoint import atomic_write
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: torch.save(z.half(), f))
+    return z
+
+
+def make_clips(cfg: Phase4Config, tok: Tokenizer, split: str, stats: ActionStats, episodes: int = 0,
+               video_only: float = 0.0) -> Clips:
+    size = cfg.pixel_size if cfg.tokenizer_kind == "pixel" else tok.cfg.image_size
+    demos = load_demos(demo_folder(cfg, split), size, cache_dir(cfg.run.root)).select(episodes)
+    z = encode_all(tok, demos, cache_dir(cfg.run.root), split)
+    return Clips(demos, cfg.clip, stats, z, video_only, cfg.run.seed)
+
+
+def validation_hook(model: UWM, val: Clips, every: int, samples: int) -> Hook | None:
+    """Losses on held-out demonstrations with fixed noise and levels, plus two modes on 32 clips."""
+    if every <= 0:
+        return None
+    idx = evenly_spaced(len(val), samples)
+    batches = [torch.utils.data.default_collate([val[i] for i in idx[j:j + 32]]) for j in range(0, len(idx), 32)]
+    for b in batches:
+        b["has_action"] = torch.ones_like(b["has_action"])
+    g = torch.Generator().manual_seed(1234)
+    T = model.schedule.T
+    draws = [(torch.randint(0, T, (len(b["task"]), 2), generator=g), torch.randn(b["action"].shape, generator=g),
+              torch.randn(b["future"].shape, generator=g)) for b in batches]
+    probe = batches[0]
+
+    def fn(trainer: Trainer) -> dict:
+        m = trainer.eval_model
+        was = m.training
+        m.eval()
+        la = lv = 0.0
+        n = 0
+        with torch.no_grad(), trainer.ctx.precision.autocast():
+            for b, (t, na, nv) in zip(batches, draws):
+                a, v = b["action"], b["future"]
+                x_a = m.schedule.q_sample(a, t[:, 0], na)
+                x_v = m.schedule.q_sample(v, t[:, 1], nv)
+                ea, ev = m.denoise(x_a, x_v, t[:, 0].float(), t[:, 1].float(), m.condition(b["obs"], b["task"]))
+                w = (~b["action_is_pad"]).float()[..., None].expand_as(a)
+                la += float((((ea.float() - na) ** 2) * w).sum() / w.sum().clamp_min(1)) * len(a)
+                lv += float(((ev.float() - nv) ** 2).mean()) * len(a)
+                n += len(a)
+            gen = torch.Generator().manual_seed(0)
+            pol = run_mode(m, "policy", probe["obs"], probe["task"], generator=gen)
+            real_a = m.unnormalize_actions(probe["action"])
+            w = (~probe["action_is_pad"]).float()[..., None]
+            act_mse = float((((pol.actions - real_a) ** 2) * w).sum() / (w.sum() * real_a.shape[-1]))
+            fwd = run_mode(m, "forward", probe["obs"], probe["task"], actions=real_a, generator=gen)
+            lat_mse = float(((fwd.future - probe["future"]) ** 2).mean())
+        m.train(was)
+        return {"val/loss_action": la / n, "val/loss_video": lv / n, "val/policy_action_mse": act_mse,
+                "val/forward_latent_mse": lat_mse}
+    return Hook(every, fn, "validation")
+
+
+@command
+def main(argv: list[str] | None = None) -> dict:
+    cfg = cli(Phase4Config, "phase4/train", argv, __doc__)
+    if cfg.tokenizer_kind == "pixel":
+        tok, tok_meta = pixel_tokenizer(cfg.pixel_size), {"run": "", "kind": "pixel"}
+        tok_cfg = TokenizerConfig(kind="pixel", image_size=cfg.pixel_size)
+    else:
+        tm = load_tokenizer(cfg.tokenizer, cfg.run.root)
+        tok, tok_cfg = tm.model, tm.cfg.tokenizer
+        tok_meta = {"run": str(tm.run.dir), "kind": "vae", "scale": float(tok.scale), "val_psnr": tm.meta.get("val_psnr")}
+    base = None
+    if cfg.init_from:
+        base = load_uwm(cfg.init_from, cfg.run.root)
+        for key in ("model", "clip"):
+            if to_dict(getattr(base.cfg, key)) != to_dict(getattr(cfg, key)):
+                raise ConfigError("init_from", cfg.init_from, f"{base.run.dir} has another {key} config than this run: "
+                                                              f"use the base run's {key}.* settings")
+        stats = ActionStats(base.model.action_low.tolist(), base.model.action_high.tolist())
+    else:
+        stats = None
+    split = cfg.data.split
+    size = cfg.pixel_size if cfg.tokenizer_kind == "pixel" else tok_cfg.image_size
+    demos = load_demos(demo_folder(cfg, split), size, cache_dir(cfg.run.root)).select(cfg.data.episodes)
+    stats = stats or ActionStats.of(demos.actions)
+    z = encode_all(tok, demos, cache_dir(cfg.run.root), split)
+    train = Clips(demos, cfg.clip, stats, z, cfg.data.video_only_fraction, cfg.run.seed)
+    model = UWM(cfg.model, cfg.clip, tok_cfg, demos.actions.shape[1], demos.frames.shape[1], cfg.objective,
+                cfg.pixel_size)
+    model.set_action_stats(stats.low, stats.high)
+    if base is not None:
+        model.load_state_dict(base.model.state_dict())
+    try:
+        val = make_clips(cfg, tok, f"{split}_val", stats)
+    except FileNotFoundError:
+        val = None
+        print(f"note: no {split}_val demonstrations: no validation losses", flush=True)
+    hooks = [h for h in [validation_hook(model, val, cfg.val_every, cfg.val_samples) if val else None] if h]
+    ctx = setup_run("phase4", cfg.run, to_dict(cfg))
+    if ctx.dist.is_main:
+        print(f"phase4: {len(train)} clips from {demos.num_episodes} {split} demonstrations "
+              f"(tasks {sorted(demos.instructions)}); {model.describe()}; tokenizer {tok_meta['kind']} "
+              f"{tok_meta['run']}; objective {cfg.objective}; "
+              + (f"finetuning {base.run.dir}; " if base else "from scratch; ") + f"run {ctx.run.dir}", flush=True)
+    trainer = Trainer(ctx, model, train, cfg.train, cfg.log, hooks)
+    t0 = time.perf_counter()
+    last = trainer.fit()
+    meta = {"objective": cfg.objective, "action_dim": int(demos.actions.shape[1]), "views": int(demos.frames.shape[1]),
+            "tokenizer": tok_meta, "tokenizer_config": to_dict(tok_cfg), "action_low": stats.low,
+            "action_high": stats.high, "instructions": demos.instructions, "trained_steps": trainer.step,
+            "init_from": str(base.run.dir) if base else "", "data": demos.identity}
+    return trainer.finish("uwm", meta, last, time.perf_counter() - t0)
+
+
+if __name__ == "__main__":
+    main()

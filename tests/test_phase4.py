@@ -1,0 +1,375 @@
+"""Phase 4 (UWM): the architecture's guarantees, the modes' dependencies, the clip arithmetic, and smoke runs of the
+entry points on a small synthetic collection written in phase 3's format (LeRobotDataset v3 with meta/starts.json).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.stepwise import StepRNG
+from phase4_uwm.config import ClipConfig, TokenizerConfig, UWMConfig
+from phase4_uwm.data import ActionStats, Clips, Demos, clip_indices
+from phase4_uwm.model import UWM, DiTBlock
+from phase4_uwm.modes import run_mode, trailing_timesteps
+from phase4_uwm.tokenizer import Tokenizer, patchify, unpatchify
+
+from conftest import run_module
+
+CPU = torch.device("cpu")
+TOK = TokenizerConfig(image_size=32, block_channels=[8, 16], latent_channels=4, norm_groups=4)  # 16x16 latents
+CLIP = ClipConfig(obs_frames=2, chunk=4, future_frames=2)
+TINY = UWMConfig(width=32, depth=2, heads=2, registers=3, patch=4, action_hidden=32, obs_channels=[8, 16], obs_dim=16,
+                 sample_steps=4)
+
+
+def tiny_model(seed: int = 0, scramble: bool = True) -> UWM:
+    """A tiny UWM; `scramble` gives every zero-initialised layer random weights, so that the tests can see how
+    outputs depend on inputs (at initialisation every output is exactly 0)."""
+    torch.manual_seed(seed)
+    m = UWM(TINY, CLIP, TOK, action_dim=7).eval()
+    if scramble:
+        with torch.no_grad():
+            for blk in m.blocks:
+                blk.ada[1].weight.normal_(0, 0.2)
+            for head in (m.action_final, m.video_final):
+                head.ada[1].weight.normal_(0, 0.2)
+                head.linear.weight.normal_(0, 0.2)
+            m.action_out[1].weight.normal_(0, 0.2)
+    return m
+
+
+def batch_of(B: int = 3, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": torch.randint(0, 256, (B, 2, 2, 3, 32, 32), generator=g, dtype=torch.uint8),
+            "action": torch.rand(B, 4, 7, generator=g) * 2 - 1, "action_is_pad": torch.zeros(B, 4, dtype=torch.bool),
+            "task": torch.arange(B) % 10, "has_action": torch.ones(B, dtype=torch.bool),
+            "future": torch.randn(B, 2, 2, 4, 16, 16, generator=g)}
+
+
+def rng_for(B: int, step: int = 0) -> StepRNG:
+    return StepRNG(0, step, 0, B, B, CPU)
+
+
+# ----------------------------------------------------------------------------- architecture
+def test_adaln_zero_blocks_are_identity_at_init():
+    blk = DiTBlock(32, 2, 4.0)
+    x, c = torch.randn(2, 7, 32), torch.randn(2, 32)
+    assert torch.equal(blk(x, c), x)
+
+
+def test_initial_model_predicts_zero_noise():
+    m = tiny_model(scramble=False)
+    b = batch_of()
+    ea, ev = m.denoise(b["action"], b["future"], torch.zeros(3), torch.zeros(3), m.condition(b["obs"], b["task"]))
+    assert ea.abs().max() == 0 and ev.abs().max() == 0
+
+
+def test_registers_never_reach_the_outputs_directly():
+    """Outputs are read from the action and video tokens only: with attention unable to move information between
+    tokens (value projections zeroed), changing the registers changes nothing."""
+    m = tiny_model()
+    b = batch_of()
+    with torch.no_grad():
+        for blk in m.blocks:
+            blk.attn.in_proj_weight[2 * m.cfg.width:].zero_()
+            blk.attn.in_proj_bias.zero_()
+    cond = m.condition(b["obs"], b["task"])
+    t = torch.full((3,), 50.0)
+    out1 = m.denoise(b["action"], b["future"], t, t, cond)
+    with torch.no_grad():
+        m.registers.normal_(0, 5.0)
+    out2 = m.denoise(b["action"], b["future"], t, t, cond)
+    assert all(torch.equal(p, q) for p, q in zip(out1, out2))
+    # ...while with attention on, registers do take part (they are not dead weights)
+    m2 = tiny_model()
+    cond = m2.condition(b["obs"], b["task"])
+    o1 = m2.denoise(b["action"], b["future"], t, t, cond)
+    with torch.no_grad():
+        m2.registers.normal_(0, 5.0)
+    o2 = m2.denoise(b["action"], b["future"], t, t, cond)
+    assert not torch.allclose(o1[0], o2[0])
+
+
+def test_both_timesteps_change_the_output():
+    m = tiny_model()
+    b = batch_of()
+    cond = m.condition(b["obs"], b["task"])
+    base = m.denoise(b["action"], b["future"], torch.full((3,), 10.0), torch.full((3,), 10.0), cond)
+    ta = m.denoise(b["action"], b["future"], torch.full((3,), 80.0), torch.full((3,), 10.0), cond)
+    tv = m.denoise(b["action"], b["future"], torch.full((3,), 10.0), torch.full((3,), 80.0), cond)
+    for other in (ta, tv):
+        assert not torch.allclose(base[0], other[0]) and not torch.allclose(base[1], other[1])
+
+
+def test_timesteps_are_drawn_independently_and_uniformly():
+    m = tiny_model()
+    B = 4000
+    t_a, t_v = m.draw_levels(rng_for(B), torch.ones(B, dtype=torch.bool))
+    T = m.schedule.T
+    assert t_a.min() >= 0 and t_a.max() == T - 1 and t_v.max() == T - 1
+    corr = np.corrcoef(t_a.numpy(), t_v.numpy())[0, 1]
+    assert abs(corr) < 0.06  # independent draws: |r| ~ 1/sqrt(4000) = 0.016
+    counts = torch.bincount(t_a, minlength=T).float()
+    assert counts.std() / counts.mean() < 0.35  # uniform: ~40 per level, Poisson spread 0.16
+    t_a2, _ = m.draw_levels(rng_for(B), torch.zeros(B, dtype=torch.bool))
+    assert (t_a2 == T - 1).all()  # action-free samples: actions at full noise
+
+
+def test_video_only_samples_have_no_action_loss():
+    m = tiny_model()
+    b = batch_of(4)
+    b["has_action"] = torch.zeros(4, dtype=torch.bool)
+    loss, logs = m(b, rng_for(4))
+    assert float(logs["loss/action"]) == 0.0 and float(logs["loss/video"]) > 0
+    # their (absent) actions do not change the loss at all
+    b2 = dict(b, action=torch.rand(4, 4, 7) * 2 - 1)
+    loss2, _ = m(b2, rng_for(4))
+    assert torch.equal(loss, loss2)
+
+
+def test_padded_action_steps_are_masked_from_the_loss():
+    """Errors at padded steps (past the episode's end) do not count: a prediction made terrible there changes
+    nothing, and the loss is the mean over the real steps only."""
+    m = tiny_model()
+    b = batch_of(2)
+    b["action_is_pad"][:, 2:] = True
+    _, logs = m(b, rng_for(2))
+    denoise = m.denoise
+
+    def spoiled(*args):
+        ea, ev = denoise(*args)
+        return torch.cat([ea[:, :2], ea[:, 2:] + 100.0], dim=1), ev
+    m.denoise = spoiled
+    _, logs2 = m(b, rng_for(2))
+    assert float(logs["loss/action"]) == pytest.approx(float(logs2["loss/action"]), rel=1e-6)
+    b["action_is_pad"][:] = False
+    _, logs3 = m(b, rng_for(2))
+    assert float(logs3["loss/action"]) > 1000  # unmasked, the spoiled steps dominate
+
+
+def test_objectives_keep_one_loss_with_the_same_draws():
+    b = batch_of(3)
+    losses = {}
+    for obj in ("joint", "policy", "dynamics"):
+        m = tiny_model()
+        m.objective = obj
+        losses[obj] = m(b, rng_for(3))
+    (lj, logs), (lp, _), (ld, _) = losses["joint"], losses["policy"], losses["dynamics"]
+    assert float(lp) == pytest.approx(float(logs["loss/action"]), rel=1e-6)
+    assert float(ld) == pytest.approx(float(logs["loss/video"]), rel=1e-6)
+    assert float(lj) == pytest.approx(float(lp) + float(ld), rel=1e-6)
+
+
+def test_patchify_round_trip_and_token_layout():
+    z = torch.randn(2, 2, 2, 4, 16, 16)
+    tok = patchify(z, 4)
+    assert tok.shape == (2, 2 * 4 * 4, 2 * 4 * 4 * 4)
+    assert torch.equal(unpatchify(tok, 2, 2, 4, 16, 16, 4), z)
+    # token 0 is view 0, patch (0, 0): both frames, all channels of the top-left 4x4 block
+    assert torch.equal(tok[0, 0].reshape(2, 4, 4, 4), z[0, 0, :, :, :4, :4])
+    assert torch.equal(tok[0, 16].reshape(2, 4, 4, 4), z[0, 1, :, :, :4, :4])  # view 1 starts at token 16
+
+
+def test_trailing_timesteps():
+    assert trailing_timesteps(100, 10) == [99, 89, 79, 69, 59, 49, 39, 29, 19, 9]
+    assert trailing_timesteps(100, 100) == list(range(99, -1, -1))
+
+
+def test_ddim_step_is_exact_for_a_perfect_denoiser():
+    """With the true eps of a known x0, the DDIM chain lands on x0 (any number of steps)."""
+    m = tiny_model()
+    x0 = torch.randn(5, 4, 7).clamp(-1, 1)
+    noise = torch.randn(5, 4, 7)
+    from phase4_uwm.modes import _ddim
+    ts = trailing_timesteps(100, 4)
+    x = m.schedule.q_sample(x0, torch.full((5,), ts[0]), noise)
+    for i, t in enumerate(ts):
+        abar = m.schedule.abar[t].float()
+        eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+        x = _ddim(m, x, eps, t, ts[i + 1] if i + 1 < len(ts) else None)
+    assert torch.allclose(x, x0, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- modes
+def test_every_mode_has_the_right_shapes_and_batches():
+    m = tiny_model()
+    b = batch_of(3)
+    acts = torch.rand(3, 4, 7)
+    for mode in ("policy", "forward", "inverse", "video", "joint"):
+        out = run_mode(m, mode, b["obs"], b["task"], actions=acts, future=b["future"],
+                       generator=torch.Generator().manual_seed(0))
+        assert out.actions.shape == (3, 4, 7) and out.future.shape == (3, 2, 2, 4, 16, 16)
+        assert torch.isfinite(out.actions).all() and torch.isfinite(out.future).all()
+    # batched = one by one (same noise per sample would need per-sample generators; compare the deterministic
+    # parts: forward mode from the same initial noise gives the same future for a sample in a batch of 1 or 3)
+    with pytest.raises(ValueError, match="needs the actions"):
+        run_mode(m, "forward", b["obs"], b["task"])
+    with pytest.raises(ValueError, match="allowed values"):
+        run_mode(m, "dream", b["obs"], b["task"])
+
+
+def test_policy_ignores_the_real_future_and_inverse_uses_it():
+    m = tiny_model()
+    b = batch_of(3)
+    other = torch.randn_like(b["future"])
+    g = lambda: torch.Generator().manual_seed(7)
+    p1 = run_mode(m, "policy", b["obs"], b["task"], future=b["future"], generator=g()).actions
+    p2 = run_mode(m, "policy", b["obs"], b["task"], future=other, generator=g()).actions
+    assert torch.equal(p1, p2)
+    i1 = run_mode(m, "inverse", b["obs"], b["task"], future=b["future"], generator=g()).actions
+    i2 = run_mode(m, "inverse", b["obs"], b["task"], future=other, generator=g()).actions
+    assert not torch.allclose(i1, i2)
+
+
+def test_forward_dynamics_depends_on_the_actions_and_video_prediction_does_not():
+    m = tiny_model()
+    b = batch_of(3)
+    g = lambda: torch.Generator().manual_seed(7)
+    a1, a2 = torch.rand(3, 4, 7), torch.rand(3, 4, 7)
+    f1 = run_mode(m, "forward", b["obs"], b["task"], actions=a1, generator=g()).future
+    f2 = run_mode(m, "forward", b["obs"], b["task"], actions=a2, generator=g()).future
+    assert not torch.allclose(f1, f2)
+    v1 = run_mode(m, "video", b["obs"], b["task"], actions=a1, generator=g()).future
+    v2 = run_mode(m, "video", b["obs"], b["task"], actions=a2, generator=g()).future
+    assert torch.equal(v1, v2)
+
+
+def test_action_normalisation_round_trip():
+    m = tiny_model()
+    m.set_action_stats([-2.0] * 6 + [0.5], [3.0] * 6 + [0.5])  # last dimension constant
+    a = torch.tensor([[-2.0] * 6 + [0.5], [3.0] * 6 + [0.5], [0.5] * 7])
+    n = m.normalize_actions(a)
+    assert n[0, :6].eq(-1).all() and n[1, :6].eq(1).all() and n[:, 6].eq(-1).all()
+    assert torch.allclose(m.unnormalize_actions(n), a)
+    s = ActionStats([-2.0] * 6 + [0.5], [3.0] * 6 + [0.5])
+    assert torch.allclose(s.normalize(a), n)
+
+
+# ----------------------------------------------------------------------------- clips
+def test_clip_indices_clamp_at_episode_edges():
+    episode = torch.tensor([0] * 5 + [1] * 3)
+    ix = clip_indices(episode, ClipConfig(obs_frames=2, chunk=3, future_frames=2))
+    # frame 0: obs clamped to the start [0, 0]; actions 0,1,2; future frames 2, 3
+    assert ix["obs"][0].tolist() == [0, 0] and ix["action"][0].tolist() == [0, 1, 2]
+    assert ix["future"][0].tolist() == [2, 3] and not ix["action_is_pad"][0].any()
+    # frame 3 (episode 0 ends at 4): actions 3, 4, pad; future 5 -> 4 clamped: [4, 4]
+    assert ix["action"][3].tolist() == [3, 4, 4] and ix["action_is_pad"][3].tolist() == [False, False, True]
+    assert ix["future"][3].tolist() == [4, 4]
+    # frame 5 = first of episode 1: never reaches back into episode 0
+    assert ix["obs"][5].tolist() == [5, 5] and ix["future"][5].tolist() == [7, 7]
+    assert ix["action_is_pad"][5].tolist() == [False, False, False] and ix["action"][6].tolist() == [6, 7, 7]
+
+
+def test_clips_items():
+    N = 6
+    demos = Demos(torch.randint(0, 256, (N, 2, 3, 8, 8), dtype=torch.uint8), torch.randn(N, 7),
+                  torch.zeros(N, dtype=torch.long), torch.full((N,), 9), {9: "x"}, {})
+    lat = torch.randn(N, 2, 4, 2, 2)
+    c = Clips(demos, ClipConfig(obs_frames=2, chunk=3, future_frames=2), ActionStats.of(demos.actions), lat,
+              video_only_fraction=0.5)
+    it = c[1]
+    assert it["obs"].shape == (2, 2, 3, 8, 8) and torch.equal(it["obs"][:, 1], demos.frames[1])
+    assert torch.equal(it["obs"][:, 0], demos.frames[0])
+    assert torch.equal(it["future"][:, 1], lat[4]) and torch.equal(it["future"][:, 0], lat[3])
+    assert it["task"] == 9 and 0 < int(c.has_action.sum()) < N
+
+
+# ----------------------------------------------------------------------------- tokenizer
+def test_tokenizer_shapes_and_calibration():
+    torch.manual_seed(0)
+    tok = Tokenizer(TOK).eval()
+    frames = torch.randint(0, 256, (5, 2, 3, 32, 32), dtype=torch.uint8)
+    z = tok.encode(frames)
+    assert z.shape == (5, 2, 4, 16, 16)
+    assert tok.decode(z).shape == (5, 2, 3, 32, 32)
+    tok.calibrate(frames.flatten(0, 1))
+    assert float(tok.encode(frames).std()) == pytest.approx(1.0, rel=1e-4)
+    loss, logs = Tokenizer(TOK)({"frames": frames[:, 0]}, rng_for(5))
+    assert torch.isfinite(loss) and {"l1", "mse", "kl", "psnr"} <= set(logs)
+
+
+def test_pixel_tokenizer_is_the_frames():
+    tok = Tokenizer(TokenizerConfig(kind="pixel", image_size=16))
+    f = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    assert torch.allclose(tok.encode(f), f.float() / 127.5 - 1)
+    assert torch.allclose(tok.decode(tok.encode(f)), f.float() / 127.5 - 1)
+
+
+# ----------------------------------------------------------------------------- entry points
+def _demo(task: int, seed: int, T: int, size: int = 32):
+    """A synthetic demonstration: a square that moves with the actions over a task-coloured background."""
+    from phase3_vla.staging import Demo
+    rng = np.random.default_rng(seed)
+    actions = rng.uniform(-1, 1, (T, 7)).astype(np.float32)
+    pos = np.clip(np.cumsum(actions[:, :2], 0) * 2 + size // 2, 2, size - 6).astype(int)
+    frames = np.zeros((T, size, size, 3), np.uint8)
+    frames[..., task % 3] = 40 + 20 * task
+    for t, (x, y) in enumerate(pos):
+        frames[t, y:y + 4, x:x + 4] = 255
+    state = rng.normal(size=12).tolist()
+    return Demo(agentview=frames, wrist=frames[:, ::-1].copy(), state=np.zeros((T, 8), np.float32), action=actions,
+                meta={"instruction": f"task {task}", "start": {"task_id": task, "kind": "sampled", "seed": seed,
+                                                              "state": state}})
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory) -> Path:
+    from phase3_vla.dataset import write_lerobot_dataset
+    root = tmp_path_factory.mktemp("p4demos")
+    sets = {"base": [(0, 1, 20), (0, 2, 18), (1, 3, 22)], "base_val": [(1, 4, 16)], "new": [(9, 5, 20), (9, 6, 19)],
+            "new_val": [(9, 7, 15)]}
+    for split, specs in sets.items():
+        write_lerobot_dataset(root / "lerobot" / split, f"local/p4_{split}", [_demo(*s) for s in specs], fps=20,
+                              threads=1)
+    return root
+
+
+def test_load_demos_reads_phase3_format_and_caches(collection, tmp_path):
+    from phase4_uwm.data import load_demos
+    d = load_demos(collection / "lerobot" / "base", 16, tmp_path)
+    assert d.frames.shape == (60, 2, 3, 16, 16) and d.frames.dtype == torch.uint8
+    assert d.task.tolist() == [0] * 38 + [1] * 22 and d.episode.max() == 2
+    assert d.instructions == {0: "task 0", 1: "task 1"}
+    assert list(tmp_path.glob("base-*-16px.npz"))
+    d2 = load_demos(collection / "lerobot" / "base", 16, tmp_path)  # from the cache
+    assert torch.equal(d.frames, d2.frames) and torch.equal(d.actions, d2.actions)
+    # the white square survives the area resize: frame 0's brightest pixel is the square
+    assert int(d.frames[0, 0].max()) == 255 or int(d.frames[0, 0].max()) > 200
+    assert d.select(2).num_episodes == 2
+
+
+def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
+    common = [f"run.root={run_root}", f"data.folder={collection}"]
+    r = run_module("phase4_uwm.train_tokenizer", "profile=smoke", *common, "run.name=tok", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "reconstruction PSNR" in r.stdout
+    r = run_module("phase4_uwm.train", "profile=smoke", *common, "train.max_steps=30", "run.name=uwm",
+                   "train.lr=3e-3", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(line) for line in (run_root / "phase4" / "uwm" / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [x for x in rows if "train/loss/action" in x]
+    first, last = train_rows[0], train_rows[-1]
+    assert last["train/loss/action"] < first["train/loss/action"]  # both losses fall
+    assert last["train/loss/video"] < first["train/loss/video"]
+    assert any("val/policy_action_mse" in x for x in rows)
+    # finetune on the new task from it, then every mode through the command line
+    r = run_module("phase4_uwm.train", "profile=smoke", *common, "data.split=new", f"init_from={run_root}/phase4/uwm",
+                   "run.name=uwm-new", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for mode in ("policy", "forward", "inverse", "video", "joint"):
+        r = run_module("phase4_uwm.infer", f"mode={mode}", f"load={run_root}/phase4/uwm-new", *common, "clips=4",
+                       timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert f"mode={mode}" in r.stdout
+
+
+def test_bad_keys_and_missing_data_are_user_errors(run_root, tmp_path):
+    r = run_module("phase4_uwm.train", "profile=smoke", f"run.root={run_root}", "model.heads=3")
+    assert r.returncode == 2 and "heads" in r.stderr
+    r = run_module("phase4_uwm.train_tokenizer", "profile=smoke", f"run.root={run_root}",
+                   f"data.folder={tmp_path / 'nothing'}")
+    assert r.returncode == 2 and "phase3_vla.collect" in r.stderr
