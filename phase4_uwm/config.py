@@ -188,7 +188,7 @@ class InferConfig:
     mode: str = "policy"  # policy | forward | inverse | video | joint
     split: str = "new_val"  # which validation demonstrations: base_val | new_val
     clips: int = 16  # held-out clips, evenly spaced over the split
-    steps: int = 0  # DDIM steps; 0 = the model's sample_steps
+    denoise_steps: int = 0  # DDIM steps; 0 = the model's sample_steps
     batch_size: int = 16
     seed: int = 0
     data: DemoDataConfig = field(default_factory=DemoDataConfig)
@@ -198,4 +198,4 @@ class InferConfig:
         choice("split", self.split, ("base_val", "new_val"))
         for k in ("clips", "batch_size"):
             require(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
-        require(self.steps >= 0, "steps", self.steps, "must be >= 0 (0 = the model's)")
+        require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's)")

@@ -219,3 +219,46 @@ def evenly_spaced(n: int, k: int) -> list[int]:
     """k indices spread over range(n) (validation clips, held-out evaluation clips)."""
     k = min(k, n)
     return np.linspace(0, n - 1, k).round().astype(int).tolist() if k else []
+
+
+def demo_folder(cfg, split: str) -> Path:
+    """Phase 3's data set of a split (base, new, base_val, new_val) named by cfg.data (and cfg.run.root), or an
+    error that says how to make it."""
+    from phase3_vla.training import require_dataset
+    return require_dataset(cfg, split)
+
+
+def cache_dir(root: str) -> Path:
+    from common.runs import outputs_root
+    return outputs_root(root) / "phase4" / "cache"
+
+
+def encode_all(tok, demos: Demos, cache, tag: str, batch: int = 128) -> torch.Tensor:
+    """Latents (N, V, C, h, w) of every frame, from the cache when the tokenizer and data set match (fp16 on disk)."""
+    key = hashlib.sha256(repr((tag, demos.identity.get("meta_sha256"), len(demos), float(tok.scale),
+                               tok.cfg.kind, tok.cfg.image_size)).encode()).hexdigest()[:16]
+    path = cache / f"latents-{key}.pt" if cache is not None else None
+    if path is not None and path.exists():
+        try:
+            z = torch.load(path)
+            if z.shape[0] == len(demos):
+                return z.float()
+        except (OSError, RuntimeError, EOFError) as e:
+            print(f"phase4: latent cache {path} is unreadable ({e}); encoding again", flush=True)
+    with torch.no_grad():
+        z = torch.cat([tok.encode(demos.frames[i:i + batch]) for i in range(0, len(demos), batch)])
+    if path is not None:
+        from common.checkpoint import atomic_write
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: torch.save(z.half(), f))
+    return z
+
+
+def make_clips(cfg, tok, split: str, stats: ActionStats, episodes: int = 0,
+               video_only: float = 0.0) -> Clips:
+    size = cfg.pixel_size if cfg.tokenizer_kind == "pixel" else tok.cfg.image_size
+    demos = load_demos(demo_folder(cfg, split), size, cache_dir(cfg.run.root)).select(episodes)
+    z = encode_all(tok, demos, cache_dir(cfg.run.root), split)
+    return Clips(demos, cfg.clip, stats, z, video_only, cfg.run.seed)
+
+

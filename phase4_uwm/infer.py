@@ -5,7 +5,7 @@
     python -m phase4_uwm.infer mode=inverse                 # actions from the current and the real future frames
     python -m phase4_uwm.infer mode=video                   # future frames without actions
     python -m phase4_uwm.infer mode=joint                   # both
-    python -m phase4_uwm.infer mode=forward load=<run> split=base_val clips=64 steps=10
+    python -m phase4_uwm.infer mode=forward load=<run> split=base_val clips=64 denoise_steps=10
 
 Prints the mode's error on `clips` evenly spaced clips of the split (action MSE in the data set's units over real
 steps; latent MSE and the PSNR of the mean MSE of the decoded future frames against the real ones), with the
@@ -27,10 +27,9 @@ from common.errors import command
 from common.runs import writable_dir
 from common.system import start
 from phase4_uwm.config import InferConfig
-from phase4_uwm.data import ActionStats, evenly_spaced
+from phase4_uwm.data import ActionStats, evenly_spaced, make_clips
 from phase4_uwm.loading import load_uwm
 from phase4_uwm.modes import run_mode
-from phase4_uwm.train import make_clips
 
 
 def psnr_of_mse(mse: float) -> float:
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         real_a = m.unnormalize_actions(b["action"])
         with rt.precision.autocast():
             out = run_mode(m, cfg.mode, b["obs"], b["task"], actions=real_a, future=b["future"],
-                           steps=cfg.steps, generator=g)
+                           steps=cfg.denoise_steps, generator=g)
         if cfg.mode in ("policy", "inverse", "joint"):
             w = (~b["action_is_pad"]).float()[..., None]
             sums["action_se"] += float((((out.actions.float() - real_a) ** 2) * w).sum())
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
                 shown = (b["obs"][:8, :, -1].cpu(), real[:8, :, -1].to(torch.uint8).cpu(), pred[:8, :, -1].to(torch.uint8).cpu())
     seconds = (time.perf_counter() - t0) / len(idx)
     res = {"mode": cfg.mode, "run": str(tm.run.dir), "split": cfg.split, "clips": len(idx),
-           "steps": cfg.steps or m.cfg.sample_steps, "seconds_per_clip": seconds, "device": str(rt.device)}
+           "denoise_steps": cfg.denoise_steps or m.cfg.sample_steps, "seconds_per_clip": seconds, "device": str(rt.device)}
     if sums["action_n"]:
         res["action_mse"] = sums["action_se"] / sums["action_n"]
     if sums["frame_n"]:

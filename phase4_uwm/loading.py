@@ -19,18 +19,6 @@ from phase4_uwm.tokenizer import Tokenizer
 TOKENIZER_MARKER, UWM_MARKER = "tokenizer.json", "uwm.json"
 
 
-def demo_folder(cfg, split: str) -> Path:
-    """Phase 3's data set of a split (base, new, base_val, new_val) named by cfg.data, or an error that says how to
-    make it."""
-    from phase3_vla.training import require_dataset
-    return require_dataset(cfg, split)
-
-
-def cache_dir(root: str) -> Path:
-    from common.runs import outputs_root
-    return outputs_root(root) / "phase4" / "cache"
-
-
 def load_tokenizer(spec: str = "latest", root: str = "outputs", device: str | torch.device = "cpu") -> Exported:
     """A finished `train_tokenizer` run: a run folder, "latest" (newest local run, else the release) or "release"."""
     tm = load_exported("phase4", spec, root, TOKENIZER_MARKER, TokenizerTrainConfig,

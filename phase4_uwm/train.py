@@ -16,7 +16,6 @@ the latent error of forward-dynamics mode.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 
 import torch
@@ -25,40 +24,10 @@ from common.config import ConfigError, cli, to_dict
 from common.errors import command
 from common.trainer import Hook, Trainer, setup_run
 from phase4_uwm.config import Phase4Config, TokenizerConfig
-from phase4_uwm.data import ActionStats, Clips, Demos, evenly_spaced, load_demos
-from phase4_uwm.loading import cache_dir, demo_folder, load_tokenizer, load_uwm, pixel_tokenizer
+from phase4_uwm.data import ActionStats, Clips, cache_dir, demo_folder, encode_all, evenly_spaced, load_demos, make_clips
+from phase4_uwm.loading import load_tokenizer, load_uwm, pixel_tokenizer
 from phase4_uwm.model import UWM
 from phase4_uwm.modes import run_mode
-from phase4_uwm.tokenizer import Tokenizer
-
-
-def encode_all(tok: Tokenizer, demos: Demos, cache, tag: str, batch: int = 128) -> torch.Tensor:
-    """Latents (N, V, C, h, w) of every frame, from the cache when the tokenizer and data set match (fp16 on disk)."""
-    key = hashlib.sha256(repr((tag, demos.identity.get("meta_sha256"), len(demos), float(tok.scale),
-                               tok.cfg.kind, tok.cfg.image_size)).encode()).hexdigest()[:16]
-    path = cache / f"latents-{key}.pt" if cache is not None else None
-    if path is not None and path.exists():
-        try:
-            z = torch.load(path)
-            if z.shape[0] == len(demos):
-                return z.float()
-        except (OSError, RuntimeError, EOFError) as e:
-            print(f"phase4: latent cache {path} is unreadable ({e}); encoding again", flush=True)
-    with torch.no_grad():
-        z = torch.cat([tok.encode(demos.frames[i:i + batch]) for i in range(0, len(demos), batch)])
-    if path is not None:
-        from common.checkpoint import atomic_write
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f: torch.save(z.half(), f))
-    return z
-
-
-def make_clips(cfg: Phase4Config, tok: Tokenizer, split: str, stats: ActionStats, episodes: int = 0,
-               video_only: float = 0.0) -> Clips:
-    size = cfg.pixel_size if cfg.tokenizer_kind == "pixel" else tok.cfg.image_size
-    demos = load_demos(demo_folder(cfg, split), size, cache_dir(cfg.run.root)).select(episodes)
-    z = encode_all(tok, demos, cache_dir(cfg.run.root), split)
-    return Clips(demos, cfg.clip, stats, z, video_only, cfg.run.seed)
 
 
 def validation_hook(model: UWM, val: Clips, every: int, samples: int) -> Hook | None:

@@ -22,8 +22,7 @@ from common.config import cli, to_dict
 from common.errors import command
 from common.trainer import Hook, Trainer, setup_run
 from phase4_uwm.config import TokenizerTrainConfig
-from phase4_uwm.data import Demos, evenly_spaced, load_demos
-from phase4_uwm.loading import cache_dir, demo_folder
+from phase4_uwm.data import Demos, cache_dir, demo_folder, evenly_spaced, load_demos
 from phase4_uwm.tokenizer import Tokenizer, to_unit
 
 

@@ -303,6 +303,7 @@ ARTEFACTS: dict[str, Check] = {
     "DF-trained model checkpoint": checkpoint(2),
     "Finetuned SmolVLA checkpoint": checkpoint(3),
     "UWM model checkpoint": checkpoint(4),
+    "architecture design document": nonempty_file("notes/uwm-architecture.md"),  # week 13
     "Diffusion Forcing: What It Buys You": _DF_ANALYSIS,  # week 8 deliverable and final deliverables
     "Analysis document": _DF_ANALYSIS,  # "Write analysis document" (week 8), Phase 2 summary
     # "Finetuning VLAs: A Practical Guide", 'Create "Finetuning VLAs" guide', "...VLAs Practically"
