@@ -129,6 +129,7 @@ class UWM(nn.Module):
         if side % p:
             raise ValueError(f"latent side {side} is not a multiple of model.patch={p}")
         self.latent = (C, side, side)
+        self.obs_size = pixel_size if tok.kind == "pixel" and pixel_size else tok.image_size  # current frames' side
         self.n_video = views * (side // p) ** 2
         patch_dim = clip.future_frames * C * p * p
         self.schedule = DDPMSchedule(cfg.ddpm)

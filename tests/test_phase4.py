@@ -249,6 +249,32 @@ def test_action_normalisation_round_trip():
     assert torch.allclose(s.normalize(a), n)
 
 
+def test_uwm_policy_plays_chunks_open_loop_from_a_frame_history(monkeypatch):
+    from phase4_uwm import policy as pol
+    m = tiny_model()
+    calls = []
+    real = pol.run_mode
+
+    def spy(model, mode, obs, task, **kw):
+        calls.append((mode, obs.clone(), task.clone()))
+        return real(model, mode, obs, task, **kw)
+    monkeypatch.setattr(pol, "run_mode", spy)
+    p = pol.UWMPolicy(m, task_id=9, n_action_steps=3, generator=torch.Generator().manual_seed(0))
+    frames = [{k: torch.rand(1, 3, 64, 64) for k in pol.IMAGE_KEYS} for _ in range(7)]
+    p.reset()
+    acts = [p.select_action(f) for f in frames]
+    assert all(a.shape == (1, 7) for a in acts)
+    assert len(calls) == 3  # steps 0, 3, 6: a new chunk when the queue of 3 runs out
+    mode, obs, task = calls[0]
+    assert mode == "policy" and task.tolist() == [9] and obs.shape == (1, 2, 2, 3, 32, 32)
+    assert torch.equal(obs[0, :, 0], obs[0, :, 1])  # the first frame repeated at an episode's start
+    assert not torch.equal(calls[1][1][0, :, 0], calls[1][1][0, :, 1])  # later: frames t-1 and t
+    p.reset()
+    assert not p._queues["action"] and not p.history
+    with pytest.raises(ValueError, match="n_action_steps"):
+        pol.UWMPolicy(m, task_id=0, n_action_steps=5)
+
+
 # ----------------------------------------------------------------------------- clips
 def test_clip_indices_clamp_at_episode_edges():
     episode = torch.tensor([0] * 5 + [1] * 3)
