@@ -4,7 +4,8 @@ make it a policy, a forward model, an inverse model or a video model.
 
 Public surface (what phase 5, notebooks and tests may import):
 
-    config      Phase4Config, UWMConfig, ClipConfig, TokenizerConfig, TokenizerTrainConfig, InferConfig, MODES
+    config      Phase4Config, UWMConfig, ClipConfig, TokenizerConfig, TokenizerTrainConfig, InferConfig,
+                UWMEvaluateConfig, MODES
     data        load_demos, Demos, Clips, ActionStats, clip_indices (phase 3's data sets as training clips)
     tokenizer   Tokenizer (AutoencoderKL or pixels), patchify, unpatchify
     model       UWM (denoise, condition, forward = the training loss), DiTBlock
@@ -12,6 +13,6 @@ Public surface (what phase 5, notebooks and tests may import):
     loading     load_uwm, load_tokenizer
     policy      UWMPolicy (policy mode behind phase 3's LIBERO episode loop, phase3_vla.rollouts.play)
 
-Entry points (`python -m phase4_uwm.<name>`): train_tokenizer, train, infer. See README.md and
+Entry points (`python -m phase4_uwm.<name>`): train_tokenizer, train, infer, evaluate. See README.md and
 notes/uwm-architecture.md.
 """

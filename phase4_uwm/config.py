@@ -14,7 +14,7 @@ from common.diffusion.ddpm import DDPMConfig
 from common.logger import LogConfig
 from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
-from phase3_vla.config import DemoDataConfig
+from phase3_vla.config import DemoDataConfig, LiberoConfig
 
 MODES = ("policy", "forward", "inverse", "video", "joint")
 VIEWS = ("agentview", "wrist")  # the two cameras of phase 3's data sets, in token order
@@ -198,4 +198,61 @@ class InferConfig:
         choice("split", self.split, ("base_val", "new_val"))
         for k in ("clips", "batch_size"):
             require(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
+        require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's)")
+
+
+PARTS = ("offline", "policy")
+
+
+@dataclass
+class OfflineConfig:
+    split: str = "new_val"  # validation demonstrations: new_val (the held-out task) | base_val
+    clips: int = 256  # evenly spaced clips of the split
+    batch_size: int = 32
+    modes: list[str] = field(default_factory=lambda: ["forward", "video", "policy", "inverse"])
+
+    def check(self) -> None:
+        choice("split", self.split, ("base_val", "new_val"))
+        require(self.clips >= 2, "clips", self.clips, "must be >= 2 (intervals)")
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        for m in self.modes:
+            choice("modes", m, ("forward", "video", "policy", "inverse", "joint"))
+
+
+@dataclass
+class PolicyEvalConfig:
+    libero: LiberoConfig = field(default_factory=LiberoConfig)  # cameras at 128 px, as the demonstrations
+    tasks: list[int] = field(default_factory=lambda: [9])  # LIBERO-Object task ids (9 = the held-out task)
+    first_state: int = 0  # fixed initial states first_state .. first_state + episodes - 1 of each task
+    episodes: int = 25
+    n_action_steps: int = 0  # actions played per predicted chunk; 0 = the whole chunk (the paper: 16, open loop)
+    seed: int = 0  # the sampling noise (per episode: mixed with task and state)
+    videos: int = 2  # episodes per task saved as videos (-1 = all)
+    check_starts: bool = True  # refuse evaluation states a training demonstration started from
+    progress: bool = True
+
+    def check(self) -> None:
+        require(self.episodes >= 1, "episodes", self.episodes, "must be >= 1")
+        require(0 <= self.first_state and self.first_state + self.episodes <= 50, "first_state", self.first_state,
+                f"states first_state .. first_state + episodes - 1 must lie in LIBERO's 0..49 (episodes={self.episodes})")
+        require(self.n_action_steps >= 0, "n_action_steps", self.n_action_steps, "must be >= 0 (0 = the chunk)")
+
+
+@dataclass
+class UWMEvaluateConfig:
+    """`python -m phase4_uwm.evaluate`: a trained UWM's modes on held-out clips and its policy in LIBERO."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    load: str = "latest"  # the UWM run: a run folder, "latest" or "release"
+    data: DemoDataConfig = field(default_factory=DemoDataConfig)  # phase 3's collection (for the offline clips)
+    parts: list[str] = field(default_factory=lambda: list(PARTS))  # offline | policy
+    denoise_steps: int = 0  # DDIM steps of every mode; 0 = the model's
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
+    eval: PolicyEvalConfig = field(default_factory=PolicyEvalConfig)
+    out: str = ""  # results folder; "" = <run>/evaluate (a release: <run.root>/phase4/release-<name>/evaluate)
+    publish: bool = False  # rewrite the results block of phase4_uwm/README.md from this evaluation
+
+    def check(self) -> None:
+        for p in self.parts:
+            choice("parts", p, PARTS)
         require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's)")

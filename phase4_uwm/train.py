@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = Trainer(ctx, model, train, cfg.train, cfg.log, hooks)
     t0 = time.perf_counter()
     last = trainer.fit()
-    meta = {"objective": cfg.objective, "action_dim": int(demos.actions.shape[1]), "views": int(demos.frames.shape[1]),
+    from phase3_vla.training import training_starts
+    used = list(range(cfg.data.episodes)) if 0 < cfg.data.episodes < demos.num_episodes else None
+    starts = training_starts(demo_folder(cfg, split), used) + (base.meta.get("train_starts", []) if base else [])
+    meta = {"train_starts": starts, "objective": cfg.objective, "action_dim": int(demos.actions.shape[1]), "views": int(demos.frames.shape[1]),
             "tokenizer": tok_meta, "tokenizer_config": to_dict(tok_cfg), "action_low": stats.low,
             "action_high": stats.high, "instructions": demos.instructions, "trained_steps": trainer.step,
             "init_from": str(base.run.dir) if base else "", "data": demos.identity}

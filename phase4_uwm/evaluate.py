@@ -1,0 +1,215 @@
+"""Evaluate a trained UWM: its modes on held-out clips, and its policy in LIBERO.
+
+    python -m phase4_uwm.evaluate                              # both parts, the latest UWM run
+    python -m phase4_uwm.evaluate parts=[offline] offline.clips=512
+    python -m phase4_uwm.evaluate parts=[policy] eval.tasks=[9] eval.episodes=25
+    python -m phase4_uwm.evaluate load=<run> publish=true     # and rewrite the phase 4 README's results block
+
+**offline** (validation demonstrations, never trained on; `offline.split`): on `offline.clips` evenly spaced clips,
+- forward dynamics and video prediction: the 2 future frames of both cameras decoded from the predicted latents
+  against the real frames, with phase 1's frame metrics (PSNR of the mean MSE with a bootstrap interval, SSIM,
+  SSIM-cs), beside the floor `copy_current` (the last current frame as the prediction) and the ceiling
+  `tokenizer` (the real future through the frozen autoencoder: no prediction can beat its reconstruction);
+- policy and inverse dynamics: the action MSE per clip (data set units, real steps only), mean +- 1.96 s.e.;
+- seconds per clip of each mode.
+
+**policy** (LIBERO): the UWM's policy mode plays LIBERO's fixed initial states `eval.first_state ..` of
+`eval.tasks` through phase 3's episode loop (`phase3_vla.rollouts.play`, the same steps, settle, success test and
+failure reasons as SmolVLA's evaluation), each episode saved as it ends (rerunning resumes), after the check that
+no evaluation state is one a training demonstration (of this run, or of the base run it was finetuned from)
+started from. Success with Wilson intervals.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from common.checkpoint import atomic_write
+from common.config import cli, to_dict
+from common.errors import command
+from common.runs import writable_dir
+from common.stepwise import mix_seed
+from common.system import start
+from phase4_uwm.config import UWMEvaluateConfig
+from phase4_uwm.data import ActionStats, evenly_spaced, make_clips
+from phase4_uwm.loading import load_uwm
+from phase4_uwm.modes import run_mode
+
+# ----------------------------------------------------------------------------- offline
+def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
+    from phase1_world_model.metrics import aggregate, frame_metrics, mean_interval
+
+    m, tok, oc = uwm.model, uwm.tokenizer, cfg.offline
+    tcfg = uwm.cfg
+    tcfg.data = type(tcfg.data)(**{**to_dict(tcfg.data), **to_dict(cfg.data)})
+    tcfg.run.root = cfg.run.root
+    clips = make_clips(tcfg, tok, oc.split, ActionStats(m.action_low.tolist(), m.action_high.tolist()))
+    idx = evenly_spaced(len(clips), oc.clips)
+    per_clip: dict[str, dict[str, list]] = {}
+    seconds: dict[str, float] = {}
+
+    def add(name: str, gen: torch.Tensor, real: torch.Tensor) -> None:
+        fm = frame_metrics(gen.flatten(1, 2), real.flatten(1, 2))  # (B, V*F) per frame
+        d = per_clip.setdefault(name, {})
+        for k, v in fm.items():
+            d.setdefault(k, []).append(v.mean(1) if k != "psnr" else v.median(1).values)
+    g = torch.Generator(device=device).manual_seed(0)
+    for j in range(0, len(idx), oc.batch_size):
+        ids = idx[j:j + oc.batch_size]
+        items = [clips[i] for i in ids]
+        b = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+        real = torch.stack([clips.demos.frames[clips.idx["future"][i]].transpose(0, 1) for i in ids]).to(device)
+        real_a = m.unnormalize_actions(b["action"])
+        cur = b["obs"][:, :, -1:].expand_as(real)
+        add("copy_current", cur, real)
+        add("tokenizer", ((tok.decode(b["future"]) + 1) * 127.5).round().clamp(0, 255), real)
+        for mode in oc.modes:
+            t0 = time.perf_counter()
+            out = run_mode(m, mode, b["obs"], b["task"], actions=real_a, future=b["future"], steps=cfg.denoise_steps,
+                           generator=g)
+            seconds[mode] = seconds.get(mode, 0.0) + time.perf_counter() - t0
+            if mode in ("forward", "video", "joint"):
+                add(mode, ((tok.decode(out.future.float()) + 1) * 127.5).round().clamp(0, 255), real)
+            if mode in ("policy", "inverse", "joint"):
+                w = (~b["action_is_pad"]).float()[..., None]
+                se = (((out.actions.float() - real_a) ** 2) * w).sum((1, 2)) / (w.sum((1, 2)) * real_a.shape[-1])
+                per_clip.setdefault(f"{mode}_actions", {}).setdefault("action_mse", []).append(se)
+    rows = {}
+    for name, d in per_clip.items():
+        cat = {k: torch.cat(v) for k, v in d.items()}
+        rows[name] = ({"action_mse": mean_interval(cat["action_mse"].double().cpu().numpy())} if "action_mse" in cat
+                      else aggregate(cat))
+    return {"split": oc.split, "clips": len(idx), "denoise_steps": cfg.denoise_steps or m.cfg.sample_steps,
+            "rows": rows, "seconds_per_clip": {k: v / len(idx) for k, v in seconds.items()}}
+
+
+def offline_tables(res: dict) -> str:
+    from phase1_world_model.metrics import fmt
+
+    frames = [k for k in ("forward", "video", "joint", "copy_current", "tokenizer") if k in res["rows"]]
+    label = {"forward": "forward dynamics (real actions)", "video": "video prediction (no actions)",
+             "joint": "joint (actions and video sampled)", "copy_current": "copy current frame (floor)",
+             "tokenizer": "tokenizer reconstruction (ceiling)"}
+    lines = [f"{res['clips']} clips of `{res['split']}` (validation demonstrations), {res['denoise_steps']} DDIM steps; "
+             "future = the 2 frames 16 steps ahead, both cameras, 8-bit; each cell estimate [95% interval].", "",
+             "| prediction of the future frames | PSNR (dB) | SSIM | SSIM-cs | s/clip |", "|---|---|---|---|---|"]
+    for k in frames:
+        r = res["rows"][k]
+        s = res["seconds_per_clip"].get(k)
+        lines.append(f"| {label[k]} | {fmt(r['psnr'], 'psnr')} | {fmt(r['ssim'], 'ssim')} | "
+                     f"{fmt(r['ssim_cs'], 'ssim_cs')} | {'-' if s is None else f'{s:.3f}'} |")
+    acts = [k for k in ("policy", "inverse", "joint") if f"{k}_actions" in res["rows"]]
+    if acts:
+        lines += ["", "| actions | MSE (data set units, real steps) | s/clip |", "|---|---|---|"]
+        for k in acts:
+            v = res["rows"][f"{k}_actions"]["action_mse"]
+            lines.append(f"| {k} | {v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}] | {res['seconds_per_clip'][k]:.3f} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- policy in LIBERO
+def check_starts(uwm, tasks: list[int], states: list[int], enabled: bool) -> str:
+    from phase3_vla.starts import ContaminationError, StartRecord, check_disjoint
+
+    if not enabled:
+        return "training starts NOT checked (eval.check_starts=false)"
+    starts = uwm.meta.get("train_starts")
+    if not starts:
+        raise ContaminationError(f"{uwm.run.dir} does not record where its training demonstrations started: train it "
+                                 "with the current phase4_uwm.train, or pass eval.check_starts=false")
+    records = [StartRecord(r["task_id"], r["kind"], r["seed"], [], r["digest"], episode_index=r["episode_index"])
+               for r in starts]
+    n = check_disjoint(records, {t: states for t in tasks}, where=str(uwm.run.dir))
+    return f"{n} evaluation start(s) checked against {len(records)} training start(s): none shared"
+
+
+def policy_eval(cfg: UWMEvaluateConfig, uwm, out: Path, device, precision) -> dict:
+    from common.logger import write_video
+    from phase3_vla.libero_env import frame_of, make_env
+    from phase3_vla.rollouts import episode_path, load_episode, play, summarize, table, video_stem
+    from phase4_uwm.policy import UWMPolicy
+
+    e = cfg.eval
+    states = list(range(e.first_state, e.first_state + e.episodes))
+    checked = check_starts(uwm, e.tasks, states, e.check_starts)
+    weights = uwm.run.export_dir / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    settings = {"weights": digest, "max_steps": e.libero.max_steps, "num_steps_wait": e.libero.num_steps_wait,
+                "hard_reset": e.libero.hard_reset, "image_size": e.libero.image_size, "perturb": e.libero.perturb,
+                "n_action_steps": e.n_action_steps or uwm.model.clip.chunk,
+                "denoise_steps": cfg.denoise_steps or uwm.model.cfg.sample_steps, "seed": e.seed, "suite": e.libero.suite}
+    print(f"phase4 evaluate: policy mode of {uwm.run.dir} on tasks {e.tasks}, fixed states {states[0]}-{states[-1]}, "
+          f"a new chunk every {settings['n_action_steps']} steps; {checked}", flush=True)
+    ident = lambda x: x  # noqa: E731
+    env, env_task = None, None
+    t0, played = time.perf_counter(), 0
+    for task in e.tasks:
+        for i in states:
+            if load_episode(out, task, i, settings) is not None:
+                continue
+            if env_task != task:
+                if env is not None:
+                    env.close()
+                env, env_task = make_env(e.libero, task, cameras=True), task
+            g = torch.Generator(device=device).manual_seed(mix_seed(e.seed, task, i))
+            pol = UWMPolicy(uwm.model, task, e.n_action_steps, cfg.denoise_steps, g)
+            record = e.videos < 0 or i - e.first_state < e.videos
+            with precision.autocast():
+                r = play(pol, ident, ident, env, init_state=i, max_steps=e.libero.max_steps, record=record)
+            frames = r.pop("frames")
+            rec = {"task_id": task, "instruction": env.task_description, "episode": i, "init_state": i, **r,
+                   "run": str(uwm.run.dir), "settings": settings}
+            if frames:
+                mp4, _ = write_video(video_stem(out, task, i), frames, fps=20)
+                rec["video"] = str(mp4)
+            path = episode_path(out, task, i)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f: f.write(json.dumps(rec, indent=1).encode()))
+            played += 1
+            if e.progress:
+                print(f"  task {task} init state {i}: {r['reason']}, {r['steps']} steps, {r['seconds']:.1f} s", flush=True)
+    if env is not None:
+        env.close()
+    summary = summarize(out, settings, tasks=e.tasks, states=states)
+    summary.update(starts_check=checked, played_now=played, seconds_now=time.perf_counter() - t0)
+    print(table(summary), flush=True)
+    return summary
+
+
+@command
+def main(argv: list[str] | None = None) -> dict:
+    cfg = cli(UWMEvaluateConfig, "phase4/evaluate", argv, __doc__)
+    rt = start(cfg.run, 0, 1)
+    uwm = load_uwm(cfg.load, cfg.run.root, rt.device)
+    out = Path(cfg.out).expanduser().resolve() if cfg.out else writable_dir(uwm.run, cfg.run.root) / "evaluate"
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"phase4 evaluate: {uwm.run.dir}; {uwm.model.describe()}; {rt.describe()} -> {out}", flush=True)
+    res: dict = {"run": str(uwm.run.dir), "device": str(rt.device), "precision": rt.precision.name}
+    if "offline" in cfg.parts:
+        res["offline"] = offline(cfg, uwm, rt.device)
+        print(offline_tables(res["offline"]), flush=True)
+    if "policy" in cfg.parts:
+        res["policy"] = policy_eval(cfg, uwm, out, rt.device, rt.precision)
+    atomic_write(out / "results.json", lambda f: f.write(json.dumps(res, indent=1, default=str).encode()))
+    md = [f"UWM `{uwm.run.dir.name}`: {uwm.model.describe()}."]
+    if "offline" in res:
+        md += ["", offline_tables(res["offline"])]
+    if "policy" in res:
+        from phase3_vla.rollouts import table
+        md += ["", f"Policy mode in LIBERO ({res['policy']['starts_check']}):", "", table(res["policy"])]
+    page = "\n".join(md) + "\n"
+    atomic_write(out / "results.md", lambda f: f.write(page.encode()))
+    if cfg.publish:
+        from common.report import publish
+        readme = Path(__file__).resolve().parent / "README.md"
+        publish(readme, page, [], readme.parent / "figures", "python -m phase4_uwm.evaluate publish=true")
+        print(f"published to {readme}", flush=True)
+    return res
+
+
+if __name__ == "__main__":
+    main()
