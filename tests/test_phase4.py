@@ -402,6 +402,16 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     assert res["offline"]["rows"]["forward"]["psnr"][0] > 0
 
 
+def test_pixel_patch_tokenizer_trains(collection, run_root):
+    r = run_module("phase4_uwm.train", "profile=smoke", f"run.root={run_root}", f"data.folder={collection}",
+                   "tokenizer_kind=pixel", "pixel_size=16", "train.max_steps=2", "val_every=0", "run.name=pix",
+                   timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "32 video" in r.stdout  # 2 views x (16/4)^2 patches of raw pixels
+    m = UWM(TINY, CLIP, TokenizerConfig(kind="pixel", image_size=16), 7, pixel_size=16)
+    assert m.latent == (3, 16, 16) and m.obs_size == 16
+
+
 def test_bad_keys_and_missing_data_are_user_errors(run_root, tmp_path):
     r = run_module("phase4_uwm.train", "profile=smoke", f"run.root={run_root}", "model.heads=3")
     assert r.returncode == 2 and "heads" in r.stderr
