@@ -243,7 +243,9 @@ class UWMEvaluateConfig:
     """`python -m phase4_uwm.evaluate`: a trained UWM's modes on held-out clips and its policy in LIBERO."""
 
     run: RunConfig = field(default_factory=RunConfig)
-    load: str = "latest"  # the UWM run: a run folder, "latest" or "release"
+    load: str = "latest"  # the run to evaluate: a run folder, "latest" or "release"
+    # uwm (a phase4_uwm.train run: offline and policy parts) | diffusion_policy (a phase4_uwm.train_dp run: policy)
+    method: str = "uwm"
     data: DemoDataConfig = field(default_factory=DemoDataConfig)  # phase 3's collection (for the offline clips)
     parts: list[str] = field(default_factory=lambda: list(PARTS))  # offline | policy
     denoise_steps: int = 0  # DDIM steps of every mode; 0 = the model's
@@ -255,4 +257,45 @@ class UWMEvaluateConfig:
     def check(self) -> None:
         for p in self.parts:
             choice("parts", p, PARTS)
+        choice("method", self.method, ("uwm", "diffusion_policy"))
+        require_together(self.method == "uwm" or self.parts == ["policy"],
+                         {"method": self.method, "parts": self.parts},
+                         "a Diffusion Policy has no offline modes: use parts=[policy]")
         require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's)")
+
+
+@dataclass
+class DPConfig:
+    """Sizes of lerobot's DiffusionPolicy (its defaults in comments)."""
+
+    n_obs_steps: int = 2  # (2)
+    horizon: int = 16  # (16)
+    n_action_steps: int = 8  # actions played per chunk in LIBERO (8)
+    resize: int = 64  # the side images are resized to inside the policy (None: as stored)
+    crop: int = 58  # random crop at training, centre crop at inference (lerobot's [84, 84] at 96 px)
+    down_dims: list[int] = field(default_factory=lambda: [64, 128, 256])  # its 1-D UNet ([512, 1024, 2048])
+    spatial_softmax_num_keypoints: int = 32  # (32)
+    num_train_timesteps: int = 100  # (100)
+    noise_scheduler_type: str = "DDIM"  # DDPM | DDIM; DDIM lets inference take num_inference_steps
+    num_inference_steps: int = 10  # (None = num_train_timesteps); 10 = the UWM's DDIM steps
+
+    def check(self) -> None:
+        require(self.crop <= self.resize, "crop", self.crop, f"must be <= resize ({self.resize})")
+        require(1 <= self.n_action_steps <= self.horizon - self.n_obs_steps + 1, "n_action_steps", self.n_action_steps,
+                f"in [1, horizon - n_obs_steps + 1 = {self.horizon - self.n_obs_steps + 1}]")
+        require(self.noise_scheduler_type in ("DDPM", "DDIM"), "noise_scheduler_type", self.noise_scheduler_type,
+                "DDPM or DDIM")
+
+
+@dataclass
+class DPTrainConfig:
+    """`python -m phase4_uwm.train_dp`: lerobot's Diffusion Policy from scratch on the demonstrations (the baseline)."""
+
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, lr=1e-4, warmup_steps=200,
+                                                                   schedule="cosine", weight_decay=1e-6,
+                                                                   ema_decay=0.999))
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(split="new"))  # the new task's 50 demonstrations
+    dp: DPConfig = field(default_factory=DPConfig)

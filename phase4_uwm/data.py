@@ -43,6 +43,7 @@ class Demos:
 
     frames: torch.Tensor  # (N, V, 3, S, S) uint8, V = 2 views
     actions: torch.Tensor  # (N, A) float32, raw (the data set's units)
+    state: torch.Tensor  # (N, 8) float32: the robot's proprioception (phase 3's observation.state; baselines use it)
     episode: torch.Tensor  # (N,) int64: episode index in the data set
     task: torch.Tensor  # (N,) int64: LIBERO task id of the frame's episode
     instructions: dict[int, str]  # LIBERO task id -> instruction
@@ -60,8 +61,8 @@ class Demos:
         if episodes <= 0 or episodes >= self.num_episodes:
             return self
         keep = self.episode < episodes
-        return Demos(self.frames[keep], self.actions[keep], self.episode[keep], self.task[keep], self.instructions,
-                     {**self.identity, "episodes_used": episodes})
+        return Demos(self.frames[keep], self.actions[keep], self.state[keep], self.episode[keep], self.task[keep],
+                     self.instructions, {**self.identity, "episodes_used": episodes})
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -87,6 +88,7 @@ def _decode(folder: Path, size: int) -> dict[str, np.ndarray]:
     table = ds.hf_dataset.with_format("numpy")
     n = len(table)
     actions = np.stack(table.select_columns(["action"])["action"]).astype(np.float32)
+    state = np.stack(table.select_columns(["observation.state"])["observation.state"]).astype(np.float32)
     episode = np.asarray(table.select_columns(["episode_index"])["episode_index"], dtype=np.int64)
     task_of_episode = {r.episode_index: r.task_id for r in read_starts(folder)}
     missing = sorted(set(episode.tolist()) - set(task_of_episode))
@@ -106,7 +108,7 @@ def _decode(folder: Path, size: int) -> dict[str, np.ndarray]:
     instructions = {}
     for ti, e in zip(tasks, episode):
         instructions.setdefault(task_of_episode[int(e)], names.get(int(ti), ""))
-    return {"frames": frames, "actions": actions, "episode": episode, "task": task,
+    return {"frames": frames, "actions": actions, "state": state, "episode": episode, "task": task,
             "instructions": np.asarray(json.dumps(instructions))}
 
 
@@ -121,7 +123,7 @@ def load_demos(folder: str | Path, image_size: int, cache_root: str | Path | Non
     identity = dataset_identity(folder)
     key = hashlib.sha256(json.dumps({k: identity.get(k) for k in ("meta_sha256", "frames", "episodes")},
                                     sort_keys=True).encode()).hexdigest()[:16]
-    cache = Path(cache_root) / f"{folder.name}-{key}-{image_size}px.npz" if cache_root else None
+    cache = Path(cache_root) / f"{folder.name}-{key}-{image_size}px-v2.npz" if cache_root else None
     arrays = None
     if cache is not None and cache.exists():
         try:
@@ -136,7 +138,7 @@ def load_demos(folder: str | Path, image_size: int, cache_root: str | Path | Non
             atomic_write(cache, lambda f: np.savez(f, **arrays))
     instructions = {int(k): v for k, v in json.loads(str(arrays["instructions"])).items()}
     return Demos(torch.from_numpy(arrays["frames"]), torch.from_numpy(arrays["actions"]),
-                 torch.from_numpy(arrays["episode"]), torch.from_numpy(arrays["task"]), instructions, identity)
+                 torch.from_numpy(arrays["state"]), torch.from_numpy(arrays["episode"]), torch.from_numpy(arrays["task"]), instructions, identity)
 
 
 @dataclass
@@ -164,9 +166,11 @@ class ActionStats:
         return (a.clamp(-1, 1) + 1) / 2 * (hi - lo) + lo
 
 
-def clip_indices(episode: torch.Tensor, cfg: ClipConfig) -> dict[str, torch.Tensor]:
-    """For every frame t: the rows of its current frames, its action chunk, its future frames, and the pad mask of
-    the chunk (steps past the episode's end). Pure index arithmetic, so it is tested on its own."""
+def clip_indices(episode: torch.Tensor, cfg: ClipConfig, action_offset: int = 0) -> dict[str, torch.Tensor]:
+    """For every frame t: the rows of its current frames, its action chunk (a_{t+offset} ..), its future frames, and
+    the pad mask of the chunk (steps outside the episode, clamped to its first/last action as lerobot does). Pure
+    index arithmetic, so it is tested on its own. Diffusion Policy's chunk starts at the first observation step
+    (offset -(obs_frames - 1)); the UWM's at the current one (offset 0)."""
     n = len(episode)
     ep = episode.numpy()
     change = np.flatnonzero(np.diff(ep)) + 1
@@ -175,10 +179,10 @@ def clip_indices(episode: torch.Tensor, cfg: ClipConfig) -> dict[str, torch.Tens
     lo, hi = torch.from_numpy(starts[run])[:, None], torch.from_numpy(ends[run] - 1)[:, None]
     t = torch.arange(n)[:, None]
     obs = t + torch.arange(-cfg.obs_frames + 1, 1)[None]
-    act = t + torch.arange(cfg.chunk)[None]
+    act = t + action_offset + torch.arange(cfg.chunk)[None]
     fut = t + cfg.chunk + torch.arange(-cfg.future_frames + 1, 1)[None]
-    return {"obs": torch.maximum(torch.minimum(obs, hi), lo), "action": torch.minimum(act, hi),
-            "action_is_pad": act > hi, "future": torch.minimum(fut, hi)}
+    return {"obs": torch.maximum(torch.minimum(obs, hi), lo), "action": torch.maximum(torch.minimum(act, hi), lo),
+            "action_is_pad": (act > hi) | (act < lo), "future": torch.minimum(fut, hi)}
 
 
 class Clips(torch.utils.data.Dataset):

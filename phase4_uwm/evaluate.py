@@ -24,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -112,39 +114,83 @@ def offline_tables(res: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- policy in LIBERO
-def check_starts(uwm, tasks: list[int], states: list[int], enabled: bool) -> str:
+def check_starts(run, meta: dict, tasks: list[int], states: list[int], enabled: bool) -> str:
     from phase3_vla.starts import ContaminationError, StartRecord, check_disjoint
 
     if not enabled:
         return "training starts NOT checked (eval.check_starts=false)"
-    starts = uwm.meta.get("train_starts")
+    starts = meta.get("train_starts")
     if not starts:
-        raise ContaminationError(f"{uwm.run.dir} does not record where its training demonstrations started: train it "
-                                 "with the current phase4_uwm.train, or pass eval.check_starts=false")
+        raise ContaminationError(f"{run.dir} does not record where its training demonstrations started: train it "
+                                 "with the current phase4_uwm commands, or pass eval.check_starts=false")
     records = [StartRecord(r["task_id"], r["kind"], r["seed"], [], r["digest"], episode_index=r["episode_index"])
                for r in starts]
-    n = check_disjoint(records, {t: states for t in tasks}, where=str(uwm.run.dir))
+    n = check_disjoint(records, {t: states for t in tasks}, where=str(run.dir))
     return f"{n} evaluation start(s) checked against {len(records)} training start(s): none shared"
 
 
-def policy_eval(cfg: UWMEvaluateConfig, uwm, out: Path, device, precision) -> dict:
-    from common.logger import write_video
-    from phase3_vla.libero_env import frame_of, make_env
-    from phase3_vla.rollouts import episode_path, load_episode, play, summarize, table, video_stem
+@dataclass
+class Player:
+    """What the LIBERO loop needs of a method: a fresh policy (with pre/post processing) per episode."""
+
+    run: object
+    meta: dict
+    weights: Path
+    n_action_steps: int
+    denoise_steps: int
+    make: Callable  # (task, generator) -> (policy, pre, post)
+    label: str
+
+
+def uwm_player(cfg: UWMEvaluateConfig, uwm) -> Player:
     from phase4_uwm.policy import UWMPolicy
+
+    ident = lambda x: x  # noqa: E731
+    return Player(uwm.run, uwm.meta, uwm.run.export_dir / "model.safetensors",
+                  cfg.eval.n_action_steps or uwm.model.clip.chunk, cfg.denoise_steps or uwm.model.cfg.sample_steps,
+                  lambda task, g: (UWMPolicy(uwm.model, task, cfg.eval.n_action_steps, cfg.denoise_steps, g), ident,
+                                   ident), "UWM policy mode")
+
+
+def dp_player(cfg: UWMEvaluateConfig, device) -> Player:
+    """lerobot's Diffusion Policy saved by train_dp (export/policy), with its processors."""
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from common.runs import resolve_run
+    run = resolve_run("phase4", cfg.load, cfg.run.root, require="export/diffusion_policy.json")
+    folder = run.export_dir / "policy"
+    policy = DiffusionPolicy.from_pretrained(folder).to(device).eval()
+    if cfg.eval.n_action_steps:
+        policy.config.n_action_steps = cfg.eval.n_action_steps
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(folder),
+                                         preprocessor_overrides={"device_processor": {"device": str(device)}})
+    meta = json.loads((run.export_dir / "diffusion_policy.json").read_text())
+
+    def make(task, g):
+        torch.manual_seed(g.initial_seed())  # lerobot samples its noise from torch's global generator
+        policy.reset()
+        return policy, pre, post
+    return Player(run, meta, folder / "model.safetensors", policy.config.n_action_steps,
+                  policy.config.num_inference_steps or policy.config.num_train_timesteps, make,
+                  "Diffusion Policy (lerobot, from scratch)")
+
+
+def policy_eval(cfg: UWMEvaluateConfig, player: Player, out: Path, device, precision) -> dict:
+    from common.logger import write_video
+    from phase3_vla.libero_env import make_env
+    from phase3_vla.rollouts import episode_path, load_episode, play, summarize, table, video_stem
 
     e = cfg.eval
     states = list(range(e.first_state, e.first_state + e.episodes))
-    checked = check_starts(uwm, e.tasks, states, e.check_starts)
-    weights = uwm.run.export_dir / "model.safetensors"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    checked = check_starts(player.run, player.meta, e.tasks, states, e.check_starts)
+    digest = hashlib.sha256(player.weights.read_bytes()).hexdigest()[:16]
     settings = {"weights": digest, "max_steps": e.libero.max_steps, "num_steps_wait": e.libero.num_steps_wait,
                 "hard_reset": e.libero.hard_reset, "image_size": e.libero.image_size, "perturb": e.libero.perturb,
-                "n_action_steps": e.n_action_steps or uwm.model.clip.chunk,
-                "denoise_steps": cfg.denoise_steps or uwm.model.cfg.sample_steps, "seed": e.seed, "suite": e.libero.suite}
-    print(f"phase4 evaluate: policy mode of {uwm.run.dir} on tasks {e.tasks}, fixed states {states[0]}-{states[-1]}, "
-          f"a new chunk every {settings['n_action_steps']} steps; {checked}", flush=True)
-    ident = lambda x: x  # noqa: E731
+                "n_action_steps": player.n_action_steps, "denoise_steps": player.denoise_steps, "seed": e.seed,
+                "suite": e.libero.suite}
+    print(f"phase4 evaluate: {player.label} of {player.run.dir} on tasks {e.tasks}, fixed states "
+          f"{states[0]}-{states[-1]}, a new chunk every {settings['n_action_steps']} steps; {checked}", flush=True)
     env, env_task = None, None
     t0, played = time.perf_counter(), 0
     for task in e.tasks:
@@ -156,13 +202,13 @@ def policy_eval(cfg: UWMEvaluateConfig, uwm, out: Path, device, precision) -> di
                     env.close()
                 env, env_task = make_env(e.libero, task, cameras=True), task
             g = torch.Generator(device=device).manual_seed(mix_seed(e.seed, task, i))
-            pol = UWMPolicy(uwm.model, task, e.n_action_steps, cfg.denoise_steps, g)
+            pol, pre, post = player.make(task, g)
             record = e.videos < 0 or i - e.first_state < e.videos
             with precision.autocast():
-                r = play(pol, ident, ident, env, init_state=i, max_steps=e.libero.max_steps, record=record)
+                r = play(pol, pre, post, env, init_state=i, max_steps=e.libero.max_steps, record=record)
             frames = r.pop("frames")
             rec = {"task_id": task, "instruction": env.task_description, "episode": i, "init_state": i, **r,
-                   "run": str(uwm.run.dir), "settings": settings}
+                   "run": str(player.run.dir), "settings": settings}
             if frames:
                 mp4, _ = write_video(video_stem(out, task, i), frames, fps=20)
                 rec["video"] = str(mp4)
@@ -184,18 +230,24 @@ def policy_eval(cfg: UWMEvaluateConfig, uwm, out: Path, device, precision) -> di
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(UWMEvaluateConfig, "phase4/evaluate", argv, __doc__)
     rt = start(cfg.run, 0, 1)
-    uwm = load_uwm(cfg.load, cfg.run.root, rt.device)
-    out = Path(cfg.out).expanduser().resolve() if cfg.out else writable_dir(uwm.run, cfg.run.root) / "evaluate"
+    if cfg.method == "uwm":
+        uwm = load_uwm(cfg.load, cfg.run.root, rt.device)
+        player, what = uwm_player(cfg, uwm), f"UWM `{uwm.run.dir.name}`: {uwm.model.describe()}."
+    else:
+        uwm, player = None, dp_player(cfg, rt.device)
+        what = f"Diffusion Policy `{player.run.dir.name}` (lerobot, trained from scratch by phase4_uwm.train_dp)."
+    out = Path(cfg.out).expanduser().resolve() if cfg.out else writable_dir(player.run, cfg.run.root) / "evaluate"
     out.mkdir(parents=True, exist_ok=True)
-    print(f"phase4 evaluate: {uwm.run.dir}; {uwm.model.describe()}; {rt.describe()} -> {out}", flush=True)
-    res: dict = {"run": str(uwm.run.dir), "device": str(rt.device), "precision": rt.precision.name}
+    print(f"phase4 evaluate: {what} {rt.describe()} -> {out}", flush=True)
+    res: dict = {"run": str(player.run.dir), "method": cfg.method, "device": str(rt.device),
+                 "precision": rt.precision.name}
     if "offline" in cfg.parts:
         res["offline"] = offline(cfg, uwm, rt.device)
         print(offline_tables(res["offline"]), flush=True)
     if "policy" in cfg.parts:
-        res["policy"] = policy_eval(cfg, uwm, out, rt.device, rt.precision)
+        res["policy"] = policy_eval(cfg, player, out, rt.device, rt.precision)
     atomic_write(out / "results.json", lambda f: f.write(json.dumps(res, indent=1, default=str).encode()))
-    md = [f"UWM `{uwm.run.dir.name}`: {uwm.model.describe()}."]
+    md = [what]
     if "offline" in res:
         md += ["", offline_tables(res["offline"])]
     if "policy" in res:
