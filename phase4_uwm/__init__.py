@@ -11,8 +11,9 @@ Public surface (what phase 5, notebooks and tests may import):
     model       UWM (denoise, condition, forward = the training loss), DiTBlock
     modes       run_mode(model, mode, obs, task, actions=, future=, steps=, cond=) -> ModeOutput
     loading     load_uwm, load_tokenizer
+    diffusion_policy  build_dp, DPClips, DPModule (lerobot's Diffusion Policy, the from-scratch baseline)
     policy      UWMPolicy (policy mode behind phase 3's LIBERO episode loop, phase3_vla.rollouts.play)
 
-Entry points (`python -m phase4_uwm.<name>`): train_tokenizer, train, infer, evaluate. See README.md and
+Entry points (`python -m phase4_uwm.<name>`): train_tokenizer, train, train_dp, infer, evaluate. See README.md and
 notes/uwm-architecture.md.
 """
