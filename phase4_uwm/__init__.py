@@ -12,8 +12,9 @@ Public surface (what phase 5, notebooks and tests may import):
     modes       run_mode(model, mode, obs, task, actions=, future=, steps=, cond=) -> ModeOutput
     loading     load_uwm, load_tokenizer
     diffusion_policy  build_dp, DPClips, DPModule (lerobot's Diffusion Policy, the from-scratch baseline)
+    baselines   InverseRegressor (the inverse mode's baseline)
     policy      UWMPolicy (policy mode behind phase 3's LIBERO episode loop, phase3_vla.rollouts.play)
 
-Entry points (`python -m phase4_uwm.<name>`): train_tokenizer, train, train_dp, infer, evaluate. See README.md and
+Entry points (`python -m phase4_uwm.<name>`): train_tokenizer, train, train_dp, train_inverse, infer, evaluate. See README.md and
 notes/uwm-architecture.md.
 """

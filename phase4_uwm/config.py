@@ -249,6 +249,9 @@ class UWMEvaluateConfig:
     data: DemoDataConfig = field(default_factory=DemoDataConfig)  # phase 3's collection (for the offline clips)
     parts: list[str] = field(default_factory=lambda: list(PARTS))  # offline | policy
     denoise_steps: int = 0  # DDIM steps of every mode; 0 = the model's
+    # The inverse-dynamics regressor to compare the inverse mode with (a train_inverse run folder, "latest",
+    # "release") or "none"
+    inverse_regressor: str = "none"
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     eval: PolicyEvalConfig = field(default_factory=PolicyEvalConfig)
     out: str = ""  # results folder; "" = <run>/evaluate (a release: <run.root>/phase4/release-<name>/evaluate)
@@ -299,3 +302,26 @@ class DPTrainConfig:
     log: LogConfig = field(default_factory=LogConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(split="new"))  # the new task's 50 demonstrations
     dp: DPConfig = field(default_factory=DPConfig)
+
+
+@dataclass
+class InverseTrainConfig:
+    """`python -m phase4_uwm.train_inverse`: the plain inverse-dynamics regressor (current + real future frames ->
+    the chunk's actions, MSE), the baseline of the UWM's inverse mode, on the same demonstrations."""
+
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, lr=3e-4, warmup_steps=200,
+                                                                   schedule="cosine", weight_decay=1e-6,
+                                                                   ema_decay=0.999))
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DemoDataConfig = field(default_factory=DemoDataConfig)
+    splits: list[str] = field(default_factory=lambda: ["base", "new"])  # training demonstrations (the UWM's: both)
+    image_size: int = 64  # frame side (the UWM cpu profile's)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    model: UWMConfig = field(default_factory=UWMConfig)  # obs_channels, obs_dim, width (task embedding), action_hidden
+
+    def check(self) -> None:
+        require(len(self.splits) >= 1, "splits", self.splits, "at least one of base, new")
+        for sp in self.splits:
+            choice("splits", sp, ("base", "new"))

@@ -65,6 +65,17 @@ class Demos:
                      self.instructions, {**self.identity, "episodes_used": episodes})
 
 
+def concat_demos(*parts: Demos) -> Demos:
+    """Several data sets as one (episode indices renumbered so that they stay distinct and contiguous)."""
+    eps, off = [], 0
+    for d in parts:
+        eps.append(d.episode + off)
+        off += d.num_episodes
+    return Demos(torch.cat([d.frames for d in parts]), torch.cat([d.actions for d in parts]),
+                 torch.cat([d.state for d in parts]), torch.cat(eps), torch.cat([d.task for d in parts]),
+                 {k: v for d in parts for k, v in d.instructions.items()}, {"parts": [d.identity for d in parts]})
+
+
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
     """(n, H, W, 3) uint8 -> (n, 3, size, size) uint8, area averaging (exact block means when H is a multiple)."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()

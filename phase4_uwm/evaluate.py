@@ -59,6 +59,16 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
         d = per_clip.setdefault(name, {})
         for k, v in fm.items():
             d.setdefault(k, []).append(v.mean(1) if k != "psnr" else v.median(1).values)
+    inv = None
+    if cfg.inverse_regressor != "none":
+        from phase4_uwm.loading import load_inverse_regressor
+        from common.config import ConfigError
+        loaded = load_inverse_regressor(cfg.inverse_regressor, cfg.run.root, device)
+        inv, side = loaded.model, int(clips.demos.frames.shape[-1])
+        if to_dict(inv.clip) != to_dict(m.clip) or loaded.cfg.image_size != side:
+            raise ConfigError("inverse_regressor", cfg.inverse_regressor,
+                              f"{loaded.run.dir} was trained on clips {to_dict(inv.clip)} at {loaded.cfg.image_size} px; "
+                              f"the UWM's are {to_dict(m.clip)} at {side} px: train it with the UWM's clip.* and size")
     g = torch.Generator(device=device).manual_seed(0)
     for j in range(0, len(idx), oc.batch_size):
         ids = idx[j:j + oc.batch_size]
@@ -68,6 +78,14 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
         real_a = m.unnormalize_actions(b["action"])
         cur = b["obs"][:, :, -1:].expand_as(real)
         add("copy_current", cur, real)
+        if inv is not None:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                pred = inv.unnormalize(inv.predict(b["obs"], real.to(torch.uint8), b["task"]))
+            seconds["inverse_regressor"] = seconds.get("inverse_regressor", 0.0) + time.perf_counter() - t0
+            w = (~b["action_is_pad"]).float()[..., None]
+            se = (((pred.float() - real_a) ** 2) * w).sum((1, 2)) / (w.sum((1, 2)) * real_a.shape[-1])
+            per_clip.setdefault("inverse_regressor_actions", {}).setdefault("action_mse", []).append(se)
         add("tokenizer", ((tok.decode(b["future"]) + 1) * 127.5).round().clamp(0, 255), real)
         for mode in oc.modes:
             t0 = time.perf_counter()
@@ -104,7 +122,7 @@ def offline_tables(res: dict) -> str:
         s = res["seconds_per_clip"].get(k)
         lines.append(f"| {label[k]} | {fmt(r['psnr'], 'psnr')} | {fmt(r['ssim'], 'ssim')} | "
                      f"{fmt(r['ssim_cs'], 'ssim_cs')} | {'-' if s is None else f'{s:.3f}'} |")
-    acts = [k for k in ("policy", "inverse", "joint") if f"{k}_actions" in res["rows"]]
+    acts = [k for k in ("policy", "inverse", "inverse_regressor", "joint") if f"{k}_actions" in res["rows"]]
     if acts:
         lines += ["", "| actions | MSE (data set units, real steps) | s/clip |", "|---|---|---|"]
         for k in acts:

@@ -62,3 +62,13 @@ def load_uwm(spec: str = "latest", root: str = "outputs", device: str | torch.de
                                   f"the tokenizer found has scale {have:.6g}: not the same tokenizer. Point "
                                   "tokenizer= at the right run or retrain")
     return TrainedUWM(tm.model, tok.to(device), tm.cfg, tm.meta, tm.run)
+
+
+def load_inverse_regressor(spec: str = "latest", root: str = "outputs", device: str | torch.device = "cpu") -> Exported:
+    """A finished `train_inverse` run (.model: InverseRegressor, eval mode)."""
+    from phase4_uwm.baselines import InverseRegressor
+    from phase4_uwm.config import InverseTrainConfig
+
+    return load_exported("phase4", spec, root, "inverse_regressor.json", InverseTrainConfig,
+                         lambda cfg, meta: InverseRegressor(cfg.model, cfg.clip, meta["action_dim"], meta["views"]),
+                         "Make one with: python -m phase4_uwm.train_inverse profile=cpu", device)

@@ -396,8 +396,12 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
                        timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
         assert f"mode={mode}" in r.stdout
+    # the inverse-dynamics regressor baseline
+    r = run_module("phase4_uwm.train_inverse", "profile=smoke", *common, "run.name=inv", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
     # the evaluation: modes on held-out clips, and one short LIBERO episode of the policy (contamination checked)
     r = run_module("phase4_uwm.evaluate", f"load={run_root}/phase4/uwm-new", *common, "offline.clips=4",
+                   f"inverse_regressor={run_root}/phase4/inv",
                    "offline.batch_size=4", "eval.episodes=1", "eval.libero.max_steps=3", "eval.libero.image_size=64",
                    "eval.videos=0", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -405,6 +409,7 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     res = json.loads((run_root / "phase4" / "uwm-new" / "evaluate" / "results.json").read_text())
     assert res["policy"]["total"]["episodes"] == 1 and "none shared" in res["policy"]["starts_check"]
     assert res["offline"]["rows"]["forward"]["psnr"][0] > 0
+    assert res["offline"]["rows"]["inverse_regressor_actions"]["action_mse"][0] > 0
 
 
 def test_diffusion_policy_baseline_trains_and_plays(collection, run_root):
