@@ -46,6 +46,25 @@ class ActionEmbedding(nn.Module):
         return self.proj(self.embed(act).flatten(1))
 
 
+class VectorActionEmbedding(nn.Module):
+    """K past continuous actions (B, K, a) -> one conditioning vector: each position through its own linear map to
+    `dim` (concatenated, order kept), projected to `out_dim`. Positions before the episode's first frame (mask
+    False) get a learned "no action" vector instead. For robot actions (phase 4's LIBERO baseline); Atari's
+    discrete actions use ActionEmbedding."""
+
+    def __init__(self, action_size: int, context: int, dim: int, out_dim: int):
+        super().__init__()
+        self.embed = nn.ModuleList(nn.Linear(action_size, dim) for _ in range(context))
+        self.none = nn.Parameter(torch.zeros(context, dim))
+        self.proj = nn.Identity() if context * dim == out_dim else nn.Linear(context * dim, out_dim)
+
+    def forward(self, act: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = torch.stack([f(act[:, k].float()) for k, f in enumerate(self.embed)], dim=1)  # (B, K, dim)
+        if mask is not None:
+            h = torch.where(mask[..., None], h, self.none.to(h.dtype)[None])
+        return self.proj(h.flatten(1))
+
+
 class RewardEndHead(nn.Module):
     """Classifies a transition (K context frames, next frame, actions) into sign(reward) in {-1, 0, 1} and end.
 
@@ -88,9 +107,13 @@ class RewardEndHead(nn.Module):
 
 class WorldModel(nn.Module):
     def __init__(self, cfg: WorldModelConfig, num_actions: int, frame_shape: tuple[int, int, int] = (3, 64, 64),
-                 sampler: FrameSamplerConfig | None = None):
+                 sampler: FrameSamplerConfig | None = None, action_size: int = 0):
+        """num_actions: discrete actions (Atari); or action_size > 0: continuous action vectors of that size (then
+        num_actions is ignored and the reward/end head must be disabled). frame_shape: (C, H, W) of one frame; C may
+        stack several cameras."""
         super().__init__()
         self.cfg, self.num_actions, self.frame_shape = cfg, num_actions, tuple(frame_shape)
+        self.action_size = action_size
         self.sampler = sampler or FrameSamplerConfig()  # next_frame's default steps and solver
         C, K = frame_shape[0], cfg.context
         unet_cfg = copy.deepcopy(cfg.unet)
@@ -101,7 +124,10 @@ class WorldModel(nn.Module):
             self.denoiser = EDMDenoiser(net, cfg.edm)
         else:
             self.regressor = net
-        self.actions = ActionEmbedding(num_actions, K, cfg.action_dim, unet_cfg.emb_dim)
+        self.actions = (VectorActionEmbedding(action_size, K, cfg.action_dim, unet_cfg.emb_dim) if action_size
+                        else ActionEmbedding(num_actions, K, cfg.action_dim, unet_cfg.emb_dim))
+        if action_size and cfg.reward_end.enabled:
+            raise ValueError("continuous actions (action_size > 0) need model.reward_end.enabled=false")
         self.head = (RewardEndHead(cfg.reward_end, K + 1, num_actions, K, frame_shape[-1])
                      if cfg.reward_end.enabled else None)
 

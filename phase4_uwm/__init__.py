@@ -13,8 +13,10 @@ Public surface (what phase 5, notebooks and tests may import):
     loading     load_uwm, load_tokenizer
     diffusion_policy  build_dp, DPClips, DPModule (lerobot's Diffusion Policy, the from-scratch baseline)
     baselines   InverseRegressor (the inverse mode's baseline)
+    diamond     DiamondClips, rollout (DIAMOND-lite on LIBERO: the forward mode's baseline)
     policy      UWMPolicy (policy mode behind phase 3's LIBERO episode loop, phase3_vla.rollouts.play)
 
-Entry points (`python -m phase4_uwm.<name>`): train_tokenizer, train, train_dp, train_inverse, infer, evaluate. See README.md and
+Entry points (`python -m phase4_uwm.<name>`): train_tokenizer, train, train_dp, train_inverse, train_diamond, infer,
+evaluate. See README.md and
 notes/uwm-architecture.md.
 """

@@ -14,6 +14,7 @@ from common.diffusion.ddpm import DDPMConfig
 from common.logger import LogConfig
 from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
+from phase1_world_model.config import WorldModelConfig
 from phase3_vla.config import DemoDataConfig, LiberoConfig
 
 MODES = ("policy", "forward", "inverse", "video", "joint")
@@ -252,6 +253,8 @@ class UWMEvaluateConfig:
     # The inverse-dynamics regressor to compare the inverse mode with (a train_inverse run folder, "latest",
     # "release") or "none"
     inverse_regressor: str = "none"
+    # DIAMOND-lite to compare forward dynamics with (a train_diamond run folder, "latest", "release") or "none"
+    forward_baseline: str = "none"
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     eval: PolicyEvalConfig = field(default_factory=PolicyEvalConfig)
     out: str = ""  # results folder; "" = <run>/evaluate (a release: <run.root>/phase4/release-<name>/evaluate)
@@ -325,3 +328,38 @@ class InverseTrainConfig:
         require(len(self.splits) >= 1, "splits", self.splits, "at least one of base, new")
         for sp in self.splits:
             choice("splits", sp, ("base", "new"))
+
+
+def _diamond_model():
+    # Phase 1's cpu-profile world model (UNet widths 32, 1.75M parameters) without the reward/end head.
+    from common.nn.unet import UNetConfig
+    from phase1_world_model.config import RewardEndConfig
+    return WorldModelConfig(unet=UNetConfig(channels=[32, 32, 32, 32], num_res_blocks=2, attn_levels=[3], emb_dim=256,
+                                            num_groups=8, attn_head_dim=32),
+                            reward_end=RewardEndConfig(enabled=False))
+
+
+@dataclass
+class DiamondTrainConfig:
+    """`python -m phase4_uwm.train_diamond`: DIAMOND-lite (phase 1's world model class) on the LIBERO demonstrations,
+    the baseline of the UWM's forward-dynamics mode."""
+
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, lr=1e-4, warmup_steps=100,
+                                                                   schedule="cosine", weight_decay=1e-2,
+                                                                   ema_decay=0.999))
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DemoDataConfig = field(default_factory=DemoDataConfig)
+    splits: list[str] = field(default_factory=lambda: ["base", "new"])  # training demonstrations (the UWM's: both)
+    image_size: int = 64  # frame side (the UWM cpu profile's)
+    model: WorldModelConfig = field(default_factory=_diamond_model)  # phase 1's WorldModelConfig
+    sampler_steps: int = 3  # Euler steps per generated frame (DIAMOND: 3)
+
+    def check(self) -> None:
+        require(len(self.splits) >= 1, "splits", self.splits, "at least one of base, new")
+        for sp in self.splits:
+            choice("splits", sp, ("base", "new"))
+        require(not self.model.reward_end.enabled, "model.reward_end.enabled", self.model.reward_end.enabled,
+                "must be false: LIBERO demonstrations have no rewards")
+        require(self.sampler_steps >= 1, "sampler_steps", self.sampler_steps, "must be >= 1")

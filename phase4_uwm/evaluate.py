@@ -69,6 +69,16 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
             raise ConfigError("inverse_regressor", cfg.inverse_regressor,
                               f"{loaded.run.dir} was trained on clips {to_dict(inv.clip)} at {loaded.cfg.image_size} px; "
                               f"the UWM's are {to_dict(m.clip)} at {side} px: train it with the UWM's clip.* and size")
+    wm = None
+    if cfg.forward_baseline != "none":
+        from common.config import ConfigError
+        from phase4_uwm.loading import load_diamond
+        loaded = load_diamond(cfg.forward_baseline, cfg.run.root, device)
+        wm, side = loaded.model, int(clips.demos.frames.shape[-1])
+        wm_stats = ActionStats(loaded.meta["action_low"], loaded.meta["action_high"])
+        if loaded.meta["image_size"] != side:
+            raise ConfigError("forward_baseline", cfg.forward_baseline, f"{loaded.run.dir} was trained at "
+                              f"{loaded.meta['image_size']} px; the UWM's frames are {side} px")
     g = torch.Generator(device=device).manual_seed(0)
     for j in range(0, len(idx), oc.batch_size):
         ids = idx[j:j + oc.batch_size]
@@ -78,6 +88,14 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
         real_a = m.unnormalize_actions(b["action"])
         cur = b["obs"][:, :, -1:].expand_as(real)
         add("copy_current", cur, real)
+        if wm is not None:
+            from phase4_uwm.diamond import rollout
+            t0 = time.perf_counter()
+            gen = rollout(wm, clips.demos, ids, wm_stats, m.clip.chunk, generator=g)  # (B, chunk, V*3, S, S)
+            seconds["diamond_lite"] = seconds.get("diamond_lite", 0.0) + time.perf_counter() - t0
+            Fr, V = m.clip.future_frames, real.shape[1]
+            gen = gen[:, -Fr:].reshape(len(ids), Fr, V, 3, *gen.shape[-2:]).transpose(1, 2)
+            add("diamond_lite", gen.to(real.device).float(), real)
         if inv is not None:
             t0 = time.perf_counter()
             with torch.no_grad():
@@ -110,9 +128,10 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
 def offline_tables(res: dict) -> str:
     from phase1_world_model.metrics import fmt
 
-    frames = [k for k in ("forward", "video", "joint", "copy_current", "tokenizer") if k in res["rows"]]
+    frames = [k for k in ("forward", "video", "joint", "diamond_lite", "copy_current", "tokenizer") if k in res["rows"]]
     label = {"forward": "forward dynamics (real actions)", "video": "video prediction (no actions)",
-             "joint": "joint (actions and video sampled)", "copy_current": "copy current frame (floor)",
+             "joint": "joint (actions and video sampled)",
+             "diamond_lite": "DIAMOND-lite, 16 frames rolled out with the real actions", "copy_current": "copy current frame (floor)",
              "tokenizer": "tokenizer reconstruction (ceiling)"}
     lines = [f"{res['clips']} clips of `{res['split']}` (validation demonstrations), {res['denoise_steps']} DDIM steps; "
              "future = the 2 frames 16 steps ahead, both cameras, 8-bit; each cell estimate [95% interval].", "",

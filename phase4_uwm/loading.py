@@ -72,3 +72,16 @@ def load_inverse_regressor(spec: str = "latest", root: str = "outputs", device: 
     return load_exported("phase4", spec, root, "inverse_regressor.json", InverseTrainConfig,
                          lambda cfg, meta: InverseRegressor(cfg.model, cfg.clip, meta["action_dim"], meta["views"]),
                          "Make one with: python -m phase4_uwm.train_inverse profile=cpu", device)
+
+
+def load_diamond(spec: str = "latest", root: str = "outputs", device: str | torch.device = "cpu") -> Exported:
+    """A finished `train_diamond` run (.model: phase 1's WorldModel on LIBERO frames, eval mode)."""
+    from phase1_world_model.config import FrameSamplerConfig
+    from phase1_world_model.model import WorldModel
+    from phase4_uwm.config import DiamondTrainConfig
+
+    return load_exported("phase4", spec, root, "diamond_lite.json", DiamondTrainConfig,
+                         lambda cfg, meta: WorldModel(cfg.model, 0, tuple(meta["frame_shape"]),
+                                                      FrameSamplerConfig(steps=cfg.sampler_steps),
+                                                      action_size=meta["action_size"]),
+                         "Make one with: python -m phase4_uwm.train_diamond profile=cpu", device)

@@ -308,6 +308,36 @@ def test_clips_items():
     assert it["task"] == 9 and 0 < int(c.has_action.sum()) < N
 
 
+def test_diamond_clips_and_rollout_align_frames_and_actions():
+    """Phase 1's layout on LIBERO: frames t-K+1..t with actions a_{t-K+1..t} predict t+1; the rollout feeds a_{t+j}
+    as the window's last action at step j and its own frames back."""
+    from types import SimpleNamespace
+
+    from phase4_uwm.diamond import DiamondClips, rollout
+    N = 8
+    frames = torch.arange(N, dtype=torch.uint8)[:, None, None, None, None].expand(N, 2, 3, 4, 4).clone()
+    actions = torch.arange(N, dtype=torch.float32)[:, None].expand(N, 7).clone()
+    demos = Demos(frames, actions, torch.zeros(N, 8), torch.tensor([0] * 5 + [1] * 3), torch.zeros(N, dtype=torch.long),
+                  {0: "x"}, {})
+    stats = ActionStats([0.0] * 7, [7.0] * 7)
+    d = DiamondClips(demos, 2, stats)
+    assert len(d) == 6  # t = 0..3 and 5..6: the last frame of each episode has no next frame
+    it = d[0]
+    assert it["obs"].shape == (2, 6, 4, 4) and it["mask"].tolist() == [False, True]
+    assert int(it["next_obs"][0, 0, 0]) == 1 and int(d[4]["next_obs"][0, 0, 0]) == 6  # row 4 is t = 5
+    seen = []
+
+    def next_frame(fr, act, mask, generator=None, steps=None):
+        seen.append((stats.unnormalize(act[:, -1, 0]).round().tolist(), mask.tolist()))
+        return fr[:, -1] + 2 / 127.5  # "one grey level brighter (x2) than the last frame"
+    model = SimpleNamespace(cfg=SimpleNamespace(context=2), next_frame=next_frame,
+                            parameters=lambda: iter([torch.zeros(1)]))
+    out = rollout(model, demos, [1], stats, horizon=5)
+    assert out.shape == (1, 5, 6, 4, 4)
+    assert [a[0] for a, _ in seen] == [1, 2, 3, 4, 4]  # a_1 .. a_4, then clamped at the episode's last action
+    assert seen[0][1] == [[True, True]] and out[0, :, 0, 0, 0].tolist() == [3, 5, 7, 9, 11]
+
+
 # ----------------------------------------------------------------------------- tokenizer
 def test_tokenizer_shapes_and_calibration():
     torch.manual_seed(0)
@@ -399,9 +429,12 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     # the inverse-dynamics regressor baseline
     r = run_module("phase4_uwm.train_inverse", "profile=smoke", *common, "run.name=inv", timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+    # and the forward-dynamics baseline, DIAMOND-lite (phase 1's world model class) on the same frames
+    r = run_module("phase4_uwm.train_diamond", "profile=smoke", *common, "run.name=dia", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
     # the evaluation: modes on held-out clips, and one short LIBERO episode of the policy (contamination checked)
     r = run_module("phase4_uwm.evaluate", f"load={run_root}/phase4/uwm-new", *common, "offline.clips=4",
-                   f"inverse_regressor={run_root}/phase4/inv",
+                   f"inverse_regressor={run_root}/phase4/inv", f"forward_baseline={run_root}/phase4/dia",
                    "offline.batch_size=4", "eval.episodes=1", "eval.libero.max_steps=3", "eval.libero.image_size=64",
                    "eval.videos=0", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -410,6 +443,7 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     assert res["policy"]["total"]["episodes"] == 1 and "none shared" in res["policy"]["starts_check"]
     assert res["offline"]["rows"]["forward"]["psnr"][0] > 0
     assert res["offline"]["rows"]["inverse_regressor_actions"]["action_mse"][0] > 0
+    assert res["offline"]["rows"]["diamond_lite"]["psnr"][0] > 0 and res["offline"]["seconds_per_clip"]["diamond_lite"] > 0
 
 
 def test_diffusion_policy_baseline_trains_and_plays(collection, run_root):
