@@ -103,9 +103,9 @@ class ClipConfig:
     """One training sample: `obs_frames` current frames per view, the next `chunk` actions, and the `future_frames`
     frames per view that end `chunk` steps after the last current frame (paper: 2, 16, 2)."""
 
-    obs_frames: int = 2
-    chunk: int = 16
-    future_frames: int = 2
+    obs_frames: int = 2  # current frames per view that condition the model (t-1, t)
+    chunk: int = 16  # actions per chunk, a_t .. a_{t+chunk-1}
+    future_frames: int = 2  # predicted frames per view: the last ones the chunk reaches (t+chunk-1, t+chunk)
 
     def check(self) -> None:
         for k in ("obs_frames", "chunk", "future_frames"):
@@ -190,8 +190,8 @@ class InferConfig:
     split: str = "new_val"  # which validation demonstrations: base_val | new_val
     clips: int = 16  # held-out clips, evenly spaced over the split
     denoise_steps: int = 0  # DDIM steps; 0 = the model's sample_steps
-    batch_size: int = 16
-    seed: int = 0
+    batch_size: int = 16  # clips per forward pass
+    seed: int = 0  # the sampling noise
     data: DemoDataConfig = field(default_factory=DemoDataConfig)
 
     def check(self) -> None:
@@ -209,7 +209,8 @@ PARTS = ("offline", "policy")
 class OfflineConfig:
     split: str = "new_val"  # validation demonstrations: new_val (the held-out task) | base_val
     clips: int = 256  # evenly spaced clips of the split
-    batch_size: int = 32
+    batch_size: int = 32  # clips per forward pass
+    # which modes to score (forward, video, policy, inverse, joint)
     modes: list[str] = field(default_factory=lambda: ["forward", "video", "policy", "inverse"])
 
     def check(self) -> None:
@@ -225,12 +226,12 @@ class PolicyEvalConfig:
     libero: LiberoConfig = field(default_factory=LiberoConfig)  # cameras at 128 px, as the demonstrations
     tasks: list[int] = field(default_factory=lambda: [9])  # LIBERO-Object task ids (9 = the held-out task)
     first_state: int = 0  # fixed initial states first_state .. first_state + episodes - 1 of each task
-    episodes: int = 25
+    episodes: int = 25  # fixed initial states per task
     n_action_steps: int = 0  # actions played per predicted chunk; 0 = the whole chunk (the paper: 16, open loop)
     seed: int = 0  # the sampling noise (per episode: mixed with task and state)
     videos: int = 2  # episodes per task saved as videos (-1 = all)
     check_starts: bool = True  # refuse evaluation states a training demonstration started from
-    progress: bool = True
+    progress: bool = True  # print a line per episode
 
     def check(self) -> None:
         require(self.episodes >= 1, "episodes", self.episodes, "must be >= 1")

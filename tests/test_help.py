@@ -33,6 +33,17 @@ COMMANDS = {
     "phase3_vla.experiments": ["experiments.new_task", "finetune.method", "load", "policy.chunk_size"],
 }
 # Phase 3's commands share one schema; each --help lists only the sections that command reads.
+COMMANDS.update({
+    "phase4_uwm.train_tokenizer": ["tokenizer.block_channels", "tokenizer.kl_weight", "data.demos", "val_frames"],
+    "phase4_uwm.train": ["model.registers", "model.ddpm.num_timesteps", "clip.chunk", "objective", "init_from",
+                         "data.video_only_fraction", "tokenizer_kind"],
+    "phase4_uwm.train_dp": ["dp.down_dims", "dp.n_action_steps", "data.split"],
+    "phase4_uwm.train_inverse": ["splits", "model.obs_dim", "clip.future_frames"],
+    "phase4_uwm.train_diamond": ["model.unet.channels", "model.context", "sampler_steps"],
+    "phase4_uwm.infer": ["load", "mode", "denoise_steps", "clips"],
+    "phase4_uwm.evaluate": ["load", "method", "parts", "offline.clips", "eval.episodes", "eval.libero.max_steps",
+                            "inverse_regressor", "forward_baseline", "publish"],
+})
 ABSENT = {"phase3_vla.evaluate": ["train.lr", "policy.chunk_size"], "phase3_vla.train": ["eval.episodes"],
           "phase3_vla.finetune": ["train.lr", "eval.episodes"]}
 
