@@ -161,8 +161,8 @@ class Phase4Config:
     tokenizer: str = "latest"
     tokenizer_kind: str = "vae"  # vae (the trained autoencoder's latents) | pixel (patches of the frames themselves)
     pixel_size: int = 32  # frame side when tokenizer_kind=pixel
-    # What the run learns: joint (both losses) | policy (action loss only) | dynamics (video loss only): the
-    # "does joint training help?" ablation trains the same network with one loss at the same budget.
+    # What the run learns: joint (both losses, independent levels) | policy (action loss only, video input always pure
+    # noise) | dynamics (video loss only, actions always given clean): the "does joint training help?" ablation.
     objective: str = "joint"
     init_from: str = ""  # a base UWM run to finetune from (run folder, "latest", "release"); "" = from scratch
     val_every: int = 500  # steps between validation losses on the _val demonstrations (and at the end); 0 = none

@@ -11,8 +11,12 @@ Shapes with the cpu profile (64 px frames, 16x16x4 latents, patch 4, 2 views, 2 
 
 Training (`forward(batch, rng)`, the Trainer's contract): t_action and t_video drawn independently and uniformly
 from {0..T-1}; eps-prediction; loss = MSE(eps_action) over real (unpadded) action steps + MSE(eps_video), each logged
-on its own. Action-free samples (`has_action` False) get t_action = T-1 and no action loss. `objective` policy or
-dynamics keeps one of the two losses (the "does joint training help?" ablation); the draws are the same.
+on its own. Action-free samples (`has_action` False) get t_action = T-1 and no action loss.
+
+`objective` makes the same network a single-purpose model for the "does joint training help?" ablation, trained
+exactly in the condition its mode is used in: policy = action loss only, the video input always pure noise at
+t_video = T-1 (a diffusion policy); dynamics = video loss only, the actions always given clean at t_action = 0 (a
+forward model). The joint model trains on every pair of levels, those two corners included.
 
 The noise process is common's DDPMSchedule (100 steps, squared cosine, as the authors'); sampling is in
 phase4_uwm/modes.py.
@@ -220,9 +224,18 @@ class UWM(nn.Module):
         t_a, t_v = self.draw_levels(rng, has)
         n_a = rng.randn(*a.shape[1:]).to(a)
         n_v = rng.randn(*v.shape[1:]).to(v)
+        T = self.schedule.T
+        if self.objective == "policy":  # video as in policy mode: pure noise labelled T-1
+            t_v = torch.full_like(t_v, T - 1)
+        if self.objective == "dynamics":  # actions as in forward mode: given clean at level 0
+            t_a = torch.zeros_like(t_a)
         x_a = self.schedule.q_sample(a, t_a, n_a)
         x_a = torch.where(has[:, None, None], x_a, n_a)  # action-free: pure noise, whatever the (absent) actions
         x_v = self.schedule.q_sample(v, t_v, n_v)
+        if self.objective == "policy":
+            x_v = n_v
+        if self.objective == "dynamics":
+            x_a = a
         cond = self.condition(batch["obs"], batch["task"])
         eps_a, eps_v = self.denoise(x_a, x_v, t_a.float(), t_v.float(), cond)
         # Action loss over real steps of samples that have actions; padded steps (past the episode's end) excluded.

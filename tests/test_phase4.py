@@ -151,17 +151,39 @@ def test_padded_action_steps_are_masked_from_the_loss():
     assert float(logs3["loss/action"]) > 1000  # unmasked, the spoiled steps dominate
 
 
-def test_objectives_keep_one_loss_with_the_same_draws():
+def test_objectives_train_one_mode_in_its_own_condition():
+    """policy: action loss only, with the video input pure noise at T-1 (policy mode's condition); dynamics: video loss
+    only, with the actions given clean at level 0 (forward mode's); joint: both losses on independent levels."""
     b = batch_of(3)
-    losses = {}
+    seen = {}
     for obj in ("joint", "policy", "dynamics"):
         m = tiny_model()
         m.objective = obj
-        losses[obj] = m(b, rng_for(3))
-    (lj, logs), (lp, _), (ld, _) = losses["joint"], losses["policy"], losses["dynamics"]
-    assert float(lp) == pytest.approx(float(logs["loss/action"]), rel=1e-6)
-    assert float(ld) == pytest.approx(float(logs["loss/video"]), rel=1e-6)
-    assert float(lj) == pytest.approx(float(lp) + float(ld), rel=1e-6)
+        denoise = m.denoise
+
+        def spy(x_a, x_v, t_a, t_v, cond, _obj=obj, _d=denoise):
+            seen[_obj] = (x_a.clone(), x_v.clone(), t_a.clone(), t_v.clone())
+            return _d(x_a, x_v, t_a, t_v, cond)
+        m.denoise = spy
+        loss, logs = m(b, rng_for(3))
+        if obj == "policy":
+            assert float(loss) == pytest.approx(float(logs["loss/action"]), rel=1e-6)
+        if obj == "dynamics":
+            assert float(loss) == pytest.approx(float(logs["loss/video"]), rel=1e-6)
+        if obj == "joint":
+            assert float(loss) == pytest.approx(float(logs["loss/action"] + logs["loss/video"]), rel=1e-6)
+    T = 100
+    xa, xv, ta, tv = seen["policy"]
+    assert (tv == T - 1).all() and torch.allclose(xv.std(), torch.tensor(1.0), atol=0.1)
+    m = tiny_model()
+    m.objective = "policy"
+    m.denoise = lambda x_a, x_v, t_a, t_v, cond: (seen.__setitem__("again", x_v.clone()), (x_a * 0, x_v * 0))[1]
+    m(dict(b, future=b["future"] + 10.0), rng_for(3))
+    assert torch.equal(seen["again"], xv)  # pure noise: the future's latents do not enter
+    xa, xv, ta, tv = seen["dynamics"]
+    assert (ta == 0).all() and torch.equal(xa, b["action"])
+    xa, xv, ta, tv = seen["joint"]
+    assert len(set(ta.tolist()) | set(tv.tolist())) > 1 and not torch.equal(xa, b["action"])
 
 
 def test_patchify_round_trip_and_token_layout():
