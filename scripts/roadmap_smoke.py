@@ -12,7 +12,9 @@ the earlier phases made only through the resolver (`"latest"` runs, `init_from=l
     phase 2  train Diffusion Forcing warm-started from phase 1's `latest` run on phase 1's data -> compare
     phase 3  collect LIBERO demonstrations (one per dataset) -> base training -> LoRA finetune on the base run
              -> one evaluation episode of the adapter
-    phase 4, 5  not built yet: reported as such
+    phase 4  train the UWM's tokenizer and the UWM on phase 3's smoke demonstrations (found by collection name and
+             `tokenizer=latest`) -> one short LIBERO episode of its policy mode
+    phase 5  not built yet: reported as such
 
 One line per phase at the end (what ran, the headline number, seconds). Exit status 1 if any phase failed.
 """
@@ -80,7 +82,19 @@ def phase3(root: str) -> str:
             f"eval {res['total']['successes']}/{res['total']['episodes']} (a 6-step smoke episode)")
 
 
-PHASES = {0: phase0, 1: phase1, 2: phase2, 3: phase3}
+def phase4(root: str) -> str:
+    from phase4_uwm import evaluate, train, train_tokenizer
+    args = ["profile=smoke", f"run.root={root}"]  # phase 3's smoke collection, found by its name (data.demos=smoke)
+    tok = train_tokenizer.main(args)
+    out = train.main([*args, "tokenizer=latest"])
+    res = evaluate.main([f"run.root={root}", "data.demos=smoke", "parts=[policy]", "eval.episodes=1",
+                         "eval.libero.max_steps=3", "eval.libero.image_size=64", "eval.videos=0", "eval.progress=false"])
+    return (f"tokenizer PSNR {tok['val/psnr']:.1f} dB, UWM trained on phase 3's smoke demos (tokenizer found as latest), "
+            f"losses action {out['train/loss/action']:.3f} video {out['train/loss/video']:.3f}; policy mode played "
+            f"{res['policy']['total']['episodes']} LIBERO episode (3 steps)")
+
+
+PHASES = {0: phase0, 1: phase1, 2: phase2, 3: phase3, 4: phase4}
 
 
 def main(argv: list[str] | None = None) -> int:
