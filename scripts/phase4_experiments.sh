@@ -4,7 +4,9 @@
 #
 #   bash scripts/phase4_experiments.sh                 # everything at the cpu profile (many hours on 2 cores)
 #   STAGES="data tokenizer uwm" bash scripts/phase4_experiments.sh      # only these stages
-#   ROOT=/tmp/p4 DEMOS=smoke PROFILE=smoke bash scripts/phase4_experiments.sh   # the whole chain at smoke scale
+#   ROOT=/tmp/p4 DEMOS=smoke PROFILE=smoke EVAL_ARGS="parts=[policy] eval.episodes=1 eval.libero.max_steps=3" \
+#     bash scripts/phase4_experiments.sh                # the whole chain at smoke scale (no validation demos: no offline part)
+# COLLECT_ARGS are added to the collection's command, EVAL_ARGS to every evaluation's (last, so they win).
 #
 # Stages (outputs/phase4/<name>/):
 #   data        phase 3's collection (python -m phase3_vla.collect profile=$DEMOS), if not there
@@ -25,6 +27,9 @@ stages=${STAGES:-"data tokenizer uwm baselines ablations evaluate"}
 logs=$root/phase4/logs
 mkdir -p "$logs"
 common=(run.root="$root" data.demos="$demos")
+# finetuning on the new task: a third of pretraining's steps at the cpu profile (the paper: 20k after 100k)
+ft=""
+[ "$profile" = cpu ] && ft="train.max_steps=1000 train.warmup_steps=100"
 
 has() { [[ " $stages " == *" $1 "* ]]; }
 
@@ -40,13 +45,14 @@ run() {  # run <module> <run name> <marker> <overrides...>: reuse a finished run
 
 if has data && [ ! -f "$root/phase3/demos/$demos/lerobot/new/meta/info.json" ]; then
   echo "phase3 collection ($demos) -> $logs/collect.log"
-  "$PY" -m phase3_vla.collect profile="$demos" run.root="$root" > "$logs/collect.log" 2>&1
+  # shellcheck disable=SC2086
+  "$PY" -m phase3_vla.collect profile="$demos" run.root="$root" ${COLLECT_ARGS:-} > "$logs/collect.log" 2>&1
 fi
 tok="$root/phase4/tok-$profile"
 has tokenizer && run train_tokenizer "tok-$profile" tokenizer.json
 if has uwm; then
   run train "uwm-base-$profile" uwm.json tokenizer="$tok"
-  run train "uwm-new-$profile" uwm.json tokenizer="$tok" data.split=new init_from="$root/phase4/uwm-base-$profile"
+  run train "uwm-new-$profile" uwm.json tokenizer="$tok" data.split=new init_from="$root/phase4/uwm-base-$profile" $ft
 fi
 if has baselines; then
   run train_dp "dp-new-$profile" diffusion_policy.json
@@ -57,29 +63,31 @@ if has ablations; then
   for obj in policy dynamics; do
     run train "uwm-base-$obj-$profile" uwm.json tokenizer="$tok" objective=$obj
     run train "uwm-new-$obj-$profile" uwm.json tokenizer="$tok" objective=$obj data.split=new \
-      init_from="$root/phase4/uwm-base-$obj-$profile"
+      init_from="$root/phase4/uwm-base-$obj-$profile" $ft
   done
   run train "uwm-base-small-$profile" uwm.json tokenizer="$tok" model.width=128 model.depth=4
   run train "uwm-new-small-$profile" uwm.json tokenizer="$tok" model.width=128 model.depth=4 data.split=new \
-    init_from="$root/phase4/uwm-base-small-$profile"
+    init_from="$root/phase4/uwm-base-small-$profile" $ft
   run train "uwm-new-n10-$profile" uwm.json tokenizer="$tok" data.split=new data.episodes=10 \
-    init_from="$root/phase4/uwm-base-$profile"
+    init_from="$root/phase4/uwm-base-$profile" $ft
 fi
 if has evaluate; then
-  ev=(run.root="$root" data.demos="$demos" ${EVAL_ARGS:-})
+  ev=(run.root="$root" data.demos="$demos")
+  read -r -a extra <<< "${EVAL_ARGS:-}"
   base="$root/phase4"
   echo "evaluate uwm-new-$profile (offline with baselines, policy) -> $logs/evaluate_uwm-new.log"
   "$PY" -m phase4_uwm.evaluate load="$base/uwm-new-$profile" "${ev[@]}" inverse_regressor="$base/inverse-$profile" \
-    forward_baseline="$base/diamond-$profile" > "$logs/evaluate_uwm-new.log" 2>&1
+    forward_baseline="$base/diamond-$profile" "${extra[@]}" > "$logs/evaluate_uwm-new.log" 2>&1
   echo "evaluate dp-new-$profile (policy) -> $logs/evaluate_dp-new.log"
   "$PY" -m phase4_uwm.evaluate method=diffusion_policy load="$base/dp-new-$profile" "parts=[policy]" "${ev[@]}" \
-    > "$logs/evaluate_dp-new.log" 2>&1
+    "${extra[@]}" > "$logs/evaluate_dp-new.log" 2>&1
   for name in uwm-new-policy uwm-new-dynamics uwm-new-small uwm-new-n10; do
     [ -f "$base/$name-$profile/export/uwm.json" ] || continue
     parts="[offline,policy]"
     [ "$name" = uwm-new-dynamics ] && parts="[offline]"  # no action loss: its policy mode was never trained
     echo "evaluate $name-$profile -> $logs/evaluate_$name.log"
-    "$PY" -m phase4_uwm.evaluate load="$base/$name-$profile" "parts=$parts" "${ev[@]}" > "$logs/evaluate_$name.log" 2>&1
+    "$PY" -m phase4_uwm.evaluate load="$base/$name-$profile" "parts=$parts" "${ev[@]}" "${extra[@]}" \
+      > "$logs/evaluate_$name.log" 2>&1
   done
 fi
 echo "done: results in $root/phase4/<run>/evaluate/results.md"
