@@ -14,11 +14,10 @@ header names the CPU, its flags and the precision used, which decide these numbe
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
+from benchmarks.phase1_speed import median_time as timed
 from common.config import load_config
 from common.precision import machine_summary, resolve_precision
 from common.stepwise import StepRNG
@@ -28,14 +27,17 @@ from phase4_uwm.modes import run_mode
 from phase4_uwm.tokenizer import Tokenizer
 
 
-def timed(fn, repeats: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+def step_time(model, batch: dict, B: int, repeats: int, prec) -> float:
+    """Median seconds of one optimizer step (forward, backward, AdamW) of a Trainer-convention model on `batch`."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
+
+    def step():
+        with prec.autocast():
+            loss, _ = model(batch, StepRNG(0, 0, 0, B, B, torch.device("cpu")))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return timed(step, repeats)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -67,29 +69,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(m.describe())
     if args.only in (None, "train"):
-        B = cfg.train.batch_size
-        b = batch(B)
-        opt = torch.optim.AdamW(m.parameters(), 1e-4)
-
-        def step():
-            with prec.autocast():
-                loss, _ = m(b, StepRNG(0, 0, 0, B, B, torch.device("cpu")))
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        res["uwm_step_s"] = timed(step, args.repeats)
-        tok = Tokenizer(tok_cfg)
-        TB = tcfg.train.batch_size
-        tb = {"frames": torch.randint(0, 256, (TB, 3, S, S), dtype=torch.uint8)}
-        topt = torch.optim.AdamW(tok.parameters(), 1e-4)
-
-        def tstep():
-            with prec.autocast():
-                loss, _ = tok(tb, StepRNG(0, 0, 0, TB, TB, torch.device("cpu")))
-            loss.backward()
-            topt.step()
-            topt.zero_grad(set_to_none=True)
-        res["tokenizer_step_s"] = timed(tstep, args.repeats)
+        B, TB = cfg.train.batch_size, tcfg.train.batch_size
+        res["uwm_step_s"] = step_time(m, batch(B), B, args.repeats, prec)
+        frames = {"frames": torch.randint(0, 256, (TB, 3, S, S), dtype=torch.uint8)}
+        res["tokenizer_step_s"] = step_time(Tokenizer(tok_cfg), frames, TB, args.repeats, prec)
         print(f"training step: UWM batch {B}: {res['uwm_step_s']:.3f} s "
               f"({cfg.train.max_steps} steps = {res['uwm_step_s'] * cfg.train.max_steps / 60:.0f} min); tokenizer batch "
               f"{TB}: {res['tokenizer_step_s']:.3f} s ({tcfg.train.max_steps} steps = "
@@ -132,30 +115,21 @@ def baselines(profile: str, repeats: int, prec) -> dict:
         return Demos(torch.randint(0, 256, (n, 2, 3, side, side), dtype=torch.uint8), torch.randn(n, 7),
                      torch.randn(n, 8), torch.arange(n) // 100, torch.full((n,), 9), {9: "x"}, {})
 
-    def step_time(model, ds, B: int) -> float:
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
-        b = torch.utils.data.default_collate([ds[i % len(ds)] for i in range(B)])
-
-        def step():
-            with prec.autocast():
-                loss, _ = model(b, StepRNG(0, 0, 0, B, B, torch.device("cpu")))
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        return timed(step, repeats)
+    def ds_time(model, ds, B: int) -> float:
+        return step_time(model, torch.utils.data.default_collate([ds[i % len(ds)] for i in range(B)]), B, repeats, prec)
     out = {}
     c = load_config(DPTrainConfig, "phase4/train_dp", [f"dp_profile={profile}"])
     d = demos(128)
     pol, pre, _ = build_dp(c.dp, stats_of(d), 128)
-    out["dp"] = (step_time(DPModule(pol, pre), DPClips(d, c.dp), c.train.batch_size), c.train)
+    out["dp"] = (ds_time(DPModule(pol, pre), DPClips(d, c.dp), c.train.batch_size), c.train)
     c = load_config(InverseTrainConfig, "phase4/train_inverse", [f"inverse_profile={profile}"])
     d = demos(c.image_size)
     st = ActionStats.of(d.actions)
-    out["inverse"] = (step_time(InverseRegressor(c.model, c.clip, 7), Clips(d, c.clip, st), c.train.batch_size), c.train)
+    out["inverse"] = (ds_time(InverseRegressor(c.model, c.clip, 7), Clips(d, c.clip, st), c.train.batch_size), c.train)
     c = load_config(DiamondTrainConfig, "phase4/train_diamond", [f"diamond_profile={profile}"])
     d = demos(c.image_size)
     wm = WorldModel(c.model, 0, (6, c.image_size, c.image_size), FrameSamplerConfig(steps=c.sampler_steps), action_size=7)
-    out["diamond"] = (step_time(wm, DiamondClips(d, c.model.context, st), c.train.batch_size), c.train)
+    out["diamond"] = (ds_time(wm, DiamondClips(d, c.model.context, st), c.train.batch_size), c.train)
     names = {"dp": "Diffusion Policy", "inverse": "inverse regressor", "diamond": "DIAMOND-lite"}
     print("baselines, training step: " + "; ".join(
         f"{names[k]} batch {t.batch_size}: {s:.3f} s ({t.max_steps} steps = {s * t.max_steps / 60:.0f} min)"

@@ -243,10 +243,26 @@ def check_starts(folder: Path, evaluation: dict[int, list[int]], enabled: bool) 
     return f"{n} evaluation start(s) checked against {len(records)} training start(s): none shared"
 
 
+def save_episode(out: Path, task: int, i: int, played: dict, instruction: str, run: str, settings: dict) -> dict:
+    """Write the record of episode `i` of `task` (what `play` returned, its frames as a video when it recorded
+    them) atomically to <out>/episodes/, and return it: how evaluations resume and add up."""
+    from common.logger import write_video
+
+    frames = played.pop("frames")
+    rec = {"task_id": task, "instruction": instruction, "episode": i, "init_state": i, **played, "run": run,
+           "settings": settings}
+    if frames:
+        mp4, _ = write_video(video_stem(out, task, i), frames, fps=20)
+        rec["video"] = str(mp4)
+    path = episode_path(out, task, i)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(json.dumps(rec, indent=1).encode()))
+    return rec
+
+
 def play_jobs(job: dict) -> list[dict]:
     """Play a list of (task, state) episodes and write each record (and video) the moment it ends; runs in this
     process or in a `spawn`ed worker (a forked child would inherit this process's GL and MuJoCo state)."""
-    from common.logger import write_video
     from common.precision import Precision
     from phase3_vla.config import LiberoConfig
 
@@ -267,15 +283,7 @@ def play_jobs(job: dict) -> list[dict]:
         record = job["videos"] < 0 or i - job["first_state"] < job["videos"]
         with precision.autocast():
             r = play(policy, pre, post, env, init_state=i, max_steps=lib.max_steps, record=record)
-        frames = r.pop("frames")
-        rec = {"task_id": task, "instruction": env.task_description, "episode": i, "init_state": i, **r,
-               "run": job["folder"], "settings": job["settings"]}
-        if frames:
-            mp4, _ = write_video(video_stem(out, task, i), frames, fps=20)
-            rec["video"] = str(mp4)
-        path = episode_path(out, task, i)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f: f.write(json.dumps(rec, indent=1).encode()))
+        rec = save_episode(out, task, i, r, env.task_description, job["folder"], job["settings"])
         if job["progress"]:
             print(f"  task {task} init state {i}: {r['reason']}, {r['steps']} steps, "
                   f"{r['policy_calls']} chunk(s), {r['seconds']:.1f} s", flush=True)

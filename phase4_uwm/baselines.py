@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from phase4_uwm.config import ClipConfig, UWMConfig
+from phase4_uwm.data import scale_from_unit
 from phase4_uwm.model import ObsEncoder
 
 
@@ -32,9 +33,7 @@ class InverseRegressor(nn.Module):
 
     def unnormalize(self, a: torch.Tensor) -> torch.Tensor:
         """[-1, 1] -> the data set's units (min/max of the training actions, as the UWM)."""
-        lo, hi = self.action_low, self.action_high
-        hi = torch.where(hi - lo > 1e-6, hi, lo + 2.0)
-        return (a.clamp(-1, 1) + 1) / 2 * (hi - lo) + lo
+        return scale_from_unit(a, self.action_low, self.action_high)
 
     def predict(self, obs: torch.Tensor, future_frames: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         """obs (B, V, F, 3, S, S) and future_frames (B, V, F', 3, S, S) uint8 -> normalised actions (B, chunk, A)."""

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from common.checkpoint import atomic_write
+from common.config import to_dict
 from common.errors import DataError
 from phase4_uwm.config import ClipConfig
 
@@ -163,18 +164,37 @@ class ActionStats:
     def of(cls, actions: torch.Tensor) -> "ActionStats":
         return cls(actions.min(0).values.tolist(), actions.max(0).values.tolist())
 
-    def _lh(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lo = torch.tensor(self.low, dtype=like.dtype, device=like.device)
-        hi = torch.tensor(self.high, dtype=like.dtype, device=like.device)
-        return lo, torch.where(hi - lo > 1e-6, hi, lo + 2.0)  # a constant dimension maps to -1
-
     def normalize(self, a: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._lh(a)
-        return 2 * (a - lo) / (hi - lo) - 1
+        return scale_to_unit(a, torch.tensor(self.low), torch.tensor(self.high))
 
     def unnormalize(self, a: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._lh(a)
-        return (a.clamp(-1, 1) + 1) / 2 * (hi - lo) + lo
+        return scale_from_unit(a, torch.tensor(self.low), torch.tensor(self.high))
+
+
+def _span(a: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    lo, hi = low.to(a), high.to(a)
+    return lo, torch.where(hi - lo > 1e-6, hi, lo + 2.0)  # a constant dimension maps to -1
+
+
+def scale_to_unit(a: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Actions -> [-1, 1] per dimension, by the training actions' min (low) and max (high)."""
+    lo, hi = _span(a, low, high)
+    return 2 * (a - lo) / (hi - lo) - 1
+
+
+def scale_from_unit(a: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """The inverse of `scale_to_unit` (inputs clamped to [-1, 1] first)."""
+    lo, hi = _span(a, low, high)
+    return (a.clamp(-1, 1) + 1) / 2 * (hi - lo) + lo
+
+
+def episode_bounds(episode: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every row, the first and the last row of its episode (rows of an episode are contiguous)."""
+    ep = episode.numpy()
+    change = np.flatnonzero(np.diff(ep)) + 1
+    starts, ends = np.concatenate([[0], change]), np.concatenate([change, [len(ep)]])
+    run = np.repeat(np.arange(len(starts)), ends - starts)
+    return torch.from_numpy(starts[run]), torch.from_numpy(ends[run] - 1)
 
 
 def clip_indices(episode: torch.Tensor, cfg: ClipConfig, action_offset: int = 0) -> dict[str, torch.Tensor]:
@@ -183,11 +203,7 @@ def clip_indices(episode: torch.Tensor, cfg: ClipConfig, action_offset: int = 0)
     index arithmetic, so it is tested on its own. Diffusion Policy's chunk starts at the first observation step
     (offset -(obs_frames - 1)); the UWM's at the current one (offset 0)."""
     n = len(episode)
-    ep = episode.numpy()
-    change = np.flatnonzero(np.diff(ep)) + 1
-    starts, ends = np.concatenate([[0], change]), np.concatenate([change, [n]])
-    run = np.repeat(np.arange(len(starts)), ends - starts)
-    lo, hi = torch.from_numpy(starts[run])[:, None], torch.from_numpy(ends[run] - 1)[:, None]
+    lo, hi = (b[:, None] for b in episode_bounds(episode))
     t = torch.arange(n)[:, None]
     obs = t + torch.arange(-cfg.obs_frames + 1, 1)[None]
     act = t + action_offset + torch.arange(cfg.chunk)[None]
@@ -263,7 +279,6 @@ def encode_all(tok, demos: Demos, cache, tag: str, batch: int = 128) -> torch.Te
     with torch.no_grad():
         z = torch.cat([tok.encode(demos.frames[i:i + batch]) for i in range(0, len(demos), batch)])
     if path is not None:
-        from common.checkpoint import atomic_write
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: torch.save(z.half(), f))
     return z
@@ -277,3 +292,11 @@ def make_clips(cfg, tok, split: str, stats: ActionStats, episodes: int = 0,
     return Clips(demos, cfg.clip, stats, z, video_only, cfg.run.seed)
 
 
+def held_out_clips(uwm, data, root: str, split: str) -> Clips:
+    """Clips of a validation split for a trained UWM (its run's clip and tokenizer settings and action scaling; the
+    collection named by this command's `data`)."""
+    cfg = uwm.cfg
+    cfg.data = type(cfg.data)(**{**to_dict(cfg.data), **to_dict(data)})
+    cfg.run.root = root
+    return make_clips(cfg, uwm.tokenizer, split, ActionStats(uwm.model.action_low.tolist(),
+                                                             uwm.model.action_high.tolist()))

@@ -12,18 +12,9 @@ frames 16 steps ahead), it rolls the chunk's 16 real actions out one frame at a 
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from phase4_uwm.data import ActionStats, Demos
-
-
-def _episode_bounds(episode: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    ep = episode.numpy()
-    change = np.flatnonzero(np.diff(ep)) + 1
-    starts, ends = np.concatenate([[0], change]), np.concatenate([change, [len(ep)]])
-    run = np.repeat(np.arange(len(starts)), ends - starts)
-    return torch.from_numpy(starts[run]), torch.from_numpy(ends[run] - 1)
+from phase4_uwm.data import ActionStats, Demos, episode_bounds
 
 
 def stacked(frames: torch.Tensor) -> torch.Tensor:
@@ -38,7 +29,7 @@ class DiamondClips(torch.utils.data.Dataset):
 
     def __init__(self, demos: Demos, context: int, stats: ActionStats):
         self.demos, self.K = demos, context
-        lo, hi = _episode_bounds(demos.episode)
+        lo, hi = episode_bounds(demos.episode)
         self.rows = torch.nonzero(torch.arange(len(demos)) < hi).flatten()  # t with t + 1 in its episode
         self.lo = lo
         self.actions = stats.normalize(demos.actions)
@@ -65,7 +56,7 @@ def rollout(model, demos: Demos, rows: list[int], stats: ActionStats, horizon: i
     the episode's last action past its end, as the UWM's clips are) through the world model, feeding back its own
     frames: -> (B, horizon, 6, S, S) uint8, frames t+1 .. t+horizon."""
     K = model.cfg.context
-    lo, hi = _episode_bounds(demos.episode)
+    lo, hi = episode_bounds(demos.episode)
     acts = stats.normalize(demos.actions)
     rows_t = torch.as_tensor(rows)
     pos = rows_t[:, None] - K + 1 + torch.arange(K)[None]

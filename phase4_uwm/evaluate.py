@@ -37,7 +37,7 @@ from common.runs import writable_dir
 from common.stepwise import mix_seed
 from common.system import start
 from phase4_uwm.config import UWMEvaluateConfig
-from phase4_uwm.data import ActionStats, evenly_spaced, make_clips
+from phase4_uwm.data import ActionStats, evenly_spaced, held_out_clips
 from phase4_uwm.loading import load_uwm
 from phase4_uwm.modes import run_mode
 
@@ -46,10 +46,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
     from phase1_world_model.metrics import aggregate, frame_metrics, mean_interval
 
     m, tok, oc = uwm.model, uwm.tokenizer, cfg.offline
-    tcfg = uwm.cfg
-    tcfg.data = type(tcfg.data)(**{**to_dict(tcfg.data), **to_dict(cfg.data)})
-    tcfg.run.root = cfg.run.root
-    clips = make_clips(tcfg, tok, oc.split, ActionStats(m.action_low.tolist(), m.action_high.tolist()))
+    clips = held_out_clips(uwm, cfg.data, cfg.run.root, oc.split)
     idx = evenly_spaced(len(clips), oc.clips)
     per_clip: dict[str, dict[str, list]] = {}
     seconds: dict[str, float] = {}
@@ -214,9 +211,8 @@ def dp_player(cfg: UWMEvaluateConfig, device) -> Player:
 
 
 def policy_eval(cfg: UWMEvaluateConfig, player: Player, out: Path, device, precision) -> dict:
-    from common.logger import write_video
     from phase3_vla.libero_env import make_env
-    from phase3_vla.rollouts import episode_path, load_episode, play, summarize, table, video_stem
+    from phase3_vla.rollouts import load_episode, play, save_episode, summarize, table
 
     e = cfg.eval
     states = list(range(e.first_state, e.first_state + e.episodes))
@@ -243,15 +239,7 @@ def policy_eval(cfg: UWMEvaluateConfig, player: Player, out: Path, device, preci
             record = e.videos < 0 or i - e.first_state < e.videos
             with precision.autocast():
                 r = play(pol, pre, post, env, init_state=i, max_steps=e.libero.max_steps, record=record)
-            frames = r.pop("frames")
-            rec = {"task_id": task, "instruction": env.task_description, "episode": i, "init_state": i, **r,
-                   "run": str(player.run.dir), "settings": settings}
-            if frames:
-                mp4, _ = write_video(video_stem(out, task, i), frames, fps=20)
-                rec["video"] = str(mp4)
-            path = episode_path(out, task, i)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda f: f.write(json.dumps(rec, indent=1).encode()))
+            save_episode(out, task, i, r, env.task_description, str(player.run.dir), settings)
             played += 1
             if e.progress:
                 print(f"  task {task} init state {i}: {r['reason']}, {r['steps']} steps, {r['seconds']:.1f} s", flush=True)

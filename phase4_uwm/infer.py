@@ -22,12 +22,12 @@ import time
 import torch
 
 from common.checkpoint import atomic_write
-from common.config import cli, to_dict
+from common.config import cli
 from common.errors import command
 from common.runs import writable_dir
 from common.system import start
 from phase4_uwm.config import InferConfig
-from phase4_uwm.data import ActionStats, evenly_spaced, make_clips
+from phase4_uwm.data import evenly_spaced, held_out_clips
 from phase4_uwm.loading import load_uwm
 from phase4_uwm.modes import run_mode
 
@@ -52,10 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
     rt = start(cfg.run, 0, 1)
     tm = load_uwm(cfg.load, cfg.run.root, rt.device)
     m, tok = tm.model, tm.tokenizer
-    tcfg = tm.cfg
-    tcfg.data = type(tcfg.data)(**{**to_dict(tcfg.data), **to_dict(cfg.data)})  # this command's data.* choice
-    tcfg.run.root = cfg.run.root
-    clips = make_clips(tcfg, tok, cfg.split, ActionStats(m.action_low.tolist(), m.action_high.tolist()))
+    clips = held_out_clips(tm, cfg.data, cfg.run.root, cfg.split)
     idx = evenly_spaced(len(clips), cfg.clips)
     g = torch.Generator(device=rt.device).manual_seed(cfg.seed)
     sums = {"action_se": 0.0, "action_n": 0, "latent_se": 0.0, "latent_n": 0, "frame_se": 0.0, "copy_se": 0.0,

@@ -30,6 +30,7 @@ from torch import nn
 from common.diffusion.ddpm import DDPMSchedule
 from common.nn.unet import SinusoidalEmbedding, count_parameters
 from phase4_uwm.config import ClipConfig, TokenizerConfig, UWMConfig
+from phase4_uwm.data import scale_from_unit, scale_to_unit
 from phase4_uwm.tokenizer import patchify, to_unit, unpatchify
 
 
@@ -173,17 +174,11 @@ class UWM(nn.Module):
         self.action_low.copy_(torch.as_tensor(low, dtype=torch.float32))
         self.action_high.copy_(torch.as_tensor(high, dtype=torch.float32))
 
-    def _span(self) -> tuple[torch.Tensor, torch.Tensor]:
-        lo, hi = self.action_low, self.action_high
-        return lo, torch.where(hi - lo > 1e-6, hi, lo + 2.0)
-
     def normalize_actions(self, a: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._span()
-        return 2 * (a - lo) / (hi - lo) - 1
+        return scale_to_unit(a, self.action_low, self.action_high)
 
     def unnormalize_actions(self, a: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._span()
-        return (a.clamp(-1, 1) + 1) / 2 * (hi - lo) + lo
+        return scale_from_unit(a, self.action_low, self.action_high)
 
     def condition(self, obs: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         """The timestep-free part of c: current frames (B, V, F, 3, S, S) and task ids (B,) -> (B, W). Computed once
