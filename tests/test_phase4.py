@@ -119,6 +119,29 @@ def test_timesteps_are_drawn_independently_and_uniformly():
     assert (t_a2 == T - 1).all()  # action-free samples: actions at full noise
 
 
+def test_both_losses_fall_when_fitting_one_batch():
+    """The roadmap asks that both losses learn. Fit one batch for 60 Adam steps at random levels, and score the loss
+    before and after at the same fixed levels and noise (rng_for(B, step=999)): the action loss must fall by a third, the video loss (random latents, slower to fit) by a tenth."""
+    m = tiny_model(scramble=False).train()
+    b = batch_of(B=8, seed=1)
+    probe = rng_for(8, step=999)
+
+    def scored() -> tuple[float, float]:
+        with torch.no_grad():
+            _, logs = m(b, probe)
+        return float(logs["loss/action"]), float(logs["loss/video"])
+
+    a0, v0 = scored()
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    for step in range(60):
+        loss, _ = m(b, rng_for(8, step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    a1, v1 = scored()
+    assert a1 < 0.67 * a0 and v1 < 0.9 * v0, (a0, a1, v0, v1)  # measured: 0.92 -> 0.30 and 1.00 -> 0.81
+
+
 def test_video_only_samples_have_no_action_loss():
     m = tiny_model()
     b = batch_of(4)
@@ -434,9 +457,10 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(line) for line in (run_root / "phase4" / "uwm" / "metrics.jsonl").read_text().splitlines()]
     train_rows = [x for x in rows if "train/loss/action" in x]
-    first, last = train_rows[0], train_rows[-1]
-    assert last["train/loss/action"] < first["train/loss/action"]  # both losses fall
-    assert last["train/loss/video"] < first["train/loss/video"]
+    # both losses are logged on their own at every logging step (that they fall is tested in-process on a fixed
+    # batch below: 30 single-batch values at random levels are too noisy to compare first against last)
+    assert len(train_rows) == 15
+    assert all(np.isfinite(x["train/loss/action"]) and np.isfinite(x["train/loss/video"]) for x in train_rows)
     assert any("val/policy_action_mse" in x for x in rows)
     # finetune on the new task from it, then modes through the command line (every mode's shapes and dependencies
     # are tested in-process above)
