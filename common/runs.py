@@ -42,7 +42,8 @@ MAKE_COMMAND = {
     "phase3": "python -m phase3_vla.collect && python -m phase3_vla.train profile=cpu",
     "phase4": "python -m phase3_vla.collect && python -m phase4_uwm.train_tokenizer profile=cpu && "
               "python -m phase4_uwm.train profile=cpu",
-}  # phase 5 adds its own when it exists
+    "phase5": "python -m phase5_integration.train_agent profile=cpu",
+}
 
 
 class ArtifactNotFoundError(UserError, FileNotFoundError):

@@ -196,11 +196,18 @@ class WorldModel(nn.Module):
     def reward_end(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor,
                    mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (reward in {-1, 0, 1} (B,), end (B,) bool, end probability (B,))."""
+        p_reward, p_end = self.reward_end_probs(obs, act, next_obs, mask)
+        return p_reward.argmax(1) - 1, p_end > 0.5, p_end
+
+    @torch.no_grad()
+    def reward_end_probs(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor,
+                         mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's probabilities: (P(reward = -1, 0, +1) (B, 3), P(end) (B,)). A planner values a transition by
+        its expected reward p[:, 2] - p[:, 0] rather than the argmax class, which is flat almost everywhere."""
         if self.head is None:
             raise RuntimeError("this world model was trained with model.reward_end.enabled=false: it has no "
                                "reward/end head (train one with the default setting)")
         context = (to_model_range(obs) if obs.dtype == torch.uint8 else obs).flatten(1, 2)
         nxt = to_model_range(next_obs) if next_obs.dtype == torch.uint8 else next_obs
         r_logits, e_logits = self.head(context, nxt, act, mask)
-        p_end = e_logits.softmax(1)[:, 1]
-        return r_logits.argmax(1) - 1, p_end > 0.5, p_end
+        return r_logits.softmax(1), e_logits.softmax(1)[:, 1]

@@ -14,7 +14,9 @@ the earlier phases made only through the resolver (`"latest"` runs, `init_from=l
              -> one evaluation episode of the adapter
     phase 4  train the UWM's tokenizer and the UWM on phase 3's smoke demonstrations (found by collection name and
              `tokenizer=latest`) -> one short LIBERO episode of its policy mode
-    phase 5  not built yet: reported as such
+    phase 5  the planner plays real Breakout steps with phase 1's world model and phase 2's DF model (both found as
+             `latest`) and with the emulator as its model; an actor-critic trained in phase 1's world model plays
+             too -> the table over the agents
 
 One line per phase at the end (what ran, the headline number, seconds). Exit status 1 if any phase failed.
 """
@@ -94,7 +96,19 @@ def phase4(root: str) -> str:
             f"{res['policy']['total']['episodes']} LIBERO episode (3 steps)")
 
 
-PHASES = {0: phase0, 1: phase1, 2: phase2, 3: phase3, 4: phase4}
+def phase5(root: str) -> str:
+    from phase5_integration import evaluate, plan, train_agent
+    args = ["profile=smoke", f"run.root={root}", "game.episodes=1", "game.max_steps=3", "video=0"]
+    ms = {kind: plan.main([*args, f"model.kind={kind}"])["decision_ms"][0] for kind in ("diamond", "df", "emulator")}
+    train_agent.main(["profile=smoke", f"run.root={root}"])  # in phase 1's world model, found as latest
+    ac = plan.main([*args, "agent=actor_critic"])
+    evaluate.main([f"run.root={root}"])
+    return ("planner played 3 real Breakout steps in each of DIAMOND-lite (phase 1, found as latest), DF (phase 2, "
+            "found as latest) and the emulator; ms per decision " + ", ".join(f"{k} {v:.0f}" for k, v in ms.items())
+            + f"; an actor-critic trained in imagination played {ac['steps'][0]:.0f} steps")
+
+
+PHASES = {0: phase0, 1: phase1, 2: phase2, 3: phase3, 4: phase4, 5: phase5}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,10 @@ COMMANDS.update({
     "phase4_uwm.infer": ["load", "mode", "denoise_steps", "clips"],
     "phase4_uwm.evaluate": ["load", "method", "parts", "offline.clips", "eval.episodes", "eval.libero.max_steps",
                             "inverse_regressor", "forward_baseline", "publish"],
+    "phase5_integration.plan": ["agent", "agent_load", "greedy", "model.kind", "model.scorer", "model.sampler.stabilization", "planner.method",
+                                "planner.life_penalty", "game.seed", "game.env.frame_skip", "video"],
+    "phase5_integration.evaluate": ["game", "arms", "publish"],
+    "phase5_integration.train_agent": ["world", "denoise_steps", "agent.horizon", "agent.lam", "train.batch_size"],
 })
 ABSENT = {"phase3_vla.evaluate": ["train.lr", "policy.chunk_size"], "phase3_vla.train": ["eval.episodes"],
           "phase3_vla.finetune": ["train.lr", "eval.episodes"]}

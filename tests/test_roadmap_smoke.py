@@ -17,9 +17,10 @@ def test_the_phases_chain_at_smoke_scale(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     summary = proc.stdout.split("roadmap smoke under", 1)[1].splitlines()[1:]
     status = {line.split(":")[0]: line for line in summary if line.startswith("phase ")}
-    for n in range(5):
+    for n in range(6):
         assert status[f"phase {n}"].startswith(f"phase {n}: ok"), status
-    assert "not built yet" in status["phase 5"]
+    # phase 5 planned with phase 1's and phase 2's models, found as "latest" under the same run.root
+    assert "DIAMOND-lite (phase 1, found as latest), DF (phase 2, found as latest)" in status["phase 5"]
     # phase 4 trained on phase 3's demonstrations, its tokenizer found as "latest" under the same run.root
     assert "tokenizer found as latest" in status["phase 4"] and "played 1 LIBERO episode" in status["phase 4"]
     # phase 2 warm-started from phase 1's run, found as "latest" under the same run.root

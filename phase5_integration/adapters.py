@@ -1,0 +1,182 @@
+"""Thin adapters that make each world model of this repo satisfy `protocol.WorldModel`.
+
+    Phase1Model   phase 1's DIAMOND-lite (diffusion) or its regressor: one frame at a time from the last K frames
+                  and actions; reward and life loss from a reward/end head (its own, or another model's)
+    DFModel       phase 2's Diffusion Forcing model: the H frames in one sliding-window rollout (its scheduling
+                  matrix and stabilization level); it has no reward/end head, so a phase 1 head scores its frames
+    EmulatorModel the oracle: each candidate is played in a second copy of the real game, restored from a snapshot of
+                  the real one (the ALE state and the lives counter): what a perfect world model would predict
+
+The reward/end head is a classifier of transitions (K context frames, K actions, the next frame), trained by
+phase 1 on real frames. Sharing one head between the diffusion model, the regressor and the DF model makes the
+comparison about the frames each imagines, not about three different critics. Rewards are expected values of the
+head's sign-clipped classes, P(+1) - P(-1); the oracle uses sign(reward) of the real game.
+
+Candidates that share a prefix share its imagined frames in Phase1Model (a tree: enumerating all 4^3 sequences
+of Breakout's 4 actions generates 4 + 16 + 64 frames, not 3 x 64); each distinct prefix is imagined once, so this
+changes the cost, not the distribution of what is imagined.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from common.images import to_uint8
+from phase1_world_model.envs import LifeLossInfo
+from phase1_world_model.model import WorldModel as Phase1WorldModel
+from phase2_diffusion_forcing.config import SamplerConfig
+from phase2_diffusion_forcing.model import DFWorldModel
+from phase2_diffusion_forcing.sampler import rollout as df_rollout
+from phase5_integration.protocol import History, Imagined, check_actions
+
+
+def _expected_reward(p_reward: torch.Tensor) -> torch.Tensor:
+    return (p_reward[:, 2] - p_reward[:, 0]).float()
+
+
+def _check_head(scorer: Phase1WorldModel, num_actions: int, context: int) -> None:
+    if scorer.head is None:
+        raise ValueError("the reward/end scorer has no head: use a phase 1 diffusion run trained with "
+                         "model.reward_end.enabled=true (the default)")
+    if scorer.num_actions != num_actions or scorer.cfg.context != context:
+        raise ValueError(f"the scorer's head reads K={scorer.cfg.context} frames and {scorer.num_actions} actions, "
+                         f"the world model K={context} and {num_actions}: train them on the same data set")
+
+
+class Phase1Model:
+    """Phase 1's WorldModel (kind diffusion or regressor) behind the planner protocol."""
+
+    needs_state = False
+
+    def __init__(self, model: Phase1WorldModel, name: str, scorer: Phase1WorldModel | None = None,
+                 steps: int | None = None, bf16: bool = False):
+        self.model, self.name, self.steps, self.bf16 = model.eval(), name, steps, bf16
+        self.scorer = (scorer or model).eval()
+        self.num_actions, self.context = model.num_actions, model.cfg.context
+        _check_head(self.scorer, self.num_actions, self.context)
+        self.device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def imagine(self, history: History, actions: torch.Tensor,
+                generator: torch.Generator | None = None) -> Imagined:
+        actions = check_actions(self, actions).to(self.device)
+        N, H = actions.shape
+        K = self.context
+        frames = history.frames[-K:].to(self.device)[None].expand(N, -1, -1, -1, -1)  # (N, K, 3, h, w)
+        acts = history.actions[-(K - 1):].to(self.device)[None].expand(N, -1) if K > 1 else actions[:, :0]
+        out, rewards, ends = [], [], []
+        prefixes = actions.cpu().numpy()
+        for t in range(H):
+            # one imagined frame per distinct prefix a_0..a_t; rows with the same prefix share it
+            _, rep, inv = np.unique(prefixes[:, :t + 1], axis=0, return_index=True, return_inverse=True)
+            rep, inv = torch.as_tensor(rep, device=self.device), torch.as_tensor(inv.reshape(-1), device=self.device)
+            f = frames[rep]
+            a = torch.cat([acts[rep], actions[rep, t:t + 1]], dim=1)  # (U, K): the K actions played on f
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                nxt = to_uint8(self.model.next_frame(f, a, generator=generator, steps=self.steps))
+                p_reward, p_end = self.scorer.reward_end_probs(f, a, nxt)
+            nxt, r, e = nxt[inv], _expected_reward(p_reward)[inv], p_end.float()[inv]
+            out.append(nxt)
+            rewards.append(r)
+            ends.append(e)
+            frames = torch.cat([frames[:, 1:], nxt[:, None]], dim=1)
+            acts = torch.cat([acts, actions[:, t:t + 1]], dim=1)[:, 1:]
+        return Imagined(reward=torch.stack(rewards, 1).cpu(), end=torch.stack(ends, 1).cpu(),
+                        frames=torch.stack(out, 1).cpu())
+
+
+class DFModel:
+    """Phase 2's DFWorldModel: the H frames of each candidate by a sliding-window rollout, scored by a head."""
+
+    needs_state = False
+
+    def __init__(self, model: DFWorldModel, scorer: Phase1WorldModel, sampler: SamplerConfig, name: str = "df",
+                 bf16: bool = False):
+        self.model, self.scorer, self.sampler, self.name, self.bf16 = model.eval(), scorer.eval(), sampler, name, bf16
+        self.num_actions, self.context = model.num_actions, model.K
+        _check_head(self.scorer, self.num_actions, self.context)
+        self.device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def imagine(self, history: History, actions: torch.Tensor,
+                generator: torch.Generator | None = None) -> Imagined:
+        actions = check_actions(self, actions).to(self.device)
+        N, H = actions.shape
+        K = self.context
+        ctx = history.frames[-K:].to(self.device)[None].expand(N, -1, -1, -1, -1)
+        past = history.actions[-(K - 1):].to(self.device)[None].expand(N, -1) if K > 1 else actions[:, :0]
+        all_acts = torch.cat([past, actions], dim=1)  # (N, K - 1 + H): all_acts[:, i] is played on frame i
+        gen = df_rollout(self.model, ctx, all_acts, H, self.sampler, generator, self.bf16).to(self.device)
+        seq = torch.cat([ctx, gen], dim=1)  # (N, K + H, ...)
+        # transition t: frames t..t+K-1 of seq with actions t..t+K-1 produce frame t+K
+        f = torch.stack([seq[:, t:t + K] for t in range(H)], 1).flatten(0, 1)
+        a = torch.stack([all_acts[:, t:t + K] for t in range(H)], 1).flatten(0, 1)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            p_reward, p_end = self.scorer.reward_end_probs(f, a, gen.flatten(0, 1))
+        return Imagined(reward=_expected_reward(p_reward).view(N, H).cpu(), end=p_end.float().view(N, H).cpu(),
+                        frames=gen.cpu())
+
+
+# ----------------------------------------------------------------------------- the oracle
+@dataclass
+class EmulatorState:
+    """Enough of the real game to replay it elsewhere: the ALE's state and the life counter of LifeLossInfo."""
+
+    ale: Any
+    lives: int
+
+
+def _life_wrapper(env: gym.Env) -> LifeLossInfo:
+    e = env
+    while not isinstance(e, LifeLossInfo):
+        if not hasattr(e, "env"):
+            raise TypeError("the environment has no LifeLossInfo wrapper: build it with phase1_world_model.envs."
+                            "make_atari")
+        e = e.env
+    return e
+
+
+def snapshot(env: gym.Env) -> EmulatorState:
+    """The real game's state, taken without touching it (cloneState only reads the emulator)."""
+    return EmulatorState(env.unwrapped.ale.cloneState(), _life_wrapper(env)._lives)
+
+
+class EmulatorModel:
+    """The oracle world model: replays every candidate in `sim`, a second env built like the real one (never the
+    real env itself, so planning cannot disturb the real episode). Deterministic: the ALE has no randomness of its
+    own with sticky actions off, and the noop reset happened before the snapshot."""
+
+    needs_state = True
+
+    def __init__(self, sim: gym.Env, name: str = "emulator", keep_frames: bool = False):
+        self.sim, self.name, self.keep_frames = sim, name, keep_frames
+        self.num_actions = int(sim.action_space.n)
+        self.context = 1
+        self.sim.reset(seed=0)  # gymnasium's order checks want a reset before the first step
+        self._lives = _life_wrapper(sim)
+
+    def imagine(self, history: History, actions: torch.Tensor,
+                generator: torch.Generator | None = None) -> Imagined:
+        if not isinstance(history.state, EmulatorState):
+            raise ValueError("the emulator oracle needs History.state = adapters.snapshot(real env)")
+        actions = check_actions(self, actions)
+        N, H = actions.shape
+        reward, end = torch.zeros(N, H), torch.zeros(N, H)
+        frames = torch.zeros(N, H, *history.frames.shape[1:], dtype=torch.uint8) if self.keep_frames else None
+        ale = self.sim.unwrapped.ale
+        for i, row in enumerate(actions.tolist()):
+            ale.restoreState(history.state.ale)
+            self._lives._lives = history.state.lives
+            for t, a in enumerate(row):
+                obs, r, terminated, truncated, info = self.sim.step(a)
+                reward[i, t] = float(np.sign(r))
+                end[i, t] = float(info["life_loss"] or terminated)
+                if frames is not None:
+                    frames[i, t] = torch.from_numpy(obs).permute(2, 0, 1)
+                if terminated or truncated:
+                    break
+        return Imagined(reward=reward, end=end, frames=frames)

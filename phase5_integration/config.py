@@ -1,0 +1,165 @@
+"""Phase 5 config schemas. Values live in configs/phase5/*.yaml; this file says what they mean.
+
+`PlanConfig` is `python -m phase5_integration.plan`: one agent (random, sticky-random, or a planner over one world
+model) playing real games; `EvaluateConfig` is `python -m phase5_integration.evaluate`: the table over the agents
+that have played.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.config import choice, require
+from common.logger import LogConfig
+from common.runs import RunConfig, TrainRunConfig
+from common.trainer import TrainConfig
+from phase1_world_model.config import AtariEnvConfig
+from phase2_diffusion_forcing.config import SamplerConfig
+
+AGENTS = ("random", "sticky_random", "planner", "actor_critic")
+MODELS = ("emulator", "diamond", "regressor", "df")
+METHODS = ("enumerate", "shooting", "cem")
+
+
+@dataclass
+class PlannerConfig:
+    """Receding-horizon search in the world model (phase5_integration/planner.py has the value formula)."""
+
+    method: str = "enumerate"  # enumerate (all A^H sequences) | shooting (random sequences) | cem
+    horizon: int = 3  # H: imagined steps per candidate
+    candidates: int = 64  # shooting / cem: sequences per iteration
+    iterations: int = 3  # cem: refits of the sampling distribution
+    elites: int = 8  # cem: best sequences the distribution is refit to
+    smoothing: float = 0.1  # cem: weight of the previous distribution in the refit
+    min_prob: float = 0.02  # cem: floor of every action's probability (keeps exploring)
+    repeats: int = 1  # imagined futures per candidate (a stochastic model's values are averaged over them)
+    gamma: float = 0.99  # discount per step
+    life_penalty: float = 5.0  # value of losing a life, in (sign-clipped) reward units
+    replan_every: int = 1  # actions of each plan executed before planning again
+    warm_start: bool = True  # shooting / cem: start from the previous plan (shifted by what was executed)
+    max_enumerate: int = 4096  # enumerate refuses more sequences than this
+
+    def check(self) -> None:
+        choice("method", self.method, METHODS)
+        require(self.horizon >= 1, "horizon", self.horizon, "must be >= 1")
+        require(self.candidates >= 2, "candidates", self.candidates, "must be >= 2")
+        require(self.iterations >= 1, "iterations", self.iterations, "must be >= 1")
+        require(1 <= self.elites <= self.candidates, "elites", self.elites, "must be in [1, candidates]")
+        require(0 <= self.smoothing < 1, "smoothing", self.smoothing, "must be in [0, 1)")
+        require(0 <= self.min_prob < 0.25, "min_prob", self.min_prob, "must be in [0, 0.25)")
+        require(self.repeats >= 1, "repeats", self.repeats, "must be >= 1")
+        require(0 < self.gamma <= 1, "gamma", self.gamma, "must be in (0, 1]")
+        require(self.life_penalty >= 0, "life_penalty", self.life_penalty, "must be >= 0")
+        require(self.replan_every >= 1, "replan_every", self.replan_every, "must be >= 1")
+
+
+@dataclass
+class ModelConfig:
+    """Which world model the planner imagines with."""
+
+    # emulator (the oracle: a copy of the real game) | diamond (phase 1 diffusion) | regressor (phase 1) | df (phase 2)
+    kind: str = "diamond"
+    load: str = "latest"  # the run of that kind: a folder, latest (newest local run, else the release) or release
+    # The phase 1 diffusion run whose reward/end head scores imagined transitions for every learned model (one
+    # critic for all, so that models differ only in the frames they imagine); latest | release | a folder
+    scorer: str = "latest"
+    denoise_steps: int = 0  # diamond: Euler steps per frame; 0 = the model's own (3)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # df: its scheduling matrix, steps, stabilization
+
+    def check(self) -> None:
+        choice("kind", self.kind, MODELS)
+        require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's own)")
+
+
+@dataclass
+class GameConfig:
+    """The real game the agents are scored in: phase 1's protocol, fresh seeds."""
+
+    game: str = "Breakout"  # must be the game the world models were trained on
+    env: AtariEnvConfig = field(default_factory=AtariEnvConfig)  # DIAMOND's protocol (phase1_world_model/envs.py)
+    episodes: int = 20  # real games per agent
+    max_steps: int = 1000  # agent steps before a game is cut (counted as truncated; Breakout waits for FIRE)
+    seed: int = 5000  # evaluation seed stream: game i uses SeedSequence([seed, i]); refused if it collides with a
+    #   seed of the world model's training data set
+
+    def check(self) -> None:
+        require(self.episodes >= 1, "episodes", self.episodes, "must be >= 1")
+        require(self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")
+
+
+@dataclass
+class PlanConfig:
+    """`python -m phase5_integration.plan`: one agent plays `game.episodes` real games (resumable)."""
+
+    run: RunConfig = field(default_factory=RunConfig)  # run.root: where results go, and where runs are found
+    # random | sticky_random (the data's collection policy, repeat 0.75) | planner | actor_critic (trained in imagination)
+    agent: str = "planner"
+    agent_load: str = "latest"  # agent=actor_critic: its train_agent run (a folder, latest, or release)
+    greedy: bool = False  # agent=actor_critic: take the most likely action instead of sampling the policy
+    model: ModelConfig = field(default_factory=ModelConfig)  # planner: which world model
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    game: GameConfig = field(default_factory=GameConfig)
+    name: str = ""  # results folder <run.root>/phase5/<game>/<name>; "" = from agent, model and method
+    video: int = 1  # games recorded as video (the first ones): real frames beside the planner's imagined future
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full
+
+    def check(self) -> None:
+        choice("agent", self.agent, AGENTS)
+        require(self.video >= 0, "video", self.video, "must be >= 0")
+
+    def arm_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.agent == "actor_critic":
+            return f"actor_critic{'-greedy' if self.greedy else ''}"
+        if self.agent != "planner":
+            return self.agent
+        p = self.planner
+        return f"plan-{self.model.kind}-{p.method}-h{p.horizon}"
+
+
+@dataclass
+class ActorCriticConfig:
+    """The agent trained in imagination (phase5_integration/actor_critic.py) and its objective."""
+
+    channels: list[int] = field(default_factory=lambda: [32, 64, 64, 128])  # stride-2 conv widths over K stacked frames
+    hidden: int = 512  # width of the layer the policy and value heads read
+    horizon: int = 15  # H: imagined steps per training rollout (DIAMOND: 15)
+    gamma: float = 0.985  # discount (DIAMOND: 0.985)
+    lam: float = 0.95  # lambda of the lambda-returns (DIAMOND: 0.95)
+    entropy_weight: float = 0.001  # eta: entropy bonus (DIAMOND: 0.001)
+    critic_weight: float = 1.0  # weight of the value loss
+
+    def check(self) -> None:
+        require(len(self.channels) >= 1 and all(c >= 1 for c in self.channels), "channels", self.channels,
+                "must be a non-empty list of positive widths")
+        require(self.horizon >= 1, "horizon", self.horizon, "must be >= 1")
+        require(0 < self.gamma <= 1, "gamma", self.gamma, "must be in (0, 1]")
+        require(0 <= self.lam <= 1, "lam", self.lam, "must be in [0, 1]")
+        require(self.entropy_weight >= 0, "entropy_weight", self.entropy_weight, "must be >= 0")
+
+
+@dataclass
+class AgentTrainConfig:
+    """`python -m phase5_integration.train_agent`: an actor-critic trained only inside phase 1's world model."""
+
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=16, lr=1e-4, warmup_steps=0,
+                                                                   ema_decay=0.0, max_steps=600))
+    log: LogConfig = field(default_factory=LogConfig)
+    agent: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    world: str = "latest"  # the phase 1 diffusion run to imagine in (with its reward/end head): folder, latest, release
+    denoise_steps: int = 0  # Euler steps per imagined frame; 0 = the world model's own (3)
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full
+
+    def check(self) -> None:
+        require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's own)")
+
+
+@dataclass
+class EvaluateConfig:
+    """`python -m phase5_integration.evaluate`: the table over every agent that has played (plan's results)."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    game: str = "Breakout"  # results of which game: <run.root>/phase5/<game>/<agent>/
+    arms: list[str] = field(default_factory=list)  # result folders to include, in this order; [] = all found
+    publish: bool = False  # write the table into phase5_integration/README.md's results block

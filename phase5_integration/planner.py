@@ -1,0 +1,132 @@
+"""Receding-horizon planning over discrete actions in any `protocol.WorldModel`.
+
+The value of a candidate sequence a_0..a_{H-1} under the imagined rewards r_t and life-loss probabilities e_t is
+the expected discounted return when a lost life costs `life_penalty` and ends the imagined episode:
+
+    V = sum_t gamma^t S_t (r_t - life_penalty e_t),    S_0 = 1,  S_t = prod_{s<t} (1 - e_s)
+
+(S_t is the probability that the life survives to step t). Three ways to choose candidates (`method`):
+
+    enumerate   all A^H sequences (Breakout: 4^3 = 64); exact search over the model's predictions
+    shooting    `candidates` sequences drawn uniformly, plus the previous plan shifted by what was executed
+    cem         the cross-entropy method over per-step categorical distributions (DINO-WM / TD-MPC2's optimiser
+                for discrete actions): sample, keep the `elites` best, refit with `smoothing`, `iterations` times;
+                warm-started from the previous distribution shifted by the executed steps
+
+A stochastic model gives each candidate `repeats` imagined futures (their values averaged). The planner returns
+the best sequence; the agent executes its first `replan_every` actions, then plans again (receding horizon).
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from phase5_integration.config import PlannerConfig
+from phase5_integration.protocol import History, WorldModel
+
+
+def sequence_value(reward: torch.Tensor, end: torch.Tensor, gamma: float, life_penalty: float) -> torch.Tensor:
+    """(N, H) imagined rewards and life-loss probabilities -> (N,) expected discounted value (module docstring)."""
+    N, H = reward.shape
+    survive = torch.cumprod(torch.cat([torch.ones(N, 1), 1 - end[:, :-1].float()], dim=1), dim=1)  # S_t
+    discount = gamma ** torch.arange(H, dtype=torch.float32)
+    return (discount * survive * (reward.float() - life_penalty * end.float())).sum(1)
+
+
+@dataclass
+class Plan:
+    actions: list[int]  # the best sequence found (length H)
+    value: float  # its (mean) imagined value
+    evaluated: int  # candidate futures imagined (candidates x repeats x iterations)
+    seconds: float  # wall-clock of the whole decision
+    imagined_frames: torch.Tensor | None = field(default=None, repr=False)  # (H, 3, h, w) of the best, if kept
+
+
+class Planner:
+    def __init__(self, model: WorldModel, cfg: PlannerConfig, seed: int = 0):
+        cfg.check()
+        self.model, self.cfg = model, cfg
+        self.A, self.H = model.num_actions, cfg.horizon
+        if cfg.method == "enumerate" and self.A ** self.H > cfg.max_enumerate:
+            raise ValueError(f"planner.method=enumerate with {self.A} actions and horizon {self.H} is "
+                             f"{self.A ** self.H} sequences, over planner.max_enumerate={cfg.max_enumerate}: use "
+                             f"method=cem or shooting, or a shorter horizon")
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous plan (a new episode)."""
+        self.prev: list[int] | None = None
+        self.probs = np.full((self.H, self.A), 1.0 / self.A)
+
+    def shift(self, executed: int) -> None:
+        """The agent executed the first `executed` actions of the last plan: move the warm start along."""
+        if not self.cfg.warm_start or self.prev is None:
+            self.prev = None
+            self.probs = np.full((self.H, self.A), 1.0 / self.A)
+            return
+        k = min(executed, self.H)
+        self.prev = self.prev[k:] + [int(a) for a in self.rng.integers(self.A, size=k)]
+        uniform = np.full((k, self.A), 1.0 / self.A)
+        self.probs = np.concatenate([self.probs[k:], uniform], 0)
+
+    def _evaluate(self, history: History, cands: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        reps = self.cfg.repeats
+        acts = torch.as_tensor(np.repeat(cands, reps, axis=0), dtype=torch.int64)
+        im = self.model.imagine(history, acts, self.generator)
+        values = sequence_value(im.reward, im.end, self.cfg.gamma, self.cfg.life_penalty).view(len(cands), reps)
+        frames = im.frames.view(len(cands), reps, *im.frames.shape[1:])[:, 0] if im.frames is not None else None
+        return values.mean(1), frames
+
+    def _sample(self, n: int) -> np.ndarray:
+        """n sequences from the per-step categoricals self.probs (H, A)."""
+        cum = self.probs.cumsum(1)
+        u = self.rng.random((n, self.H, 1))
+        return np.minimum((u > cum[None]).sum(2), self.A - 1)
+
+    def plan(self, history: History) -> Plan:
+        t0 = time.perf_counter()
+        c = self.cfg
+        if c.method == "enumerate":
+            cands = np.array(list(itertools.product(range(self.A), repeat=self.H)), dtype=np.int64)
+            values, frames = self._evaluate(history, cands)
+            evaluated = len(cands) * c.repeats
+        else:
+            iters = c.iterations if c.method == "cem" else 1
+            best_seq, best_val, best_frames, evaluated = None, -np.inf, None, 0
+            for _ in range(iters):
+                if c.method == "shooting":
+                    cands = self.rng.integers(self.A, size=(c.candidates, self.H))
+                else:
+                    cands = self._sample(c.candidates)
+                if self.prev is not None:  # the warm start competes with the fresh samples
+                    cands[0] = self.prev
+                values, frames = self._evaluate(history, cands)
+                evaluated += len(cands) * c.repeats
+                i = int(values.argmax())
+                if float(values[i]) > best_val:
+                    best_seq, best_val = cands[i].copy(), float(values[i])
+                    best_frames = frames[i] if frames is not None else None
+                if c.method == "cem":
+                    elite = cands[values.argsort(descending=True)[:c.elites].numpy()]
+                    freq = np.stack([np.bincount(elite[:, t], minlength=self.A) for t in range(self.H)], 0) / len(elite)
+                    self.probs = c.smoothing * self.probs + (1 - c.smoothing) * freq
+                    self.probs = np.maximum(self.probs, c.min_prob)
+                    self.probs /= self.probs.sum(1, keepdims=True)
+            plan = Plan([int(a) for a in best_seq], best_val, evaluated, time.perf_counter() - t0, best_frames)
+            self.prev = plan.actions
+            return plan
+        i = int(values.argmax())
+        # ties (common: most sequences imagine nothing happening) go to the first, i.e. action 0 first; break them
+        # at random instead so that a flat value landscape does not mean "always NOOP"
+        best = torch.nonzero(values >= values[i] - 1e-6).flatten().numpy()
+        i = int(self.rng.choice(best))
+        plan = Plan([int(a) for a in cands[i]], float(values[i]), evaluated, time.perf_counter() - t0,
+                    frames[i] if frames is not None else None)
+        self.prev = plan.actions
+        return plan

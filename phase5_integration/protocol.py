@@ -1,0 +1,65 @@
+"""The one interface between planners and world models: imagine the futures of many action sequences at once.
+
+    imagined = model.imagine(history, actions, generator)   # actions (N, H) int64: N candidate sequences
+    imagined.reward, imagined.end                           # (N, H): expected reward and P(life lost) per step
+    imagined.frames                                         # (N, H, 3, 64, 64) uint8 (None if not kept)
+
+`History` is what an agent has seen of the real game: the last K frames and the K - 1 actions played between them
+(phase 1's convention: actions[i] was played on frames[i] and produced frames[i + 1]), plus the emulator state
+for the oracle adapter, which replays candidates in a copy of the real game instead of imagining them.
+Planners depend on this module only; `adapters.py` makes phase 1's DIAMOND-lite and regressor, phase 2's
+Diffusion Forcing model and the emulator satisfy it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass
+class History:
+    frames: torch.Tensor  # (K, 3, H, W) uint8, oldest first; frames[-1] is the current observation
+    actions: torch.Tensor  # (K - 1,) int64: actions[i] was played on frames[i]
+    state: Any = None  # emulator snapshot (`adapters.EmulatorState`), filled only for agents that ask for it
+
+    def __post_init__(self):
+        if self.frames.dtype != torch.uint8 or self.frames.dim() != 4:
+            raise ValueError(f"History.frames must be (K, 3, H, W) uint8, got {tuple(self.frames.shape)} "
+                             f"{self.frames.dtype}")
+        if self.actions.shape != (self.frames.shape[0] - 1,):
+            raise ValueError(f"History.actions must be (K - 1,) = ({self.frames.shape[0] - 1},), got "
+                             f"{tuple(self.actions.shape)}")
+
+
+@dataclass
+class Imagined:
+    reward: torch.Tensor  # (N, H) float: the expected (sign-clipped) reward of each step
+    end: torch.Tensor  # (N, H) float in [0, 1]: the probability that the step loses a life (or ends the game)
+    frames: torch.Tensor | None = None  # (N, H, 3, h, w) uint8: the imagined observations, when kept
+
+
+@runtime_checkable
+class WorldModel(Protocol):
+    """What a planner needs from a world model. `context` frames of history are read (K), `num_actions` discrete
+    actions exist; `imagine` must batch over the N candidates and be deterministic given `generator`."""
+
+    name: str
+    num_actions: int
+    context: int
+    needs_state: bool  # True only for the emulator oracle: History.state must be filled
+
+    def imagine(self, history: History, actions: torch.Tensor,
+                generator: torch.Generator | None = None) -> Imagined: ...
+
+
+def check_actions(model: WorldModel, actions: torch.Tensor) -> torch.Tensor:
+    """(N, H) int64 in [0, num_actions): the candidates every adapter accepts."""
+    if actions.dim() != 2 or actions.shape[1] < 1:
+        raise ValueError(f"candidate actions must be (N, H) with H >= 1, got {tuple(actions.shape)}")
+    actions = actions.long()
+    if int(actions.min()) < 0 or int(actions.max()) >= model.num_actions:
+        raise ValueError(f"candidate actions must lie in [0, {model.num_actions}), got "
+                         f"[{int(actions.min())}, {int(actions.max())}]")
+    return actions

@@ -1,0 +1,310 @@
+"""Phase 5 (planning in world models): the value of a sequence in closed form, planners that find the optimum of a
+toy world with known dynamics, the emulator oracle (exact, and blind to the real episode), every adapter on the
+protocol (shapes, batching, prefix sharing, determinism under a seed), and smoke runs of the entry points."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from common.config import load_config
+from phase1_world_model.config import Phase1Config
+from phase1_world_model.envs import make_atari
+from phase1_world_model.model import WorldModel
+from phase2_diffusion_forcing.config import Phase2Config, SamplerConfig
+from phase2_diffusion_forcing.model import DFWorldModel
+from phase5_integration.adapters import DFModel, EmulatorModel, Phase1Model, snapshot
+from phase5_integration.agents import PlanningAgent, play_game
+from phase5_integration.config import PlannerConfig
+from phase5_integration.planner import Planner, sequence_value
+from phase5_integration.protocol import History, Imagined, WorldModel as Protocol
+
+from conftest import run_module, subprocess_env
+
+
+# ----------------------------------------------------------------------------- value and planners
+def test_sequence_value_matches_the_closed_form():
+    r = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    e = torch.tensor([[0.0, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    g, lam = 0.9, 2.0
+    v = sequence_value(r, e, g, lam)
+    # row 0: 1 + 0.9 * (0 - 2 * 0.5) + 0.81 * 0.5 * 1; row 1: (0 - 2) then nothing survives
+    assert v.tolist() == pytest.approx([1 - 0.9 + 0.81 * 0.5, -2.0])
+
+
+class LineWorld:
+    """A toy world with known dynamics: a position on a line, actions 0 stay, 1 left, 2 right, 3 jump +2.
+    Reaching position 4 pays 1 (once per step spent there), falling below 0 loses the life."""
+
+    name, num_actions, context, needs_state = "line", 4, 1, False
+    MOVES = np.array([0, -1, 1, 2])
+
+    def __init__(self):
+        self.calls = 0
+
+    def imagine(self, history: History, actions: torch.Tensor, generator=None) -> Imagined:
+        self.calls += 1
+        pos = np.full(len(actions), int(history.frames[-1, 0, 0, 0]))
+        r, e = np.zeros(actions.shape), np.zeros(actions.shape)
+        for t in range(actions.shape[1]):
+            pos = pos + self.MOVES[actions[:, t].numpy()]
+            r[:, t] = pos == 4
+            e[:, t] = pos < 0
+        return Imagined(torch.tensor(r, dtype=torch.float32), torch.tensor(e, dtype=torch.float32))
+
+
+def at(position: int) -> History:
+    return History(torch.full((1, 3, 2, 2), position, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64))
+
+
+def best_value(start: int, H: int, gamma: float = 0.99) -> float:
+    import itertools
+    m = LineWorld()
+    cands = torch.tensor(list(itertools.product(range(4), repeat=H)))
+    im = m.imagine(at(start), cands)
+    return float(sequence_value(im.reward, im.end, gamma, 5.0).max())
+
+
+@pytest.mark.parametrize("method", ["enumerate", "cem", "shooting"])
+def test_planners_find_the_optimal_sequence_of_a_known_world(method):
+    """From position 0 with horizon 4 the optimum is to jump twice (+2, +2) and stay at 4: value 1 + 0.99 + ...;
+    every method must find a sequence of that value (cem and shooting with enough samples)."""
+    # shooting draws blindly: 2048 draws miss both optimal sequences of 256 with probability e^-16
+    cfg = PlannerConfig(method=method, horizon=4, candidates=2048 if method == "shooting" else 128, iterations=4,
+                        elites=8, life_penalty=5.0)
+    plan = Planner(LineWorld(), cfg, seed=0).plan(at(0))
+    assert plan.value == pytest.approx(best_value(0, 4))
+    assert plan.actions[:2] == [3, 3]
+    # at position 1, stepping left twice falls off: never chosen
+    plan = Planner(LineWorld(), cfg, seed=1).plan(at(1))
+    assert plan.value == pytest.approx(best_value(1, 4))
+
+
+def test_cem_concentrates_and_warm_start_shifts_the_plan():
+    cfg = PlannerConfig(method="cem", horizon=3, candidates=32, iterations=5, elites=4, smoothing=0.0, min_prob=0.0)
+    p = Planner(LineWorld(), cfg, seed=0)
+    plan = p.plan(at(0))
+    assert p.probs[0].max() == 1.0 and p.probs[0].argmax() == 3  # the elites all jump first
+    p.shift(1)
+    assert p.prev[:2] == plan.actions[1:]  # the rest of the plan is the next warm start
+    assert np.allclose(p.probs[-1], 0.25)  # the new last step starts uniform
+    with pytest.raises(ValueError, match="max_enumerate"):
+        Planner(LineWorld(), PlannerConfig(method="enumerate", horizon=7, max_enumerate=4096))
+
+
+def test_planning_agent_executes_replan_every_actions_per_plan():
+    m = LineWorld()
+    agent = PlanningAgent(Planner(m, PlannerConfig(horizon=3, replan_every=2)), replan_every=2)
+    agent.reset(np.random.default_rng(0))
+    [agent.act(at(0)) for _ in range(6)]
+    assert m.calls == 3 and agent.plans == 3
+
+
+# ----------------------------------------------------------------------------- the emulator oracle
+def _history(env, obs_list, acts):
+    frames = torch.stack([torch.from_numpy(o).permute(2, 0, 1) for o in obs_list[-1:]])
+    return History(frames, torch.zeros(0, dtype=torch.int64), snapshot(env))
+
+
+def test_emulator_oracle_predicts_the_real_game_exactly_and_does_not_touch_it():
+    real, twin = make_atari("Breakout"), make_atari("Breakout")
+    oracle = EmulatorModel(make_atari("Breakout"), keep_frames=True)
+    obs, _ = real.reset(seed=11)
+    twin.reset(seed=11)
+    warmup = [1, 2, 2, 1, 3, 0, 0, 1] + [0] * 30  # launch the ball and let it fly
+    for a in warmup:
+        obs, *_ = real.step(a)
+        twin.step(a)
+    hist = _history(real, [obs], [])
+    cands = torch.tensor([[0, 0, 0, 0, 0, 0], [2, 2, 2, 2, 2, 2], [3, 3, 3, 3, 3, 3], [1, 0, 2, 3, 0, 1]])
+    for _ in range(2):  # imagining twice gives the same futures (restored each time)
+        im = oracle.imagine(hist, cands)
+    # the real game never moved: stepping it and its untouched twin gives identical frames
+    for a in cands[3].tolist():
+        o1, r1, *_ = real.step(a)
+        o2, r2, *_ = twin.step(a)
+        assert np.array_equal(o1, o2) and r1 == r2
+    # and what the oracle imagined for candidate 3 is what the real game then showed
+    real2 = make_atari("Breakout")
+    obs2, _ = real2.reset(seed=11)
+    for a in warmup:
+        real2.step(a)
+    for t, a in enumerate(cands[3].tolist()):
+        o, r, term, trunc, info = real2.step(a)
+        assert np.array_equal(im.frames[3, t].permute(1, 2, 0).numpy(), o)
+        assert im.reward[3, t] == np.sign(r) and im.end[3, t] == float(info["life_loss"] or term)
+    assert im.reward.shape == im.end.shape == (4, 6)
+
+
+def test_emulator_oracle_sees_a_lost_life():
+    """Leave the paddle still for long enough and the ball is lost: the oracle's end flag says so."""
+    real = make_atari("Breakout")
+    real.reset(seed=3)
+    real.step(1)  # FIRE: launch
+    oracle = EmulatorModel(make_atari("Breakout"))
+    hist = History(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), snapshot(real))
+    im = oracle.imagine(hist, torch.zeros(1, 120, dtype=torch.int64))
+    assert im.end.sum() >= 1 and sequence_value(im.reward, im.end, 1.0, 5.0) < 0
+
+
+# ----------------------------------------------------------------------------- adapters on the protocol
+def _phase1(kind: str) -> WorldModel:
+    cfg = load_config(Phase1Config, "phase1/train", ["profile=smoke", f"model.kind={kind}"])
+    torch.manual_seed(0)
+    m = WorldModel(cfg.model, 4, (3, 16, 16), cfg.sampler)
+    for mod in m.modules():  # zero-initialised convs get weights, so that inputs and actions matter
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) and not mod.weight.any():
+            torch.nn.init.normal_(mod.weight, std=0.1)
+    return m.eval()
+
+
+def _history16(K: int = 4, seed: int = 0) -> History:
+    g = torch.Generator().manual_seed(seed)
+    return History(torch.randint(0, 256, (K, 3, 16, 16), generator=g, dtype=torch.uint8),
+                   torch.randint(0, 4, (K - 1,), generator=g))
+
+
+@pytest.fixture(scope="module")
+def adapters():
+    diffusion, regressor = _phase1("diffusion"), _phase1("regressor")
+    cfg = load_config(Phase2Config, "phase2/train", ["profile=smoke"]).model
+    torch.manual_seed(0)
+    df = DFWorldModel(cfg, 4, (3, 16, 16)).eval()
+    return {"diamond": Phase1Model(diffusion, "diamond"), "regressor": Phase1Model(regressor, "regressor", diffusion),
+            "df": DFModel(df, diffusion, SamplerConfig(steps=2))}
+
+
+@pytest.mark.parametrize("name", ["diamond", "regressor", "df"])
+def test_adapters_satisfy_the_protocol(adapters, name):
+    m = adapters[name]
+    assert isinstance(m, Protocol) and m.context == 4 and m.num_actions == 4
+    hist = _history16()
+    acts = torch.tensor([[0, 1, 2], [0, 1, 3], [2, 2, 2], [0, 1, 2], [3, 0, 1]])
+    im = m.imagine(hist, acts, torch.Generator().manual_seed(5))
+    assert im.frames.shape == (5, 3, 3, 16, 16) and im.frames.dtype == torch.uint8
+    assert im.reward.shape == im.end.shape == (5, 3)
+    assert ((im.end >= 0) & (im.end <= 1)).all() and (im.reward.abs() <= 1).all()
+    again = m.imagine(hist, acts, torch.Generator().manual_seed(5))  # determinism under a seed
+    assert torch.equal(im.frames, again.frames) and torch.equal(im.reward, again.reward)
+    if name != "df":
+        # a shared prefix is imagined once: rows 0, 1 and 3 share step 0 and 1 (rows 0 and 3 are the same sequence)
+        assert torch.equal(im.frames[0, :2], im.frames[1, :2]) and torch.equal(im.frames[0], im.frames[3])
+        assert not torch.equal(im.frames[0, 2], im.frames[1, 2])  # and the actions matter
+    if name == "regressor":  # deterministic: a candidate alone imagines what it imagines in a batch
+        alone = m.imagine(hist, acts[2:3])
+        assert torch.allclose(alone.reward, im.reward[2:3], atol=1e-5)
+        assert (alone.frames.int() - im.frames[2:3].int()).abs().max() <= 1
+    with pytest.raises(ValueError, match="must lie in"):
+        m.imagine(hist, torch.tensor([[4, 0, 0]]))
+
+
+def test_play_game_runs_a_planner_in_the_real_game(adapters):
+    """The loop feeds the planner K real frames; with the emulator as the model it plays without losing lives
+    over a short stretch, and records real | imagined frames."""
+    env = make_atari("Breakout")
+    oracle = EmulatorModel(make_atari("Breakout"), keep_frames=True)
+    agent = PlanningAgent(Planner(oracle, PlannerConfig(horizon=2)), 1)
+    res, video = play_game(env, agent, 7, np.random.default_rng(0), max_steps=5, context=1, record=True)
+    assert res.steps == 5 and res.plans == 5 and res.imagined == 5 * 16 and len(video) == 5
+    assert video[0].shape == (64, 130, 3)
+
+
+# ----------------------------------------------------------------------------- entry points
+def test_plan_and_evaluate_smoke(run_root):
+    env = subprocess_env(WM_RELEASES=str(run_root / "no-releases"))
+    for args in (["agent=random"], ["agent=sticky_random"], ["model.kind=emulator"]):
+        r = run_module("phase5_integration.plan", "profile=smoke", f"run.root={run_root}", *args, env=env,
+                       timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+    arm = run_root / "phase5" / "Breakout" / "plan-emulator-enumerate-h2"
+    rows = [json.loads(x) for x in (arm / "games.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(x["steps"] == 12 for x in rows)
+    assert (arm / "media" / "game_000.gif").exists()
+    # resuming plays nothing new; other settings under the same name are refused
+    r = run_module("phase5_integration.plan", "profile=smoke", f"run.root={run_root}", "model.kind=emulator", env=env)
+    assert r.returncode == 0 and "(2 already played)" in r.stdout
+    r = run_module("phase5_integration.plan", "profile=smoke", f"run.root={run_root}", "model.kind=emulator",
+                   "planner.life_penalty=1", "name=plan-emulator-enumerate-h2", env=env)
+    assert r.returncode == 2 and "life_penalty" in r.stderr
+    r = run_module("phase5_integration.evaluate", f"run.root={run_root}", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "plan-emulator-enumerate-h2" in r.stdout and "random" in r.stdout
+
+
+def test_plan_with_learned_models_refuses_training_seeds(run_root):
+    """With the shipped releases: the planner runs in DIAMOND-lite, the regressor and DF; game.seed = the data's
+    collection seed is refused (the games would be training games)."""
+    for kind in ("diamond", "regressor", "df"):
+        r = run_module("phase5_integration.plan", "profile=smoke", f"run.root={run_root}", f"model.kind={kind}",
+                       "game.episodes=1", "game.max_steps=2", "video=0", timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+    r = run_module("phase5_integration.plan", "profile=smoke", f"run.root={run_root}", "game.seed=0",
+                   "game.episodes=1", "game.max_steps=2", timeout=600)
+    assert r.returncode == 2 and "game.seed" in r.stderr
+
+
+# ----------------------------------------------------------------------------- the agent trained in imagination
+def test_lambda_returns_are_monte_carlo_at_one_and_td_at_zero():
+    from phase5_integration.actor_critic import lambda_returns
+    r = torch.tensor([[1.0, 0.0, 2.0]])
+    c = torch.tensor([[1.0, 1.0, 1.0]])
+    v = torch.tensor([[0.5, 0.3, 0.2, 4.0]])
+    g = 0.9
+    mc = lambda_returns(r, c, v, g, 1.0)
+    assert mc[0].tolist() == pytest.approx([1 + g * 0 + g * g * 2 + g ** 3 * 4, 0 + g * 2 + g * g * 4, 2 + g * 4])
+    td = lambda_returns(r, c, v, g, 0.0)
+    assert td[0].tolist() == pytest.approx([1 + g * 0.3, 0 + g * 0.2, 2 + g * 4])
+    ended = lambda_returns(r, torch.tensor([[1.0, 0.0, 1.0]]), v, g, 1.0)  # the life ends at step 1
+    assert ended[0, :2].tolist() == pytest.approx([1 + g * 0, 0.0])
+
+
+def test_imagination_learner_trains_the_agent_only_and_masks_after_an_end():
+    from common.stepwise import StepRNG
+    from phase5_integration.actor_critic import ActorCritic, ImaginationLearner
+    from phase5_integration.config import ActorCriticConfig
+    world = _phase1("diffusion")
+    before = {k: v.clone() for k, v in world.state_dict().items()}
+    cfg = ActorCriticConfig(channels=[8, 8], hidden=16, horizon=4)
+    learner = ImaginationLearner(ActorCritic(cfg, 4, 4, 16), world, cfg, denoise_steps=1)
+    assert all(not k.startswith("_world") for k in learner.state_dict())  # checkpoints hold the agent only
+    g = torch.Generator().manual_seed(0)
+    batch = {"obs": torch.randint(0, 256, (3, 4, 3, 16, 16), generator=g, dtype=torch.uint8),
+             "act": torch.randint(0, 4, (3, 4), generator=g)}
+    loss, logs = learner(batch, StepRNG(0, 0, 0, 3, 3, torch.device("cpu")))
+    loss.backward()
+    assert all(p.grad is not None for p in learner.agent.parameters())
+    assert all(p.grad is None for p in world.parameters())
+    assert all(torch.equal(before[k], v) for k, v in world.state_dict().items())
+    assert 0 < logs["imagined_steps"] <= 4 and 0 <= logs["imagined_end"] <= 1
+    # a world model whose head always says "ended": only the first step of each world counts
+    world.head.end.bias.data = torch.tensor([-50.0, 50.0])
+    _, logs = learner(batch, StepRNG(0, 1, 0, 3, 3, torch.device("cpu")))
+    assert logs["imagined_steps"] == 1.0 and logs["imagined_end"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def phase1_smoke(tmp_path_factory):
+    """A 2-episode Breakout data set and a smoke DIAMOND-lite with its reward/end head, under one run.root."""
+    from phase1_world_model import collect, train
+    root = tmp_path_factory.mktemp("p5p1")
+    collect.main(["profile=smoke", f"run.root={root}"])
+    train.main(["profile=smoke", f"run.root={root}", "run.name=wm"])
+    return root
+
+
+def test_train_agent_then_play_it_in_the_real_game(phase1_smoke):
+    root = phase1_smoke
+    env = subprocess_env(WM_RELEASES=str(root / "no-releases"))
+    r = run_module("phase5_integration.train_agent", "profile=smoke", f"run.root={root}", "run.name=ac", env=env,
+                   timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(x) for x in (root / "phase5" / "ac" / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/imagined_reward" in x and "train/entropy" in x for x in rows)
+    meta = json.loads((root / "phase5" / "ac" / "export" / "actor_critic.json").read_text())
+    assert meta["world_model"].endswith("wm") and meta["context"] == 4
+    r = run_module("phase5_integration.plan", "profile=smoke", f"run.root={root}", "agent=actor_critic",
+                   "game.episodes=1", "game.max_steps=5", env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "actor_critic: score" in r.stdout
