@@ -8,7 +8,8 @@ Public surface:
     agents      RandomAgent, PlanningAgent, play_game, GameResult
     actor_critic  ActorCritic, ImaginationLearner (DIAMOND's training in imagination), lambda_returns, ActorCriticAgent
     loading     load_agent
-    config      PlanConfig, PlannerConfig, ModelConfig, GameConfig, ActorCriticConfig, AgentTrainConfig, EvaluateConfig
+    config      PlanConfig, PlannerConfig, ModelConfig, GameConfig, ActorCriticConfig, AgentTrainConfig,
+                IntegrationEvaluateConfig
 
 Entry points: plan (one agent plays real games), train_agent (an actor-critic in imagination), evaluate (the table
 over agents). See README.md.

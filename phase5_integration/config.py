@@ -1,8 +1,8 @@
 """Phase 5 config schemas. Values live in configs/phase5/*.yaml; this file says what they mean.
 
 `PlanConfig` is `python -m phase5_integration.plan`: one agent (random, sticky-random, or a planner over one world
-model) playing real games; `EvaluateConfig` is `python -m phase5_integration.evaluate`: the table over the agents
-that have played.
+model) playing real games; `AgentTrainConfig` is `python -m phase5_integration.train_agent`;
+`IntegrationEvaluateConfig` is `python -m phase5_integration.evaluate`: the table over the agents that have played.
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ class AgentTrainConfig:
 
 
 @dataclass
-class EvaluateConfig:
+class IntegrationEvaluateConfig:
     """`python -m phase5_integration.evaluate`: the table over every agent that has played (plan's results)."""
 
     run: RunConfig = field(default_factory=RunConfig)

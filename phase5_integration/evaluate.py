@@ -18,12 +18,12 @@ from common.errors import DataError, command
 from common.report import publish as publish_block
 from common.runs import outputs_root
 from phase1_world_model.envs import canonical_game
-from phase5_integration.config import EvaluateConfig
+from phase5_integration.config import IntegrationEvaluateConfig
 
 README = Path(__file__).resolve().parent / "README.md"
 
 
-def load_arms(cfg: EvaluateConfig) -> list[dict]:
+def load_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
     base = outputs_root(cfg.run.root) / "phase5" / canonical_game(cfg.game)
     found = {p.parent.name: p for p in sorted(base.glob("*/summary.json"))}
     names = cfg.arms or sorted(found, key=lambda n: (n not in ("random", "sticky_random"), "emulator" not in n, n))
@@ -58,7 +58,7 @@ def table(arms: list[dict]) -> str:
 
 @command
 def main(argv: list[str] | None = None) -> str:
-    cfg = cli(EvaluateConfig, "phase5/evaluate", argv, __doc__)
+    cfg = cli(IntegrationEvaluateConfig, "phase5/evaluate", argv, __doc__)
     arms = load_arms(cfg)
     md = table(arms)
     runtime = next((a["runtime"] for a in arms if a.get("runtime")), {})

@@ -126,8 +126,6 @@ def main(argv: list[str] | None = None) -> dict:
         if diff:
             raise ConfigError("name", cfg.arm_name(), f"{out} holds games played with other settings ({'; '.join(diff)}):"
                               f" choose another name= or delete the folder")
-    else:
-        atomic_write(settings_file, lambda f: f.write(json.dumps(_settings(cfg), indent=1).encode()))
     rows: list[dict] = []
     if games_file.exists():
         for n, line in enumerate(games_file.read_text().splitlines()):
@@ -153,6 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
         agent, context = RandomAgent(A, 0.75 if cfg.agent == "sticky_random" else 0.0), 1
         datas = scorer_data(cfg)
     check_held_out(cfg, datas)
+    if not settings_file.exists():  # only once everything loaded: a failed start leaves nothing that blocks a retry
+        atomic_write(settings_file, lambda f: f.write(json.dumps(_settings(cfg), indent=1).encode()))
     print(f"{cfg.arm_name()}: {cfg.game.episodes} games of {canonical_game(cfg.game.game)} "
           f"({len(rows)} already played), up to {cfg.game.max_steps} steps each; {rt.describe()}", flush=True)
     for i in range(len(rows), cfg.game.episodes):

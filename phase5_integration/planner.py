@@ -76,12 +76,15 @@ class Planner:
         self.probs = np.concatenate([self.probs[k:], uniform], 0)
 
     def _evaluate(self, history: History, cands: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        reps = self.cfg.repeats
-        acts = torch.as_tensor(np.repeat(cands, reps, axis=0), dtype=torch.int64)
-        im = self.model.imagine(history, acts, self.generator)
-        values = sequence_value(im.reward, im.end, self.cfg.gamma, self.cfg.life_penalty).view(len(cands), reps)
-        frames = im.frames.view(len(cands), reps, *im.frames.shape[1:])[:, 0] if im.frames is not None else None
-        return values.mean(1), frames
+        """Mean value over `repeats` independent imaginations (separate calls: an adapter may imagine identical rows
+        of one call once), and the first imagination's frames."""
+        acts = torch.as_tensor(cands, dtype=torch.int64)
+        values, frames = [], None
+        for _ in range(self.cfg.repeats):
+            im = self.model.imagine(history, acts, self.generator)
+            values.append(sequence_value(im.reward, im.end, self.cfg.gamma, self.cfg.life_penalty))
+            frames = im.frames if frames is None else frames
+        return torch.stack(values).mean(0), frames
 
     def _sample(self, n: int) -> np.ndarray:
         """n sequences from the per-step categoricals self.probs (H, A)."""

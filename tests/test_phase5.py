@@ -308,3 +308,21 @@ def test_train_agent_then_play_it_in_the_real_game(phase1_smoke):
                    "game.episodes=1", "game.max_steps=5", env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "actor_critic: score" in r.stdout
+
+
+def test_repeats_average_independent_imaginations(adapters):
+    """A stochastic model's repeats are separate imaginations (not the shared-prefix copies of one call): with
+    repeats=2 the value is the mean of two draws, which differ."""
+    m = adapters["diamond"]
+    seen = []
+
+    class Spy:
+        name, num_actions, context, needs_state = "spy", 4, 4, False
+
+        def imagine(self, history, actions, generator=None):
+            im = m.imagine(history, actions, generator)
+            seen.append(im.frames)
+            return im
+    p = Planner(Spy(), PlannerConfig(method="enumerate", horizon=1, repeats=2))
+    p.plan(_history16())
+    assert len(seen) == 2 and not torch.equal(seen[0], seen[1])
