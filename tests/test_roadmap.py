@@ -236,3 +236,16 @@ def test_verify_a_release_satisfies_a_checkpoint_box(roadmap: Path, capsys: pyte
     main(["verify", "--file", str(roadmap)])
     out = capsys.readouterr().out
     assert "Done but unticked (1):" in out and "Trained model checkpoint" in out and "releases/phase1" in out
+
+
+def test_a_uwm_checkpoint_needs_the_uwm_marker(tmp_path: Path) -> None:
+    """Phase 4's tokenizer release holds weights too, but it is not the UWM the box promises."""
+    from tools.roadmap import check_for
+    check = check_for("UWM model checkpoint")
+    rel = tmp_path / "releases" / "phase4" / "tok-cpu"
+    rel.mkdir(parents=True)
+    for name in ("model.safetensors", "release.json", "config.yaml", "tokenizer.json"):
+        (rel / name).write_text("x")
+    assert not check.exists(tmp_path)
+    (rel / "uwm.json").write_text("{}")
+    assert check.exists(tmp_path)

@@ -265,10 +265,14 @@ def readme_with_results(pkg: str) -> Check:
     return Check(f"{pkg}/README.md with a '## Results' section", exists)
 
 
-def checkpoint(phase: int, dataset: str | None = None) -> Check:
+def checkpoint(phase: int, dataset: str | None = None, marker: str | None = None) -> Check:
     """A run of the phase with weights under outputs/, or a release of the phase (releases/, shipped with the repo,
-    so a fresh clone satisfies its ticked boxes); with `dataset`, only those whose config.yaml trained on it."""
+    so a fresh clone satisfies its ticked boxes); with `dataset`, only those whose config.yaml trained on it; with
+    `marker`, only finished runs and releases holding that export marker (phase 4's tokenizer is not a UWM)."""
     def trained_on(config: Path) -> bool:
+        if marker is not None and not ((config.parent / "export" / marker).is_file()
+                                       or (config.parent / marker).is_file()):
+            return False
         if dataset is None:
             return True
         import yaml
@@ -283,7 +287,7 @@ def checkpoint(phase: int, dataset: str | None = None) -> Check:
         releases = [m.parent for m in (root / "releases" / f"phase{phase}").glob("*/release.json")]
         return any(any(r.rglob("*.safetensors")) and trained_on(r / "config.yaml") for r in releases)
     runs = f"outputs/phase{phase}/*"
-    on = f" trained on {dataset}" if dataset else ""
+    on = (f" trained on {dataset}" if dataset else "") + (f" with {marker}" if marker else "")
     return Check(f"{runs}/checkpoints/* or {runs}/export/*.safetensors or releases/phase{phase}/*{on}", exists)
 
 
@@ -302,7 +306,7 @@ ARTEFACTS: dict[str, Check] = {
     "Trained model checkpoint": checkpoint(1),  # Phase 1 summary's wording
     "DF-trained model checkpoint": checkpoint(2),
     "Finetuned SmolVLA checkpoint": checkpoint(3),
-    "UWM model checkpoint": checkpoint(4),
+    "UWM model checkpoint": checkpoint(4, marker="uwm.json"),
     "architecture design document": nonempty_file("notes/uwm-architecture.md"),  # week 13
     "Diffusion Forcing: What It Buys You": _DF_ANALYSIS,  # week 8 deliverable and final deliverables
     "Analysis document": _DF_ANALYSIS,  # "Write analysis document" (week 8), Phase 2 summary
