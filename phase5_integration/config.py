@@ -34,7 +34,8 @@ class PlannerConfig:
     repeats: int = 1  # imagined futures per candidate (a stochastic model's values are averaged over them)
     gamma: float = 0.99  # discount per step
     life_penalty: float = 5.0  # value of losing a life, in (sign-clipped) reward units
-    replan_every: int = 1  # actions of each plan executed before planning again
+    action_repeat: int = 1  # agent steps each planned action is held (macro-actions): lookahead = horizon x this
+    replan_every: int = 1  # agent steps of each plan executed before planning again
     warm_start: bool = True  # shooting / cem: start from the previous plan (shifted by what was executed)
     max_enumerate: int = 4096  # enumerate refuses more sequences than this
 
@@ -49,6 +50,7 @@ class PlannerConfig:
         require(self.repeats >= 1, "repeats", self.repeats, "must be >= 1")
         require(0 < self.gamma <= 1, "gamma", self.gamma, "must be in (0, 1]")
         require(self.life_penalty >= 0, "life_penalty", self.life_penalty, "must be >= 0")
+        require(self.action_repeat >= 1, "action_repeat", self.action_repeat, "must be >= 1")
         require(self.replan_every >= 1, "replan_every", self.replan_every, "must be >= 1")
 
 
@@ -114,7 +116,9 @@ class PlanConfig:
         if self.agent != "planner":
             return self.agent
         p = self.planner
-        return f"plan-{self.model.kind}-{p.method}-h{p.horizon}"
+        k = f"x{p.action_repeat}" if p.action_repeat > 1 else ""
+        r = f"-r{p.replan_every}" if p.replan_every > 1 else ""
+        return f"plan-{self.model.kind}-{p.method}-h{p.horizon}{k}{r}"
 
 
 @dataclass

@@ -6,7 +6,8 @@
 Per agent: games, mean score, lives lost and steps survived with 95% bootstrap intervals over games, games that
 ended (the rest were cut at max_steps), mean decision time, candidate futures imagined per decision; and for
 each planner the share of the oracle's gain over random play it recovers, (planner - random) / (oracle - random),
-where the oracle is the same planner (method and horizon) with the real emulator as its model.
+where the oracle is the same planner (method, horizon, action repeat, replanning) with the real emulator as its
+model.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def table(arms: list[dict]) -> str:
     for a in arms:
         share = ""
         p = a.get("planner") or {}
-        oracle = by.get(f"plan-emulator-{p.get('method')}-h{p.get('horizon')}") if p else None
+        oracle = by.get(a["arm"].replace(f"plan-{a['model']}-", "plan-emulator-", 1)) if p else None
         if rnd and oracle and a["model"] != "emulator" and oracle["score"][0] != rnd["score"][0]:
             share = f"{(a['score'][0] - rnd['score'][0]) / (oracle['score'][0] - rnd['score'][0]):.2f}"
         lines.append(f"| {a['arm']} | {a['model'] or '-'} | {a['games']} | {_ci(a['score'])} | {_ci(a['lives_lost'])} "

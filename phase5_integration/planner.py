@@ -13,8 +13,10 @@ the expected discounted return when a lost life costs `life_penalty` and ends th
                 for discrete actions): sample, keep the `elites` best, refit with `smoothing`, `iterations` times;
                 warm-started from the previous distribution shifted by the executed steps
 
-A stochastic model gives each candidate `repeats` imagined futures (their values averaged). The planner returns
-the best sequence; the agent executes its first `replan_every` actions, then plans again (receding horizon).
+A stochastic model gives each candidate `repeats` imagined futures (their values averaged). With `action_repeat`
+k > 1 each planned action is held for k agent steps (macro-actions): the search is over A^H sequences but looks
+H x k steps ahead, the value summing every imagined agent step. The planner returns the best sequence of agent
+actions; the agent executes its first `replan_every` of them, then plans again (receding horizon).
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def sequence_value(reward: torch.Tensor, end: torch.Tensor, gamma: float, life_p
 
 @dataclass
 class Plan:
-    actions: list[int]  # the best sequence found (length H)
+    actions: list[int]  # the best sequence found, in agent steps (length H x action_repeat)
     value: float  # its (mean) imagined value
     evaluated: int  # candidate futures imagined (candidates x repeats x iterations)
     seconds: float  # wall-clock of the whole decision
@@ -50,7 +52,7 @@ class Planner:
     def __init__(self, model: WorldModel, cfg: PlannerConfig, seed: int = 0):
         cfg.check()
         self.model, self.cfg = model, cfg
-        self.A, self.H = model.num_actions, cfg.horizon
+        self.A, self.H, self.k = model.num_actions, cfg.horizon, cfg.action_repeat
         if cfg.method == "enumerate" and self.A ** self.H > cfg.max_enumerate:
             raise ValueError(f"planner.method=enumerate with {self.A} actions and horizon {self.H} is "
                              f"{self.A ** self.H} sequences, over planner.max_enumerate={cfg.max_enumerate}: use "
@@ -65,12 +67,13 @@ class Planner:
         self.probs = np.full((self.H, self.A), 1.0 / self.A)
 
     def shift(self, executed: int) -> None:
-        """The agent executed the first `executed` actions of the last plan: move the warm start along."""
+        """The agent executed the first `executed` agent steps of the last plan: move the warm start along (by whole
+        planned actions: executed // action_repeat)."""
         if not self.cfg.warm_start or self.prev is None:
             self.prev = None
             self.probs = np.full((self.H, self.A), 1.0 / self.A)
             return
-        k = min(executed, self.H)
+        k = min(executed // self.k, self.H)
         self.prev = self.prev[k:] + [int(a) for a in self.rng.integers(self.A, size=k)]
         uniform = np.full((k, self.A), 1.0 / self.A)
         self.probs = np.concatenate([self.probs[k:], uniform], 0)
@@ -78,7 +81,7 @@ class Planner:
     def _evaluate(self, history: History, cands: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean value over `repeats` independent imaginations (separate calls: an adapter may imagine identical rows
         of one call once), and the first imagination's frames."""
-        acts = torch.as_tensor(cands, dtype=torch.int64)
+        acts = torch.as_tensor(cands, dtype=torch.int64).repeat_interleave(self.k, dim=1)  # (N, H k) agent steps
         values, frames = [], None
         for _ in range(self.cfg.repeats):
             im = self.model.imagine(history, acts, self.generator)
@@ -121,15 +124,18 @@ class Planner:
                     self.probs = c.smoothing * self.probs + (1 - c.smoothing) * freq
                     self.probs = np.maximum(self.probs, c.min_prob)
                     self.probs /= self.probs.sum(1, keepdims=True)
-            plan = Plan([int(a) for a in best_seq], best_val, evaluated, time.perf_counter() - t0, best_frames)
-            self.prev = plan.actions
+            plan = Plan(self._expand(best_seq), best_val, evaluated, time.perf_counter() - t0, best_frames)
+            self.prev = [int(a) for a in best_seq]
             return plan
         i = int(values.argmax())
         # ties (common: most sequences imagine nothing happening) go to the first, i.e. action 0 first; break them
         # at random instead so that a flat value landscape does not mean "always NOOP"
         best = torch.nonzero(values >= values[i] - 1e-6).flatten().numpy()
         i = int(self.rng.choice(best))
-        plan = Plan([int(a) for a in cands[i]], float(values[i]), evaluated, time.perf_counter() - t0,
+        plan = Plan(self._expand(cands[i]), float(values[i]), evaluated, time.perf_counter() - t0,
                     frames[i] if frames is not None else None)
-        self.prev = plan.actions
+        self.prev = [int(a) for a in cands[i]]
         return plan
+
+    def _expand(self, seq) -> list[int]:
+        return [int(a) for a in seq for _ in range(self.k)]

@@ -11,7 +11,7 @@ PY=${PY:-.venv/bin/python}
 [ -x "$PY" ] || PY=python
 root=${ROOT:-outputs}
 profile=${PROFILE:-cpu}
-arms=${ARMS:-"random sticky_random oracle diamond regressor df oracle-h2 diamond-h2 actor_critic"}
+arms=${ARMS:-"random sticky_random oracle oracle-x4 diamond-x4 regressor-x4 df-x4 actor_critic"}
 logs=$root/phase5/logs
 mkdir -p "$logs"
 
@@ -27,6 +27,9 @@ for arm in $arms; do
     diamond|regressor|df) play "$arm" model.kind="$arm" ;;
     oracle-h2) play "$arm" model.kind=emulator planner.horizon=2 ;;
     diamond-h2) play "$arm" model.kind=diamond planner.horizon=2 ;;
+    # macro-actions: 3 planned actions held 4 steps each (12 steps ahead), replanning every 4 steps
+    oracle-x4) play "$arm" model.kind=emulator planner.action_repeat=4 planner.replan_every=4 ;;
+    diamond-x4|regressor-x4|df-x4) play "$arm" model.kind="${arm%-x4}" planner.action_repeat=4 planner.replan_every=4 ;;
     actor_critic)  # train in imagination first (resumed if interrupted), then play the real game
       run=$root/phase5/agent-$profile
       if [ ! -f "$run/export/actor_critic.json" ]; then

@@ -326,3 +326,19 @@ def test_repeats_average_independent_imaginations(adapters):
     p = Planner(Spy(), PlannerConfig(method="enumerate", horizon=1, repeats=2))
     p.plan(_history16())
     assert len(seen) == 2 and not torch.equal(seen[0], seen[1])
+
+
+def test_action_repeat_plans_macro_actions_and_looks_further():
+    """Held for 2 steps each, 2 planned actions look 4 steps ahead: from position 0 the best plan is jump (held:
+    positions 2, 4) then stay (4, 4), paid at steps 2, 3 and 4; the plan comes back in agent steps."""
+    cfg = PlannerConfig(method="enumerate", horizon=2, action_repeat=2)
+    p = Planner(LineWorld(), cfg, seed=0)
+    plan = p.plan(at(0))
+    assert plan.actions == [3, 3, 0, 0]
+    import itertools
+    m = LineWorld()
+    cands = torch.tensor([[a for a in seq for _ in range(2)] for seq in itertools.product(range(4), repeat=2)])
+    im = m.imagine(at(0), cands)
+    assert plan.value == pytest.approx(float(sequence_value(im.reward, im.end, 0.99, 5.0).max()))
+    p.shift(2)  # one whole macro-action executed
+    assert p.prev[0] == plan.actions[2]
