@@ -81,14 +81,18 @@ def final_metrics(run: Path) -> dict:
 
 
 def _data_identity(export: Path) -> dict:
-    """The `data` entry of the phase's marker JSON(s) in export/ (each phase's training writes one)."""
+    """The `data` entry of the phase's marker JSON(s) in export/ (each phase's training writes one): one data set's
+    identity, or a list of them (a model trained on several, such as phase 4's tokenizer) as {"sets": [...]}."""
     for p in sorted(export.glob("*.json")):
         try:
             d = json.loads(p.read_text())
         except json.JSONDecodeError:
             continue
-        if isinstance(d, dict) and isinstance(d.get("data"), dict):
-            return d["data"]
+        data = d.get("data") if isinstance(d, dict) else None
+        if isinstance(data, dict) and data:
+            return data
+        if isinstance(data, list) and data and all(isinstance(x, dict) for x in data):
+            return {"sets": data}
     return {}
 
 

@@ -22,7 +22,7 @@ from phase1_world_model import collect, loading, train
 REPO = Path(__file__).resolve().parents[1]
 # The cpu-profile models the repo ships (scripts/make_releases.sh); later phases add theirs here.
 EXPECTED = {"phase0/cond-cpu", "phase0/classifier-fashion_mnist", "phase1/diffusion-cpu", "phase1/regressor-cpu",
-            "phase2/df-cpu", "phase3/base-cpu", "phase3/full-n50-cpu", "phase3/lora-r16-n50-cpu"}
+            "phase2/df-cpu", "phase3/base-cpu", "phase3/full-n50-cpu", "phase3/lora-r16-n50-cpu", "phase4/tok-cpu"}
 SHIPPED = release.all_releases(REPO / "releases")
 
 
@@ -50,6 +50,13 @@ def load_release(folder: Path):
         if info["kind"] == "lora":
             return load_adapter(folder / "adapter", torch.device("cpu"))[0], None
         return load_policy(folder / "policy", torch.device("cpu"))[0], None
+    if phase == "phase4":
+        from phase4_uwm import loading as p4
+        if (folder / "tokenizer.json").exists():
+            tm = p4.load_tokenizer(str(folder))
+            return tm.model, tm.cfg
+        tm = p4.load_uwm(str(folder))
+        return tm.model, tm.cfg
     raise AssertionError(f"no loader for {folder}")
 
 
