@@ -38,6 +38,13 @@ def _expected_reward(p_reward: torch.Tensor) -> torch.Tensor:
     return (p_reward[:, 2] - p_reward[:, 0]).float()
 
 
+def _batched_history(history: History, K: int, N: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last K frames (N, K, 3, h, w) and the K - 1 actions between them (N, K - 1), shared by N candidates."""
+    frames = history.frames[-K:].to(device)[None].expand(N, -1, -1, -1, -1)
+    acts = history.actions[len(history.actions) - (K - 1):].to(device)[None].expand(N, -1)
+    return frames, acts
+
+
 def _check_head(scorer: Phase1WorldModel, num_actions: int, context: int) -> None:
     if scorer.head is None:
         raise ValueError("the reward/end scorer has no head: use a phase 1 diffusion run trained with "
@@ -66,8 +73,7 @@ class Phase1Model:
         actions = check_actions(self, actions).to(self.device)
         N, H = actions.shape
         K = self.context
-        frames = history.frames[-K:].to(self.device)[None].expand(N, -1, -1, -1, -1)  # (N, K, 3, h, w)
-        acts = history.actions[-(K - 1):].to(self.device)[None].expand(N, -1) if K > 1 else actions[:, :0]
+        frames, acts = _batched_history(history, K, N, self.device)
         out, rewards, ends = [], [], []
         prefixes = actions.cpu().numpy()
         for t in range(H):
@@ -107,8 +113,7 @@ class DFModel:
         actions = check_actions(self, actions).to(self.device)
         N, H = actions.shape
         K = self.context
-        ctx = history.frames[-K:].to(self.device)[None].expand(N, -1, -1, -1, -1)
-        past = history.actions[-(K - 1):].to(self.device)[None].expand(N, -1) if K > 1 else actions[:, :0]
+        ctx, past = _batched_history(history, K, N, self.device)
         all_acts = torch.cat([past, actions], dim=1)  # (N, K - 1 + H): all_acts[:, i] is played on frame i
         gen = df_rollout(self.model, ctx, all_acts, H, self.sampler, generator, self.bf16).to(self.device)
         seq = torch.cat([ctx, gen], dim=1)  # (N, K + H, ...)

@@ -43,10 +43,10 @@ from phase5_integration.planner import Planner
 
 
 def build_model(cfg: PlanConfig, device: torch.device, bf16: bool):
-    """-> (world model satisfying the protocol, the training data identity of the learned models or None)."""
+    """-> (world model satisfying the protocol, the training data identities of the learned models it loaded)."""
     m, root = cfg.model, cfg.run.root
     if m.kind == "emulator":
-        return EmulatorModel(make_atari(cfg.game.game, cfg.game.env)), None
+        return EmulatorModel(make_atari(cfg.game.game, cfg.game.env)), []
     scorer = load_phase1(m.scorer, "diffusion", root, device)
     if m.kind in ("diamond", "regressor"):
         tm = scorer if (m.kind == "diamond" and m.load == m.scorer) else load_phase1(
@@ -94,7 +94,7 @@ def summarize(rows: list[dict]) -> dict:
     out = {"games": len(rows)}
     for key in ("score", "lives_lost", "steps", "decision_ms"):
         v = np.array([r[key] for r in rows], dtype=np.float64)
-        lo, hi = bootstrap(v, lambda x: x.mean(-1)) if len(v) > 1 else (float("nan"), float("nan"))
+        lo, hi = bootstrap(v, lambda x: x.mean(-1))  # nan with a single game
         out[key] = [float(v.mean()), lo, hi]
     out["game_over"] = sum(bool(r["game_over"]) for r in rows)
     out["imagined_per_decision"] = (float(sum(r["imagined"] for r in rows) / max(1, sum(r["plans"] for r in rows)))
@@ -136,10 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
                                 f"and run again; the game is replayed from its seed") from None
     env = make_atari(cfg.game.game, cfg.game.env)
     A = int(env.action_space.n)
-    datas: list[dict] = []
     if cfg.agent == "planner":
         model, datas = build_model(cfg, rt.device, rt.precision.bf16)
-        datas = datas or []
         agent = PlanningAgent(Planner(model, cfg.planner, seed=cfg.run.seed), cfg.planner.replan_every)
         context = model.context
     elif cfg.agent == "actor_critic":

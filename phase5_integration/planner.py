@@ -57,6 +57,8 @@ class Planner:
             raise ValueError(f"planner.method=enumerate with {self.A} actions and horizon {self.H} is "
                              f"{self.A ** self.H} sequences, over planner.max_enumerate={cfg.max_enumerate}: use "
                              f"method=cem or shooting, or a shorter horizon")
+        self.all_sequences = (np.array(list(itertools.product(range(self.A), repeat=self.H)), dtype=np.int64)
+                              if cfg.method == "enumerate" else None)  # built once, not per decision
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.reset()
@@ -99,7 +101,7 @@ class Planner:
         t0 = time.perf_counter()
         c = self.cfg
         if c.method == "enumerate":
-            cands = np.array(list(itertools.product(range(self.A), repeat=self.H)), dtype=np.int64)
+            cands = self.all_sequences
             values, frames = self._evaluate(history, cands)
             evaluated = len(cands) * c.repeats
         else:
