@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +36,7 @@ from common.errors import command
 from common.runs import writable_dir
 from common.stepwise import mix_seed
 from common.system import start
-from phase4_uwm.config import UWMEvaluateConfig
+from phase4_uwm.config import PolicyEvalConfig, UWMEvaluateConfig
 from phase4_uwm.data import ActionStats, evenly_spaced, held_out_clips
 from phase4_uwm.loading import load_uwm
 from phase4_uwm.modes import run_mode
@@ -165,7 +165,9 @@ def check_starts(run, meta: dict, tasks: list[int], states: list[int], enabled: 
 
 @dataclass
 class Player:
-    """What the LIBERO loop needs of a method: a fresh policy (with pre/post processing) per episode."""
+    """What the LIBERO loop needs of a method: a fresh policy (with pre/post processing) per episode. A policy with
+    a `bind(env)` method is given the episode's env (phase 5's simulator chooser plays copies of its state); one with
+    a `decisions` list has it saved in the episode's record."""
 
     run: object
     meta: dict
@@ -174,6 +176,7 @@ class Player:
     denoise_steps: int
     make: Callable  # (task, generator) -> (policy, pre, post)
     label: str
+    settings: dict = field(default_factory=dict)  # more that must match for a saved episode to be reused
 
 
 def uwm_player(cfg: UWMEvaluateConfig, uwm) -> Player:
@@ -210,18 +213,18 @@ def dp_player(cfg: UWMEvaluateConfig, device) -> Player:
                   "Diffusion Policy (lerobot, from scratch)")
 
 
-def policy_eval(cfg: UWMEvaluateConfig, player: Player, out: Path, device, precision) -> dict:
+def policy_eval(e: PolicyEvalConfig, player: Player, out: Path, device, precision) -> dict:
+    """Play the fixed initial states of `e` (resumable: saved episodes with the same settings are kept)."""
     from phase3_vla.libero_env import make_env
     from phase3_vla.rollouts import load_episode, play, save_episode, summarize, table
 
-    e = cfg.eval
     states = list(range(e.first_state, e.first_state + e.episodes))
     checked = check_starts(player.run, player.meta, e.tasks, states, e.check_starts)
     digest = hashlib.sha256(player.weights.read_bytes()).hexdigest()[:16]
     settings = {"weights": digest, "max_steps": e.libero.max_steps, "num_steps_wait": e.libero.num_steps_wait,
                 "hard_reset": e.libero.hard_reset, "image_size": e.libero.image_size, "perturb": e.libero.perturb,
                 "n_action_steps": player.n_action_steps, "denoise_steps": player.denoise_steps, "seed": e.seed,
-                "suite": e.libero.suite}
+                "suite": e.libero.suite, **player.settings}
     print(f"phase4 evaluate: {player.label} of {player.run.dir} on tasks {e.tasks}, fixed states "
           f"{states[0]}-{states[-1]}, a new chunk every {settings['n_action_steps']} steps; {checked}", flush=True)
     env, env_task = None, None
@@ -236,9 +239,13 @@ def policy_eval(cfg: UWMEvaluateConfig, player: Player, out: Path, device, preci
                 env, env_task = make_env(e.libero, task, cameras=True), task
             g = torch.Generator(device=device).manual_seed(mix_seed(e.seed, task, i))
             pol, pre, post = player.make(task, g)
+            if hasattr(pol, "bind"):
+                pol.bind(env)
             record = e.videos < 0 or i - e.first_state < e.videos
             with precision.autocast():
                 r = play(pol, pre, post, env, init_state=i, max_steps=e.libero.max_steps, record=record)
+            if hasattr(pol, "decisions"):
+                r["decisions"] = pol.decisions
             save_episode(out, task, i, r, env.task_description, str(player.run.dir), settings)
             played += 1
             if e.progress:
@@ -270,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
         res["offline"] = offline(cfg, uwm, rt.device)
         print(offline_tables(res["offline"]), flush=True)
     if "policy" in cfg.parts:
-        res["policy"] = policy_eval(cfg, player, out, rt.device, rt.precision)
+        res["policy"] = policy_eval(cfg.eval, player, out, rt.device, rt.precision)
     atomic_write(out / "results.json", lambda f: f.write(json.dumps(res, indent=1, default=str).encode()))
     md = [what]
     if "offline" in res:

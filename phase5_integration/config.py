@@ -3,6 +3,8 @@
 `PlanConfig` is `python -m phase5_integration.plan`: one agent (random, sticky-random, or a planner over one world
 model) playing real games; `AgentTrainConfig` is `python -m phase5_integration.train_agent`;
 `IntegrationEvaluateConfig` is `python -m phase5_integration.evaluate`: the table over the agents that have played.
+Testbed 2 (LIBERO): `ScorerTrainConfig` is `python -m phase5_integration.train_scorer`, `ChooseConfig` is
+`python -m phase5_integration.choose`.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
 from phase1_world_model.config import AtariEnvConfig
 from phase2_diffusion_forcing.config import SamplerConfig
+from phase3_vla.config import DemoDataConfig
+from phase4_uwm.config import PolicyEvalConfig
 
 AGENTS = ("random", "sticky_random", "planner", "actor_critic")
 MODELS = ("emulator", "diamond", "regressor", "df")
@@ -164,6 +168,60 @@ class IntegrationEvaluateConfig:
     """`python -m phase5_integration.evaluate`: the table over every agent that has played (plan's results)."""
 
     run: RunConfig = field(default_factory=RunConfig)
-    game: str = "Breakout"  # results of which game: <run.root>/phase5/<game>/<agent>/
+    testbed: str = "breakout"  # breakout (plan's games) | libero (choose's arms, <run.root>/phase5/LIBERO/<arm>/)
+    game: str = "Breakout"  # breakout: results of which game: <run.root>/phase5/<game>/<agent>/
     arms: list[str] = field(default_factory=list)  # result folders to include, in this order; [] = all found
-    publish: bool = False  # write the table into phase5_integration/README.md's results block
+    publish: bool = False  # write the table into phase5_integration/README.md's results block (one per testbed)
+
+    def check(self) -> None:
+        choice("testbed", self.testbed, ("breakout", "libero"))
+
+
+# ------------------------------------------------------------------------------------------------ testbed 2: LIBERO
+CHOOSERS = ("first", "world_model", "pixel_goal", "simulator")
+
+
+@dataclass
+class ScorerTrainConfig:
+    """`python -m phase5_integration.train_scorer`: the progress scorer of testbed 2 (phase5_integration/
+    libero_choice.py): one frame's latents (both cameras, phase 4's frozen tokenizer) -> t / (T - 1) of its
+    demonstration, BCE on the soft target; scored at the end on the split's held-out demonstrations."""
+
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu
+    run: TrainRunConfig = field(default_factory=TrainRunConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=64, lr=1e-3, warmup_steps=50,
+                                                                   schedule="cosine", weight_decay=1e-4,
+                                                                   ema_decay=0.99, max_steps=1500))
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DemoDataConfig = field(default_factory=DemoDataConfig)  # phase 3's collection
+    split: str = "new"  # the task the chooser will act in: new (task 9) or base
+    tokenizer: str = "latest"  # phase 4's tokenizer run (must be the one the UWM used: `choose` checks its scale)
+    width: int = 64  # first conv width of the scorer
+
+    def check(self) -> None:
+        choice("split", self.split, ("base", "new"))
+        require(self.width >= 8, "width", self.width, "must be >= 8")
+
+
+@dataclass
+class ChooseConfig:
+    """`python -m phase5_integration.choose`: one arm of testbed 2 plays LIBERO's held-out initial states."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    uwm: str = "latest"  # phase 4's UWM (proposer and world model): a run folder, latest or release
+    scorer: str = "latest"  # the progress scorer (a train_scorer run folder, latest or release); unused by first
+    choose: str = "world_model"  # first (the proposer alone) | world_model | pixel_goal | simulator (the ceiling)
+    proposals: int = 8  # K chunks proposed per decision (choose=first plays one)
+    denoise_steps: int = 0  # DDIM steps of the policy and forward modes; 0 = the model's
+    data: DemoDataConfig = field(default_factory=DemoDataConfig)  # pixel_goal: the training demonstrations' goal frame
+    eval: PolicyEvalConfig = field(default_factory=PolicyEvalConfig)  # tasks, fixed states, episodes, LIBERO settings
+    name: str = ""  # results folder <run.root>/phase5/LIBERO/<name>; "" = <choose>-k<K>
+    profile: str = "cpu"  # set by the chosen profile file: smoke | cpu
+
+    def check(self) -> None:
+        choice("choose", self.choose, CHOOSERS)
+        require(self.proposals >= 1, "proposals", self.proposals, "must be >= 1")
+        require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's)")
+
+    def arm_name(self) -> str:
+        return self.name or (f"{self.choose}" if self.choose == "first" else f"{self.choose}-k{self.proposals}")

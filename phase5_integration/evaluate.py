@@ -2,12 +2,17 @@
 
     python -m phase5_integration.evaluate                       # print the table of <run.root>/phase5/Breakout/*
     python -m phase5_integration.evaluate publish=true          # and write it into phase5_integration/README.md
+    python -m phase5_integration.evaluate testbed=libero        # testbed 2: the arms of phase5_integration.choose
 
 Per agent: games, mean score, lives lost and steps survived with 95% bootstrap intervals over games, games that
 ended (the rest were cut at max_steps), mean decision time, candidate futures imagined per decision; and for
 each planner the share of the oracle's gain over random play it recovers, (planner - random) / (oracle - random),
 where the oracle is the same planner (method, horizon, action repeat, replanning) with the real emulator as its
 model.
+
+Testbed 2 (LIBERO), per arm: successes on the same held-out initial states with Wilson 95% intervals, mean
+episode length, seconds per decision, and the share of the simulator's gain over the proposer alone that
+world-model choice recovers, (arm - first) / (simulator - first) at the same K.
 """
 from __future__ import annotations
 
@@ -57,9 +62,60 @@ def table(arms: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def libero_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
+    base = outputs_root(cfg.run.root) / "phase5" / "LIBERO"
+    found = {p.parent.name: p for p in sorted(base.glob("*/summary.json"))}
+    order = {"first": 0, "world_model": 1, "pixel_goal": 2, "simulator": 3}
+    names = cfg.arms or sorted(found, key=lambda n: (order.get(n.rsplit("-k", 1)[0], 9), n))
+    missing = [n for n in names if n not in found]
+    if missing or not names:
+        raise DataError(f"no finished results for {', '.join(missing) or 'any arm'} under {base}: play them with "
+                        f"python -m phase5_integration.choose (see phase5_integration/README.md)")
+    return [json.loads(found[n].read_text()) for n in names]
+
+
+def libero_table(arms: list[dict]) -> str:
+    by = {a["arm"]: a for a in arms}
+    first = by.get("first")
+    lines = ["| arm | choice | K | success | rate | 95% CI (Wilson) | mean steps | s / decision | "
+             "share of the simulator's gain |", "|---" * 9 + "|"]
+    for a in arms:
+        t, st = a["total"], a["settings"]
+        share = ""
+        sim = by.get(f"simulator-k{st['proposals']}")
+        if first and sim and st["choose"] in ("world_model", "pixel_goal"):
+            gain = sim["total"]["rate"] - first["total"]["rate"]
+            share = f"{(t['rate'] - first['total']['rate']) / gain:.2f}" if gain else "no gain to share"
+        steps = sum(r["mean_steps"] * r["episodes"] for r in a["tasks"]) / max(t["episodes"], 1)
+        spd = a.get("seconds_per_decision")
+        lines.append(f"| {a['arm']} | {st['choose']} | {st['proposals']} | {t['successes']}/{t['episodes']} | "
+                     f"{100 * t['rate']:.0f}% | {100 * t['ci95'][0]:.0f}-{100 * t['ci95'][1]:.0f}% | {steps:.0f} | "
+                     f"{'-' if spd is None else f'{spd:.2f}'} | {share} |")
+    return "\n".join(lines)
+
+
+def libero_main(cfg: IntegrationEvaluateConfig) -> str:
+    arms = libero_arms(cfg)
+    runtime = next((a["runtime"] for a in arms if a.get("runtime")), {})
+    tasks = sorted({r["task_id"] for a in arms for r in a["tasks"]})
+    md = libero_table(arms) + (
+        f"\n\nLIBERO-Object task(s) {tasks}, fixed initial states none of the UWM's or the scorer's training "
+        f"demonstrations started from; every arm plays the same states. Times on {runtime.get('cpu', '?')} "
+        f"({', '.join(runtime.get('cpu_flags', [])) or '?'}), {runtime.get('threads', '?')} thread(s), "
+        f"{runtime.get('precision', '?')}.")
+    print(md)
+    if cfg.publish:
+        publish_block(README, md, [], README.parent / "figures",
+                      "python -m phase5_integration.evaluate testbed=libero publish=true")
+        print(f"published to {README}")
+    return md
+
+
 @command
 def main(argv: list[str] | None = None) -> str:
     cfg = cli(IntegrationEvaluateConfig, "phase5/evaluate", argv, __doc__)
+    if cfg.testbed == "libero":
+        return libero_main(cfg)
     arms = load_arms(cfg)
     md = table(arms)
     runtime = next((a["runtime"] for a in arms if a.get("runtime")), {})

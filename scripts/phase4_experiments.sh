@@ -6,7 +6,8 @@
 #   STAGES="data tokenizer uwm" bash scripts/phase4_experiments.sh      # only these stages
 #   ROOT=/tmp/p4 DEMOS=smoke PROFILE=smoke EVAL_ARGS="parts=[policy] eval.episodes=1 eval.libero.max_steps=3" \
 #     bash scripts/phase4_experiments.sh                # the whole chain at smoke scale (no validation demos: no offline part)
-# COLLECT_ARGS are added to the collection's command, EVAL_ARGS to every evaluation's (last, so they win).
+# COLLECT_ARGS are added to the collection's command, EVAL_ARGS to every evaluation's, TRAIN_ARGS to every training's
+# (last, so they win; e.g. TRAIN_ARGS="run.threads=1" to share 2 cores with another job).
 #
 # Stages (outputs/phase4/<name>/):
 #   data        phase 3's collection (python -m phase3_vla.collect profile=$DEMOS), if not there
@@ -39,8 +40,9 @@ run() {  # run <module> <run name> <marker> <overrides...>: reuse a finished run
   if [ -f "$dir/export/$marker" ]; then echo "phase4/$name: finished, reused"; return 0; fi
   ls "$dir"/checkpoints/step_*.pt >/dev/null 2>&1 && resume=(run.resume=true)
   echo "phase4/$name ($module) -> $logs/$name.log"
+  # shellcheck disable=SC2086
   "$PY" -m "phase4_uwm.$module" profile="$profile" "${common[@]}" "$@" run.name="$name" "${resume[@]}" \
-    log.progress=false > "$logs/$name.log" 2>&1
+    log.progress=false ${TRAIN_ARGS:-} > "$logs/$name.log" 2>&1
 }
 
 if has data && [ ! -f "$root/phase3/demos/$demos/lerobot/new/meta/info.json" ]; then

@@ -5,6 +5,7 @@
 #   bash scripts/phase5_experiments.sh                    # the cpu profile: 20 games per agent
 #   ROOT=/tmp/p5 PROFILE=smoke bash scripts/phase5_experiments.sh
 #   ARMS="random oracle diamond" bash scripts/phase5_experiments.sh   # a subset
+#   ARGS="run.threads=1" bash scripts/phase5_experiments.sh   # extra overrides for every command (last, so they win)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -18,7 +19,8 @@ mkdir -p "$logs"
 play() {  # play <arm> <overrides...>
   local arm=$1; shift
   echo "phase5 $arm -> $logs/$arm.log"
-  "$PY" -m phase5_integration.plan profile="$profile" run.root="$root" "$@" > "$logs/$arm.log" 2>&1
+  # shellcheck disable=SC2086
+  "$PY" -m phase5_integration.plan profile="$profile" run.root="$root" "$@" ${ARGS:-} > "$logs/$arm.log" 2>&1
 }
 for arm in $arms; do
   case $arm in
@@ -36,7 +38,7 @@ for arm in $arms; do
         resume=(); ls "$run"/checkpoints/step_*.pt >/dev/null 2>&1 && resume=(run.resume=true)
         echo "phase5 train_agent -> $logs/train_agent.log"
         "$PY" -m phase5_integration.train_agent profile="$profile" run.root="$root" run.name="agent-$profile" \
-          "${resume[@]}" log.progress=false > "$logs/train_agent.log" 2>&1
+          "${resume[@]}" log.progress=false ${ARGS:-} > "$logs/train_agent.log" 2>&1
       fi
       play "$arm" agent=actor_critic agent_load="$run" ;;
     *) echo "unknown arm $arm" >&2; exit 2 ;;

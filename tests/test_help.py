@@ -45,7 +45,10 @@ COMMANDS.update({
                             "inverse_regressor", "forward_baseline", "publish"],
     "phase5_integration.plan": ["agent", "agent_load", "greedy", "model.kind", "model.scorer", "model.sampler.stabilization", "planner.method",
                                 "planner.life_penalty", "game.seed", "game.env.frame_skip", "video"],
-    "phase5_integration.evaluate": ["game", "arms", "publish"],
+    "phase5_integration.evaluate": ["testbed", "game", "arms", "publish"],
+    "phase5_integration.train_scorer": ["split", "tokenizer", "width", "train.max_steps", "data.demos"],
+    "phase5_integration.choose": ["uwm", "scorer", "choose", "proposals", "denoise_steps", "eval.episodes",
+                                  "eval.libero.max_steps", "name"],
     "phase5_integration.train_agent": ["world", "denoise_steps", "agent.horizon", "agent.lam", "train.batch_size"],
 })
 ABSENT = {"phase3_vla.evaluate": ["train.lr", "policy.chunk_size"], "phase3_vla.train": ["eval.episodes"],

@@ -1,0 +1,254 @@
+"""Testbed 2 (LIBERO): propose K action chunks, imagine each one's outcome, play the one the scorer likes best.
+
+    chooser = ChunkChooser(uwm.model, tok, scorer, task_id=9, proposals=8, choose="world_model")
+    chooser.bind(env)                     # only choose="simulator" plays the proposals in a copy of the real state
+    chooser.reset(); action = chooser.select_action(obs)    # phase3_vla.rollouts.play drives it like any policy
+
+Every `chunk` steps (the whole chunk is played open loop, so the imagined outcome is the state of the next decision):
+
+    proposer     the UWM's policy mode, K samples of one observation (one conditioning pass, batched over K)
+    choose
+      first        the proposer alone: one sample, played as it comes (the UWM's policy mode)
+      world_model  the UWM's forward mode imagines each chunk's last future frame (latents of both cameras);
+                   the progress scorer ranks them
+      pixel_goal   the same imagined frames, decoded, ranked by pixel distance to the mean last frame of the
+                   training demonstrations (the baseline scorer the issue asks for)
+      simulator    each chunk played in the real simulator from a snapshot of the current state, its real last
+                   frame scored by the same progress scorer, a success scores above any progress; then the state is
+                   restored (the ceiling of world-model choice: a perfect world model with the same scorer)
+
+The progress scorer (`ProgressScorer`, trained by `python -m phase5_integration.train_scorer`) maps one frame's
+latents (both cameras, the UWM's frozen tokenizer) to the fraction of a successful demonstration that has elapsed,
+t / (T - 1): a value function learned from demonstrations only, blind to failures (no failed episodes were kept).
+"""
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from phase4_uwm.modes import run_mode
+from phase4_uwm.policy import IMAGE_KEYS
+from phase5_integration.config import CHOOSERS
+
+SUCCESS_SCORE = 2.0  # what the simulator scores a chunk that reaches the goal (every progress is in [0, 1])
+
+
+class ProgressScorer(nn.Module):
+    """Latents (B, V, C, h, w) of one time step -> progress logit (B,): sigmoid = elapsed fraction of the task."""
+
+    def __init__(self, views: int, latent_channels: int, width: int = 64):
+        super().__init__()
+        c_in = views * latent_channels
+        group_norm = lambda c: nn.GroupNorm(min(8, c), c)  # noqa: E731
+        self.net = nn.Sequential(
+            nn.Conv2d(c_in, width, 3, padding=1), group_norm(width), nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), group_norm(2 * width), nn.SiLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), group_norm(2 * width), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.flatten(1, 2)).squeeze(1)
+
+    def progress(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self(z.float()))
+
+
+class ProgressData(torch.utils.data.Dataset):
+    """Every frame of a set of demonstrations as (latents, t / (T - 1) within its episode)."""
+
+    def __init__(self, z: torch.Tensor, episode: torch.Tensor):
+        self.z = z
+        self.target = episode_progress(episode)
+
+    def __len__(self) -> int:
+        return len(self.z)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"z": self.z[i], "progress": self.target[i]}
+
+
+def episode_progress(episode: torch.Tensor) -> torch.Tensor:
+    """(N,) episode index per frame, frames in episode order -> t / (T - 1) per frame (0 for one-frame episodes)."""
+    out = torch.zeros(len(episode))
+    for e in episode.unique():
+        idx = (episode == e).nonzero().squeeze(1)
+        if len(idx) > 1:
+            out[idx] = torch.arange(len(idx), dtype=torch.float32) / (len(idx) - 1)
+    return out
+
+
+class ScorerTraining(nn.Module):
+    """The scorer under the trainer's contract: forward(batch, rng) -> (loss, logs). BCE on the soft target."""
+
+    def __init__(self, scorer: ProgressScorer):
+        super().__init__()
+        self.scorer = scorer
+
+    def forward(self, batch: dict, rng=None) -> tuple[torch.Tensor, dict]:
+        logit = self.scorer(batch["z"].float())
+        loss = F.binary_cross_entropy_with_logits(logit, batch["progress"].float())
+        return loss, {"loss/bce": loss.detach()}
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation (average ranks for ties)."""
+    from scipy.stats import spearmanr
+    return float(spearmanr(a, b).statistic)
+
+
+# ----------------------------------------------------------------------------------------------- simulator copies
+OBSERVABLE_STATE = ("_time_since_last_sample", "_sampled", "_current_delay", "_current_observed_value")
+
+
+@dataclass
+class SimSnapshot:
+    state: np.ndarray
+    counters: dict
+    controllers: list
+    grippers: list
+    observables: dict
+    obs_cache: dict
+    raw_obs: dict
+
+
+def snapshot(env) -> SimSnapshot:
+    """Everything a LIBERO step reads or returns that the MuJoCo state does not hold: the robosuite env's counters,
+    each robot's controller goals, the gripper's smoothed command (it moves by a fixed speed per step), every
+    observable's sampling clock and last value (they are sampled on a clock of simulator substeps, so a forced
+    resample would not give the same observation), and the wrapper's raw observation.
+    tests/test_phase5_libero.py checks that a snapshot, a probe and a restore leave an episode unchanged."""
+    inner = env._env.env
+    arrays = lambda obj: {k: v.copy() for k, v in vars(obj).items() if isinstance(v, np.ndarray)}  # noqa: E731
+    return SimSnapshot(inner.sim.get_state().flatten().copy(),
+                       {k: getattr(inner, k) for k in ("timestep", "cur_time", "done")},
+                       [arrays(r.controller) for r in inner.robots], [arrays(r.gripper) for r in inner.robots],
+                       {name: {k: copy.deepcopy(getattr(o, k)) for k in OBSERVABLE_STATE}
+                        for name, o in inner._observables.items()},
+                       copy.deepcopy(inner._obs_cache), copy.deepcopy(env.raw_obs))
+
+
+def restore(env, snap: SimSnapshot) -> None:
+    inner = env._env.env
+    inner.sim.set_state_from_flattened(snap.state)
+    inner.sim.forward()
+    for k, v in snap.counters.items():
+        setattr(inner, k, v)
+    for robot, ctrl, grip in zip(inner.robots, snap.controllers, snap.grippers):
+        for k, v in ctrl.items():
+            setattr(robot.controller, k, v.copy())
+        for k, v in grip.items():
+            setattr(robot.gripper, k, v.copy())
+        robot.controller.update(force=True)
+    for name, state in snap.observables.items():
+        for k, v in state.items():
+            setattr(inner._observables[name], k, copy.deepcopy(v))
+    inner._obs_cache = copy.deepcopy(snap.obs_cache)
+    env.raw_obs = copy.deepcopy(snap.raw_obs)
+
+
+# ----------------------------------------------------------------------------------------------- the chooser
+def frames_at(images: dict, size: int) -> torch.Tensor:
+    """Both cameras' (1, 3, H, W) floats in [0, 1] -> (V, 3, size, size) uint8 (area resize, as UWMPolicy)."""
+    views = []
+    for key in IMAGE_KEYS:
+        x = images[key].float()
+        if x.shape[-1] != size:
+            x = F.interpolate(x * 255, size=(size, size), mode="area") / 255
+        views.append((x[0] * 255).round().clamp(0, 255).to(torch.uint8))
+    return torch.stack(views)
+
+
+class ChunkChooser:
+    """A policy for phase 3's episode loop that picks one of K proposed chunks per decision (module docstring)."""
+
+    def __init__(self, model, tokenizer, scorer: ProgressScorer | None, task_id: int, proposals: int, choose: str,
+                 denoise_steps: int = 0, generator: torch.Generator | None = None, goal: torch.Tensor | None = None):
+        if choose not in CHOOSERS:
+            raise ValueError(f"choose={choose!r}: allowed values: {', '.join(CHOOSERS)}")
+        if choose in ("world_model", "simulator") and scorer is None:
+            raise ValueError(f"choose={choose} needs a progress scorer")
+        if choose == "pixel_goal" and goal is None:
+            raise ValueError("choose=pixel_goal needs a goal frame (V, 3, S, S)")
+        self.model, self.tok, self.scorer, self.task_id = model, tokenizer, scorer, task_id
+        self.k = 1 if choose == "first" else proposals
+        self.choose, self.denoise_steps, self.generator, self.goal = choose, denoise_steps, generator, goal
+        self.size = int(model.obs_size)
+        self._queues = {"action": deque()}
+        self.history: deque = deque(maxlen=model.clip.obs_frames)
+        self.env = None
+        self.decisions: list[dict] = []  # per decision: the scores and the chosen index (for the report)
+
+    def bind(self, env) -> None:
+        self.env = env
+
+    def reset(self) -> None:
+        self._queues["action"].clear()
+        self.history.clear()
+        self.decisions = []
+
+    @torch.no_grad()
+    def propose(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs (1, V, F, 3, S, S) -> the conditioning repeated K times and K chunks (K, chunk, A), raw units."""
+        dev = next(self.model.parameters()).device
+        cond = self.model.condition(obs.to(dev), torch.tensor([self.task_id], device=dev)).expand(self.k, -1)
+        out = run_mode(self.model, "policy", None, None, cond=cond, steps=self.denoise_steps, generator=self.generator)
+        return cond, out.actions
+
+    @torch.no_grad()
+    def scores(self, cond: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        if self.choose == "first":
+            return torch.zeros(1)
+        if self.choose == "simulator":
+            return self.simulate(actions)
+        fut = run_mode(self.model, "forward", None, None, cond=cond, actions=actions, steps=self.denoise_steps,
+                       generator=self.generator).future[:, :, -1]  # (K, V, C, h, w): the frame the chunk reaches
+        if self.choose == "world_model":
+            return self.scorer.progress(fut).cpu()
+        img = self.tok.decode(fut)  # (K, V, 3, S, S) in [-1, 1]
+        goal = self.goal.to(img.device).float() / 127.5 - 1
+        return -((img - goal) ** 2).flatten(1).mean(1).cpu()
+
+    def simulate(self, actions: torch.Tensor) -> torch.Tensor:
+        """Play each chunk in the real simulator from the current state, score the real outcome, restore."""
+        from phase3_vla.libero_env import frame_of
+        from phase3_vla.rollouts import observation
+        if self.env is None:
+            raise RuntimeError("choose=simulator: bind(env) first")
+        snap, out = snapshot(self.env), []
+        dev = next(self.scorer.parameters()).device
+        for a in actions.float().cpu().numpy():
+            success, obs = False, None
+            for step in a:
+                obs, _, _, _, info = self.env.step(step)
+                if info["is_success"]:
+                    success = True
+                    break
+            if success:
+                out.append(SUCCESS_SCORE)
+            else:
+                frames = frames_at(observation(frame_of(obs), ""), self.tok.cfg.image_size)
+                out.append(float(self.scorer.progress(self.tok.encode(frames[None].to(dev)))[0]))
+            restore(self.env, snap)
+        return torch.tensor(out)
+
+    @torch.no_grad()
+    def select_action(self, batch: dict) -> torch.Tensor:
+        frame = frames_at(batch, self.size)
+        if not self.history:
+            self.history.extend([frame] * self.history.maxlen)
+        else:
+            self.history.append(frame)
+        if not self._queues["action"]:
+            obs = torch.stack(list(self.history), dim=1)[None]  # (1, V, F, 3, S, S)
+            cond, actions = self.propose(obs)
+            s = self.scores(cond, actions)
+            best = int(torch.argmax(s))
+            self.decisions.append({"scores": [round(float(v), 4) for v in s], "chosen": best})
+            self._queues["action"].extend(actions[best].float().cpu())
+        return self._queues["action"].popleft()[None]

@@ -1,0 +1,163 @@
+"""Phase 5, testbed 2 (LIBERO): the progress target, the simulator's snapshot/restore (the oracle must not disturb
+the real episode), the chooser's choice, and smoke runs of train_scorer -> choose -> evaluate on a synthetic
+collection in phase 3's format (the one phase 4's tests write)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from phase5_integration.libero_choice import ChunkChooser, ProgressScorer, episode_progress, restore, snapshot
+from test_phase4 import _demo, tiny_model  # noqa: F401  (the synthetic demonstrations and the tiny UWM)
+
+from conftest import run_module
+
+
+def test_episode_progress_is_elapsed_fraction():
+    ep = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 3])
+    want = [0, .5, 1, 0, 1, 0, 0, .25, .5, .75, 1]
+    assert torch.allclose(episode_progress(ep), torch.tensor(want))
+
+
+def test_scorer_shapes_and_range():
+    s = ProgressScorer(views=2, latent_channels=4, width=8)
+    p = s.progress(torch.randn(5, 2, 4, 16, 16))
+    assert p.shape == (5,) and bool(((p > 0) & (p < 1)).all())
+
+
+class FixedScorer(ProgressScorer):
+    """Scores imagined frames by their mean latent: the chooser must play the chunk with the highest score."""
+
+    def progress(self, z):
+        return z.float().flatten(1).mean(1)
+
+
+def test_chooser_plays_the_best_scored_proposal_and_records_its_scores(monkeypatch):
+    model = tiny_model()
+    scorer = FixedScorer(2, 4, 8)
+    ch = ChunkChooser(model, None, scorer, task_id=9, proposals=5, choose="world_model",
+                      generator=torch.Generator().manual_seed(0))
+    seen = {}
+    from phase5_integration import libero_choice
+    real = libero_choice.run_mode
+
+    def spy(m, mode, obs, task, **kw):
+        out = real(m, mode, obs, task, **kw)
+        seen[mode] = out
+        return out
+    monkeypatch.setattr(libero_choice, "run_mode", spy)
+    ch.reset()
+    batch = {k: torch.rand(1, 3, 32, 32) for k in libero_choice.IMAGE_KEYS}
+    first = ch.select_action(batch)
+    scores = seen["forward"].future[:, :, -1].flatten(1).mean(1)
+    best = int(torch.argmax(scores))
+    assert seen["policy"].actions.shape == (5, 4, 7)
+    assert ch.decisions[0]["chosen"] == best and len(ch.decisions[0]["scores"]) == 5
+    played = torch.cat([first] + [ch.select_action(batch) for _ in range(3)])
+    assert torch.allclose(played, seen["policy"].actions[best])  # the whole chosen chunk, in order
+    assert len(ch.decisions) == 1  # no new decision before the chunk is played out
+    ch.select_action(batch)
+    assert len(ch.decisions) == 2
+
+
+def test_chooser_refuses_missing_parts():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="scorer"):
+        ChunkChooser(model, None, None, 9, 4, "world_model")
+    with pytest.raises(ValueError, match="goal"):
+        ChunkChooser(model, None, None, 9, 4, "pixel_goal")
+    with pytest.raises(ValueError, match="allowed"):
+        ChunkChooser(model, None, None, 9, 4, "oracle")
+
+
+@pytest.fixture(scope="module")
+def env0():
+    from phase3_vla import libero_env
+    from phase3_vla.config import LiberoConfig
+    env = libero_env.make_env(LiberoConfig(), 0, cameras=False)
+    yield env
+    env.close()
+
+
+def test_simulator_snapshot_probe_restore_leaves_the_episode_unchanged(env0):
+    """The oracle plays proposals from a copy of the current state; the real episode must go on exactly as if it
+    had not: the same simulator states and the same observations, bit for bit."""
+    rng = np.random.default_rng(0)
+    acts = rng.uniform(-1, 1, (24, 7))
+    acts[:, 6] = np.where(np.arange(24) < 12, -1, 1)  # open, then close the gripper (its command is stateful)
+    probe = rng.uniform(-1, 1, (16, 7))
+    probe[:, 6] = 1
+
+    def episode(probe_at: int | None):
+        env0.reset(init_state=0)
+        states, probes = [], []
+        for i, a in enumerate(acts):
+            if i == probe_at:
+                snap = snapshot(env0)
+                for _ in range(2):  # the same probe twice from the same snapshot: the same outcome
+                    for b in probe:
+                        env0.step(b)
+                    probes.append(env0._env.env.sim.get_state().flatten().copy())
+                    restore(env0, snap)
+            env0.step(a)
+            states.append(env0._env.env.sim.get_state().flatten().copy())
+        return np.stack(states), env0.raw_obs, probes
+
+    plain, obs_plain, _ = episode(None)
+    probed, obs_probed, probes = episode(10)
+    assert np.array_equal(plain, probed)
+    for k, v in obs_plain.items():
+        assert np.array_equal(np.asarray(v), np.asarray(obs_probed[k])), k
+    assert np.allclose(probes[0], probes[1], atol=1e-9)
+    assert not np.allclose(probes[0][:9], plain[10 + 15][:9])  # the probe really moved the arm elsewhere
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    from phase3_vla.dataset import write_lerobot_dataset
+    root = tmp_path_factory.mktemp("p5demos")
+    sets = {"base": [(0, 1, 20), (1, 3, 22)], "base_val": [(1, 4, 16)], "new": [(9, 5, 20), (9, 6, 19)],
+            "new_val": [(9, 7, 15), (9, 8, 14)]}
+    for split, specs in sets.items():
+        write_lerobot_dataset(root / "lerobot" / split, f"local/p5_{split}", [_demo(*s) for s in specs], fps=20,
+                              threads=1)
+    return root
+
+
+def test_smoke_scorer_choose_and_table(collection, tmp_path):
+    root = tmp_path
+    common = [f"run.root={root}", f"data.folder={collection}"]
+    r = run_module("phase4_uwm.train_tokenizer", "profile=smoke", *common, "run.name=tok", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_module("phase4_uwm.train", "profile=smoke", *common, "data.split=new", "train.max_steps=2", "val_every=0",
+                   "run.name=uwm", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_module("phase5_integration.train_scorer", "profile=smoke", *common, "run.name=scorer", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads((root / "phase5" / "scorer" / "export" / "progress_scorer.json").read_text())
+    assert meta["tasks"] == [9] and meta["val"]["frames"] == 29 and meta["val"]["episodes"] == 2
+    assert -1 <= meta["val"]["spearman"] <= 1
+    arms = [("first", []), ("world_model", []), ("pixel_goal", []), ("simulator", [])]
+    for choose, extra in arms:
+        r = run_module("phase5_integration.choose", "profile=smoke", *common, f"choose={choose}",
+                       "eval.libero.image_size=64", *extra, timeout=600)
+        assert r.returncode == 0, (choose, r.stderr[-3000:])
+    name = lambda c: c if c == "first" else f"{c}-k2"  # noqa: E731
+    for choose, _ in arms:
+        s = json.loads((root / "phase5" / "LIBERO" / name(choose) / "summary.json").read_text())
+        assert s["total"]["episodes"] == 1 and s["decisions"] >= 1, choose
+        rec = json.loads(next((root / "phase5" / "LIBERO" / name(choose) / "episodes").glob("*.json")).read_text())
+        k = 1 if choose == "first" else 2
+        assert all(len(d["scores"]) == k for d in rec["decisions"]), choose
+    # a second run of an arm reuses its episode (resumable) and a changed setting is not mixed in
+    r = run_module("phase5_integration.choose", "profile=smoke", *common, "choose=world_model",
+                   "eval.libero.image_size=64", timeout=600)
+    assert r.returncode == 0 and "played_now" not in r.stderr
+    s = json.loads((root / "phase5" / "LIBERO" / "world_model-k2" / "summary.json").read_text())
+    assert s["played_now"] == 0
+    r = run_module("phase5_integration.evaluate", f"run.root={root}", "testbed=libero", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for choose, _ in arms:
+        assert name(choose) in r.stdout
