@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Phase 5, testbed 1 (Breakout): every agent of the README's experiment plan, then the table. Resumable: each
-# agent's games.jsonl keeps finished games, so rerunning after an interruption plays only the missing ones.
+# Phase 5: every arm of the README's experiment plan, then the tables. Resumable: each Breakout agent's games.jsonl
+# keeps finished games and each LIBERO arm its finished episodes, so rerunning plays only the missing ones.
 #
 #   bash scripts/phase5_experiments.sh                    # the cpu profile: 20 games per agent
 #   ROOT=/tmp/p5 PROFILE=smoke bash scripts/phase5_experiments.sh
 #   ARMS="random oracle diamond" bash scripts/phase5_experiments.sh   # a subset
 #   ARGS="run.threads=1" bash scripts/phase5_experiments.sh   # extra overrides for every command (last, so they win)
+#   TESTBEDS=libero LIBERO_ARMS="first world_model" bash scripts/phase5_experiments.sh   # testbed 2 only, two arms
+# Testbed 2 needs phase 4's finetuned UWM (STAGES="data tokenizer uwm" bash scripts/phase4_experiments.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 [ -x "$PY" ] || PY=python
 root=${ROOT:-outputs}
 profile=${PROFILE:-cpu}
+testbeds=${TESTBEDS:-"breakout libero"}
 arms=${ARMS:-"random sticky_random oracle oracle-x4 diamond-x4 regressor-x4 df-x4 actor_critic"}
+larms=${LIBERO_ARMS:-"first world_model pixel_goal simulator world_model-k4 simulator-k4"}
 logs=$root/phase5/logs
 mkdir -p "$logs"
 
@@ -22,6 +26,7 @@ play() {  # play <arm> <overrides...>
   # shellcheck disable=SC2086
   "$PY" -m phase5_integration.plan profile="$profile" run.root="$root" "$@" ${ARGS:-} > "$logs/$arm.log" 2>&1
 }
+[[ " $testbeds " == *" breakout "* ]] || arms=""
 for arm in $arms; do
   case $arm in
     random|sticky_random) play "$arm" agent="$arm" ;;
@@ -44,4 +49,24 @@ for arm in $arms; do
     *) echo "unknown arm $arm" >&2; exit 2 ;;
   esac
 done
-"$PY" -m phase5_integration.evaluate run.root="$root" | tee "$logs/evaluate.log"
+[ -n "$arms" ] && "$PY" -m phase5_integration.evaluate run.root="$root" | tee "$logs/evaluate.log"
+
+if [[ " $testbeds " == *" libero "* ]]; then
+  uwm=${UWM:-$root/phase4/uwm-new-$profile}
+  scorer=$root/phase5/scorer-$profile
+  if [ ! -f "$scorer/export/progress_scorer.json" ]; then
+    echo "phase5 train_scorer -> $logs/train_scorer.log"
+    # shellcheck disable=SC2086
+    "$PY" -m phase5_integration.train_scorer profile="$profile" run.root="$root" run.name="scorer-$profile" \
+      log.progress=false ${ARGS:-} > "$logs/train_scorer.log" 2>&1
+  fi
+  for arm in $larms; do
+    k=()
+    [[ $arm == *-k* ]] && k=(proposals="${arm##*-k}")
+    echo "phase5 LIBERO $arm -> $logs/libero_$arm.log"
+    # shellcheck disable=SC2086
+    "$PY" -m phase5_integration.choose profile="$profile" run.root="$root" uwm="$uwm" scorer="$scorer" \
+      choose="${arm%-k*}" "${k[@]}" ${ARGS:-} > "$logs/libero_$arm.log" 2>&1
+  done
+  "$PY" -m phase5_integration.evaluate run.root="$root" testbed=libero | tee "$logs/evaluate_libero.log"
+fi
