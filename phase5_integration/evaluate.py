@@ -45,6 +45,19 @@ def _ci(v: list[float], digits: int = 2) -> str:
     return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def machines(arms: list[dict]) -> str:
+    """Where the decision times were measured: the CPU, its flags, threads and precision, per arm when they differ."""
+    def one(rt: dict) -> str:
+        return (f"{rt.get('cpu', '?')} ({', '.join(rt.get('cpu_flags', [])) or '?'}), {rt.get('threads', '?')} "
+                f"thread(s), {rt.get('precision', '?')}")
+    seen: dict[str, list[str]] = {}
+    for a in arms:
+        seen.setdefault(one(a.get("runtime") or {}), []).append(a["arm"])
+    if len(seen) == 1:
+        return next(iter(seen))
+    return "; ".join(f"{m} for {', '.join(names)}" for m, names in seen.items())
+
+
 def table(arms: list[dict]) -> str:
     by = {a["arm"]: a for a in arms}
     rnd = by.get("random")
@@ -96,13 +109,11 @@ def libero_table(arms: list[dict]) -> str:
 
 def libero_main(cfg: IntegrationEvaluateConfig) -> str:
     arms = libero_arms(cfg)
-    runtime = next((a["runtime"] for a in arms if a.get("runtime")), {})
     tasks = sorted({r["task_id"] for a in arms for r in a["tasks"]})
     md = libero_table(arms) + (
         f"\n\nLIBERO-Object task(s) {tasks}, fixed initial states none of the UWM's or the scorer's training "
-        f"demonstrations started from; every arm plays the same states. Times on {runtime.get('cpu', '?')} "
-        f"({', '.join(runtime.get('cpu_flags', [])) or '?'}), {runtime.get('threads', '?')} thread(s), "
-        f"{runtime.get('precision', '?')}.")
+        f"demonstrations started from; every arm plays the same states. Times (wall-clock, other jobs may have "
+        f"shared the machine) on {machines(arms)}.")
     print(md)
     if cfg.publish:
         publish_block(README, md, [], README.parent / "figures",
@@ -118,11 +129,9 @@ def main(argv: list[str] | None = None) -> str:
         return libero_main(cfg)
     arms = load_arms(cfg)
     md = table(arms)
-    runtime = next((a["runtime"] for a in arms if a.get("runtime")), {})
     md += (f"\n\n{canonical_game(cfg.game)}, DIAMOND's protocol; intervals are 95% percentile bootstrap over games; "
-           f"games cut at {arms[0]['max_steps']} agent steps. Decision times on {runtime.get('cpu', '?')} "
-           f"({', '.join(runtime.get('cpu_flags', [])) or '?'}), {runtime.get('threads', '?')} thread(s), "
-           f"{runtime.get('precision', '?')}.")
+           f"games cut at {arms[0]['max_steps']} agent steps. Decision times (wall-clock, other jobs may have shared "
+           f"the machine) on {machines(arms)}.")
     print(md)
     if cfg.publish:
         publish_block(README, md, [], README.parent / "figures", "python -m phase5_integration.evaluate publish=true")
