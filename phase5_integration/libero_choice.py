@@ -152,6 +152,44 @@ def restore(env, snap: SimSnapshot) -> None:
     env.raw_obs = copy.deepcopy(snap.raw_obs)
 
 
+def _advance_clock(o, substeps: int, dt: float) -> None:
+    """An observable's sampling clock moved as `substeps` simulator substeps of robosuite's Observable.update would
+    move it, without sampling (robosuite 1.4's logic, minus the sensor call)."""
+    for _ in range(substeps):
+        o._time_since_last_sample += dt
+        if not o._sampled and o._sampling_timestep - o._current_delay >= o._time_since_last_sample:
+            o._sampled, o._current_delay = True, o._delayer()
+        if o._time_since_last_sample >= o._sampling_timestep:
+            o._time_since_last_sample %= o._sampling_timestep
+            o._sampled = False
+
+
+def probe(env, actions: np.ndarray) -> tuple[bool, dict | None]:
+    """Play `actions` (n, 7) from the env's current state: (success on the way, the formatted observation after the
+    last action, or None on success). The cameras do not render before the last step (rendering is most of a step's
+    cost on CPU); their sampling clocks are advanced as if they had, so the last step renders its images at the
+    same substep a normal step would: the observation equals playing every step (tests/test_phase5_libero.py).
+    The caller snapshots before and restores after."""
+    inner = env._env.env
+    cams = [o for o in inner._observables.values() if o.modality == "image" and o._enabled]
+    substeps = int(round(inner.control_timestep / inner.model_timestep))
+    try:
+        for o in cams:
+            o._enabled = False  # set_enabled would also reset the clock
+        for a in actions[:-1]:
+            env._env.step(np.asarray(a, dtype=np.float64))  # libero's env: no image formatting
+            if env._env.check_success():
+                return True, None
+        for o in cams:
+            _advance_clock(o, substeps * (len(actions) - 1), inner.model_timestep)
+            o._enabled = True
+        obs, _, _, _, info = env.step(actions[-1])
+        return bool(info["is_success"]), (None if info["is_success"] else obs)
+    finally:
+        for o in cams:
+            o._enabled = True
+
+
 # ----------------------------------------------------------------------------------------------- the chooser
 def frames_at(images: dict, size: int) -> torch.Tensor:
     """Both cameras' (1, 3, H, W) floats in [0, 1] -> (V, 3, size, size) uint8 (area resize, as UWMPolicy)."""
@@ -223,12 +261,7 @@ class ChunkChooser:
         snap, out = snapshot(self.env), []
         dev = next(self.scorer.parameters()).device
         for a in actions.float().cpu().numpy():
-            success, obs = False, None
-            for step in a:
-                obs, _, _, _, info = self.env.step(step)
-                if info["is_success"]:
-                    success = True
-                    break
+            success, obs = probe(self.env, a)
             if success:
                 out.append(SUCCESS_SCORE)
             else:

@@ -111,7 +111,32 @@ def test_simulator_snapshot_probe_restore_leaves_the_episode_unchanged(env0):
     for k, v in obs_plain.items():
         assert np.array_equal(np.asarray(v), np.asarray(obs_probed[k])), k
     assert np.allclose(probes[0], probes[1], atol=1e-9)
-    assert not np.allclose(probes[0][:9], plain[10 + 15][:9])  # the probe really moved the arm elsewhere
+    assert not np.allclose(probes[0][1:10], plain[9][1:10])  # the probe really moved the arm (qpos after time)
+
+
+def test_probe_without_intermediate_renders_sees_the_same_last_frame():
+    """The simulator arm renders only a chunk's last step: its observation must equal what playing every step with
+    the cameras on gives, and the episode must go on unchanged after the restore."""
+    from phase3_vla import libero_env
+    from phase3_vla.config import LiberoConfig
+    from phase5_integration.libero_choice import probe
+    env = libero_env.make_env(LiberoConfig(image_size=64), 0, cameras=True)
+    try:
+        rng = np.random.default_rng(1)
+        acts = rng.uniform(-1, 1, (6, 7))
+        env.reset(init_state=0)
+        env.step(acts[0])
+        snap = snapshot(env)
+        success, fast = probe(env, acts[1:])
+        restore(env, snap)
+        for a in acts[1:]:
+            full = env.step(a)[0]
+        assert not success
+        for cam in full["pixels"]:
+            assert np.array_equal(fast["pixels"][cam], full["pixels"][cam]), cam
+        assert np.array_equal(fast["robot_state"]["eef"]["pos"], full["robot_state"]["eef"]["pos"])
+    finally:
+        env.close()
 
 
 @pytest.fixture(scope="module")
