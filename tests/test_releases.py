@@ -22,7 +22,8 @@ from phase1_world_model import collect, loading, train
 REPO = Path(__file__).resolve().parents[1]
 # The cpu-profile models the repo ships (scripts/make_releases.sh); later phases add theirs here.
 EXPECTED = {"phase0/cond-cpu", "phase0/classifier-fashion_mnist", "phase1/diffusion-cpu", "phase1/regressor-cpu",
-            "phase2/df-cpu", "phase3/base-cpu", "phase3/full-n50-cpu", "phase3/lora-r16-n50-cpu", "phase4/tok-cpu"}
+            "phase2/df-cpu", "phase3/base-cpu", "phase3/full-n50-cpu", "phase3/lora-r16-n50-cpu", "phase4/tok-cpu",
+            "phase5/scorer-cpu"}
 SHIPPED = release.all_releases(REPO / "releases")
 
 
@@ -56,6 +57,10 @@ def load_release(folder: Path):
             tm = p4.load_tokenizer(str(folder))
             return tm.model, tm.cfg
         tm = p4.load_uwm(str(folder))
+        return tm.model, tm.cfg
+    if phase == "phase5" and (folder / "progress_scorer.json").exists():
+        from phase5_integration.choose import load_scorer
+        tm = load_scorer(str(folder), "outputs", "cpu")
         return tm.model, tm.cfg
     raise AssertionError(f"no loader for {folder}")
 
