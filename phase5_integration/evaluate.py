@@ -29,15 +29,20 @@ from phase5_integration.config import IntegrationEvaluateConfig
 README = Path(__file__).resolve().parent / "README.md"
 
 
-def load_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
-    base = outputs_root(cfg.run.root) / "phase5" / canonical_game(cfg.game)
+def summaries(base: Path, wanted: list[str], order, command: str) -> list[dict]:
+    """The summary.json of every arm folder under `base` (or of the `wanted` ones, in that order), sorted by `order`."""
     found = {p.parent.name: p for p in sorted(base.glob("*/summary.json"))}
-    names = cfg.arms or sorted(found, key=lambda n: (n not in ("random", "sticky_random"), "emulator" not in n, n))
+    names = wanted or sorted(found, key=order)
     missing = [n for n in names if n not in found]
     if missing or not names:
-        raise DataError(f"no finished results for {', '.join(missing) or 'any agent'} under {base}: play them with "
-                        f"python -m phase5_integration.plan (see phase5_integration/README.md)")
+        raise DataError(f"no finished results for {', '.join(missing) or 'any arm'} under {base}: play them with "
+                        f"python -m phase5_integration.{command} (see phase5_integration/README.md)")
     return [json.loads(found[n].read_text()) for n in names]
+
+
+def load_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
+    return summaries(outputs_root(cfg.run.root) / "phase5" / canonical_game(cfg.game), cfg.arms,
+                     lambda n: (n not in ("random", "sticky_random"), "emulator" not in n, n), "plan")
 
 
 def _ci(v: list[float], digits: int = 2) -> str:
@@ -76,15 +81,9 @@ def table(arms: list[dict]) -> str:
 
 
 def libero_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
-    base = outputs_root(cfg.run.root) / "phase5" / "LIBERO"
-    found = {p.parent.name: p for p in sorted(base.glob("*/summary.json"))}
     order = {"first": 0, "world_model": 1, "pixel_goal": 2, "simulator": 3}
-    names = cfg.arms or sorted(found, key=lambda n: (order.get(n.rsplit("-k", 1)[0], 9), n))
-    missing = [n for n in names if n not in found]
-    if missing or not names:
-        raise DataError(f"no finished results for {', '.join(missing) or 'any arm'} under {base}: play them with "
-                        f"python -m phase5_integration.choose (see phase5_integration/README.md)")
-    return [json.loads(found[n].read_text()) for n in names]
+    return summaries(outputs_root(cfg.run.root) / "phase5" / "LIBERO", cfg.arms,
+                     lambda n: (order.get(n.rsplit("-k", 1)[0], 9), n), "choose")
 
 
 def libero_table(arms: list[dict]) -> str:
