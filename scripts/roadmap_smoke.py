@@ -97,15 +97,22 @@ def phase4(root: str) -> str:
 
 
 def phase5(root: str) -> str:
-    from phase5_integration import evaluate, plan, train_agent
+    from phase5_integration import choose, evaluate, plan, train_agent, train_scorer
     args = ["profile=smoke", f"run.root={root}", "game.episodes=1", "game.max_steps=3", "video=0"]
     ms = {kind: plan.main([*args, f"model.kind={kind}"])["decision_ms"][0] for kind in ("diamond", "df", "emulator")}
     train_agent.main(["profile=smoke", f"run.root={root}"])  # in phase 1's world model, found as latest
     ac = plan.main([*args, "agent=actor_critic"])
     evaluate.main([f"run.root={root}"])
+    # testbed 2: a progress scorer on phase 3's smoke demos (phase 4's tokenizer, found as latest), then phase 4's
+    # UWM (found as latest) proposes 2 chunks per decision and imagines them, the scorer chooses
+    train_scorer.main(["profile=smoke", f"run.root={root}"])
+    ch = choose.main(["profile=smoke", f"run.root={root}", "eval.libero.image_size=64", "eval.videos=0",
+                      "eval.progress=false"])
+    evaluate.main([f"run.root={root}", "testbed=libero"])
     return ("planner played 3 real Breakout steps in each of DIAMOND-lite (phase 1, found as latest), DF (phase 2, "
             "found as latest) and the emulator; ms per decision " + ", ".join(f"{k} {v:.0f}" for k, v in ms.items())
-            + f"; an actor-critic trained in imagination played {ac['steps'][0]:.0f} steps")
+            + f"; an actor-critic trained in imagination played {ac['steps'][0]:.0f} steps; in LIBERO the UWM "
+            f"(phase 4, found as latest) chose among 2 imagined chunks {ch['decisions']} time(s)")
 
 
 PHASES = {0: phase0, 1: phase1, 2: phase2, 3: phase3, 4: phase4, 5: phase5}

@@ -21,6 +21,8 @@ def test_the_phases_chain_at_smoke_scale(tmp_path):
         assert status[f"phase {n}"].startswith(f"phase {n}: ok"), status
     # phase 5 planned with phase 1's and phase 2's models, found as "latest" under the same run.root
     assert "DIAMOND-lite (phase 1, found as latest), DF (phase 2, found as latest)" in status["phase 5"]
+    # and in LIBERO with phase 4's UWM, found as "latest" too
+    assert "the UWM (phase 4, found as latest) chose among 2 imagined chunks" in status["phase 5"]
     # phase 4 trained on phase 3's demonstrations, its tokenizer found as "latest" under the same run.root
     assert "tokenizer found as latest" in status["phase 4"] and "played 1 LIBERO episode" in status["phase 4"]
     # phase 2 warm-started from phase 1's run, found as "latest" under the same run.root
