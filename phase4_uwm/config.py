@@ -85,8 +85,19 @@ class UWMConfig:
     num_tasks: int = 10  # size of the task embedding table (LIBERO-Object has 10 tasks; index = LIBERO task id)
     ddpm: DDPMConfig = field(default_factory=_ddpm)
     sample_steps: int = 10  # DDIM steps at inference (paper: 10)
+    # Each DDIM step's clean estimate is clipped to [-clip, clip] (0 = no clipping), as the authors' diffusers
+    # DDIMScheduler does (clip_sample=True, range 1, on both modalities). Without it the first step explodes: at
+    # t = T-1 the cosine schedule has sqrt(abar) = 4.9e-4, so an eps error of 0.01 is an x0 error of 20.
+    clip_actions: float = 1.0  # actions are scaled to [-1, 1] (the authors' range)
+    clip_latents: float = 3.0  # latents have unit std (the authors scale theirs to about 1/3 and clip at 1)
+    # DDIM timesteps: trailing (T-1, ..., T/N - 1: starts at pure noise's level) | leading (T - T/N, ..., 0: the
+    # authors', diffusers' default); chosen on validation clips (phase4_uwm/README.md, "Sampling")
+    timestep_spacing: str = "trailing"
 
     def check(self) -> None:
+        choice("timestep_spacing", self.timestep_spacing, ("trailing", "leading"))
+        require(self.clip_actions >= 0 and self.clip_latents >= 0, "clip_actions", (self.clip_actions,
+                self.clip_latents), "clip_actions and clip_latents must be >= 0 (0 = no clipping)")
         require(self.width >= 8 and self.width % self.heads == 0, "width", self.width,
                 f"a multiple of heads ({self.heads}), >= 8")
         for k in ("depth", "heads", "patch", "action_hidden", "obs_dim", "num_tasks"):
@@ -251,6 +262,7 @@ class UWMEvaluateConfig:
     data: DemoDataConfig = field(default_factory=DemoDataConfig)  # phase 3's collection (for the offline clips)
     parts: list[str] = field(default_factory=lambda: list(PARTS))  # offline | policy
     denoise_steps: int = 0  # DDIM steps of every mode; 0 = the model's
+    timestep_spacing: str = ""  # DDIM timesteps of every mode: trailing | leading; "" = the model's (model.*)
     # The inverse-dynamics regressor to compare the inverse mode with (a train_inverse run folder, "latest",
     # "release") or "none"
     inverse_regressor: str = "none"
@@ -269,6 +281,8 @@ class UWMEvaluateConfig:
                          {"method": self.method, "parts": self.parts},
                          "a Diffusion Policy has no offline modes: use parts=[policy]")
         require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's)")
+        if self.timestep_spacing:
+            choice("timestep_spacing", self.timestep_spacing, ("trailing", "leading"))
 
 
 @dataclass

@@ -119,6 +119,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
         rows[name] = ({"action_mse": mean_interval(cat["action_mse"].double().cpu().numpy())} if "action_mse" in cat
                       else aggregate(cat))
     return {"split": oc.split, "clips": len(idx), "denoise_steps": cfg.denoise_steps or m.cfg.sample_steps,
+            "timestep_spacing": m.cfg.timestep_spacing,
             "rows": rows, "seconds_per_clip": {k: v / len(idx) for k, v in seconds.items()}}
 
 
@@ -130,7 +131,8 @@ def offline_tables(res: dict) -> str:
              "joint": "joint (actions and video sampled)",
              "diamond_lite": "DIAMOND-lite, 16 frames rolled out with the real actions", "copy_current": "copy current frame (floor)",
              "tokenizer": "tokenizer reconstruction (ceiling)"}
-    lines = [f"{res['clips']} clips of `{res['split']}` (validation demonstrations), {res['denoise_steps']} DDIM steps; "
+    lines = [f"{res['clips']} clips of `{res['split']}` (validation demonstrations), {res['denoise_steps']} DDIM steps "
+             f"({res.get('timestep_spacing', 'trailing')} spacing); "
              "future = the 2 frames 16 steps ahead, both cameras, 8-bit; each cell estimate [95% interval].", "",
              "| prediction of the future frames | PSNR (dB) | SSIM | SSIM-cs | s/clip |", "|---|---|---|---|---|"]
     for k in frames:
@@ -186,7 +188,7 @@ def uwm_player(cfg: UWMEvaluateConfig, uwm) -> Player:
     return Player(uwm.run, uwm.meta, uwm.run.export_dir / "model.safetensors",
                   cfg.eval.n_action_steps or uwm.model.clip.chunk, cfg.denoise_steps or uwm.model.cfg.sample_steps,
                   lambda task, g: (UWMPolicy(uwm.model, task, cfg.eval.n_action_steps, cfg.denoise_steps, g), ident,
-                                   ident), "UWM policy mode")
+                                   ident), "UWM policy mode", {"timestep_spacing": uwm.model.cfg.timestep_spacing})
 
 
 def dp_player(cfg: UWMEvaluateConfig, device) -> Player:
@@ -264,6 +266,8 @@ def main(argv: list[str] | None = None) -> dict:
     rt = start(cfg.run, 0, 1)
     if cfg.method == "uwm":
         uwm = load_uwm(cfg.load, cfg.run.root, rt.device)
+        if cfg.timestep_spacing:
+            uwm.model.cfg.timestep_spacing = cfg.timestep_spacing
         player, what = uwm_player(cfg, uwm), f"UWM `{uwm.run.dir.name}`: {uwm.model.describe()}."
     else:
         uwm, player = None, dp_player(cfg, rt.device)

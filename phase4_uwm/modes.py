@@ -14,10 +14,12 @@
     video     pure noise, labelled t = T-1     denoised from noise
     joint     denoised from noise              denoised from noise (the same timesteps)
 
-Sampling is DDIM (eta = 0) on the DDPM grid with "trailing" timesteps T-1, T-1-T/N, ... (so the first step
-starts at the level pure noise was trained at), written as common's Euler step in variance-exploding coordinates
-(x_ve = x_vp / sqrt(abar), sigma = sqrt((1 - abar) / abar)), which is DDIM exactly. Everything is batched: to score
-K action proposals of one observation, repeat the observation K times (or pass `cond` computed once).
+Sampling is DDIM (eta = 0) on the DDPM grid, with "trailing" timesteps T-1, T-1-T/N, ... (the first step at the
+level pure noise was trained at) or the authors' "leading" ones T - T/N, ..., 0 (model.cfg.timestep_spacing),
+written as common's Euler step in variance-exploding coordinates (x_ve = x_vp / sqrt(abar),
+sigma = sqrt((1 - abar) / abar)), which is DDIM exactly. Each step's clean estimate is clipped (model.cfg.clip_actions, clip_latents), as the authors' DDIMScheduler(clip_sample=True) does: at
+t = T-1 an eps error is multiplied by 1 / sqrt(abar) = 2000. Everything is batched: to score K action proposals
+of one observation, repeat the observation K times (or pass `cond` computed once).
 """
 from __future__ import annotations
 
@@ -41,11 +43,24 @@ def trailing_timesteps(T: int, steps: int) -> list[int]:
     return [int(round(T - i * T / steps)) - 1 for i in range(steps)]
 
 
-def _ddim(model, x: torch.Tensor, eps: torch.Tensor, t: int, t_next: int | None) -> torch.Tensor:
-    """One deterministic DDIM step of a VP sample x at timestep t to t_next (None = clean), given the predicted eps."""
+def leading_timesteps(T: int, steps: int) -> list[int]:
+    """"Leading" spacing (diffusers' DDIM default, the authors' setting): (N-1-i) * (T // N), e.g. T=100, N=10:
+    90, 80, ..., 0 (the first step is not at pure noise's level, the last is at t = 0)."""
+    return [(steps - 1 - i) * (T // steps) for i in range(steps)]
+
+
+def sample_timesteps(T: int, steps: int, spacing: str) -> list[int]:
+    return trailing_timesteps(T, steps) if spacing == "trailing" else leading_timesteps(T, steps)
+
+
+def _ddim(model, x: torch.Tensor, eps: torch.Tensor, t: int, t_next: int | None, clip: float = 0.0) -> torch.Tensor:
+    """One deterministic DDIM step of a VP sample x at timestep t to t_next (None = clean), given the predicted eps;
+    the clean estimate clipped to [-clip, clip] first (clip > 0), as diffusers' DDIMScheduler(clip_sample=True)."""
     s = model.schedule
     abar = s.abar[t].to(x.dtype)
     x0 = s.predict_x0(eps.to(x.dtype), x, abar)
+    if clip > 0:
+        x0 = x0.clamp(-clip, clip)
     if t_next is None:
         return x0
     abar_next = s.abar[t_next].to(x.dtype)
@@ -82,15 +97,15 @@ def run_mode(model, mode: str, obs: torch.Tensor | None, task: torch.Tensor | No
         x_v = future.to(dev).float()
     fixed_a = torch.full((B,), 0 if mode == "forward" else T - 1, device=dev, dtype=torch.float32)
     fixed_v = torch.full((B,), 0 if mode == "inverse" else T - 1, device=dev, dtype=torch.float32)
-    ts = trailing_timesteps(T, steps or model.cfg.sample_steps)
+    ts = sample_timesteps(T, steps or model.cfg.sample_steps, model.cfg.timestep_spacing)
     for i, t in enumerate(ts):
         t_next = ts[i + 1] if i + 1 < len(ts) else None
         tt = torch.full((B,), float(t), device=dev)
         eps_a, eps_v = model.denoise(x_a, x_v, tt if denoise_a else fixed_a, tt if denoise_v else fixed_v, cond)
         if denoise_a:
-            x_a = _ddim(model, x_a, eps_a.float(), t, t_next)
+            x_a = _ddim(model, x_a, eps_a.float(), t, t_next, model.cfg.clip_actions)
         if denoise_v:
-            x_v = _ddim(model, x_v, eps_v.float(), t, t_next)
+            x_v = _ddim(model, x_v, eps_v.float(), t, t_next, model.cfg.clip_latents)
     out_a = model.unnormalize_actions(x_a) if denoise_a else actions
     out_v = x_v if denoise_v else future
     return ModeOutput(out_a, out_v)

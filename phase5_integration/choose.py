@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> dict:
     if len(cfg.eval.tasks) != 1:
         raise ConfigError("eval.tasks", cfg.eval.tasks, "one task per arm (the scorer and the goal frame are per task)")
     meta = {"train_starts": list(uwm.meta.get("train_starts", []))}
-    scorer, settings = None, {"choose": cfg.choose, "proposals": 1 if cfg.choose == "first" else cfg.proposals}
+    scorer, settings = None, {"choose": cfg.choose, "proposals": 1 if cfg.choose == "first" else cfg.proposals,
+                              "timestep_spacing": uwm.model.cfg.timestep_spacing}
     what = f"UWM `{uwm.run.dir.name}` proposes"
     if cfg.choose in ("world_model", "simulator"):
         sm = load_scorer(cfg.scorer, root, dev)

@@ -219,9 +219,29 @@ def test_patchify_round_trip_and_token_layout():
     assert torch.equal(tok[0, 16].reshape(2, 4, 4, 4), z[0, 1, :, :, :4, :4])  # view 1 starts at token 16
 
 
-def test_trailing_timesteps():
+def test_trailing_and_leading_timesteps():
+    from phase4_uwm.modes import leading_timesteps
     assert trailing_timesteps(100, 10) == [99, 89, 79, 69, 59, 49, 39, 29, 19, 9]
     assert trailing_timesteps(100, 100) == list(range(99, -1, -1))
+    assert leading_timesteps(100, 10) == [90, 80, 70, 60, 50, 40, 30, 20, 10, 0]  # diffusers' DDIM, steps_offset 0
+    assert leading_timesteps(100, 100) == list(range(99, -1, -1))
+
+
+def test_clipping_the_clean_estimate_bounds_the_first_step():
+    """At t = T-1 (sqrt(abar) = 5e-4) an eps error of 0.01 is an x0 error of 20; clipping keeps x0 in range, as the
+    authors' DDIMScheduler(clip_sample=True) does, and changes nothing when the estimate is already in range."""
+    from phase4_uwm.modes import _ddim
+    m = tiny_model()
+    x0 = torch.rand(5, 4, 7) * 2 - 1
+    noise = torch.randn(5, 4, 7)
+    T = m.schedule.T
+    x = m.schedule.q_sample(x0, torch.full((5,), T - 1), noise)
+    wrong = noise + 0.01
+    free, clipped = _ddim(m, x, wrong, T - 1, None), _ddim(m, x, wrong, T - 1, None, clip=1.0)
+    assert free.abs().max() > 10 and clipped.abs().max() <= 1.0
+    abar = m.schedule.abar[T - 1].float()
+    exact = (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+    assert torch.allclose(_ddim(m, x, exact, T - 1, None, clip=1.0), x0, atol=1e-3)
 
 
 def test_ddim_step_is_exact_for_a_perfect_denoiser():
