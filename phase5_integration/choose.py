@@ -26,7 +26,7 @@ from common.config import ConfigError, cli
 from common.errors import command
 from common.runs import load_exported, outputs_root
 from common.system import start
-from phase4_uwm.evaluate import Player, policy_eval
+from phase4_uwm.libero_eval import Player, policy_eval
 from phase4_uwm.loading import load_uwm
 from phase5_integration.config import ChooseConfig, ScorerTrainConfig
 from phase5_integration.libero_choice import ChunkChooser, ProgressScorer, ScorerTraining
