@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from common.runs import Exported, load_exported
+from common.runs import Exported, load_exported, releases_dir
 from phase4_uwm.config import Phase4Config, TokenizerConfig, TokenizerTrainConfig
 from phase4_uwm.model import UWM
 from phase4_uwm.tokenizer import Tokenizer
@@ -46,6 +46,16 @@ class TrainedUWM:
     run: object
 
 
+def _tokenizer_spec(tok_run: str) -> str:
+    """Where the tokenizer a UWM was trained with is now: its recorded folder, else the release of that name (a
+    release records the absolute path of the clone it was trained in), else the latest one (the scale check below
+    refuses a different tokenizer)."""
+    if Path(tok_run).exists():
+        return tok_run
+    released = releases_dir() / "phase4" / Path(tok_run).name
+    return str(released) if (released / "tokenizer.json").exists() else "latest"
+
+
 def load_uwm(spec: str = "latest", root: str = "outputs", device: str | torch.device = "cpu") -> TrainedUWM:
     """A finished `train` run and the frozen tokenizer it was trained with (the run it names, checked by digest)."""
     tm = load_exported("phase4", spec, root, UWM_MARKER, Phase4Config, build_uwm,
@@ -54,7 +64,7 @@ def load_uwm(spec: str = "latest", root: str = "outputs", device: str | torch.de
         tok = pixel_tokenizer(tm.cfg.pixel_size)
     else:
         tok_run = tm.meta["tokenizer"]["run"]
-        tok = load_tokenizer(tok_run if Path(tok_run).exists() else "latest", root, device).model
+        tok = load_tokenizer(_tokenizer_spec(tok_run), root, device).model
         want, have = tm.meta["tokenizer"].get("scale"), float(tok.scale)
         if want is not None and abs(want - have) > 1e-6 * max(1.0, abs(want)):
             from common.checkpoint import CheckpointError

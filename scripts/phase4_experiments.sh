@@ -7,7 +7,8 @@
 #   ROOT=/tmp/p4 DEMOS=smoke PROFILE=smoke EVAL_ARGS="parts=[policy] eval.episodes=1 eval.libero.max_steps=3" \
 #     bash scripts/phase4_experiments.sh                # the whole chain at smoke scale (no validation demos: no offline part)
 # COLLECT_ARGS are added to the collection's command, EVAL_ARGS to every evaluation's, TRAIN_ARGS to every training's
-# (last, so they win; e.g. TRAIN_ARGS="run.threads=1" to share 2 cores with another job).
+# (last, so they win; e.g. TRAIN_ARGS="run.threads=1" to share 2 cores with another job). TOK=<tokenizer run or
+# release folder> replaces the tokenizer stage's run (e.g. TOK=releases/phase4/tok-cpu on a fresh clone).
 #
 # Stages (outputs/phase4/<name>/):
 #   data        phase 3's collection (python -m phase3_vla.collect profile=$DEMOS), if not there
@@ -50,7 +51,7 @@ if has data && [ ! -f "$root/phase3/demos/$demos/lerobot/new/meta/info.json" ]; 
   # shellcheck disable=SC2086
   "$PY" -m phase3_vla.collect profile="$demos" run.root="$root" ${COLLECT_ARGS:-} > "$logs/collect.log" 2>&1
 fi
-tok="$root/phase4/tok-$profile"
+tok=${TOK:-$root/phase4/tok-$profile}  # TOK=releases/phase4/tok-cpu: the released tokenizer, no retraining
 has tokenizer && run train_tokenizer "tok-$profile" tokenizer.json
 if has uwm; then
   run train "uwm-base-$profile" uwm.json tokenizer="$tok"
