@@ -213,6 +213,8 @@ class ChooseConfig:
     choose: str = "world_model"  # first (the proposer alone) | world_model | pixel_goal | simulator (the ceiling)
     proposals: int = 8  # K chunks proposed per decision (choose=first plays one)
     denoise_steps: int = 0  # DDIM steps of the policy and forward modes; 0 = the model's
+    # DDIM timesteps of both modes: trailing | leading; "" = the model's (phase 4 chose leading on base_val clips)
+    timestep_spacing: str = ""
     data: DemoDataConfig = field(default_factory=DemoDataConfig)  # pixel_goal: the training demonstrations' goal frame
     eval: PolicyEvalConfig = field(default_factory=PolicyEvalConfig)  # tasks, fixed states, episodes, LIBERO settings
     name: str = ""  # results folder <run.root>/phase5/LIBERO/<name>; "" = <choose>-k<K>
@@ -222,6 +224,8 @@ class ChooseConfig:
         choice("choose", self.choose, CHOOSERS)
         require(self.proposals >= 1, "proposals", self.proposals, "must be >= 1")
         require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's)")
+        if self.timestep_spacing:
+            choice("timestep_spacing", self.timestep_spacing, ("trailing", "leading"))
 
     def arm_name(self) -> str:
         return self.name or (f"{self.choose}" if self.choose == "first" else f"{self.choose}-k{self.proposals}")
