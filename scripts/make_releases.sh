@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train every phase's cpu-profile models and export them to releases/ (python -m common.release).
 #
-#   bash scripts/make_releases.sh                 # all phases: ~3.5 h on 2 cores (bf16-capable CPU)
+#   bash scripts/make_releases.sh                 # all phases: ~3.5 h on 2 cores (bf16-capable CPU) for phases 0-3,
+#                                                 # phases 4-5 about 1.5 h more on an AVX2 CPU (their READMEs)
 #   bash scripts/make_releases.sh phase1 phase2   # only these (each later phase reuses the earlier runs)
 #
 # Rerun after an interruption: finished runs are reused, interrupted ones resumed (run.resume=true), then
@@ -14,7 +15,7 @@ PY=${PY:-.venv/bin/python}
 logs=outputs/releases-logs
 mkdir -p "$logs"
 phases=("$@")
-[ ${#phases[@]} -gt 0 ] || phases=(phase0 phase1 phase2 phase3)
+[ ${#phases[@]} -gt 0 ] || phases=(phase0 phase1 phase2 phase3 phase4 phase5)
 want() { [[ " ${phases[*]} " == *" $1 "* ]]; }
 
 # train <phase> <run name> <module> <args...>: reuse a finished run, resume an interrupted one.
@@ -64,5 +65,20 @@ if want phase3; then
   release phase3/base-cpu base-cpu --fp32
   release "phase3/$(chosen full)" full-n50-cpu --fp32
   release "phase3/$(chosen lora)" lora-r16-n50-cpu
+fi
+if want phase4; then
+  # Phase 3's collection (made above, or by an earlier run), then the tokenizer and the UWM pretrained on the 9 base
+  # tasks and finetuned on task 9, through phase 4's experiment chain (its run names and budgets).
+  [ -f outputs/phase3/demos/cpu/lerobot/new/meta/info.json ] ||
+    "$PY" -m phase3_vla.collect > "$logs/phase3-collect.log" 2>&1
+  PY="$PY" STAGES="tokenizer uwm" bash scripts/phase4_experiments.sh
+  release phase4/tok-cpu tok-cpu
+  release phase4/uwm-base-cpu uwm-base-cpu
+  release phase4/uwm-new-cpu uwm-new-cpu
+fi
+if want phase5; then
+  # testbed 2's progress scorer on task 9's demonstrations (phase 3's collection)
+  train phase5 scorer-cpu phase5_integration.train_scorer profile=cpu
+  release phase5/scorer-cpu scorer-cpu
 fi
 "$PY" -m common.release --list
