@@ -68,12 +68,12 @@ if want phase3; then
 fi
 if want phase4; then
   # Phase 3's collection (made above, or by an earlier run), then the tokenizer and the UWM pretrained on the 9 base
-  # tasks and finetuned on task 9, through phase 4's experiment chain (its run names and budgets).
+  # tasks and finetuned on task 9, through phase 4's experiment chain (its run names and budgets). Only the finetuned
+  # UWM ships (18 MB in float16): the base stays a local run, within releases/' size budget.
   [ -f outputs/phase3/demos/cpu/lerobot/new/meta/info.json ] ||
     "$PY" -m phase3_vla.collect > "$logs/phase3-collect.log" 2>&1
   PY="$PY" STAGES="tokenizer uwm" bash scripts/phase4_experiments.sh
   release phase4/tok-cpu tok-cpu
-  release phase4/uwm-base-cpu uwm-base-cpu
   release phase4/uwm-new-cpu uwm-new-cpu
 fi
 if want phase5; then
