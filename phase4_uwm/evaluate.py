@@ -186,9 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = cli(UWMEvaluateConfig, "phase4/evaluate", argv, __doc__)
     rt = start(cfg.run, 0, 1)
     if cfg.method == "uwm":
-        uwm = load_uwm(cfg.load, cfg.run.root, rt.device)
-        if cfg.timestep_spacing:
-            uwm.model.cfg.timestep_spacing = cfg.timestep_spacing
+        uwm = load_uwm(cfg.load, cfg.run.root, rt.device, cfg.timestep_spacing)
         player, what = uwm_player(cfg, uwm), f"UWM `{uwm.run.dir.name}`: {uwm.model.describe()}."
     else:
         uwm, player = None, dp_player(cfg, rt.device)

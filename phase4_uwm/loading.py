@@ -56,8 +56,10 @@ def _tokenizer_spec(tok_run: str) -> str:
     return str(released) if (released / "tokenizer.json").exists() else "latest"
 
 
-def load_uwm(spec: str = "latest", root: str = "outputs", device: str | torch.device = "cpu") -> TrainedUWM:
-    """A finished `train` run and the frozen tokenizer it was trained with (the run it names, checked by digest)."""
+def load_uwm(spec: str = "latest", root: str = "outputs", device: str | torch.device = "cpu",
+             timestep_spacing: str = "") -> TrainedUWM:
+    """A finished `train` run and the frozen tokenizer it was trained with (the run it names, checked by digest);
+    `timestep_spacing` (trailing | leading) replaces the DDIM spacing the run was trained with ("" keeps it)."""
     tm = load_exported("phase4", spec, root, UWM_MARKER, Phase4Config, build_uwm,
                        "Make one with: python -m phase4_uwm.train profile=cpu", device)
     if tm.cfg.tokenizer_kind == "pixel":
@@ -71,6 +73,8 @@ def load_uwm(spec: str = "latest", root: str = "outputs", device: str | torch.de
             raise CheckpointError(f"{tm.run.dir} was trained with the tokenizer {tok_run} (latent scale {want:.6g}); "
                                   f"the tokenizer found has scale {have:.6g}: not the same tokenizer. Point "
                                   "tokenizer= at the right run or retrain")
+    if timestep_spacing:
+        tm.model.cfg.timestep_spacing = timestep_spacing
     return TrainedUWM(tm.model, tok.to(device), tm.cfg, tm.meta, tm.run)
 
 

@@ -60,9 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = cli(ChooseConfig, "phase5/choose", argv, __doc__, profile_group="choose_profile")
     rt = start(cfg.run, 0, 1)
     root, dev = cfg.run.root, rt.device
-    uwm = load_uwm(cfg.uwm, root, dev)
-    if cfg.timestep_spacing:
-        uwm.model.cfg.timestep_spacing = cfg.timestep_spacing
+    uwm = load_uwm(cfg.uwm, root, dev, cfg.timestep_spacing)
     chunk = uwm.model.clip.chunk
     if cfg.eval.n_action_steps not in (0, chunk):
         raise ConfigError("eval.n_action_steps", cfg.eval.n_action_steps,
