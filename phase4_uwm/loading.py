@@ -56,6 +56,13 @@ def _tokenizer_spec(tok_run: str) -> str:
     return str(released) if (released / "tokenizer.json").exists() else "latest"
 
 
+def same_scale(want: float, have: float) -> bool:
+    """Whether two latent scales name the same tokenizer. Releases store the scale buffer in float16 (relative
+    rounding <= 2**-11), so a model trained on a run's latents and one trained on its release's differ by up to
+    ~5e-4 relative; two separately trained tokenizers differ by far more."""
+    return abs(want - have) <= 1e-3 * max(abs(want), abs(have))
+
+
 def load_uwm(spec: str = "latest", root: str = "outputs", device: str | torch.device = "cpu",
              timestep_spacing: str = "") -> TrainedUWM:
     """A finished `train` run and the frozen tokenizer it was trained with (the run it names, checked by digest);
@@ -68,7 +75,7 @@ def load_uwm(spec: str = "latest", root: str = "outputs", device: str | torch.de
         tok_run = tm.meta["tokenizer"]["run"]
         tok = load_tokenizer(_tokenizer_spec(tok_run), root, device).model
         want, have = tm.meta["tokenizer"].get("scale"), float(tok.scale)
-        if want is not None and abs(want - have) > 1e-6 * max(1.0, abs(want)):
+        if want is not None and not same_scale(want, have):
             from common.checkpoint import CheckpointError
             raise CheckpointError(f"{tm.run.dir} was trained with the tokenizer {tok_run} (latent scale {want:.6g}); "
                                   f"the tokenizer found has scale {have:.6g}: not the same tokenizer. Point "

@@ -5,6 +5,7 @@
     python -m phase5_integration.choose choose=world_model proposals=8   # the UWM imagines, the scorer chooses
     python -m phase5_integration.choose choose=pixel_goal proposals=8    # ... chosen by pixel distance to a goal
     python -m phase5_integration.choose choose=simulator proposals=8     # ... by the real simulator (the ceiling)
+    python -m phase5_integration.choose proposer=vla choose=world_model  # phase 3's SmolVLA proposes instead
     python -m phase5_integration.choose profile=smoke                    # seconds (tests)
 
 Every arm plays the same held-out fixed initial states of LIBERO-Object (eval.tasks, eval.first_state ..
@@ -27,9 +28,9 @@ from common.errors import command
 from common.runs import load_exported, outputs_root
 from common.system import start
 from phase4_uwm.libero_eval import Player, policy_eval
-from phase4_uwm.loading import load_uwm
+from phase4_uwm.loading import load_uwm, same_scale
 from phase5_integration.config import ChooseConfig, ScorerTrainConfig
-from phase5_integration.libero_choice import ChunkChooser, ProgressScorer, ScorerTraining
+from phase5_integration.libero_choice import ChunkChooser, ProgressScorer, ScorerTraining, VLAProposer
 
 SCORER_MARKER = "progress_scorer.json"
 
@@ -40,6 +41,27 @@ def load_scorer(spec: str, root: str, device):
                          lambda cfg, meta: ScorerTraining(ProgressScorer(meta["views"], meta["latent_channels"],
                                                                          cfg.width)),
                          "Make one with: python -m phase5_integration.train_scorer profile=cpu", device)
+
+
+def load_vla(cfg: ChooseConfig, device, chunk: int) -> tuple:
+    """(folder, policy, preprocessor, postprocessor, weights digest) of the SmolVLA named by `vla`, after refusing
+    evaluation states any of its training demonstrations started from (phase 3's own check)."""
+    from phase3_vla.config import Phase3Config
+    from phase3_vla.rollouts import check_starts, image_size_of, load_for_eval, resolve
+    p3 = Phase3Config()
+    p3.load, p3.run.root = cfg.vla, cfg.run.root
+    folder = resolve(p3)
+    states = list(range(cfg.eval.first_state, cfg.eval.first_state + cfg.eval.episodes))
+    print(f"phase5 choose: proposer {folder}: "
+          f"{check_starts(folder, {t: states for t in cfg.eval.tasks}, cfg.eval.check_starts)}", flush=True)
+    policy, pre, post, digest = load_for_eval(folder, device)
+    if image_size_of(policy) != cfg.eval.libero.image_size:
+        raise ConfigError("eval.libero.image_size", cfg.eval.libero.image_size,
+                          f"{folder} was trained on {image_size_of(policy)} px cameras: render at that size")
+    if policy.config.chunk_size < chunk:
+        raise ConfigError("vla", cfg.vla, f"{folder} predicts {policy.config.chunk_size} actions per chunk, fewer "
+                                          f"than the UWM's {chunk}")
+    return folder, policy, pre, post, digest
 
 
 def goal_frame(cfg: ChooseConfig, size: int) -> torch.Tensor:
@@ -71,10 +93,16 @@ def main(argv: list[str] | None = None) -> dict:
     scorer, settings = None, {"choose": cfg.choose, "proposals": 1 if cfg.choose == "first" else cfg.proposals,
                               "timestep_spacing": uwm.model.cfg.timestep_spacing}
     what = f"UWM `{uwm.run.dir.name}` proposes"
+    vla = None
+    if cfg.proposer == "vla":
+        vla = load_vla(cfg, dev, chunk)
+        meta["vla_folder"] = str(vla[0])
+        settings.update(proposer="vla", vla=vla[4])
+        what = f"SmolVLA `{vla[0]}` proposes, UWM `{uwm.run.dir.name}` imagines"
     if cfg.choose in ("world_model", "simulator"):
         sm = load_scorer(cfg.scorer, root, dev)
         want, have = sm.meta["tokenizer"]["scale"], uwm.meta.get("tokenizer", {}).get("scale")
-        if have is None or abs(want - have) > 1e-6 * max(1.0, abs(want)):
+        if have is None or not same_scale(want, have):
             raise ConfigError("scorer", cfg.scorer, f"{sm.run.dir} was trained on the latents of tokenizer "
                                                     f"{sm.meta['tokenizer']['run']} (scale {want:.6g}); the UWM "
                                                     f"{uwm.run.dir} imagines in another (scale {have}): retrain the "
@@ -90,8 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
     what += f"; choice: {cfg.choose}, K = {settings['proposals']}"
 
     def make(task, g):
+        proposer = None if vla is None else VLAProposer(*vla[1:4], chunk, g)
         return (ChunkChooser(uwm.model, uwm.tokenizer, scorer, task, cfg.proposals, cfg.choose, cfg.denoise_steps,
-                             g, goal), lambda x: x, lambda x: x)
+                             g, goal, proposer), lambda x: x, lambda x: x)
 
     player = Player(uwm.run, meta, uwm.run.export_dir / "model.safetensors", chunk,
                     cfg.denoise_steps or uwm.model.cfg.sample_steps, make, what, settings)

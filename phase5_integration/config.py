@@ -179,6 +179,7 @@ class IntegrationEvaluateConfig:
 
 # ------------------------------------------------------------------------------------------------ testbed 2: LIBERO
 CHOOSERS = ("first", "world_model", "pixel_goal", "simulator")
+PROPOSERS = ("uwm", "vla")
 
 
 @dataclass
@@ -208,7 +209,10 @@ class ChooseConfig:
     """`python -m phase5_integration.choose`: one arm of testbed 2 plays LIBERO's held-out initial states."""
 
     run: RunConfig = field(default_factory=RunConfig)
-    uwm: str = "latest"  # phase 4's UWM (proposer and world model): a run folder, latest or release
+    uwm: str = "latest"  # phase 4's UWM (the world model, and the proposer unless proposer=vla): a run folder, latest or release
+    proposer: str = "uwm"  # who proposes the K chunks: uwm (its policy mode) | vla (phase 3's SmolVLA, `vla`)
+    # the SmolVLA that proposes when proposer=vla: a phase 3 run name or folder, `release` or `release:<name>`
+    vla: str = "release:full-n50-cpu"
     scorer: str = "latest"  # the progress scorer (a train_scorer run folder, latest or release); unused by first
     choose: str = "world_model"  # first (the proposer alone) | world_model | pixel_goal | simulator (the ceiling)
     proposals: int = 8  # K chunks proposed per decision (choose=first plays one)
@@ -217,15 +221,17 @@ class ChooseConfig:
     timestep_spacing: str = ""
     data: DemoDataConfig = field(default_factory=DemoDataConfig)  # pixel_goal: the training demonstrations' goal frame
     eval: PolicyEvalConfig = field(default_factory=PolicyEvalConfig)  # tasks, fixed states, episodes, LIBERO settings
-    name: str = ""  # results folder <run.root>/phase5/LIBERO/<name>; "" = <choose>-k<K>
+    name: str = ""  # results folder <run.root>/phase5/LIBERO/<name>; "" = [vla-]<choose>[-k<K>]
     profile: str = "cpu"  # set by the chosen profile file: smoke | cpu
 
     def check(self) -> None:
         choice("choose", self.choose, CHOOSERS)
+        choice("proposer", self.proposer, PROPOSERS)
         require(self.proposals >= 1, "proposals", self.proposals, "must be >= 1")
         require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's)")
         if self.timestep_spacing:
             choice("timestep_spacing", self.timestep_spacing, ("trailing", "leading"))
 
     def arm_name(self) -> str:
-        return self.name or (f"{self.choose}" if self.choose == "first" else f"{self.choose}-k{self.proposals}")
+        prefix = "" if self.proposer == "uwm" else f"{self.proposer}-"
+        return self.name or prefix + (self.choose if self.choose == "first" else f"{self.choose}-k{self.proposals}")

@@ -12,7 +12,8 @@ model.
 
 Testbed 2 (LIBERO), per arm: successes on the same held-out initial states with Wilson 95% intervals, mean
 episode length, seconds per decision, and the share of the simulator's gain over the proposer alone that
-world-model choice recovers, (arm - first) / (simulator - first) at the same K.
+world-model choice recovers, (arm - first) / (simulator - first) at the same K and with the same proposer (the
+UWM's policy mode, or phase 3's SmolVLA for the arms named vla-*).
 """
 from __future__ import annotations
 
@@ -82,25 +83,29 @@ def table(arms: list[dict]) -> str:
 
 def libero_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
     order = {"first": 0, "world_model": 1, "pixel_goal": 2, "simulator": 3}
-    return summaries(outputs_root(cfg.run.root) / "phase5" / "LIBERO", cfg.arms,
-                     lambda n: (order.get(n.rsplit("-k", 1)[0], 9), n), "choose")
+
+    def key(n: str):
+        vla = n.startswith("vla-")
+        return vla, order.get(n.removeprefix("vla-").rsplit("-k", 1)[0], 9), n
+    return summaries(outputs_root(cfg.run.root) / "phase5" / "LIBERO", cfg.arms, key, "choose")
 
 
 def libero_table(arms: list[dict]) -> str:
     by = {a["arm"]: a for a in arms}
-    first = by.get("first")
-    lines = ["| arm | choice | K | success | rate | 95% CI (Wilson) | mean steps | s / decision | "
-             "share of the simulator's gain |", "|---" * 9 + "|"]
+    lines = ["| arm | proposer | choice | K | success | rate | 95% CI (Wilson) | mean steps | s / decision | "
+             "share of the simulator's gain |", "|---" * 10 + "|"]
     for a in arms:
         t, st = a["total"], a["settings"]
-        share = ""
-        sim = by.get(f"simulator-k{st['proposals']}")
+        proposer = st.get("proposer", "uwm")
+        prefix = "" if proposer == "uwm" else f"{proposer}-"  # each proposer is compared with its own arms
+        share, first = "", by.get(f"{prefix}first")
+        sim = by.get(f"{prefix}simulator-k{st['proposals']}")
         if first and sim and st["choose"] in ("world_model", "pixel_goal"):
             gain = sim["total"]["rate"] - first["total"]["rate"]
             share = f"{(t['rate'] - first['total']['rate']) / gain:.2f}" if gain else "no gain to share"
         steps = sum(r["mean_steps"] * r["episodes"] for r in a["tasks"]) / max(t["episodes"], 1)
         spd = a.get("seconds_per_decision")
-        lines.append(f"| {a['arm']} | {st['choose']} | {st['proposals']} | {t['successes']}/{t['episodes']} | "
+        lines.append(f"| {a['arm']} | {'SmolVLA' if proposer == 'vla' else 'UWM'} | {st['choose']} | {st['proposals']} | {t['successes']}/{t['episodes']} | "
                      f"{100 * t['rate']:.0f}% | {100 * t['ci95'][0]:.0f}-{100 * t['ci95'][1]:.0f}% | {steps:.0f} | "
                      f"{'-' if spd is None else f'{spd:.2f}'} | {share} |")
     return "\n".join(lines)
@@ -110,9 +115,9 @@ def libero_main(cfg: IntegrationEvaluateConfig) -> str:
     arms = libero_arms(cfg)
     tasks = sorted({r["task_id"] for a in arms for r in a["tasks"]})
     md = libero_table(arms) + (
-        f"\n\nLIBERO-Object task(s) {tasks}, fixed initial states none of the UWM's or the scorer's training "
-        f"demonstrations started from; every arm plays the same states. Times (wall-clock, other jobs may have "
-        f"shared the machine) on {machines(arms)}.")
+        f"\n\nLIBERO-Object task(s) {tasks}, fixed initial states none of the UWM's, the scorer's or the "
+        f"SmolVLA's training demonstrations started from; every arm plays the same states. Times (wall-clock, "
+        f"other jobs may have shared the machine) on {machines(arms)}.")
     print(md)
     if cfg.publish:
         publish_block(README, md, [], README.parent / "figures",

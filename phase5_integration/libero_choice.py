@@ -6,9 +6,11 @@
 
 Every `chunk` steps (the whole chunk is played open loop, so the imagined outcome is the state of the next decision):
 
-    proposer     the UWM's policy mode, K samples of one observation (one conditioning pass, batched over K)
+    proposer     the UWM's policy mode, K samples of one observation (one conditioning pass, batched over K);
+                 or phase 3's SmolVLA (`VLAProposer`): K flow-matching samples (K noise draws, one batched call),
+                 each cut to the UWM's chunk length, so that the UWM only imagines and scores
     choose
-      first        the proposer alone: one sample, played as it comes (the UWM's policy mode)
+      first        the proposer alone: one sample, its chunk played as it comes
       world_model  the UWM's forward mode imagines each chunk's last future frame (latents of both cameras);
                    the progress scorer ranks them
       pixel_goal   the same imagined frames, decoded, ranked by pixel distance to the mean last frame of the
@@ -202,11 +204,36 @@ def frames_at(images: dict, size: int) -> torch.Tensor:
     return torch.stack(views)
 
 
+class VLAProposer:
+    """K action chunks from phase 3's SmolVLA for one observation: one batched flow-matching call with K noise draws
+    from the episode's generator, each chunk cut to its first `chunk` actions, unnormalised (raw units)."""
+
+    def __init__(self, policy, pre, post, chunk: int, generator: torch.Generator | None = None):
+        if chunk > policy.config.chunk_size:
+            raise ValueError(f"the VLA predicts {policy.config.chunk_size} actions per chunk, fewer than the UWM's "
+                             f"{chunk}: its chunks cannot be imagined whole")
+        self.policy, self.pre, self.post, self.chunk, self.generator = policy, pre, post, chunk, generator
+
+    @torch.no_grad()
+    def __call__(self, raw: dict, k: int) -> torch.Tensor:
+        """raw: phase 3's observation batch of one (phase3_vla.rollouts.observation) -> (k, chunk, A) raw actions."""
+        batch = self.pre(dict(raw))
+        batch = {key: (v.expand(k, *v.shape[1:]) if torch.is_tensor(v) and v.dim() and v.shape[0] == 1
+                       else v * k if isinstance(v, list) else v) for key, v in batch.items()}
+        cfg = self.policy.config
+        dev = next(self.policy.parameters()).device
+        noise = torch.randn((k, cfg.chunk_size, cfg.max_action_dim), generator=self.generator, device=dev)
+        self.policy.reset()  # its observation queue holds only this call's batch
+        actions = self.policy.predict_action_chunk(batch, noise=noise)[:, :self.chunk]  # (k, chunk, A) normalised
+        return self.post(actions.reshape(-1, actions.shape[-1])).reshape(k, self.chunk, -1).float()
+
+
 class ChunkChooser:
     """A policy for phase 3's episode loop that picks one of K proposed chunks per decision (module docstring)."""
 
     def __init__(self, model, tokenizer, scorer: ProgressScorer | None, task_id: int, proposals: int, choose: str,
-                 denoise_steps: int = 0, generator: torch.Generator | None = None, goal: torch.Tensor | None = None):
+                 denoise_steps: int = 0, generator: torch.Generator | None = None, goal: torch.Tensor | None = None,
+                 proposer: VLAProposer | None = None):
         if choose not in CHOOSERS:
             raise ValueError(f"choose={choose!r}: allowed values: {', '.join(CHOOSERS)}")
         if choose in ("world_model", "simulator") and scorer is None:
@@ -216,6 +243,7 @@ class ChunkChooser:
         self.model, self.tok, self.scorer, self.task_id = model, tokenizer, scorer, task_id
         self.k = 1 if choose == "first" else proposals
         self.choose, self.denoise_steps, self.generator, self.goal = choose, denoise_steps, generator, goal
+        self.proposer = proposer  # None: the UWM's policy mode proposes
         self.size = int(model.obs_size)
         self._queues = {"action": deque()}
         self.history: deque = deque(maxlen=model.clip.obs_frames)
@@ -231,10 +259,15 @@ class ChunkChooser:
         self.decisions = []
 
     @torch.no_grad()
-    def propose(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """obs (1, V, F, 3, S, S) -> the conditioning repeated K times and K chunks (K, chunk, A), raw units."""
+    def propose(self, obs: torch.Tensor, raw: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs (1, V, F, 3, S, S) -> the UWM's conditioning repeated K times and K chunks (K, chunk, A), raw units
+        (from the UWM's policy mode, or from the VLA proposer given the raw observation batch `raw`)."""
+        if self.proposer is not None and raw is None:
+            raise ValueError("a VLA proposer needs the raw observation batch")
         dev = next(self.model.parameters()).device
         cond = self.model.condition(obs.to(dev), torch.tensor([self.task_id], device=dev)).expand(self.k, -1)
+        if self.proposer is not None:
+            return cond, self.proposer(raw, self.k).to(dev)
         out = run_mode(self.model, "policy", None, None, cond=cond, steps=self.denoise_steps, generator=self.generator)
         return cond, out.actions
 
@@ -279,7 +312,7 @@ class ChunkChooser:
             self.history.append(frame)
         if not self._queues["action"]:
             obs = torch.stack(list(self.history), dim=1)[None]  # (1, V, F, 3, S, S)
-            cond, actions = self.propose(obs)
+            cond, actions = self.propose(obs, batch)
             s = self.scores(cond, actions)
             best = int(torch.argmax(s))
             self.decisions.append({"scores": [round(float(v), 4) for v in s], "chosen": best})

@@ -7,6 +7,8 @@
 #   ARMS="random oracle diamond" bash scripts/phase5_experiments.sh   # a subset
 #   ARGS="run.threads=1" bash scripts/phase5_experiments.sh   # extra overrides for every command (last, so they win)
 #   TESTBEDS=libero LIBERO_ARMS="first world_model" bash scripts/phase5_experiments.sh   # testbed 2 only, two arms
+#   TESTBEDS=libero LIBERO_ARMS="vla-first vla-world_model-k4" ...   # phase 3's SmolVLA proposes (VLA=<run>)
+#   TESTBEDS=libero SCORER=releases/phase5/scorer-cpu bash scripts/phase5_experiments.sh  # the released scorer
 # Testbed 2 needs phase 4's finetuned UWM (STAGES="data tokenizer uwm" bash scripts/phase4_experiments.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +18,7 @@ root=${ROOT:-outputs}
 profile=${PROFILE:-cpu}
 testbeds=${TESTBEDS:-"breakout libero"}
 arms=${ARMS:-"random sticky_random oracle oracle-x4 diamond-x4 regressor-x4 df-x4 actor_critic"}
-larms=${LIBERO_ARMS:-"first world_model pixel_goal simulator world_model-k4 simulator-k4"}
+larms=${LIBERO_ARMS:-"first world_model pixel_goal simulator world_model-k4 simulator-k4 vla-first vla-world_model vla-simulator"}
 logs=$root/phase5/logs
 mkdir -p "$logs"
 
@@ -53,20 +55,21 @@ done
 
 if [[ " $testbeds " == *" libero "* ]]; then
   uwm=${UWM:-$root/phase4/uwm-new-$profile}
-  scorer=$root/phase5/scorer-$profile
-  if [ ! -f "$scorer/export/progress_scorer.json" ]; then
+  scorer=${SCORER:-$root/phase5/scorer-$profile}  # SCORER=releases/phase5/scorer-cpu skips training one
+  if [ ! -f "$scorer/export/progress_scorer.json" ] && [ ! -f "$scorer/progress_scorer.json" ]; then
     echo "phase5 train_scorer -> $logs/train_scorer.log"
     # shellcheck disable=SC2086
     "$PY" -m phase5_integration.train_scorer profile="$profile" run.root="$root" run.name="scorer-$profile" \
       log.progress=false ${ARGS:-} > "$logs/train_scorer.log" 2>&1
   fi
-  for arm in $larms; do
-    k=()
-    [[ $arm == *-k* ]] && k=(proposals="${arm##*-k}")
+  for arm in $larms; do  # [vla-]<choice>[-k<K>]: vla- = phase 3's SmolVLA proposes (VLA=<run or release>)
+    a=$arm; k=(); p=()
+    [[ $a == vla-* ]] && { p=(proposer=vla vla="${VLA:-release:full-n50-cpu}"); a=${a#vla-}; }
+    [[ $a == *-k* ]] && k=(proposals="${a##*-k}")
     echo "phase5 LIBERO $arm -> $logs/libero_$arm.log"
     # shellcheck disable=SC2086
     "$PY" -m phase5_integration.choose profile="$profile" run.root="$root" uwm="$uwm" scorer="$scorer" \
-      choose="${arm%-k*}" "${k[@]}" ${ARGS:-} > "$logs/libero_$arm.log" 2>&1
+      choose="${a%-k*}" "${k[@]}" "${p[@]}" ${ARGS:-} > "$logs/libero_$arm.log" 2>&1
   done
   "$PY" -m phase5_integration.evaluate run.root="$root" testbed=libero | tee "$logs/evaluate_libero.log"
 fi

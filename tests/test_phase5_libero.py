@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from phase5_integration.libero_choice import ChunkChooser, ProgressScorer, episode_progress, restore, snapshot
+from types import SimpleNamespace
+
+from phase5_integration.libero_choice import (ChunkChooser, ProgressScorer, VLAProposer, episode_progress, restore,
+                                              snapshot)
 from test_phase4 import _demo, tiny_model  # noqa: F401  (the synthetic demonstrations and the tiny UWM)
 
 from conftest import run_module
@@ -60,6 +63,62 @@ def test_chooser_plays_the_best_scored_proposal_and_records_its_scores(monkeypat
     assert len(ch.decisions) == 1  # no new decision before the chunk is played out
     ch.select_action(batch)
     assert len(ch.decisions) == 2
+
+
+class FakeVLA(torch.nn.Module):
+    """SmolVLA's inference surface: predict_action_chunk(batch, noise) -> (B, chunk_size, A) normalised actions;
+    here the noise's first 7 dims plus the state's first entry, so the test can recompute every proposal."""
+    config = SimpleNamespace(chunk_size=6, max_action_dim=32)
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.batches = []
+
+    def reset(self):
+        pass
+
+    def predict_action_chunk(self, batch, noise):
+        self.batches.append(batch)
+        return noise[:, :, :7] + batch["observation.state"][:, :1, None]
+
+
+def test_vla_proposer_draws_k_chunks_from_the_episode_generator():
+    vla = FakeVLA()
+    pre = lambda b: {**b, "observation.state": b["observation.state"] * 10}  # noqa: E731  (normalise)
+    post = lambda a: a * 2  # noqa: E731  (unnormalise: applied per action)
+    raw = {"observation.state": torch.full((1, 8), 0.5), "observation.images.image": torch.rand(1, 3, 8, 8),
+           "task": ["put the juice in the basket"]}
+    prop = VLAProposer(vla, pre, post, chunk=4, generator=torch.Generator().manual_seed(3))
+    a = prop(raw, 5)
+    noise = torch.randn((5, 6, 32), generator=torch.Generator().manual_seed(3))
+    assert a.shape == (5, 4, 7)
+    assert torch.allclose(a, 2 * (noise[:, :4, :7] + 5))  # cut to the UWM's chunk, unnormalised, K noise draws
+    b = vla.batches[-1]
+    assert b["observation.images.image"].shape == (5, 3, 8, 8) and b["task"] == ["put the juice in the basket"] * 5
+    assert raw["observation.state"][0, 0] == 0.5  # the caller's batch is not modified
+    assert not torch.allclose(a[0], a[1])
+    with pytest.raises(ValueError, match="fewer than the UWM"):
+        VLAProposer(vla, pre, post, chunk=7)
+
+
+def test_chooser_with_a_vla_proposer_plays_its_best_scored_chunk():
+    model = tiny_model()
+    vla = FakeVLA()
+    prop = VLAProposer(vla, lambda b: b, lambda a: a, chunk=4, generator=torch.Generator().manual_seed(0))
+    ch = ChunkChooser(model, None, FixedScorer(2, 4, 8), task_id=9, proposals=3, choose="world_model",
+                      generator=torch.Generator().manual_seed(0), proposer=prop)
+    from phase5_integration import libero_choice
+    batch = {k: torch.rand(1, 3, 32, 32) for k in libero_choice.IMAGE_KEYS}
+    batch["observation.state"] = torch.zeros(1, 8)
+    ch.reset()
+    played = torch.cat([ch.select_action(batch) for _ in range(4)])
+    proposals = torch.randn((3, 6, 32), generator=torch.Generator().manual_seed(0))[:, :4, :7]
+    best = ch.decisions[0]["chosen"]
+    assert len(ch.decisions[0]["scores"]) == 3 and best == int(torch.tensor(ch.decisions[0]["scores"]).argmax())
+    assert torch.allclose(played, proposals[best])
+    with pytest.raises(ValueError, match="raw observation"):
+        ch.propose(torch.rand(1, 2, 1, 3, 32, 32))
 
 
 def test_chooser_refuses_missing_parts():
@@ -151,7 +210,7 @@ def collection(tmp_path_factory):
     return root
 
 
-def test_smoke_scorer_choose_and_table(collection, tmp_path):
+def test_smoke_scorer_choose_and_table(collection, tmp_path, capsys):
     root = tmp_path
     common = [f"run.root={root}", f"data.folder={collection}"]
     r = run_module("phase4_uwm.train_tokenizer", "profile=smoke", *common, "run.name=tok", timeout=300)
@@ -181,10 +240,19 @@ def test_smoke_scorer_choose_and_table(collection, tmp_path):
     s = choose.main(["profile=smoke", *common, "choose=world_model", "eval.libero.image_size=64", "eval.videos=0",
                      "eval.progress=false", "denoise_steps=2"])
     assert s["played_now"] == 1 and s["total"]["episodes"] == 1
+    # phase 3's released SmolVLA proposes (its cameras are 128 px); a wrong camera size is refused by name
+    s = choose.main(["profile=smoke", *common, "proposer=vla", "choose=world_model", "eval.libero.image_size=128",
+                     "eval.videos=0", "eval.progress=false"])
+    rec = json.loads(next((root / "phase5" / "LIBERO" / "vla-world_model-k2" / "episodes").glob("*.json")).read_text())
+    assert s["played_now"] == 1 and rec["settings"]["proposer"] == "vla" and len(rec["decisions"][0]["scores"]) == 2
+    with pytest.raises(SystemExit) as bad_size:
+        choose.main(["profile=smoke", *common, "proposer=vla", "eval.libero.image_size=64", "eval.progress=false"])
+    assert bad_size.value.code == 2 and "render at that size" in capsys.readouterr().err
     r = run_module("phase5_integration.evaluate", f"run.root={root}", "testbed=libero", timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     for arm in arms:
-        assert f"| {name(arm)} |" in r.stdout
+        assert f"| {name(arm)} | UWM |" in r.stdout
+    assert "| vla-world_model-k2 | SmolVLA | world_model | 2 |" in r.stdout
     # the refusals: the scorer must share the UWM's tokenizer; the chooser plays whole chunks
     r = run_module("phase5_integration.choose", "profile=smoke", *common, "eval.n_action_steps=2", timeout=300)
     assert r.returncode == 2 and "whole chunks" in r.stderr
