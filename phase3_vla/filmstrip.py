@@ -4,7 +4,9 @@
     python -m phase3_vla.filmstrip out.png base-cpu:2:0 --frames 8 --wrist
 
 Each episode is `<run>:<task>:<episode>` (or `<run>@<eval folder>:<task>:<episode>`, e.g.
-`full-n50-cpu@eval-perturb0.08:9:0`) and is read from the video `phase3_vla.evaluate` wrote for it
+`full-n50-cpu@eval-perturb0.08:9:0`, or `<evaluation folder>:<task>:<episode>` for any folder with episodes/ and
+media/ in this layout: phase 4's `outputs/phase4/uwm-new-cpu/evaluate`, phase 5's `outputs/phase5/LIBERO/<arm>`)
+and is read from the video `phase3_vla.evaluate` wrote for it
 (<run.root>/phase3/<run>/eval/media/task_TT_ep_EEE.mp4; only the first eval.videos episodes have one). The
 row is labelled with the episode's outcome from its log. Agent view only, unless --wrist.
 """
@@ -29,8 +31,11 @@ def episode_files(spec: str, root: str) -> tuple[Path, dict]:
         task, ep = int(task), int(ep)
     except ValueError:
         raise SystemExit(f"filmstrip: {spec!r} is not <run>:<task>:<episode>, e.g. full-n50-cpu:9:0") from None
-    run, _, sub = run.partition("@")  # <run>@eval-perturb0.08: another evaluation folder of the run
-    out = run_dir(run, root) / (sub or "eval")
+    if Path(run, "episodes").is_dir():  # an evaluation folder itself (phase 4's <run>/evaluate, phase 5's arms)
+        out = Path(run)
+    else:
+        run, _, sub = run.partition("@")  # <run>@eval-perturb0.08: another evaluation folder of the run
+        out = run_dir(run, root) / (sub or "eval")
     video, log = video_stem(out, task, ep).with_suffix(".mp4"), episode_path(out, task, ep)
     if not video.exists() or not log.exists():
         raise SystemExit(f"filmstrip: no video or episode log for {spec} ({video}); evaluate it with "

@@ -223,9 +223,11 @@ class OfflineConfig:
     batch_size: int = 32  # clips per forward pass
     # which modes to score (forward, video, policy, inverse, joint)
     modes: list[str] = field(default_factory=lambda: ["forward", "video", "policy", "inverse"])
+    figure_clips: int = 6  # rows of the side-by-side figure (real | each mode's prediction); 0 = no figure
 
     def check(self) -> None:
         choice("split", self.split, ("base_val", "new_val"))
+        require(self.figure_clips >= 0, "figure_clips", self.figure_clips, "must be >= 0 (0 = no figure)")
         require(self.clips >= 2, "clips", self.clips, "must be >= 2 (intervals)")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         for m in self.modes:

@@ -74,6 +74,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
             raise ConfigError("forward_baseline", cfg.forward_baseline, f"{loaded.run.dir} was trained at "
                               f"{loaded.meta['image_size']} px; the UWM's frames are {side} px")
     g = torch.Generator(device=device).manual_seed(0)
+    shown: dict[str, torch.Tensor] = {}  # the figure's clips: the first `figure_clips` of the spaced ones
     for j in range(0, len(idx), oc.batch_size):
         ids = idx[j:j + oc.batch_size]
         items = [clips[i] for i in ids]
@@ -82,6 +83,10 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
         real_a = m.unnormalize_actions(b["action"])
         cur = b["obs"][:, :, -1:].expand_as(real)
         add("copy_current", cur, real)
+        keep = max(0, min(oc.figure_clips - j, len(ids)))  # this batch's clips that go in the figure
+        if keep:
+            shown.setdefault("now", []).append(b["obs"][:keep, :, -1])
+            shown.setdefault("real", []).append(real[:keep, :, -1])
         if wm is not None:
             from phase4_uwm.diamond import rollout
             t0 = time.perf_counter()
@@ -90,6 +95,8 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
             Fr, V = m.clip.future_frames, real.shape[1]
             gen = gen[:, -Fr:].reshape(len(ids), Fr, V, 3, *gen.shape[-2:]).transpose(1, 2)
             add("diamond_lite", gen.to(real.device).float(), real)
+            if keep:
+                shown.setdefault("diamond_lite", []).append(gen[:keep, :, -1])
         if inv is not None:
             t0 = time.perf_counter()
             with torch.no_grad():
@@ -105,7 +112,10 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
                            generator=g)
             seconds[mode] = seconds.get(mode, 0.0) + time.perf_counter() - t0
             if mode in ("forward", "video", "joint"):
-                add(mode, ((tok.decode(out.future.float()) + 1) * 127.5).round().clamp(0, 255), real)
+                gen = ((tok.decode(out.future.float()) + 1) * 127.5).round().clamp(0, 255)
+                add(mode, gen, real)
+                if keep:
+                    shown.setdefault(mode, []).append(gen[:keep, :, -1])
             if mode in ("policy", "inverse", "joint"):
                 w = (~b["action_is_pad"]).float()[..., None]
                 se = (((out.actions.float() - real_a) ** 2) * w).sum((1, 2)) / (w.sum((1, 2)) * real_a.shape[-1])
@@ -116,8 +126,35 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
         rows[name] = ({"action_mse": mean_interval(cat["action_mse"].double().cpu().numpy())} if "action_mse" in cat
                       else aggregate(cat))
     return {"split": oc.split, "clips": len(idx), "denoise_steps": cfg.denoise_steps or m.cfg.sample_steps,
-            "timestep_spacing": m.cfg.timestep_spacing,
-            "rows": rows, "seconds_per_clip": {k: v / len(idx) for k, v in seconds.items()}}
+            "timestep_spacing": m.cfg.timestep_spacing, "chunk": m.clip.chunk,
+            "rows": rows, "seconds_per_clip": {k: v / len(idx) for k, v in seconds.items()},
+            "shown": {k: torch.cat(v).to(torch.uint8).cpu() for k, v in shown.items()}}
+
+
+FIGURE_COLUMNS = {"now": "now (t)", "real": "real t+{h}", "forward": "forward t+{h}", "video": "video t+{h}",
+                  "joint": "joint t+{h}", "diamond_lite": "DIAMOND-lite t+{h}"}
+
+
+def modes_figure(shown: dict[str, torch.Tensor], horizon: int, path: Path) -> Path:
+    """One row per clip: the current frame, the real frame `horizon` steps later and each mode's prediction of it;
+    every cell is the agent view above the wrist view. `shown[k]`: (N, V, 3, S, S) uint8."""
+    import imageio.v3 as iio
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from phase3_vla.filmstrip import join
+
+    cols = [k for k in FIGURE_COLUMNS if k in shown]
+    cell = lambda x: join([v.permute(1, 2, 0).numpy() for v in x], axis=0, gap=1)  # noqa: E731  (views stacked)
+    rows = [join([cell(shown[k][i]) for k in cols], axis=1) for i in range(len(shown["now"]))]
+    grid = join(rows, axis=0)
+    width = cell(shown["now"][0]).shape[1]
+    head = Image.new("RGB", (grid.shape[1], 14), "white")
+    for c, k in enumerate(cols):
+        ImageDraw.Draw(head).text((c * (width + 4) + 2, 1), FIGURE_COLUMNS[k].format(h=horizon), fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, join([np.asarray(head), grid], axis=0, gap=2))
+    return path
 
 
 def offline_tables(res: dict) -> str:
@@ -196,8 +233,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"phase4 evaluate: {what} {rt.describe()} -> {out}", flush=True)
     res: dict = {"run": str(player.run.dir), "method": cfg.method, "device": str(rt.device),
                  "precision": rt.precision.name}
+    figures = []
     if "offline" in cfg.parts:
         res["offline"] = offline(cfg, uwm, rt.device)
+        shown = res["offline"].pop("shown")
+        if shown:
+            figures.append(modes_figure(shown, res["offline"]["chunk"], out / "modes.png"))
         print(offline_tables(res["offline"]), flush=True)
     if "policy" in cfg.parts:
         res["policy"] = policy_eval(cfg.eval, player, out, rt.device, rt.precision)
@@ -213,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.publish:
         from common.report import publish
         readme = Path(__file__).resolve().parent / "README.md"
-        publish(readme, page, [], readme.parent / "figures", "python -m phase4_uwm.evaluate publish=true")
+        publish(readme, page, figures, readme.parent / "figures", "python -m phase4_uwm.evaluate publish=true")
         print(f"published to {readme}", flush=True)
     return res
 

@@ -335,6 +335,9 @@ def test_filmstrip(tmp_path, capsys):
     assert "success (9 steps)" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="python -m phase3_vla.evaluate load=r"):
         filmstrip.main([str(tmp_path / "g.png"), "r:9:1", "--root", str(tmp_path)])
+    # any evaluation folder in the same layout (phase 4's and phase 5's), named by its path
+    out = filmstrip.main([str(tmp_path / "h.png"), f"{ev}:9:0", "--frames", "3", "--wrist"])
+    assert iio.imread(out).shape == (32, 3 * 64 + 2 * 4, 3)
 
 
 def test_experiment_cells_episodes_and_learning_rates(tmp_path):
