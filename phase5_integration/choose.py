@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     recs = [r for r in recs if r.get("settings") == summary["settings"]]
     n_dec = sum(len(r.get("decisions", [])) for r in recs)
     summary.update(arm=cfg.arm_name(), describe=what, uwm=str(uwm.run.dir), profile=cfg.profile,
+                   scorer_name=None if scorer is None else sm.run.dir.name,
                    decisions=n_dec, seconds_per_decision=(sum(r["seconds"] for r in recs) / n_dec) if n_dec else None,
                    runtime=rt.as_dict())
     atomic_write(out / "summary.json", lambda f: f.write(json.dumps(summary, indent=1, default=str).encode()))

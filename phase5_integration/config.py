@@ -198,6 +198,11 @@ class ScorerTrainConfig:
     split: str = "new"  # the task the chooser will act in: new (task 9) or base
     tokenizer: str = "latest"  # phase 4's tokenizer run (must be the one the UWM used: `choose` checks its scale)
     width: int = 64  # first conv width of the scorer
+    # Played episodes that join the demonstrations: evaluation folders (episodes/*.json + media/*.mp4, as phase 3's
+    # and phase 4's evaluate and phase 5's choose write them, every episode recorded: eval.videos=-1). Successes
+    # are targeted like demonstrations, failures 0 at every frame; every 5th episode is held out to measure the
+    # scorer on failures. Their start states are recorded, so no arm can then be evaluated on them.
+    rollouts: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         choice("split", self.split, ("base", "new"))
@@ -209,7 +214,8 @@ class ChooseConfig:
     """`python -m phase5_integration.choose`: one arm of testbed 2 plays LIBERO's held-out initial states."""
 
     run: RunConfig = field(default_factory=RunConfig)
-    uwm: str = "latest"  # phase 4's UWM (the world model, and the proposer unless proposer=vla): a run folder, latest or release
+    # phase 4's UWM (the world model, and the proposer unless proposer=vla): a run folder, latest or release
+    uwm: str = "latest"
     proposer: str = "uwm"  # who proposes the K chunks: uwm (its policy mode) | vla (phase 3's SmolVLA, `vla`)
     # the SmolVLA that proposes when proposer=vla: a phase 3 run name or folder, `release` or `release:<name>`
     vla: str = "release:full-n50-cpu"

@@ -91,21 +91,30 @@ def libero_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
 
 
 def libero_table(arms: list[dict]) -> str:
-    by = {a["arm"]: a for a in arms}
-    lines = ["| arm | proposer | choice | K | success | rate | 95% CI (Wilson) | mean steps | s / decision | "
-             "share of the simulator's gain |", "|---" * 10 + "|"]
+    def same(a: dict, **want) -> bool:
+        st = a["settings"]
+        return all(st.get(k, "uwm" if k == "proposer" else None) == v for k, v in want.items())
+
+    lines = ["| arm | proposer | choice | scorer | K | success | rate | 95% CI (Wilson) | mean steps | s / decision | "
+             "share of the simulator's gain |", "|---" * 11 + "|"]
     for a in arms:
         t, st = a["total"], a["settings"]
         proposer = st.get("proposer", "uwm")
-        prefix = "" if proposer == "uwm" else f"{proposer}-"  # each proposer is compared with its own arms
-        share, first = "", by.get(f"{prefix}first")
-        sim = by.get(f"{prefix}simulator-k{st['proposals']}")
+        # each chooser is compared with the same proposer alone and the simulator with the same scorer and K
+        first = next((b for b in arms if same(b, proposer=proposer, choose="first")), None)
+        want = {"proposer": proposer, "choose": "simulator", "proposals": st["proposals"]}
+        if "scorer" in st:  # pixel_goal has none: any simulator arm of the proposer and K
+            want["scorer"] = st["scorer"]
+        sim = next((b for b in arms if same(b, **want)), None)
+        share = ""
         if first and sim and st["choose"] in ("world_model", "pixel_goal"):
             gain = sim["total"]["rate"] - first["total"]["rate"]
             share = f"{(t['rate'] - first['total']['rate']) / gain:.2f}" if gain else "no gain to share"
         steps = sum(r["mean_steps"] * r["episodes"] for r in a["tasks"]) / max(t["episodes"], 1)
         spd = a.get("seconds_per_decision")
-        lines.append(f"| {a['arm']} | {'SmolVLA' if proposer == 'vla' else 'UWM'} | {st['choose']} | {st['proposals']} | {t['successes']}/{t['episodes']} | "
+        scorer = a.get("scorer_name") or ("-" if "scorer" not in st else st["scorer"][:8])
+        lines.append(f"| {a['arm']} | {'SmolVLA' if proposer == 'vla' else 'UWM'} | {st['choose']} | {scorer} | "
+                     f"{st['proposals']} | {t['successes']}/{t['episodes']} | "
                      f"{100 * t['rate']:.0f}% | {100 * t['ci95'][0]:.0f}-{100 * t['ci95'][1]:.0f}% | {steps:.0f} | "
                      f"{'-' if spd is None else f'{spd:.2f}'} | {share} |")
     return "\n".join(lines)

@@ -62,17 +62,44 @@ class ProgressScorer(nn.Module):
 
 
 class ProgressData(torch.utils.data.Dataset):
-    """Every frame of a set of demonstrations as (latents, t / (T - 1) within its episode)."""
+    """Every frame of a set of demonstrations as (latents, t / (T - 1) within its episode), or with explicit
+    targets (`target`: the rollouts' frames, 0 for every frame of a failed episode)."""
 
-    def __init__(self, z: torch.Tensor, episode: torch.Tensor):
+    def __init__(self, z: torch.Tensor, episode: torch.Tensor | None = None, target: torch.Tensor | None = None):
+        if (episode is None) == (target is None):
+            raise ValueError("give either the episode index per frame or the target per frame")
         self.z = z
-        self.target = episode_progress(episode)
+        self.target = episode_progress(episode) if target is None else target.float()
 
     def __len__(self) -> int:
         return len(self.z)
 
     def __getitem__(self, i: int) -> dict:
         return {"z": self.z[i], "progress": self.target[i]}
+
+
+def video_frames(video, size: int) -> torch.Tensor:
+    """An episode video as the evaluation loops write it ((T, H, 2W, 3): agent view | wrist) -> (T, V=2, 3, size,
+    size) uint8, area-resized like `frames_at` (the frames the UWM and the scorer see while acting)."""
+    import imageio.v3 as iio
+
+    frames = torch.from_numpy(np.ascontiguousarray(iio.imread(video, plugin="pyav"))).permute(0, 3, 1, 2)
+    w = frames.shape[-1] // 2
+    views = []
+    for x in (frames[..., :w], frames[..., w:]):
+        x = x.float()
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="area")
+        views.append(x.round().clamp(0, 255).to(torch.uint8))
+    return torch.stack(views, dim=1)
+
+
+def rollout_targets(success: bool, steps: int) -> torch.Tensor:
+    """The scorer's target along a played episode: t / (T - 1) when it succeeded (like a demonstration), 0 for
+    every frame of a failure (a failed episode makes no progress towards success, however far the arm moved)."""
+    if not success:
+        return torch.zeros(steps)
+    return torch.arange(steps, dtype=torch.float32) / max(steps - 1, 1)
 
 
 def episode_progress(episode: torch.Tensor) -> torch.Tensor:

@@ -4,14 +4,22 @@
     python -m phase5_integration.train_scorer profile=cpu                        # task 9's demonstrations, minutes
 
 Input: the latents of one frame of both cameras under phase 4's frozen tokenizer (the space the UWM imagines in);
-target: t / (T - 1) within its episode; loss: BCE on that soft target. At the end the scorer is measured on the
+target: t / (T - 1) within its episode; loss: BCE on that soft target. Demonstrations only succeed, so a scorer
+trained on them alone never sees a failure (it reads the arm's pose as progress); `rollouts=[<evaluation folder>,
+...]` adds played episodes, successes targeted the same way and failures 0 at every frame, and measures the scorer
+on every 5th of them, held out (the progress it gives failures; AUROC of the last frame, success against failure).
+
+    python -m phase5_integration.train_scorer rollouts=[outputs/phase5/rollouts/uwm,outputs/phase5/rollouts/vla] \
+        run.name=scorer-rollouts-cpu At the end the scorer is measured on the
 split's held-out demonstrations (`<split>_val`, never trained on): Spearman's rank correlation between predicted and
 true progress over all frames and within each episode, and the mean absolute error. They go to the run's
 export/progress_scorer.json and the console. `python -m phase5_integration.choose` uses it.
 """
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +30,8 @@ from common.trainer import Trainer, setup_run
 from phase4_uwm.data import cache_dir, demo_folder, encode_all, load_demos
 from phase4_uwm.loading import load_tokenizer
 from phase5_integration.config import ScorerTrainConfig
-from phase5_integration.libero_choice import ProgressData, ProgressScorer, ScorerTraining, episode_progress, spearman
+from phase5_integration.libero_choice import (ProgressData, ProgressScorer, ScorerTraining, episode_progress,
+                                              rollout_targets, spearman, video_frames)
 
 
 @torch.no_grad()
@@ -39,6 +48,86 @@ def measure(scorer: ProgressScorer, z: torch.Tensor, episode: torch.Tensor, batc
             "mae": round(float(np.abs(pred - true).mean()), 4)}
 
 
+def auroc(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    """P(a positive scores above a negative), ties counting half (the Mann-Whitney statistic); None if one is empty."""
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    diff = np.asarray(pos, float)[:, None] - np.asarray(neg, float)[None, :]
+    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+
+
+def load_rollouts(folders: list[str], tasks: list[int], size: int) -> list[dict]:
+    """Every recorded episode of the tasks in the evaluation folders, in a fixed order: {folder, task, init_state,
+    success, frames (T, V, 3, S, S) uint8, held_out}. Refuses an episode without its video (all must be recorded,
+    or the failures kept would be only the first few) and names an unreadable one."""
+    from common.errors import DataError
+    from phase3_vla.rollouts import video_stem
+
+    out = []
+    for folder in map(lambda f: Path(f).expanduser().resolve(), folders):
+        logs = sorted((folder / "episodes").glob("task_*_ep_*.json"))
+        if not logs:
+            raise DataError(f"rollouts: {folder} holds no episodes/task_*_ep_*.json; play some with e.g. python -m "
+                            "phase4_uwm.evaluate parts=[policy] eval.first_state=25 eval.videos=-1 out=<folder>")
+        missing = []
+        for log in logs:
+            rec = json.loads(log.read_text())
+            if int(rec["task_id"]) not in tasks:
+                continue
+            video = (Path(rec["video"]) if rec.get("video")
+                     else video_stem(folder, rec["task_id"], rec["episode"]).with_suffix(".mp4"))
+            if not video.exists():
+                missing.append(log.name)
+                continue
+            try:
+                frames = video_frames(video, size)
+            except Exception as e:  # noqa: BLE001  (any decoder error: name the file)
+                raise DataError(f"rollouts: {video} is unreadable ({type(e).__name__}: {e}); delete the episode's "
+                                f"log {log} and play it again") from e
+            out.append({"folder": str(folder), "task": int(rec["task_id"]), "init_state": int(rec["init_state"]),
+                        "perturb": (rec.get("settings") or {}).get("perturb", 0.0),
+                        "success": bool(rec["success"]), "frames": frames})
+        if missing:
+            raise DataError(f"rollouts: {len(missing)} episode(s) of {folder} have no video ({', '.join(missing[:5])}"
+                            f"{' ...' if len(missing) > 5 else ''}): every episode must be recorded. Play them into a "
+                            "fresh folder with eval.videos=-1 (out=<new folder>)")
+    for i, r in enumerate(out):
+        r["held_out"] = i % 5 == 4
+    return out
+
+
+def rollout_starts(rollouts: list[dict]) -> list[dict]:
+    """The rollouts' starts as training-start records (LIBERO's fixed states): evaluation on them is then refused."""
+    from phase3_vla.starts import fixed_states, state_digest
+
+    tables: dict[int, np.ndarray] = {}
+    recs = []
+    for r in rollouts:
+        table = tables.setdefault(r["task"], fixed_states(r["task"]))
+        recs.append({"task_id": r["task"], "kind": "fixed", "seed": r["init_state"],
+                     "digest": state_digest(table[r["init_state"]]), "episode_index": -1})
+    return recs
+
+
+@torch.no_grad()
+def measure_rollouts(scorer: ProgressScorer, held: list[dict], z_held: list[torch.Tensor],
+                     demo_last: np.ndarray) -> dict:
+    """The held-out played episodes: mean progress the scorer gives failed episodes (all frames, last frame), and
+    how well the last frame separates success from failure (AUROC; positives: the held-out demonstrations' and
+    successful episodes' last frames)."""
+    scorer.eval()
+    pred = [scorer.progress(z).numpy() for z in z_held]
+    fail = [p for p, r in zip(pred, held) if not r["success"]]
+    succ_last = np.array([p[-1] for p, r in zip(pred, held) if r["success"]])
+    fail_last = np.array([p[-1] for p in fail])
+    return {"episodes": len(held), "failures": len(fail),
+            "failure_progress_mean": round(float(np.concatenate(fail).mean()), 4) if fail else None,
+            "failure_last_progress_mean": round(float(fail_last.mean()), 4) if fail else None,
+            "success_last_progress_mean": round(float(succ_last.mean()), 4) if len(succ_last) else None,
+            "auroc_last_frame": (None if not fail else
+                                 round(auroc(np.concatenate([demo_last, succ_last]), fail_last), 4))}
+
+
 @command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(ScorerTrainConfig, "phase5/train_scorer", argv, __doc__, profile_group="scorer_profile")
@@ -51,6 +140,26 @@ def main(argv: list[str] | None = None) -> dict:
         return demos, encode_all(tok, demos, cache_dir(cfg.run.root), split)
 
     demos, z = latents(cfg.split)
+    tasks = sorted(int(t) for t in demos.instructions)
+    data = ProgressData(z, demos.episode)
+    rollouts, held, z_held = [], [], []
+    if cfg.rollouts:
+        rollouts = load_rollouts(cfg.rollouts, tasks, size)
+        if not rollouts:
+            from common.errors import DataError
+            raise DataError(f"rollouts: no episode of tasks {tasks} in {cfg.rollouts}")
+        with torch.no_grad():
+            zr = [torch.cat([tok.encode(r["frames"][i:i + 128]) for i in range(0, len(r["frames"]), 128)])
+                  for r in rollouts]
+        train = [i for i, r in enumerate(rollouts) if not r["held_out"]]
+        held = [rollouts[i] for i in range(len(rollouts)) if rollouts[i]["held_out"]]
+        z_held = [zr[i] for i in range(len(rollouts)) if rollouts[i]["held_out"]]
+        data = ProgressData(torch.cat([z] + [zr[i] for i in train]),
+                            target=torch.cat([data.target] + [rollout_targets(rollouts[i]["success"],
+                                                                              len(zr[i])) for i in train]))
+        n_fail = sum(not rollouts[i]["success"] for i in train)
+        print(f"phase5: + {len(train)} played episodes ({n_fail} failed, target 0; {sum(len(zr[i]) for i in train)} "
+              f"frames) from {len(cfg.rollouts)} folder(s); {len(held)} held out", flush=True)
     scorer = ProgressScorer(int(z.shape[1]), int(z.shape[2]), cfg.width)
     model = ScorerTraining(scorer)
     ctx = setup_run("phase5", cfg.run, to_dict(cfg))
@@ -59,22 +168,35 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"phase5: progress scorer {n / 1e6:.2f}M params on {len(z)} frames of {demos.num_episodes} {cfg.split} "
               f"demonstrations (tasks {sorted(demos.instructions)}); tokenizer {tm.run.dir}; run {ctx.run.dir}",
               flush=True)
-    trainer = Trainer(ctx, model, ProgressData(z, demos.episode), cfg.train, cfg.log, [])
+    trainer = Trainer(ctx, model, data, cfg.train, cfg.log, [])
     t0 = time.perf_counter()
     last = trainer.fit()
     seconds = time.perf_counter() - t0
+    demo_last = np.zeros(0)
     try:
         val_demos, val_z = latents(f"{cfg.split}_val")
         val = measure(trainer.eval_model.scorer, val_z, val_demos.episode)  # the EMA weights, which are exported
+        ends = [i for i in range(len(val_demos)) if i + 1 == len(val_demos)
+                or int(val_demos.episode[i + 1]) != int(val_demos.episode[i])]
+        with torch.no_grad():
+            demo_last = trainer.eval_model.scorer.progress(val_z[ends]).numpy()
         print(f"held-out {cfg.split}_val: {val}", flush=True)
     except FileNotFoundError:
         val = None
         print(f"note: no {cfg.split}_val demonstrations: the scorer is not measured", flush=True)
+    rollouts_meta = None
+    if rollouts:
+        rollouts_meta = {"folders": [str(Path(f).expanduser().resolve()) for f in cfg.rollouts],
+                         "train_episodes": len(rollouts) - len(held),
+                         "train_failures": sum(not r["success"] and not r["held_out"] for r in rollouts),
+                         "val": measure_rollouts(trainer.eval_model.scorer, held, z_held, demo_last)}
+        print(f"held-out played episodes: {rollouts_meta['val']}", flush=True)
     from phase3_vla.training import training_starts
     meta = {"kind": "progress_scorer", "views": int(z.shape[1]), "latent_channels": int(z.shape[2]),
             "tokenizer": {"run": str(tm.run.dir), "scale": float(tok.scale)}, "split": cfg.split,
-            "tasks": sorted(int(t) for t in demos.instructions), "val": val, "trained_steps": trainer.step,
-            "train_starts": training_starts(demo_folder(cfg, cfg.split), None), "data": demos.identity}
+            "tasks": tasks, "val": val, "trained_steps": trainer.step, "rollouts": rollouts_meta,
+            "train_starts": training_starts(demo_folder(cfg, cfg.split), None) + rollout_starts(rollouts),
+            "data": demos.identity}
     return trainer.finish("progress_scorer", meta, last, seconds)
 
 

@@ -24,6 +24,40 @@ def test_episode_progress_is_elapsed_fraction():
     assert torch.allclose(episode_progress(ep), torch.tensor(want))
 
 
+def test_rollout_targets_and_auroc():
+    from phase5_integration.train_scorer import auroc
+    from phase5_integration.libero_choice import rollout_targets
+    assert torch.equal(rollout_targets(True, 5), torch.tensor([0, .25, .5, .75, 1]))
+    assert torch.equal(rollout_targets(False, 3), torch.zeros(3))  # a failure makes no progress at any frame
+    assert auroc(np.array([3., 4.]), np.array([1., 2.])) == 1.0
+    assert auroc(np.array([1.]), np.array([1., 2.])) == 0.25  # one tie (half), one loss
+    assert auroc(np.array([1.]), np.array([])) is None
+
+
+def write_episode(folder, task: int, ep: int, frames: np.ndarray, success: bool, video: bool = True) -> None:
+    """An evaluation episode in phase 3's layout: episodes/task_TT_ep_EEE.json and media/task_TT_ep_EEE.mp4."""
+    from common.logger import write_video
+    from phase3_vla.rollouts import episode_path, video_stem
+    rec = {"task_id": task, "episode": ep, "init_state": ep, "success": success, "steps": len(frames),
+           "reason": "success" if success else "timeout", "settings": {"perturb": 0.0}}
+    if video:
+        mp4, _ = write_video(video_stem(folder, task, ep), frames, fps=20)
+        rec["video"] = str(mp4)
+    path = episode_path(folder, task, ep)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+
+
+def test_video_frames_split_views_and_resize(tmp_path):
+    from phase5_integration.libero_choice import video_frames
+    frames = np.zeros((4, 32, 64, 3), np.uint8)
+    frames[:, :, :32] = 200  # agent view bright, wrist dark
+    write_episode(tmp_path, 9, 0, frames, True)
+    v = video_frames(next((tmp_path / "media").glob("*.mp4")), 16)
+    assert v.shape == (4, 2, 3, 16, 16) and v.dtype == torch.uint8
+    assert abs(float(v[:, 0].float().mean()) - 200) < 8 and float(v[:, 1].float().mean()) < 8
+
+
 def test_scorer_shapes_and_range():
     s = ProgressScorer(views=2, latent_channels=4, width=8)
     p = s.progress(torch.randn(5, 2, 4, 16, 16))
@@ -252,7 +286,28 @@ def test_smoke_scorer_choose_and_table(collection, tmp_path, capsys):
     assert r.returncode == 0, r.stderr[-3000:]
     for arm in arms:
         assert f"| {name(arm)} | UWM |" in r.stdout
-    assert "| vla-world_model-k2 | SmolVLA | world_model | 2 |" in r.stdout
+    assert "| vla-world_model-k2 | SmolVLA | world_model | scorer | 2 |" in r.stdout
+    # played episodes join the scorer's data (failures targeted 0); their starts are then refused as evaluation
+    # states; an episode without its video is refused by name
+    played = root / "played"
+    rng = np.random.default_rng(0)
+    for ep in range(5):
+        write_episode(played, 9, ep, rng.integers(0, 255, (6 + ep, 32, 64, 3), dtype=np.uint8), success=ep == 1)
+    r = run_module("phase5_integration.train_scorer", "profile=smoke", *common, "run.name=scorer2",
+                   f"rollouts=[{played}]", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads((root / "phase5" / "scorer2" / "export" / "progress_scorer.json").read_text())
+    ro = meta["rollouts"]
+    assert ro["train_episodes"] == 4 and ro["train_failures"] == 3  # episodes 0, 2, 3 failed; 4 is held out
+    assert ro["val"]["episodes"] == 1 and ro["val"]["failures"] == 1 and 0 <= ro["val"]["auroc_last_frame"] <= 1
+    assert sum(st["kind"] == "fixed" for st in meta["train_starts"]) == 5
+    r = run_module("phase5_integration.choose", "profile=smoke", *common, f"scorer={root}/phase5/scorer2",
+                   "eval.libero.image_size=64", timeout=300)
+    assert r.returncode == 2 and "training start" in r.stderr and "task 9 state 0" in r.stderr, r.stderr[-2000:]
+    write_episode(played, 9, 5, np.zeros((3, 32, 64, 3), np.uint8), success=False, video=False)
+    r = run_module("phase5_integration.train_scorer", "profile=smoke", *common, "run.name=scorer3",
+                   f"rollouts=[{played}]", timeout=300)
+    assert r.returncode != 0 and "task_09_ep_005.json" in r.stderr and "eval.videos=-1" in r.stderr
     # the refusals: the scorer must share the UWM's tokenizer; the chooser plays whole chunks
     r = run_module("phase5_integration.choose", "profile=smoke", *common, "eval.n_action_steps=2", timeout=300)
     assert r.returncode == 2 and "whole chunks" in r.stderr
@@ -265,3 +320,28 @@ def test_smoke_scorer_choose_and_table(collection, tmp_path, capsys):
     marker.write_text(json.dumps(m))
     r = run_module("phase5_integration.choose", "profile=smoke", *common, f"scorer={bad}", timeout=300)
     assert r.returncode == 2 and "retrain the scorer" in r.stderr, r.stderr[-2000:]
+
+
+def test_libero_table_compares_each_chooser_with_its_own_proposer_and_scorer():
+    from phase5_integration.evaluate import libero_table
+
+    def arm(name, succ, choose, k=8, proposer=None, scorer=None):
+        st = {"choose": choose, "proposals": 1 if choose == "first" else k}
+        if proposer:
+            st["proposer"] = proposer
+        if scorer:
+            st["scorer"] = scorer
+        return {"arm": name, "settings": st, "tasks": [{"mean_steps": 100, "episodes": 20}],
+                "total": {"successes": succ, "episodes": 20, "rate": succ / 20, "ci95": [0, 1]}}
+    arms = [arm("first", 2, "first"), arm("world_model-k8", 4, "world_model", scorer="A"),
+            arm("simulator-k8", 12, "simulator", scorer="A"), arm("world_model-k8-b", 4, "world_model", scorer="B"),
+            arm("simulator-k8-b", 6, "simulator", scorer="B"), arm("pixel_goal-k8", 3, "pixel_goal"),
+            arm("vla-first", 10, "first", proposer="vla"),
+            arm("vla-world_model-k8", 12, "world_model", proposer="vla", scorer="A"),
+            arm("vla-simulator-k8", 10, "simulator", proposer="vla", scorer="A")]
+    rows = {line.split(" | ")[0][2:]: line.rsplit(" | ", 1)[1][:-2] for line in libero_table(arms).splitlines()[2:]}
+    assert rows["world_model-k8"] == "0.20"  # (4 - 2) / (12 - 2): the simulator with the same scorer
+    assert rows["world_model-k8-b"] == "0.50"  # (4 - 2) / (6 - 2)
+    assert rows["pixel_goal-k8"] == "0.10"  # no scorer of its own: the first simulator arm at its K
+    assert rows["vla-world_model-k8"] == "no gain to share"  # the SmolVLA's simulator did not beat the SmolVLA
+    assert rows["first"] == "" and rows["simulator-k8"] == ""
