@@ -227,7 +227,8 @@ class ChooseConfig:
     timestep_spacing: str = ""
     data: DemoDataConfig = field(default_factory=DemoDataConfig)  # pixel_goal: the training demonstrations' goal frame
     eval: PolicyEvalConfig = field(default_factory=PolicyEvalConfig)  # tasks, fixed states, episodes, LIBERO settings
-    name: str = ""  # results folder <run.root>/phase5/LIBERO/<name>; "" = [vla-]<choose>[-k<K>]
+    name: str = ""  # results folder <run.root>/phase5/LIBERO/<name>; "" = [vla-]<choose>[-k<K>][-<tag>]
+    tag: str = ""  # appended to the default name (e.g. the scorer: tag=rscorer for one trained with rollouts)
     profile: str = "cpu"  # set by the chosen profile file: smoke | cpu
 
     def check(self) -> None:
@@ -240,4 +241,5 @@ class ChooseConfig:
 
     def arm_name(self) -> str:
         prefix = "" if self.proposer == "uwm" else f"{self.proposer}-"
-        return self.name or prefix + (self.choose if self.choose == "first" else f"{self.choose}-k{self.proposals}")
+        base = prefix + (self.choose if self.choose == "first" else f"{self.choose}-k{self.proposals}")
+        return self.name or (f"{base}-{self.tag}" if self.tag else base)

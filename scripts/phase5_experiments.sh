@@ -8,6 +8,7 @@
 #   ARGS="run.threads=1" bash scripts/phase5_experiments.sh   # extra overrides for every command (last, so they win)
 #   TESTBEDS=libero LIBERO_ARMS="first world_model" bash scripts/phase5_experiments.sh   # testbed 2 only, two arms
 #   TESTBEDS=libero LIBERO_ARMS="vla-first vla-world_model-k4" ...   # phase 3's SmolVLA proposes (VLA=<run>)
+#   TESTBEDS=libero LIBERO_ARMS=" " ROLLOUT_ARMS="simulator world_model" ...  # a scorer trained on played failures too
 #   TESTBEDS=libero SCORER=releases/phase5/scorer-cpu bash scripts/phase5_experiments.sh  # the released scorer
 # Testbed 2 needs phase 4's finetuned UWM (STAGES="data tokenizer uwm" bash scripts/phase4_experiments.sh).
 set -euo pipefail
@@ -71,5 +72,37 @@ if [[ " $testbeds " == *" libero "* ]]; then
     "$PY" -m phase5_integration.choose profile="$profile" run.root="$root" uwm="$uwm" scorer="$scorer" \
       choose="${a%-k*}" "${k[@]}" "${p[@]}" ${ARGS:-} > "$logs/libero_$arm.log" 2>&1
   done
+  # A scorer that has seen failures: the UWM and the SmolVLA play task 9 from fixed states 25-49 (never the
+  # evaluation's 0-24; the scorer's record then refuses them as evaluation states), every episode recorded; the
+  # scorer trains on the demonstrations and those episodes; ROLLOUT_ARMS play again with it (tag rscorer).
+  if [ -n "${ROLLOUT_ARMS:-}" ]; then
+    rdir=$root/phase5/rollouts
+    states=(eval.tasks=[9] eval.first_state=25 eval.episodes=25 eval.videos=-1)
+    [ "$profile" = smoke ] && states=(eval.tasks=[9] eval.first_state=25 eval.episodes=2 eval.videos=-1
+                                      eval.libero.max_steps=6)
+    echo "phase5 rollouts -> $logs/rollouts_uwm.log, $logs/rollouts_vla.log"
+    # shellcheck disable=SC2086
+    "$PY" -m phase4_uwm.evaluate load="$uwm" parts=[policy] "${states[@]}" timestep_spacing=leading \
+      out="$rdir/uwm" run.root="$root" ${ARGS:-} > "$logs/rollouts_uwm.log" 2>&1
+    # shellcheck disable=SC2086
+    "$PY" -m phase3_vla.evaluate load="${VLA:-release:full-n50-cpu}" "${states[@]}" eval.out="$rdir/vla" \
+      run.root="$root" ${ARGS:-} > "$logs/rollouts_vla.log" 2>&1
+    rscorer=$root/phase5/scorer-rollouts-$profile
+    if [ ! -f "$rscorer/export/progress_scorer.json" ]; then
+      echo "phase5 train_scorer (rollouts) -> $logs/train_scorer_rollouts.log"
+      # shellcheck disable=SC2086
+      "$PY" -m phase5_integration.train_scorer profile="$profile" run.root="$root" run.name="scorer-rollouts-$profile" \
+        "rollouts=[$rdir/uwm,$rdir/vla]" log.progress=false ${ARGS:-} > "$logs/train_scorer_rollouts.log" 2>&1
+    fi
+    for arm in $ROLLOUT_ARMS; do
+      a=$arm; k=(); p=()
+      [[ $a == vla-* ]] && { p=(proposer=vla vla="${VLA:-release:full-n50-cpu}"); a=${a#vla-}; }
+      [[ $a == *-k* ]] && k=(proposals="${a##*-k}")
+      echo "phase5 LIBERO $arm (rollout-trained scorer) -> $logs/libero_$arm-rscorer.log"
+      # shellcheck disable=SC2086
+      "$PY" -m phase5_integration.choose profile="$profile" run.root="$root" uwm="$uwm" scorer="$rscorer" \
+        choose="${a%-k*}" "${k[@]}" "${p[@]}" tag=rscorer ${ARGS:-} > "$logs/libero_$arm-rscorer.log" 2>&1
+    done
+  fi
   "$PY" -m phase5_integration.evaluate run.root="$root" testbed=libero | tee "$logs/evaluate_libero.log"
 fi

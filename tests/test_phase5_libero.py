@@ -345,3 +345,11 @@ def test_libero_table_compares_each_chooser_with_its_own_proposer_and_scorer():
     assert rows["pixel_goal-k8"] == "0.10"  # no scorer of its own: the first simulator arm at its K
     assert rows["vla-world_model-k8"] == "no gain to share"  # the SmolVLA's simulator did not beat the SmolVLA
     assert rows["first"] == "" and rows["simulator-k8"] == ""
+
+
+def test_arm_names():
+    from phase5_integration.config import ChooseConfig
+    assert ChooseConfig(choose="first").arm_name() == "first"
+    assert ChooseConfig(choose="world_model", proposals=4).arm_name() == "world_model-k4"
+    assert ChooseConfig(choose="simulator", proposer="vla", tag="rscorer").arm_name() == "vla-simulator-k8-rscorer"
+    assert ChooseConfig(choose="simulator", name="mine", tag="x").arm_name() == "mine"
