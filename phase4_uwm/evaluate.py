@@ -73,6 +73,11 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
         if loaded.meta["image_size"] != side:
             raise ConfigError("forward_baseline", cfg.forward_baseline, f"{loaded.run.dir} was trained at "
                               f"{loaded.meta['image_size']} px; the UWM's frames are {side} px")
+    # the floor of the action cells: the training demonstrations' mean action, played at every step of the chunk
+    from phase4_uwm.data import cache_dir, demo_folder, load_demos
+    trained_on = load_demos(demo_folder(uwm.cfg, uwm.cfg.data.split), int(clips.demos.frames.shape[-1]),
+                            cache_dir(cfg.run.root))
+    mean_action = trained_on.actions.float().mean(0).to(device)
     g = torch.Generator(device=device).manual_seed(0)
     shown: dict[str, torch.Tensor] = {}  # the figure's clips: the first `figure_clips` of the spaced ones
     for j in range(0, len(idx), oc.batch_size):
@@ -81,6 +86,9 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
         b = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
         real = torch.stack([clips.demos.frames[clips.idx["future"][i]].transpose(0, 1) for i in ids]).to(device)
         real_a = m.unnormalize_actions(b["action"])
+        w = (~b["action_is_pad"]).float()[..., None]
+        se = (((mean_action.expand_as(real_a) - real_a) ** 2) * w).sum((1, 2)) / (w.sum((1, 2)) * real_a.shape[-1])
+        per_clip.setdefault("mean_action_actions", {}).setdefault("action_mse", []).append(se)
         cur = b["obs"][:, :, -1:].expand_as(real)
         add("copy_current", cur, real)
         keep = max(0, min(oc.figure_clips - j, len(ids)))  # this batch's clips that go in the figure
@@ -174,12 +182,16 @@ def offline_tables(res: dict) -> str:
         s = res["seconds_per_clip"].get(k)
         lines.append(f"| {label[k]} | {fmt(r['psnr'], 'psnr')} | {fmt(r['ssim'], 'ssim')} | "
                      f"{fmt(r['ssim_cs'], 'ssim_cs')} | {'-' if s is None else f'{s:.3f}'} |")
-    acts = [k for k in ("policy", "inverse", "inverse_regressor", "joint") if f"{k}_actions" in res["rows"]]
+    acts = [k for k in ("policy", "inverse", "inverse_regressor", "joint", "mean_action")
+            if f"{k}_actions" in res["rows"]]
+    names = {"mean_action": "mean training action (floor)"}
     if acts:
         lines += ["", "| actions | MSE (data set units, real steps) | s/clip |", "|---|---|---|"]
         for k in acts:
             v = res["rows"][f"{k}_actions"]["action_mse"]
-            lines.append(f"| {k} | {v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}] | {res['seconds_per_clip'][k]:.3f} |")
+            s = res["seconds_per_clip"].get(k)
+            lines.append(f"| {names.get(k, k)} | {v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}] | "
+                         f"{'-' if s is None else f'{s:.3f}'} |")
     return "\n".join(lines)
 
 

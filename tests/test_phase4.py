@@ -509,6 +509,7 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     assert res["policy"]["total"]["episodes"] == 1 and "none shared" in res["policy"]["starts_check"]
     assert res["offline"]["rows"]["forward"]["psnr"][0] > 0
     assert res["offline"]["rows"]["inverse_regressor_actions"]["action_mse"][0] > 0
+    assert res["offline"]["rows"]["mean_action_actions"]["action_mse"][0] > 0 and "mean training action (floor)" in r.stdout
     assert res["offline"]["rows"]["diamond_lite"]["psnr"][0] > 0 and res["offline"]["seconds_per_clip"]["diamond_lite"] > 0
     # the side-by-side figure: a header, then 4 clips (all there are) x [now, real, forward, video, DIAMOND-lite],
     # each cell the two views stacked
