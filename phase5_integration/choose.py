@@ -131,6 +131,13 @@ def main(argv: list[str] | None = None) -> dict:
     recs = [json.loads(p.read_text()) for p in sorted((out / "episodes").glob("task_*_ep_*.json"))]
     recs = [r for r in recs if r.get("settings") == summary["settings"]]
     n_dec = sum(len(r.get("decisions", [])) for r in recs)
+    scored = cfg.choose != "first"  # the proposer alone scores nothing
+    # what the chooser believed: the chosen chunk's score at the last decision of each failed episode (a progress
+    # near 1 there means the scorer mistook a failure for near success), and the spread of the K scores
+    ends = [d[-1]["scores"][d[-1]["chosen"]] for d in (r.get("decisions") for r in recs if not r["success"]) if d]
+    spreads = [max(d["scores"]) - min(d["scores"]) for r in recs for d in r.get("decisions", [])]
+    summary.update(failed_final_score=sum(ends) / len(ends) if scored and ends else None,
+                   score_spread=sum(spreads) / len(spreads) if scored and spreads else None)
     summary.update(arm=cfg.arm_name(), describe=what, uwm=str(uwm.run.dir), profile=cfg.profile,
                    scorer_name=None if scorer is None else sm.run.dir.name,
                    decisions=n_dec, seconds_per_decision=(sum(r["seconds"] for r in recs) / n_dec) if n_dec else None,

@@ -13,7 +13,9 @@ model.
 Testbed 2 (LIBERO), per arm: successes on the same held-out initial states with Wilson 95% intervals, mean
 episode length, seconds per decision, and the share of the simulator's gain over the proposer alone that
 world-model choice recovers, (arm - first) / (simulator - first) at the same K and with the same proposer (the
-UWM's policy mode, or phase 3's SmolVLA for the arms named vla-*).
+UWM's policy mode, or phase 3's SmolVLA for the arms named vla-*); and what the chooser believed: the mean spread
+(max - min) of the K scores per decision, and the chosen chunk's score at the last decision of the failed episodes
+(for the progress scorers: near 1 means failures were taken for near success).
 """
 from __future__ import annotations
 
@@ -90,13 +92,17 @@ def libero_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
     return summaries(outputs_root(cfg.run.root) / "phase5" / "LIBERO", cfg.arms, key, "choose")
 
 
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
 def libero_table(arms: list[dict]) -> str:
     def same(a: dict, **want) -> bool:
         st = a["settings"]
         return all(st.get(k, "uwm" if k == "proposer" else None) == v for k, v in want.items())
 
     lines = ["| arm | proposer | choice | scorer | K | success | rate | 95% CI (Wilson) | mean steps | s / decision | "
-             "share of the simulator's gain |", "|---" * 11 + "|"]
+             "share of the simulator's gain | score spread | final score of failures |", "|---" * 13 + "|"]
     for a in arms:
         t, st = a["total"], a["settings"]
         proposer = st.get("proposer", "uwm")
@@ -116,7 +122,8 @@ def libero_table(arms: list[dict]) -> str:
         lines.append(f"| {a['arm']} | {'SmolVLA' if proposer == 'vla' else 'UWM'} | {st['choose']} | {scorer} | "
                      f"{st['proposals']} | {t['successes']}/{t['episodes']} | "
                      f"{100 * t['rate']:.0f}% | {100 * t['ci95'][0]:.0f}-{100 * t['ci95'][1]:.0f}% | {steps:.0f} | "
-                     f"{'-' if spd is None else f'{spd:.2f}'} | {share} |")
+                     f"{'-' if spd is None else f'{spd:.2f}'} | {share} | {_num(a.get('score_spread'))} | "
+                     f"{_num(a.get('failed_final_score'))} |")
     return "\n".join(lines)
 
 

@@ -268,6 +268,7 @@ def test_smoke_scorer_choose_and_table(collection, tmp_path, capsys):
         rec = json.loads(next((root / "phase5" / "LIBERO" / name(arm) / "episodes").glob("*.json")).read_text())
         assert all(len(d["scores"]) == (1 if arm == "first" else 2) for d in rec["decisions"]), arm
         assert rec["settings"]["choose"] == arm
+        assert (s["score_spread"] is None) == (arm == "first") and (s["failed_final_score"] is None) == (arm == "first")
     # a second run of an arm reuses its episode (resumable); a changed setting is played anew, not mixed in
     assert choose.main(["profile=smoke", *common, "choose=world_model", "eval.libero.image_size=64",
                         "eval.videos=0", "eval.progress=false"])["played_now"] == 0
@@ -339,7 +340,7 @@ def test_libero_table_compares_each_chooser_with_its_own_proposer_and_scorer():
             arm("vla-first", 10, "first", proposer="vla"),
             arm("vla-world_model-k8", 12, "world_model", proposer="vla", scorer="A"),
             arm("vla-simulator-k8", 10, "simulator", proposer="vla", scorer="A")]
-    rows = {line.split(" | ")[0][2:]: line.rsplit(" | ", 1)[1][:-2] for line in libero_table(arms).splitlines()[2:]}
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[10] for line in libero_table(arms).splitlines()[2:]}
     assert rows["world_model-k8"] == "0.20"  # (4 - 2) / (12 - 2): the simulator with the same scorer
     assert rows["world_model-k8-b"] == "0.50"  # (4 - 2) / (6 - 2)
     assert rows["pixel_goal-k8"] == "0.10"  # no scorer of its own: the first simulator arm at its K
