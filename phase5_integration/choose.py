@@ -25,22 +25,13 @@ import torch
 from common.checkpoint import atomic_write
 from common.config import ConfigError, cli
 from common.errors import command
-from common.runs import load_exported, outputs_root
+from common.runs import outputs_root
 from common.system import start
 from phase4_uwm.libero_eval import Player, policy_eval
 from phase4_uwm.loading import load_uwm, same_scale
-from phase5_integration.config import ChooseConfig, ScorerTrainConfig
-from phase5_integration.libero_choice import ChunkChooser, ProgressScorer, ScorerTraining, VLAProposer
-
-SCORER_MARKER = "progress_scorer.json"
-
-
-def load_scorer(spec: str, root: str, device):
-    """A finished train_scorer run (.model: ScorerTraining; .model.scorer is the ProgressScorer)."""
-    return load_exported("phase5", spec, root, SCORER_MARKER, ScorerTrainConfig,
-                         lambda cfg, meta: ScorerTraining(ProgressScorer(meta["views"], meta["latent_channels"],
-                                                                         cfg.width)),
-                         "Make one with: python -m phase5_integration.train_scorer profile=cpu", device)
+from phase5_integration.config import ChooseConfig
+from phase5_integration.libero_choice import ChunkChooser, VLAProposer
+from phase5_integration.loading import load_scorer
 
 
 def load_vla(cfg: ChooseConfig, device, chunk: int) -> tuple:

@@ -203,6 +203,9 @@ class ScorerTrainConfig:
     # are targeted like demonstrations, failures 0 at every frame; every 5th episode is held out to measure the
     # scorer on failures. Their start states are recorded, so no arm can then be evaluated on them.
     rollouts: list[str] = field(default_factory=list)
+    # Another trained scorer (run folder, latest, release) measured on the same held-out demonstrations and played
+    # episodes as this one, side by side in its record (e.g. the demonstrations-only scorer); "" = none
+    compare: str = ""
 
     def check(self) -> None:
         choice("split", self.split, ("base", "new"))

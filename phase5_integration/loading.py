@@ -1,7 +1,8 @@
 """Loading trained phase 5 models (runs or releases).
 
-    from phase5_integration.loading import load_agent
+    from phase5_integration.loading import load_agent, load_scorer
     ag = load_agent("latest")          # .model (ActorCritic, eval mode), .cfg, .meta (names its world model), .run
+    sc = load_scorer("latest")         # .model.scorer (ProgressScorer), .meta (its tokenizer, held-out quality)
 """
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from torch import nn
 
 from common.runs import Exported, load_exported
 from phase5_integration.actor_critic import ActorCritic
-from phase5_integration.config import AgentTrainConfig
+from phase5_integration.config import AgentTrainConfig, ScorerTrainConfig
+from phase5_integration.libero_choice import ProgressScorer, ScorerTraining
 
 AGENT_MARKER = "actor_critic.json"
+SCORER_MARKER = "progress_scorer.json"
 
 
 def load_agent(spec: str = "latest", root: str = "outputs", device="cpu") -> Exported:
@@ -26,3 +29,11 @@ def load_agent(spec: str = "latest", root: str = "outputs", device="cpu") -> Exp
     ex = load_exported("phase5", spec, root, AGENT_MARKER, AgentTrainConfig, build,
                        "Make one with: python -m phase5_integration.train_agent profile=cpu", device)
     return dataclasses.replace(ex, model=ex.model.agent.eval())
+
+
+def load_scorer(spec: str = "latest", root: str = "outputs", device="cpu") -> Exported:
+    """A finished train_scorer run (.model: ScorerTraining; .model.scorer is the ProgressScorer)."""
+    return load_exported("phase5", spec, root, SCORER_MARKER, ScorerTrainConfig,
+                         lambda cfg, meta: ScorerTraining(ProgressScorer(meta["views"], meta["latent_channels"],
+                                                                         cfg.width)),
+                         "Make one with: python -m phase5_integration.train_scorer profile=cpu", device)

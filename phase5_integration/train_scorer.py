@@ -172,29 +172,48 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     last = trainer.fit()
     seconds = time.perf_counter() - t0
-    demo_last = np.zeros(0)
     try:
         val_demos, val_z = latents(f"{cfg.split}_val")
-        val = measure(trainer.eval_model.scorer, val_z, val_demos.episode)  # the EMA weights, which are exported
-        ends = [i for i in range(len(val_demos)) if i + 1 == len(val_demos)
-                or int(val_demos.episode[i + 1]) != int(val_demos.episode[i])]
-        with torch.no_grad():
-            demo_last = trainer.eval_model.scorer.progress(val_z[ends]).numpy()
-        print(f"held-out {cfg.split}_val: {val}", flush=True)
     except FileNotFoundError:
-        val = None
-        print(f"note: no {cfg.split}_val demonstrations: the scorer is not measured", flush=True)
+        val_demos = val_z = None
+        print(f"note: no {cfg.split}_val demonstrations: the scorer is not measured on demonstrations", flush=True)
+
+    def held_out(scorer: ProgressScorer) -> tuple[dict | None, dict | None]:
+        """(demonstrations, played episodes) held out, for one scorer."""
+        val, demo_last = None, np.zeros(0)
+        if val_demos is not None:
+            val = measure(scorer, val_z, val_demos.episode)
+            ends = [i for i in range(len(val_demos)) if i + 1 == len(val_demos)
+                    or int(val_demos.episode[i + 1]) != int(val_demos.episode[i])]
+            with torch.no_grad():
+                demo_last = scorer.progress(val_z[ends]).numpy()
+        return val, (measure_rollouts(scorer, held, z_held, demo_last) if held else None)
+
+    val, played_val = held_out(trainer.eval_model.scorer)  # the EMA weights, which are exported
+    print(f"held-out {cfg.split}_val: {val}", flush=True)
     rollouts_meta = None
     if rollouts:
         rollouts_meta = {"folders": [str(Path(f).expanduser().resolve()) for f in cfg.rollouts],
                          "train_episodes": len(rollouts) - len(held),
                          "train_failures": sum(not r["success"] and not r["held_out"] for r in rollouts),
-                         "val": measure_rollouts(trainer.eval_model.scorer, held, z_held, demo_last)}
-        print(f"held-out played episodes: {rollouts_meta['val']}", flush=True)
+                         "val": played_val}
+        print(f"held-out played episodes: {played_val}", flush=True)
+    compared = None
+    if cfg.compare:
+        from phase4_uwm.loading import same_scale
+        from phase5_integration.loading import load_scorer
+        other = load_scorer(cfg.compare, cfg.run.root)
+        if not same_scale(other.meta["tokenizer"]["scale"], float(tok.scale)):
+            from common.config import ConfigError
+            raise ConfigError("compare", cfg.compare, f"{other.run.dir} scores another tokenizer's latents "
+                                                      f"({other.meta['tokenizer']['run']})")
+        c_val, c_played = held_out(other.model.scorer.eval())
+        compared = {"run": str(other.run.dir), "val": c_val, "rollouts_val": c_played}
+        print(f"the same held-out data, scored by {other.run.dir}: {c_val}; played: {c_played}", flush=True)
     from phase3_vla.training import training_starts
     meta = {"kind": "progress_scorer", "views": int(z.shape[1]), "latent_channels": int(z.shape[2]),
             "tokenizer": {"run": str(tm.run.dir), "scale": float(tok.scale)}, "split": cfg.split,
-            "tasks": tasks, "val": val, "trained_steps": trainer.step, "rollouts": rollouts_meta,
+            "tasks": tasks, "val": val, "trained_steps": trainer.step, "rollouts": rollouts_meta, "compared": compared,
             "train_starts": training_starts(demo_folder(cfg, cfg.split), None) + rollout_starts(rollouts),
             "data": demos.identity}
     return trainer.finish("progress_scorer", meta, last, seconds)

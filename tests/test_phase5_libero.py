@@ -295,13 +295,15 @@ def test_smoke_scorer_choose_and_table(collection, tmp_path, capsys):
     for ep in range(5):
         write_episode(played, 9, ep, rng.integers(0, 255, (6 + ep, 32, 64, 3), dtype=np.uint8), success=ep == 1)
     r = run_module("phase5_integration.train_scorer", "profile=smoke", *common, "run.name=scorer2",
-                   f"rollouts=[{played}]", timeout=300)
+                   f"rollouts=[{played}]", f"compare={root}/phase5/scorer", timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     meta = json.loads((root / "phase5" / "scorer2" / "export" / "progress_scorer.json").read_text())
     ro = meta["rollouts"]
     assert ro["train_episodes"] == 4 and ro["train_failures"] == 3  # episodes 0, 2, 3 failed; 4 is held out
     assert ro["val"]["episodes"] == 1 and ro["val"]["failures"] == 1 and 0 <= ro["val"]["auroc_last_frame"] <= 1
     assert sum(st["kind"] == "fixed" for st in meta["train_starts"]) == 5
+    cmp = meta["compared"]  # the demonstrations-only scorer on the same held-out data
+    assert cmp["run"].endswith("scorer") and cmp["rollouts_val"]["episodes"] == 1 and cmp["val"]["frames"] == 29
     r = run_module("phase5_integration.choose", "profile=smoke", *common, f"scorer={root}/phase5/scorer2",
                    "eval.libero.image_size=64", timeout=300)
     assert r.returncode == 2 and "training start" in r.stderr and "task 9 state 0" in r.stderr, r.stderr[-2000:]
