@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import command
+from common.images import join
 from phase3_vla.training import run_dir
 
 
@@ -41,16 +42,6 @@ def episode_files(spec: str, root: str) -> tuple[Path, dict]:
         raise SystemExit(f"filmstrip: no video or episode log for {spec} ({video}); evaluate it with "
                          f"python -m phase3_vla.evaluate load={run} eval.tasks=[{task}] eval.episodes={ep + 1} eval.videos={ep + 1}")
     return video, json.loads(log.read_text())
-
-
-def join(images: list[np.ndarray], axis: int, gap: int = 4) -> np.ndarray:
-    """Images side by side (axis 1) or stacked (axis 0) with white gaps; shorter ones padded with white."""
-    other = 1 - axis
-    size = max(im.shape[other] for im in images)
-    padded = [np.pad(im, [(0, size - im.shape[other]) if a == other else (0, 0) for a in range(3)],
-                     constant_values=255) for im in images]
-    white = np.full([gap if a == axis else (size if a == other else 3) for a in range(3)], 255, np.uint8)
-    return np.concatenate([x for im in padded for x in (im, white)][:-1], axis=axis)
 
 
 def row(video: Path, n: int, wrist: bool) -> np.ndarray:

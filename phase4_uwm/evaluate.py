@@ -150,7 +150,7 @@ def modes_figure(shown: dict[str, torch.Tensor], horizon: int, path: Path) -> Pa
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from phase3_vla.filmstrip import join
+    from common.images import join
 
     cols = [k for k in FIGURE_COLUMNS if k in shown]
     cell = lambda x: join([v.permute(1, 2, 0).numpy() for v in x], axis=0, gap=1)  # noqa: E731  (views stacked)
