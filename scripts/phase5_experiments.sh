@@ -92,7 +92,8 @@ if [[ " $testbeds " == *" libero "* ]]; then
       echo "phase5 train_scorer (rollouts) -> $logs/train_scorer_rollouts.log"
       # shellcheck disable=SC2086
       "$PY" -m phase5_integration.train_scorer profile="$profile" run.root="$root" run.name="scorer-rollouts-$profile" \
-        "rollouts=[$rdir/uwm,$rdir/vla]" log.progress=false ${ARGS:-} > "$logs/train_scorer_rollouts.log" 2>&1
+        "rollouts=[$rdir/uwm,$rdir/vla]" compare="$scorer" log.progress=false ${ARGS:-} \
+        > "$logs/train_scorer_rollouts.log" 2>&1
     fi
     for arm in $ROLLOUT_ARMS; do
       a=$arm; k=(); p=()
