@@ -80,5 +80,10 @@ if want phase5; then
   # testbed 2's progress scorer on task 9's demonstrations (phase 3's collection)
   train phase5 scorer-cpu phase5_integration.train_scorer profile=cpu
   release phase5/scorer-cpu scorer-cpu
+  # ... and the one that has also seen played episodes (the UWM's and the SmolVLA's, task 9's fixed states 25-49,
+  # every episode recorded; phase 5 README, "Changed after these runs"), made by the experiment script
+  PY="$PY" TESTBEDS=libero LIBERO_ARMS=" " ROLLOUT_ARMS=" " SCORER=outputs/phase5/scorer-cpu \
+    UWM=outputs/phase4/uwm-new-cpu bash scripts/phase5_experiments.sh
+  release phase5/scorer-rollouts-cpu scorer-rollouts-cpu
 fi
 "$PY" -m common.release --list

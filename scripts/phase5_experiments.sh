@@ -105,5 +105,7 @@ if [[ " $testbeds " == *" libero "* ]]; then
         choose="${a%-k*}" "${k[@]}" "${p[@]}" tag=rscorer ${ARGS:-} > "$logs/libero_$arm-rscorer.log" 2>&1
     done
   fi
-  "$PY" -m phase5_integration.evaluate run.root="$root" testbed=libero | tee "$logs/evaluate_libero.log"
+  if ls "$root"/phase5/LIBERO/*/summary.json >/dev/null 2>&1; then
+    "$PY" -m phase5_integration.evaluate run.root="$root" testbed=libero | tee "$logs/evaluate_libero.log"
+  fi
 fi

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The cpu-profile models the repo ships (scripts/make_releases.sh); later phases add theirs here.
 EXPECTED = {"phase0/cond-cpu", "phase0/classifier-fashion_mnist", "phase1/diffusion-cpu", "phase1/regressor-cpu",
             "phase2/df-cpu", "phase3/base-cpu", "phase3/full-n50-cpu", "phase3/lora-r16-n50-cpu", "phase4/tok-cpu", "phase4/uwm-new-cpu",
-            "phase5/scorer-cpu"}
+            "phase5/scorer-cpu", "phase5/scorer-rollouts-cpu"}
 SHIPPED = release.all_releases(REPO / "releases")
 
 
@@ -59,7 +59,7 @@ def load_release(folder: Path):
         tm = p4.load_uwm(str(folder))
         return tm.model, tm.cfg
     if phase == "phase5" and (folder / "progress_scorer.json").exists():
-        from phase5_integration.choose import load_scorer
+        from phase5_integration.loading import load_scorer
         tm = load_scorer(str(folder), "outputs", "cpu")
         return tm.model, tm.cfg
     raise AssertionError(f"no loader for {folder}")
