@@ -77,7 +77,7 @@ def concat_demos(*parts: Demos) -> Demos:
                  {k: v for d in parts for k, v in d.instructions.items()}, {"parts": [d.identity for d in parts]})
 
 
-def _resize(images: np.ndarray, size: int) -> np.ndarray:
+def resize_frames(images: np.ndarray, size: int) -> np.ndarray:
     """(n, H, W, 3) uint8 -> (n, 3, size, size) uint8, area averaging (exact block means when H is a multiple)."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     if x.shape[-1] != size:
@@ -114,7 +114,7 @@ def _decode(folder: Path, size: int) -> dict[str, np.ndarray]:
     for a in range(0, n, step):
         rows = cols[a:a + step]
         for v, key in enumerate(IMAGE_KEYS):
-            frames[a:a + step, v] = _resize(np.stack([_hwc_uint8(im) for im in rows[key]]), size)
+            frames[a:a + step, v] = resize_frames(np.stack([_hwc_uint8(im) for im in rows[key]]), size)
     tasks = ds.hf_dataset.select_columns(["task_index"])["task_index"]
     names = {int(i): str(t) for t, i in zip(ds.meta.tasks.index, ds.meta.tasks["task_index"])}
     instructions = {}

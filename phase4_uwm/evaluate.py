@@ -53,6 +53,11 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
         d = per_clip.setdefault(name, {})
         for k, v in fm.items():
             d.setdefault(k, []).append(v.mean(1) if k != "psnr" else v.median(1).values)
+
+    def add_actions(name: str, pred: torch.Tensor, real: torch.Tensor, pad: torch.Tensor) -> None:
+        w = (~pad).float()[..., None]  # real steps only
+        se = (((pred.float() - real) ** 2) * w).sum((1, 2)) / (w.sum((1, 2)) * real.shape[-1])
+        per_clip.setdefault(f"{name}_actions", {}).setdefault("action_mse", []).append(se)
     inv = None
     if cfg.inverse_regressor != "none":
         from phase4_uwm.loading import load_inverse_regressor
@@ -86,9 +91,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
         b = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
         real = torch.stack([clips.demos.frames[clips.idx["future"][i]].transpose(0, 1) for i in ids]).to(device)
         real_a = m.unnormalize_actions(b["action"])
-        w = (~b["action_is_pad"]).float()[..., None]
-        se = (((mean_action.expand_as(real_a) - real_a) ** 2) * w).sum((1, 2)) / (w.sum((1, 2)) * real_a.shape[-1])
-        per_clip.setdefault("mean_action_actions", {}).setdefault("action_mse", []).append(se)
+        add_actions("mean_action", mean_action.expand_as(real_a), real_a, b["action_is_pad"])
         cur = b["obs"][:, :, -1:].expand_as(real)
         add("copy_current", cur, real)
         keep = max(0, min(oc.figure_clips - j, len(ids)))  # this batch's clips that go in the figure
@@ -110,9 +113,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
             with torch.no_grad():
                 pred = inv.unnormalize(inv.predict(b["obs"], real.to(torch.uint8), b["task"]))
             seconds["inverse_regressor"] = seconds.get("inverse_regressor", 0.0) + time.perf_counter() - t0
-            w = (~b["action_is_pad"]).float()[..., None]
-            se = (((pred.float() - real_a) ** 2) * w).sum((1, 2)) / (w.sum((1, 2)) * real_a.shape[-1])
-            per_clip.setdefault("inverse_regressor_actions", {}).setdefault("action_mse", []).append(se)
+            add_actions("inverse_regressor", pred, real_a, b["action_is_pad"])
         add("tokenizer", ((tok.decode(b["future"]) + 1) * 127.5).round().clamp(0, 255), real)
         for mode in oc.modes:
             t0 = time.perf_counter()
@@ -125,9 +126,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
                 if keep:
                     shown.setdefault(mode, []).append(gen[:keep, :, -1])
             if mode in ("policy", "inverse", "joint"):
-                w = (~b["action_is_pad"]).float()[..., None]
-                se = (((out.actions.float() - real_a) ** 2) * w).sum((1, 2)) / (w.sum((1, 2)) * real_a.shape[-1])
-                per_clip.setdefault(f"{mode}_actions", {}).setdefault("action_mse", []).append(se)
+                add_actions(mode, out.actions, real_a, b["action_is_pad"])
     rows = {}
     for name, d in per_clip.items():
         cat = {k: torch.cat(v) for k, v in d.items()}

@@ -80,18 +80,15 @@ class ProgressData(torch.utils.data.Dataset):
 
 def video_frames(video, size: int) -> torch.Tensor:
     """An episode video as the evaluation loops write it ((T, H, 2W, 3): agent view | wrist) -> (T, V=2, 3, size,
-    size) uint8, area-resized like `frames_at` (the frames the UWM and the scorer see while acting)."""
+    size) uint8, area-resized as the demonstrations were (phase4_uwm.data.resize_frames)."""
     import imageio.v3 as iio
 
-    frames = torch.from_numpy(np.ascontiguousarray(iio.imread(video, plugin="pyav"))).permute(0, 3, 1, 2)
-    w = frames.shape[-1] // 2
-    views = []
-    for x in (frames[..., :w], frames[..., w:]):
-        x = x.float()
-        if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode="area")
-        views.append(x.round().clamp(0, 255).to(torch.uint8))
-    return torch.stack(views, dim=1)
+    from phase4_uwm.data import resize_frames
+
+    frames = np.asarray(iio.imread(video, plugin="pyav"))
+    w = frames.shape[2] // 2
+    return torch.from_numpy(np.stack([resize_frames(np.ascontiguousarray(frames[:, :, :w]), size),
+                                      resize_frames(np.ascontiguousarray(frames[:, :, w:]), size)], axis=1))
 
 
 def rollout_targets(success: bool, steps: int) -> torch.Tensor:

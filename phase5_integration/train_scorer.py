@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.config import cli, to_dict
-from common.errors import command
+from common.config import ConfigError, cli, to_dict
+from common.errors import DataError, command
 from common.trainer import Trainer, setup_run
 from phase4_uwm.data import cache_dir, demo_folder, encode_all, load_demos
-from phase4_uwm.loading import load_tokenizer
+from phase4_uwm.loading import load_tokenizer, same_scale
 from phase5_integration.config import ScorerTrainConfig
 from phase5_integration.libero_choice import (ProgressData, ProgressScorer, ScorerTraining, episode_progress,
                                               rollout_targets, spearman, video_frames)
@@ -57,10 +57,9 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float | None:
 
 
 def load_rollouts(folders: list[str], tasks: list[int], size: int) -> list[dict]:
-    """Every recorded episode of the tasks in the evaluation folders, in a fixed order: {folder, task, init_state,
-    success, frames (T, V, 3, S, S) uint8, held_out}. Refuses an episode without its video (all must be recorded,
+    """Every recorded episode of the tasks in the evaluation folders, in a fixed order: {task, init_state, success,
+    frames (T, V, 3, S, S) uint8, held_out}. Refuses an episode without its video (all must be recorded,
     or the failures kept would be only the first few) and names an unreadable one."""
-    from common.errors import DataError
     from phase3_vla.rollouts import video_stem
 
     out = []
@@ -84,8 +83,7 @@ def load_rollouts(folders: list[str], tasks: list[int], size: int) -> list[dict]
             except Exception as e:  # noqa: BLE001  (any decoder error: name the file)
                 raise DataError(f"rollouts: {video} is unreadable ({type(e).__name__}: {e}); delete the episode's "
                                 f"log {log} and play it again") from e
-            out.append({"folder": str(folder), "task": int(rec["task_id"]), "init_state": int(rec["init_state"]),
-                        "perturb": (rec.get("settings") or {}).get("perturb", 0.0),
+            out.append({"task": int(rec["task_id"]), "init_state": int(rec["init_state"]),
                         "success": bool(rec["success"]), "frames": frames})
         if missing:
             raise DataError(f"rollouts: {len(missing)} episode(s) of {folder} have no video ({', '.join(missing[:5])}"
@@ -146,7 +144,6 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.rollouts:
         rollouts = load_rollouts(cfg.rollouts, tasks, size)
         if not rollouts:
-            from common.errors import DataError
             raise DataError(f"rollouts: no episode of tasks {tasks} in {cfg.rollouts}")
         with torch.no_grad():
             zr = [torch.cat([tok.encode(r["frames"][i:i + 128]) for i in range(0, len(r["frames"]), 128)])
@@ -200,11 +197,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"held-out played episodes: {played_val}", flush=True)
     compared = None
     if cfg.compare:
-        from phase4_uwm.loading import same_scale
         from phase5_integration.loading import load_scorer
         other = load_scorer(cfg.compare, cfg.run.root)
         if not same_scale(other.meta["tokenizer"]["scale"], float(tok.scale)):
-            from common.config import ConfigError
             raise ConfigError("compare", cfg.compare, f"{other.run.dir} scores another tokenizer's latents "
                                                       f"({other.meta['tokenizer']['run']})")
         c_val, c_played = held_out(other.model.scorer.eval())

@@ -63,15 +63,17 @@ if [[ " $testbeds " == *" libero "* ]]; then
     "$PY" -m phase5_integration.train_scorer profile="$profile" run.root="$root" run.name="scorer-$profile" \
       log.progress=false ${ARGS:-} > "$logs/train_scorer.log" 2>&1
   fi
-  for arm in $larms; do  # [vla-]<choice>[-k<K>]: vla- = phase 3's SmolVLA proposes (VLA=<run or release>)
-    a=$arm; k=(); p=()
+  choose_arm() {  # choose_arm <[vla-]<choice>[-k<K>]> <scorer> [tag]: vla- = phase 3's SmolVLA proposes (VLA=<run>)
+    local a=$1 k=() p=() t=() log=$logs/libero_$1${3:+-$3}.log
     [[ $a == vla-* ]] && { p=(proposer=vla vla="${VLA:-release:full-n50-cpu}"); a=${a#vla-}; }
     [[ $a == *-k* ]] && k=(proposals="${a##*-k}")
-    echo "phase5 LIBERO $arm -> $logs/libero_$arm.log"
+    [ -n "${3:-}" ] && t=(tag="$3")
+    echo "phase5 LIBERO $1 ${3:+($3) }-> $log"
     # shellcheck disable=SC2086
-    "$PY" -m phase5_integration.choose profile="$profile" run.root="$root" uwm="$uwm" scorer="$scorer" \
-      choose="${a%-k*}" "${k[@]}" "${p[@]}" ${ARGS:-} > "$logs/libero_$arm.log" 2>&1
-  done
+    "$PY" -m phase5_integration.choose profile="$profile" run.root="$root" uwm="$uwm" scorer="$2" \
+      choose="${a%-k*}" "${k[@]}" "${p[@]}" "${t[@]}" ${ARGS:-} > "$log" 2>&1
+  }
+  for arm in $larms; do choose_arm "$arm" "$scorer"; done
   # A scorer that has seen failures: the UWM and the SmolVLA play task 9 from fixed states 25-49 (never the
   # evaluation's 0-24; the scorer's record then refuses them as evaluation states), every episode recorded; the
   # scorer trains on the demonstrations and those episodes; ROLLOUT_ARMS play again with it (tag rscorer).
@@ -95,15 +97,7 @@ if [[ " $testbeds " == *" libero "* ]]; then
         "rollouts=[$rdir/uwm,$rdir/vla]" compare="$scorer" log.progress=false ${ARGS:-} \
         > "$logs/train_scorer_rollouts.log" 2>&1
     fi
-    for arm in $ROLLOUT_ARMS; do
-      a=$arm; k=(); p=()
-      [[ $a == vla-* ]] && { p=(proposer=vla vla="${VLA:-release:full-n50-cpu}"); a=${a#vla-}; }
-      [[ $a == *-k* ]] && k=(proposals="${a##*-k}")
-      echo "phase5 LIBERO $arm (rollout-trained scorer) -> $logs/libero_$arm-rscorer.log"
-      # shellcheck disable=SC2086
-      "$PY" -m phase5_integration.choose profile="$profile" run.root="$root" uwm="$uwm" scorer="$rscorer" \
-        choose="${a%-k*}" "${k[@]}" "${p[@]}" tag=rscorer ${ARGS:-} > "$logs/libero_$arm-rscorer.log" 2>&1
-    done
+    for arm in $ROLLOUT_ARMS; do choose_arm "$arm" "$rscorer" rscorer; done
   fi
   if ls "$root"/phase5/LIBERO/*/summary.json >/dev/null 2>&1; then
     "$PY" -m phase5_integration.evaluate run.root="$root" testbed=libero | tee "$logs/evaluate_libero.log"
