@@ -71,6 +71,29 @@ def set_threads(threads: int, local_world_size: int = 1) -> int:
     return threads
 
 
+def keep_freed_memory(pad_bytes: int = 256 << 20, trim_bytes: int = 1 << 30) -> bool:
+    """Ask glibc's malloc to keep freed memory in the process (Linux only; elsewhere a no-op returning False).
+
+    By default glibc returns the top of the heap to the OS whenever more than a few MB are free, so a loop that
+    allocates and frees the same large activations (sampling, planning) page-faults the memory back in on every
+    call: on a 2-core AVX2 machine half of a planning decision's time went to the kernel. A trim threshold of
+    `trim_bytes` and a top pad of `pad_bytes` keep that memory (the process's peak, at most `trim_bytes` more).
+    `python -m benchmarks.malloc_speed` measures the effect in one process."""
+    import sys
+    for name, v in (("pad_bytes", pad_bytes), ("trim_bytes", trim_bytes)):
+        if not 0 <= v < 2**31:
+            raise ValueError(f"keep_freed_memory: {name}={v} must be in [0, 2**31) (mallopt takes a C int)")
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+        return False
+    M_TRIM_THRESHOLD, M_TOP_PAD = -1, -2
+    return bool(mallopt(M_TRIM_THRESHOLD, trim_bytes)) and bool(mallopt(M_TOP_PAD, pad_bytes))
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)
@@ -130,6 +153,7 @@ def start(run_cfg, local_rank: int = 0, local_world_size: int = 1, seed: bool = 
     Threads come first: the precision probe measures at the thread count the command will use."""
     from common.precision import resolve_precision
     threads = set_threads(run_cfg.threads, local_world_size)
+    keep_freed_memory()
     device = select_device(run_cfg.device, local_rank)
     if seed:
         seed_everything(run_cfg.seed)

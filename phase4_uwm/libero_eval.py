@@ -40,7 +40,8 @@ def check_starts(run, meta: dict, tasks: list[int], states: list[int], enabled: 
 class Player:
     """What the LIBERO loop needs of a method: a fresh policy (with pre/post processing) per episode. A policy with
     a `bind(env)` method is given the episode's env (phase 5's simulator chooser plays copies of its state); one with
-    a `decisions` list has it saved in the episode's record."""
+    a `decisions` list has it saved in the episode's record; one with `annotate(frames)` rewrites the recorded frames
+    before the video is written (phase 5's chooser puts its imagined outcomes below the real frames)."""
 
     run: object
     meta: dict
@@ -85,6 +86,8 @@ def policy_eval(e: PolicyEvalConfig, player: Player, out: Path, device, precisio
                 r = play(pol, pre, post, env, init_state=i, max_steps=e.libero.max_steps, record=record)
             if hasattr(pol, "decisions"):
                 r["decisions"] = pol.decisions
+            if r.get("frames") and hasattr(pol, "annotate"):
+                r["frames"] = pol.annotate(r["frames"])
             save_episode(out, task, i, r, env.task_description, str(player.run.dir), settings)
             played += 1
             if e.progress:

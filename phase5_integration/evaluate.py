@@ -83,6 +83,43 @@ def table(arms: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def budget_figure(arms: list[dict], path: Path) -> Path | None:
+    """Score against the planner's lookahead (agent steps: horizon x action repeat), one line per world model (and
+    replanning interval, when a planner executes more than one planned action) of the enumerating planners, with
+    their intervals, and random play as a band. None when fewer than two planner arms have played."""
+    lines: dict[str, list] = {}
+    for a in arms:
+        p = a.get("planner") or {}
+        if p and p.get("method") == "enumerate":
+            label = a["model"] + ("" if p["replan_every"] == p["action_repeat"] else
+                                  f", replans every {p['replan_every']} steps")
+            lines.setdefault(label, []).append((p["horizon"] * p["action_repeat"], a["score"], a["arm"]))
+    if sum(map(len, lines.values())) < 2:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    rnd = next((a for a in arms if a["arm"] == "random"), None)
+    if rnd:
+        ax.axhspan(rnd["score"][1], rnd["score"][2], color="0.85", label="random play (95% interval)")
+    for j, (model, pts) in enumerate(sorted(lines.items())):
+        pts.sort()
+        x = [q[0] + 0.15 * (j - (len(lines) - 1) / 2) for q in pts]  # a small offset keeps error bars apart
+        m = [q[1][0] for q in pts]
+        err = [[q[1][0] - q[1][1] for q in pts], [q[1][2] - q[1][0] for q in pts]]
+        ax.errorbar(x, m, yerr=err, marker="o", capsize=3, label=model)
+    ax.set_xlabel("lookahead (agent steps = horizon x action repeat)")
+    ax.set_ylabel("game score per game")
+    ax.set_title("Breakout: score against planning lookahead")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def libero_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
     order = {"first": 0, "world_model": 1, "pixel_goal": 2, "simulator": 3}
 
@@ -152,9 +189,14 @@ def main(argv: list[str] | None = None) -> str:
     md += (f"\n\n{canonical_game(cfg.game)}, DIAMOND's protocol; intervals are 95% percentile bootstrap over games; "
            f"games cut at {arms[0]['max_steps']} agent steps. Decision times (wall-clock, other jobs may have shared "
            f"the machine) on {machines(arms)}.")
+    fig = budget_figure(arms, outputs_root(cfg.run.root) / "phase5" / canonical_game(cfg.game) / "breakout-budget.png")
+    if fig:
+        md += ("\n\nThe figure: score against lookahead (agent steps imagined ahead) for the enumerating planners, "
+               "each world model a line, random play the grey band.")
     print(md)
     if cfg.publish:
-        publish_block(README, md, [], README.parent / "figures", "python -m phase5_integration.evaluate publish=true")
+        publish_block(README, md, [fig] if fig else [], README.parent / "figures",
+                      "python -m phase5_integration.evaluate publish=true")
         print(f"published to {README}")
     return md
 

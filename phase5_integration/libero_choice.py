@@ -273,6 +273,9 @@ class ChunkChooser:
         self.history: deque = deque(maxlen=model.clip.obs_frames)
         self.env = None
         self.decisions: list[dict] = []  # per decision: the scores and the chosen index (for the report)
+        self.imagined: list[tuple[int, torch.Tensor]] = []  # (step of the decision, the chosen chunk's imagined end)
+        self._futures: torch.Tensor | None = None
+        self._step = 0
 
     def bind(self, env) -> None:
         self.env = env
@@ -280,7 +283,7 @@ class ChunkChooser:
     def reset(self) -> None:
         self._queues["action"].clear()
         self.history.clear()
-        self.decisions = []
+        self.decisions, self.imagined, self._futures, self._step = [], [], None, 0
 
     @torch.no_grad()
     def propose(self, obs: torch.Tensor, raw: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -303,6 +306,7 @@ class ChunkChooser:
             return self.simulate(actions)
         fut = run_mode(self.model, "forward", None, None, cond=cond, actions=actions, steps=self.denoise_steps,
                        generator=self.generator).future[:, :, -1]  # (K, V, C, h, w): the frame the chunk reaches
+        self._futures = fut
         if self.choose == "world_model":
             return self.scorer.progress(fut).cpu()
         img = self.tok.decode(fut)  # (K, V, 3, S, S) in [-1, 1]
@@ -340,5 +344,32 @@ class ChunkChooser:
             s = self.scores(cond, actions)
             best = int(torch.argmax(s))
             self.decisions.append({"scores": [round(float(v), 4) for v in s], "chosen": best})
+            if self._futures is not None:
+                self.imagined.append((self._step, self._futures[best].cpu()))
+                self._futures = None
             self._queues["action"].extend(actions[best].float().cpu())
+        self._step += 1
         return self._queues["action"].popleft()[None]
+
+    @torch.no_grad()
+    def annotate(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Recorded real frames (agent view | wrist, one per step) -> real above imagined: below each real frame,
+        the decoded frame the world model imagined at the end of the chunk being played (what the chooser expected
+        the real frame to look like when the chunk ends), black where nothing was imagined (choose=first or
+        simulator). Unchanged when nothing was imagined."""
+        if not self.imagined or not frames:
+            return frames
+        h, w = frames[0].shape[:2]
+        dev = next(self.model.parameters()).device
+        z = torch.stack([f for _, f in self.imagined]).to(dev)  # (D, V, C, h, w)
+        img = self.tok.decode(z).float()  # (D, V, 3, S, S) in [-1, 1]
+        img = torch.cat(list(img.unbind(1)), dim=-1)  # views side by side: (D, 3, S, V * S)
+        img = F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)
+        img = ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        starts = [t for t, _ in self.imagined]
+        out, gap = [], np.full((2, w, 3), 255, np.uint8)
+        for t, real in enumerate(frames):
+            d = int(np.searchsorted(starts, t, side="right")) - 1  # the decision whose chunk is being played
+            below = img[d] if d >= 0 else np.zeros_like(real)
+            out.append(np.concatenate([real, gap, below], axis=0))
+        return out

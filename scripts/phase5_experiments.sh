@@ -33,13 +33,17 @@ play() {  # play <arm> <overrides...>
 for arm in $arms; do
   case $arm in
     random|sticky_random) play "$arm" agent="$arm" ;;
-    oracle) play "$arm" model.kind=emulator ;;
-    diamond|regressor|df) play "$arm" model.kind="$arm" ;;
-    oracle-h2) play "$arm" model.kind=emulator planner.horizon=2 ;;
-    diamond-h2) play "$arm" model.kind=diamond planner.horizon=2 ;;
-    # macro-actions: 3 planned actions held 4 steps each (12 steps ahead), replanning every 4 steps
-    oracle-x4) play "$arm" model.kind=emulator planner.action_repeat=4 planner.replan_every=4 ;;
-    diamond-x4|regressor-x4|df-x4) play "$arm" model.kind="${arm%-x4}" planner.action_repeat=4 planner.replan_every=4 ;;
+    # <model>[-h<H>][x<k>][-r<n>]: model oracle (the emulator), diamond, regressor or df; -h<H> the horizon
+    # (default 3); x<k> macro-actions: each planned action held k agent steps, replanning every k steps (oracle-x4:
+    # H = 3 actions held 4 steps each, 12 steps ahead; diamond-h2x4: H = 2, 8 steps ahead); -r<n> replans every n
+    # agent steps instead (diamond-x4-r12 executes whole plans: a third of the decisions of diamond-x4)
+    oracle*|diamond*|regressor*|df*)
+      m=${arm%%-*} o=()
+      [[ $arm =~ -h([0-9]+) ]] && o+=(planner.horizon="${BASH_REMATCH[1]}")
+      [[ $arm =~ x([0-9]+) ]] && o+=(planner.action_repeat="${BASH_REMATCH[1]}" planner.replan_every="${BASH_REMATCH[1]}")
+      [[ $arm =~ -r([0-9]+)$ ]] && o+=(planner.replan_every="${BASH_REMATCH[1]}")
+      [ "$m" = oracle ] && m=emulator
+      play "$arm" model.kind="$m" "${o[@]}" ;;
     actor_critic)  # train in imagination first (resumed if interrupted), then play the real game
       run=$root/phase5/agent-$profile
       if [ ! -f "$run/export/actor_critic.json" ]; then

@@ -233,6 +233,23 @@ def test_plan_and_evaluate_smoke(run_root):
     assert "plan-emulator-enumerate-h2" in r.stdout and "random" in r.stdout
 
 
+def test_budget_figure_plots_enumerating_planners_only(tmp_path):
+    """One point per enumerating planner (lookahead = horizon x action repeat); a planner that samples candidates
+    is left out, and fewer than two points draw nothing."""
+    from phase5_integration.evaluate import budget_figure
+
+    def arm(name, model, **planner):
+        p = {"method": "enumerate", "horizon": 3, "action_repeat": 1, "replan_every": 1, **planner} if model else {}
+        return {"arm": name, "model": model, "planner": p, "score": [1.0, 0.5, 1.5]}
+    rnd = arm("random", "")
+    one = [rnd, arm("a", "emulator"), arm("c", "diamond", method="cem")]
+    assert budget_figure(one, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+    two = [rnd, arm("a", "emulator"), arm("d", "emulator", horizon=2, action_repeat=4, replan_every=4),
+           arm("e", "emulator", action_repeat=4, replan_every=12)]
+    out = budget_figure(two, tmp_path / "f.png")
+    assert out == tmp_path / "f.png" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_plan_with_learned_models_refuses_training_seeds(run_root):
     """With the shipped releases: the planner runs in DIAMOND-lite, the regressor and DF; game.seed = the data's
     collection seed is refused (the games would be training games)."""

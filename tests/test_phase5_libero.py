@@ -97,6 +97,27 @@ def test_chooser_plays_the_best_scored_proposal_and_records_its_scores(monkeypat
     assert len(ch.decisions) == 1  # no new decision before the chunk is played out
     ch.select_action(batch)
     assert len(ch.decisions) == 2
+    # the chosen chunk's imagined end is kept with the step of its decision (for the real-above-imagined video)
+    assert [t for t, _ in ch.imagined] == [0, 4]
+    assert torch.equal(ch.imagined[1][1], seen["forward"].future[ch.decisions[1]["chosen"], :, -1])
+
+
+def test_annotate_puts_the_imagined_chunk_end_below_each_real_frame():
+    """Real frames of steps 0-5, decisions at steps 0 and 4: frames 0-3 show the first imagined end, 4-5 the
+    second, each decoded view side by side and resized to the real frame."""
+    class Tok:
+        def decode(self, z):  # (..., C, h, w) -> (..., 3, h, w) in [-1, 1]
+            return z[..., :3, :, :]
+    ch = ChunkChooser(tiny_model(), Tok(), FixedScorer(2, 4, 8), task_id=9, proposals=2, choose="world_model")
+    ch.reset()
+    ch.imagined = [(0, torch.zeros(2, 4, 8, 8)), (4, torch.full((2, 4, 8, 8), 0.5))]
+    real = [np.full((12, 24, 3), i, np.uint8) for i in range(6)]
+    out = ch.annotate(real)
+    assert len(out) == 6 and out[0].shape == (12 + 2 + 12, 24, 3)
+    assert all((o[:12] == i).all() for i, o in enumerate(out))  # the real frame on top, unchanged
+    assert all((o[14:] == 128).all() for o in out[:4]) and all((o[14:] == 191).all() for o in out[4:])
+    ch.imagined = []
+    assert ch.annotate(real) is real  # nothing imagined (first, simulator): the frames as recorded
 
 
 class FakeVLA(torch.nn.Module):

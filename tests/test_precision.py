@@ -85,3 +85,16 @@ def test_old_bf16_spellings_become_run_precision(capsys):
     cfg = cli(EvalRunConfig, "phase0/evaluate", ["bf16=false", "root=/tmp/x", "run=/tmp/some-run"])
     assert (cfg.run.precision, cfg.run.root, cfg.load) == ("fp32", "/tmp/x", "/tmp/some-run")
     assert load_config(Phase0Config, "phase0/train", ["profile=cpu"]).run.precision == "auto"  # the default
+
+
+def test_keep_freed_memory_sets_glibc_malloc_options():
+    """On glibc Linux both mallopt calls must be accepted (a refused value returns False); elsewhere a no-op."""
+    import platform
+    import subprocess
+    import sys
+    code = "from common.system import keep_freed_memory as k; print(k(), k(1 << 20, 1 << 30))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert out.stdout.split() == (["True", "True"] if glibc else ["False", "False"])
+    with pytest.raises(ValueError, match="trim_bytes"):
+        __import__("common.system").system.keep_freed_memory(trim_bytes=2**31)
