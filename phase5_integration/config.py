@@ -42,6 +42,11 @@ class PlannerConfig:
     replan_every: int = 1  # agent steps of each plan executed before planning again
     warm_start: bool = True  # shooting / cem: start from the previous plan (shifted by what was executed)
     max_enumerate: int = 4096  # enumerate refuses more sequences than this
+    # enumerate: sequences whose value is within this of the best are ties, broken at random. A learned reward/end
+    # head gives every sequence a slightly different value (its small life-loss probabilities), so with exact ties
+    # (1e-6) a planner in a learned model can prefer never launching the ball; 0.05 (a twentieth of a brick, 1% of a
+    # life) treats such differences as noise. Above ~0.009 it also ties an oracle's reward one step later.
+    tie_tolerance: float = 1e-6
 
     def check(self) -> None:
         choice("method", self.method, METHODS)
@@ -51,6 +56,7 @@ class PlannerConfig:
         require(1 <= self.elites <= self.candidates, "elites", self.elites, "must be in [1, candidates]")
         require(0 <= self.smoothing < 1, "smoothing", self.smoothing, "must be in [0, 1)")
         require(0 <= self.min_prob < 0.25, "min_prob", self.min_prob, "must be in [0, 0.25)")
+        require(self.tie_tolerance >= 0, "tie_tolerance", self.tie_tolerance, "must be >= 0")
         require(self.repeats >= 1, "repeats", self.repeats, "must be >= 1")
         require(0 < self.gamma <= 1, "gamma", self.gamma, "must be in (0, 1]")
         require(self.life_penalty >= 0, "life_penalty", self.life_penalty, "must be >= 0")
@@ -122,7 +128,8 @@ class PlanConfig:
         p = self.planner
         k = f"x{p.action_repeat}" if p.action_repeat > 1 else ""
         r = f"-r{p.replan_every}" if p.replan_every > 1 else ""
-        return f"plan-{self.model.kind}-{p.method}-h{p.horizon}{k}{r}"
+        t = f"-tol{p.tie_tolerance:g}" if p.tie_tolerance != PlannerConfig.tie_tolerance else ""
+        return f"plan-{self.model.kind}-{p.method}-h{p.horizon}{k}{r}{t}"
 
 
 @dataclass

@@ -164,6 +164,47 @@ def libero_table(arms: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def k_figure(arms: list[dict], path: Path) -> Path | None:
+    """Success (Wilson 95% intervals) against K, one line per (proposer, choice, scorer), starting from the
+    proposer alone at K = 1. None unless some line has two or more values of K > 1."""
+    firsts = {a["settings"].get("proposer", "uwm"): a for a in arms if a["settings"]["choose"] == "first"}
+    lines: dict[str, list] = {}
+    for a in arms:
+        st = a["settings"]
+        if st["choose"] == "first":
+            continue
+        proposer = st.get("proposer", "uwm")
+        label = (f"{'SmolVLA' if proposer == 'vla' else 'UWM'} + {st['choose']}"
+                 + (f" ({a.get('scorer_name') or st['scorer'][:8]})" if "scorer" in st else ""))
+        lines.setdefault(label, [firsts.get(proposer)]).append(a)
+    lines = {k: [a for a in v if a] for k, v in lines.items()}
+    if not any(len({a["settings"]["proposals"] for a in v if a["settings"]["choose"] != "first"}) >= 2
+               for v in lines.values()):
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for j, (label, pts) in enumerate(sorted(lines.items())):
+        pts = sorted(pts, key=lambda a: a["settings"]["proposals"])
+        x = [a["settings"]["proposals"] * (1 + 0.03 * (j - (len(lines) - 1) / 2)) for a in pts]  # apart a little
+        y = [100 * a["total"]["rate"] for a in pts]
+        err = [[y_ - 100 * a["total"]["ci95"][0] for y_, a in zip(y, pts)],
+               [100 * a["total"]["ci95"][1] - y_ for y_, a in zip(y, pts)]]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("K (proposals per decision; K = 1: the proposer alone)")
+    ax.set_ylabel("success (%)")
+    ax.set_ylim(-3, 103)
+    ax.set_title("LIBERO: success against the number of proposals")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def libero_main(cfg: IntegrationEvaluateConfig) -> str:
     arms = libero_arms(cfg)
     tasks = sorted({r["task_id"] for a in arms for r in a["tasks"]})
@@ -171,9 +212,13 @@ def libero_main(cfg: IntegrationEvaluateConfig) -> str:
         f"\n\nLIBERO-Object task(s) {tasks}, fixed initial states none of the UWM's, the scorer's or the "
         f"SmolVLA's training demonstrations started from; every arm plays the same states. Times (wall-clock, "
         f"other jobs may have shared the machine) on {machines(arms)}.")
+    fig = k_figure(arms, outputs_root(cfg.run.root) / "phase5" / "LIBERO" / "libero-success-vs-k.png")
+    if fig:
+        md += ("\n\nThe figure: success against K per proposer, choice and scorer, from the proposer alone (K = 1), "
+               "with Wilson 95% intervals.")
     print(md)
     if cfg.publish:
-        publish_block(README, md, [], README.parent / "figures",
+        publish_block(README, md, [fig] if fig else [], README.parent / "figures",
                       "python -m phase5_integration.evaluate testbed=libero publish=true")
         print(f"published to {README}")
     return md

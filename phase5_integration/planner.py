@@ -131,8 +131,9 @@ class Planner:
             return plan
         i = int(values.argmax())
         # ties (common: most sequences imagine nothing happening) go to the first, i.e. action 0 first; break them
-        # at random instead so that a flat value landscape does not mean "always NOOP"
-        best = torch.nonzero(values >= values[i] - 1e-6).flatten().numpy()
+        # at random instead so that a flat value landscape does not mean "always NOOP" (within tie_tolerance: a
+        # learned head's near-equal values are ties too)
+        best = torch.nonzero(values >= values[i] - c.tie_tolerance).flatten().numpy()
         i = int(self.rng.choice(best))
         plan = Plan(self._expand(cands[i]), float(values[i]), evaluated, time.perf_counter() - t0,
                     frames[i] if frames is not None else None)

@@ -33,15 +33,17 @@ play() {  # play <arm> <overrides...>
 for arm in $arms; do
   case $arm in
     random|sticky_random) play "$arm" agent="$arm" ;;
-    # <model>[-h<H>][x<k>][-r<n>]: model oracle (the emulator), diamond, regressor or df; -h<H> the horizon
+    # <model>[-h<H>][x<k>][-r<n>][-tol<v>]: model oracle (the emulator), diamond, regressor or df; -h<H> the horizon
     # (default 3); x<k> macro-actions: each planned action held k agent steps, replanning every k steps (oracle-x4:
     # H = 3 actions held 4 steps each, 12 steps ahead; diamond-h2x4: H = 2, 8 steps ahead); -r<n> replans every n
-    # agent steps instead (diamond-x4-r12 executes whole plans: a third of the decisions of diamond-x4)
+    # agent steps instead (diamond-x4-r12 executes whole plans: a third of the decisions of diamond-x4); -tol<v>
+    # values within v of the best are ties (planner.tie_tolerance; regressor-x4-tol0.05)
     oracle*|diamond*|regressor*|df*)
       m=${arm%%-*} o=()
       [[ $arm =~ -h([0-9]+) ]] && o+=(planner.horizon="${BASH_REMATCH[1]}")
       [[ $arm =~ x([0-9]+) ]] && o+=(planner.action_repeat="${BASH_REMATCH[1]}" planner.replan_every="${BASH_REMATCH[1]}")
-      [[ $arm =~ -r([0-9]+)$ ]] && o+=(planner.replan_every="${BASH_REMATCH[1]}")
+      [[ $arm =~ -r([0-9]+) ]] && o+=(planner.replan_every="${BASH_REMATCH[1]}")
+      [[ $arm =~ -tol([0-9.]+) ]] && o+=(planner.tie_tolerance="${BASH_REMATCH[1]}")
       [ "$m" = oracle ] && m=emulator
       play "$arm" model.kind="$m" "${o[@]}" ;;
     actor_critic)  # train in imagination first (resumed if interrupted), then play the real game

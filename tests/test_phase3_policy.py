@@ -473,3 +473,18 @@ def test_new_task_words_are_tokens_no_base_instruction_has(tmp_path):
     seen = {i for x in items for i in tok(f"pick up the {x} and place it in the basket\n")["input_ids"]}
     unseen = [tok.convert_ids_to_tokens(i) for i in tok(NEW + "\n")["input_ids"] if i not in seen]
     assert unseen == ["Ġorange", "Ġjuice"]
+
+
+def test_save_episode_keeps_the_played_actions_beside_the_video(tmp_path):
+    """A recorded episode is a training clip: its actions (T, 7) are saved next to its T frames; without frames
+    (not recorded) nothing but the record is written."""
+    import numpy as np
+    from phase3_vla.rollouts import load_episode, save_episode
+    acts = [np.full(7, t, np.float32) for t in range(3)]
+    played = {"success": True, "steps": 3, "frames": [np.zeros((16, 32, 3), np.uint8)] * 3, "actions": acts}
+    rec = save_episode(tmp_path, 9, 4, played, "pick", "run", {"s": 1})
+    saved = np.load(rec["actions"])
+    assert saved.shape == (3, 7) and saved[2, 0] == 2 and rec["video"].endswith(".mp4")
+    assert load_episode(tmp_path, 9, 4, {"s": 1})["actions"] == rec["actions"]
+    rec = save_episode(tmp_path, 9, 5, {"success": False, "steps": 3, "frames": [], "actions": []}, "p", "r", {})
+    assert "actions" not in rec and "video" not in rec

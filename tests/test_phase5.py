@@ -82,6 +82,32 @@ def test_planners_find_the_optimal_sequence_of_a_known_world(method):
     assert plan.value == pytest.approx(best_value(1, 4))
 
 
+class NearTies(LineWorld):
+    """Horizon 1, values by first action: 0 -> 0, 1 -> -0.01 (a learned head's small life-loss doubt), 2 and 3
+    -> -1."""
+
+    def imagine(self, history, actions, generator=None):
+        end = torch.tensor([[0.0], [0.002], [0.2], [0.2]])[actions[:, 0]]
+        return Imagined(torch.zeros(actions.shape), end)
+
+
+def test_tie_tolerance_breaks_near_ties_at_random_and_names_the_arm():
+    """Exact ties (the default) always pick the best value; within tie_tolerance the near-best is chosen too, the
+    clearly worse never; a non-default tolerance is part of the arm's name (a different agent)."""
+    def firsts(tol):
+        p = Planner(NearTies(), PlannerConfig(horizon=1, tie_tolerance=tol), seed=0)
+        return {p.plan(at(0)).actions[0] for _ in range(40)}
+    assert firsts(1e-6) == {0}
+    assert firsts(0.05) == {0, 1}
+    from phase5_integration.config import PlanConfig
+    cfg = PlanConfig()
+    assert cfg.arm_name() == "plan-diamond-enumerate-h3"
+    cfg.planner.tie_tolerance = 0.05
+    assert cfg.arm_name() == "plan-diamond-enumerate-h3-tol0.05"
+    with pytest.raises(Exception, match="tie_tolerance"):
+        PlannerConfig(tie_tolerance=-1).check()
+
+
 def test_cem_concentrates_and_warm_start_shifts_the_plan():
     cfg = PlannerConfig(method="cem", horizon=3, candidates=32, iterations=5, elites=4, smoothing=0.0, min_prob=0.0)
     p = Planner(LineWorld(), cfg, seed=0)

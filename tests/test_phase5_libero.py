@@ -371,6 +371,21 @@ def test_libero_table_compares_each_chooser_with_its_own_proposer_and_scorer():
     assert rows["first"] == "" and rows["simulator-k8"] == ""
 
 
+def test_k_figure_needs_two_values_of_k_on_one_line(tmp_path):
+    from phase5_integration.evaluate import k_figure
+
+    def arm(choose, k, succ, proposer="vla", scorer="A"):
+        st = {"choose": choose, "proposals": k, "proposer": proposer}
+        if choose != "first":
+            st["scorer"] = scorer
+        return {"arm": f"{choose}-{k}", "settings": st, "scorer_name": scorer,
+                "total": {"successes": succ, "episodes": 20, "rate": succ / 20, "ci95": [0.1, 0.9]}}
+    one_k = [arm("first", 1, 10), arm("world_model", 8, 12), arm("world_model", 4, 12, scorer="B")]
+    assert k_figure(one_k, tmp_path / "a.png") is None  # a line per scorer: each has one K
+    out = k_figure(one_k + [arm("world_model", 4, 11)], tmp_path / "b.png")
+    assert out is not None and out.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_arm_names():
     from phase5_integration.config import ChooseConfig
     assert ChooseConfig(choose="first").arm_name() == "first"
