@@ -5,7 +5,6 @@ weights match, so evaluations resume and add up; `summarize` turns them into suc
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from dataclasses import replace
@@ -90,19 +89,20 @@ def observation(frame: dict, instruction: str) -> dict:
 
 
 def play(policy, pre, post, env, init_state: int, max_steps: int, record: bool) -> dict:
-    """One episode; returns its record (and, when recording, `frames`: agent view | wrist per step, and `actions`:
-    the action played at each step, so that a recorded episode is a training clip for a world model)."""
+    """One episode; returns its record (and, when recording, `frames`: agent view | wrist per step, `states`: the
+    8-d state and `actions`: the action played at each step, so that a recorded episode is training data)."""
 
     t0 = time.perf_counter()
     policy.reset()  # empties the action queue
     obs, _ = env.reset(init_state=init_state)
     item, basket = env.target_and_basket
     z0 = float(env.raw_obs[f"{item}_pos"][2])
-    max_lift, frames, actions, success, steps, calls = 0.0, [], [], False, 0, 0
+    max_lift, frames, states, actions, success, steps, calls = 0.0, [], [], [], False, 0, 0
     for steps in range(1, max_steps + 1):
         frame = frame_of(obs)
         if record:
             frames.append(np.concatenate([frame["image"], frame["image2"]], axis=1))
+            states.append(frame["state"])
         calls += len(policy._queues["action"]) == 0  # a new chunk is predicted when the queue is empty
         with torch.inference_mode():
             action = post(policy.select_action(pre(observation(frame, env.task_description))))
@@ -124,7 +124,8 @@ def play(policy, pre, post, env, init_state: int, max_steps: int, record: bool) 
                   f"(it ends {100 * distance:.1f} cm from the basket)")
     return {"success": success, "steps": steps, "reason": reason, "max_lift_m": round(max_lift, 4),
             "final_distance_m": round(distance, 4), "policy_calls": int(calls),
-            "seconds": round(time.perf_counter() - t0, 2), "frames": frames, "actions": actions}
+            "seconds": round(time.perf_counter() - t0, 2), "frames": frames, "states": states,
+            "actions": actions}
 
 
 def settings_of(cfg: Phase3Config, digest: str, policy, image_size: int) -> dict:
@@ -253,18 +254,17 @@ def save_episode(out: Path, task: int, i: int, played: dict, instruction: str, r
     them) atomically to <out>/episodes/, and return it: how evaluations resume and add up."""
     from common.logger import write_video
 
-    frames, actions = played.pop("frames"), played.pop("actions", [])
+    frames, states, actions = played.pop("frames"), played.pop("states", []), played.pop("actions", [])
     rec = {"task_id": task, "instruction": instruction, "episode": i, "init_state": i, **played, "run": run,
            "settings": settings}
     if frames:
         mp4, _ = write_video(video_stem(out, task, i), frames, fps=20)
         rec["video"] = str(mp4)
-    if frames and actions:  # frame t is the observation action t was played from
-        npy = Path(f"{video_stem(out, task, i)}.actions.npy")
-        buf = io.BytesIO()
-        np.save(buf, np.stack(actions).astype(np.float32))
-        atomic_write(npy, lambda f: f.write(buf.getvalue()))
-        rec["actions"] = str(npy)
+    if frames and actions:  # frame t is the observation action t was played from, states[t] its robot state
+        npz = Path(f"{video_stem(out, task, i)}.played.npz")
+        arrays = {"actions": np.stack(actions).astype(np.float32), "state": np.stack(states).astype(np.float32)}
+        atomic_write(npz, lambda f: np.savez(f, **arrays))
+        rec["played"] = str(npz)
     path = episode_path(out, task, i)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: f.write(json.dumps(rec, indent=1).encode()))

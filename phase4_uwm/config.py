@@ -132,6 +132,9 @@ class DataConfig(DemoDataConfig):
     split: str = "base"  # base (the 9 base tasks: pretraining) | new (the held-out task: finetuning)
     episodes: int = 0  # use the first N demonstrations of the split (the data-size ablation); 0 = all
     video_only_fraction: float = 0.0  # fraction of samples trained as action-free video (actions at full noise)
+    # evaluation folders whose recorded episodes (video + actions, failures included) are trained on as well, e.g.
+    # phase 5's rollouts of the split's tasks; their start states are then refused as evaluation states
+    played: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         super().check()

@@ -85,6 +85,96 @@ def resize_frames(images: np.ndarray, size: int) -> np.ndarray:
     return x.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
+def video_frames(video, size: int) -> torch.Tensor:
+    """An episode video as the evaluation loops write it ((T, H, 2W, 3): agent view | wrist) -> (T, V=2, 3, size,
+    size) uint8, area-resized as the demonstrations are (resize_frames)."""
+    import imageio.v3 as iio
+
+    frames = np.asarray(iio.imread(video, plugin="pyav"))
+    w = frames.shape[2] // 2
+    return torch.from_numpy(np.stack([resize_frames(np.ascontiguousarray(frames[:, :, :w]), size),
+                                      resize_frames(np.ascontiguousarray(frames[:, :, w:]), size)], axis=1))
+
+
+def played_episodes(folders: list[str], tasks: list[int], size: int, with_actions: bool = False) -> list[dict]:
+    """Every recorded episode of `tasks` in evaluation folders (phase 3's and phase 4's `episodes/` + `media/`), in
+    a fixed order: {task, init_state, success, frames (T, V, 3, S, S) uint8, and with_actions: actions (T, A),
+    state (T, 8)}. Refuses an episode without its video (all must be recorded, or the failures kept would be only
+    the first few), or without its actions when they are needed, and names an unreadable one."""
+    from phase3_vla.rollouts import video_stem
+
+    out = []
+    for folder in map(lambda f: Path(f).expanduser().resolve(), folders):
+        logs = sorted((folder / "episodes").glob("task_*_ep_*.json"))
+        if not logs:
+            raise DataError(f"played episodes: {folder} holds no episodes/task_*_ep_*.json; play some with e.g. "
+                            "python -m phase4_uwm.evaluate parts=[policy] eval.first_state=25 eval.videos=-1 "
+                            "out=<folder>")
+        missing, no_actions = [], []
+        for log in logs:
+            rec = json.loads(log.read_text())
+            if int(rec["task_id"]) not in tasks:
+                continue
+            video = (Path(rec["video"]) if rec.get("video")
+                     else video_stem(folder, rec["task_id"], rec["episode"]).with_suffix(".mp4"))
+            if not video.exists():
+                missing.append(log.name)
+                continue
+            if with_actions and not (rec.get("played") and Path(rec["played"]).exists()):
+                no_actions.append(log.name)
+                continue
+            try:
+                ep = {"task": int(rec["task_id"]), "init_state": int(rec["init_state"]),
+                      "success": bool(rec["success"]), "frames": video_frames(video, size)}
+                if with_actions:
+                    with np.load(rec["played"]) as z:
+                        ep["actions"], ep["state"] = torch.from_numpy(z["actions"]), torch.from_numpy(z["state"])
+                    if not len(ep["actions"]) == len(ep["state"]) == len(ep["frames"]):
+                        raise ValueError(f"{len(ep['frames'])} frames, {len(ep['actions'])} actions, "
+                                         f"{len(ep['state'])} states")
+            except Exception as e:  # noqa: BLE001  (any decoder error: name the file)
+                raise DataError(f"played episodes: {video} or its actions are unreadable ({type(e).__name__}: {e}); "
+                                f"delete the episode's log {log} and play it again") from e
+            out.append(ep)
+        if missing or no_actions:
+            bad = missing or no_actions
+            raise DataError(f"played episodes: {len(bad)} episode(s) of {folder} have no "
+                            f"{'video' if missing else 'recorded actions (episodes played before actions were kept)'}"
+                            f" ({', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}): every episode must be recorded."
+                            " Play them into a fresh folder with eval.videos=-1 (out=<new folder>)")
+    return out
+
+
+def played_starts(episodes: list[dict]) -> list[dict]:
+    """Played episodes' starts as training-start records (LIBERO's fixed states): evaluating there is then refused."""
+    from phase3_vla.starts import fixed_states, state_digest
+
+    tables: dict[int, np.ndarray] = {}
+    recs = []
+    for r in episodes:
+        table = tables.setdefault(r["task"], fixed_states(r["task"]))
+        recs.append({"task_id": r["task"], "kind": "fixed", "seed": r["init_state"],
+                     "digest": state_digest(table[r["init_state"]]), "episode_index": -1})
+    return recs
+
+
+def played_demos(episodes: list[dict], instructions: dict[int, str]) -> Demos:
+    """Played episodes (played_episodes(..., with_actions=True)) as a data set like the demonstrations, failures
+    included: a world model trained on them sees what chunks that fail lead to."""
+    if not episodes:
+        raise DataError("played episodes: none to train on")
+    n = [len(e["frames"]) for e in episodes]
+    digest = hashlib.sha256(b"".join(e["frames"].numpy().tobytes()[:4096] + e["actions"].numpy().tobytes()
+                                     for e in episodes)).hexdigest()[:16]
+    return Demos(torch.cat([e["frames"] for e in episodes]), torch.cat([e["actions"] for e in episodes]).float(),
+                 torch.cat([e["state"] for e in episodes]).float(),
+                 torch.cat([torch.full((k,), i, dtype=torch.int64) for i, k in enumerate(n)]),
+                 torch.cat([torch.full((k,), e["task"], dtype=torch.int64) for k, e in zip(n, episodes)]),
+                 {t: instructions.get(t, "") for t in sorted({e["task"] for e in episodes})},
+                 {"played_episodes": len(episodes), "failed": sum(not e["success"] for e in episodes),
+                  "frames": sum(n), "digest": digest})
+
+
 def _hwc_uint8(im) -> np.ndarray:
     """A frame as lerobot hands it (a (3, H, W) float tensor in [0, 1] through its transform, or a PIL image)."""
     if isinstance(im, torch.Tensor):

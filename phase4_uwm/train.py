@@ -24,7 +24,8 @@ from common.config import ConfigError, cli, to_dict
 from common.errors import command
 from common.trainer import Hook, Trainer, setup_run
 from phase4_uwm.config import Phase4Config, TokenizerConfig
-from phase4_uwm.data import ActionStats, Clips, cache_dir, demo_folder, encode_all, evenly_spaced, load_demos, make_clips
+from phase4_uwm.data import (ActionStats, Clips, cache_dir, concat_demos, demo_folder, encode_all, evenly_spaced,
+                             load_demos, make_clips, played_demos, played_episodes, played_starts)
 from phase4_uwm.loading import load_tokenizer, load_uwm, pixel_tokenizer
 from phase4_uwm.model import UWM
 from phase4_uwm.modes import run_mode
@@ -98,6 +99,18 @@ def main(argv: list[str] | None = None) -> dict:
     demos = load_demos(demo_folder(cfg, split), size, cache_dir(cfg.run.root)).select(cfg.data.episodes)
     stats = stats or ActionStats.of(demos.actions)
     z = encode_all(tok, demos, cache_dir(cfg.run.root), split)
+    played, n_demos = [], demos.num_episodes
+    if cfg.data.played:  # recorded evaluation episodes, failures included; encoded here (small), never cached
+        played = played_episodes(cfg.data.played, sorted(demos.instructions), size, with_actions=True)
+        if not played:
+            raise ConfigError("data.played", cfg.data.played, f"no recorded episode of tasks "
+                                                              f"{sorted(demos.instructions)} there")
+        extra = played_demos(played, demos.instructions)
+        with torch.no_grad():
+            zp = torch.cat([tok.encode(extra.frames[i:i + 128]) for i in range(0, len(extra), 128)])
+        demos, z = concat_demos(demos, extra), torch.cat([z, zp])
+        print(f"phase4: + {len(played)} played episodes ({extra.identity['failed']} failed, "
+              f"{extra.identity['frames']} frames) from {len(cfg.data.played)} folder(s)", flush=True)
     train = Clips(demos, cfg.clip, stats, z, cfg.data.video_only_fraction, cfg.run.seed)
     model = UWM(cfg.model, cfg.clip, tok_cfg, demos.actions.shape[1], demos.frames.shape[1], cfg.objective,
                 cfg.pixel_size)
@@ -112,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     hooks = [h for h in [validation_hook(model, val, cfg.val_every, cfg.val_samples) if val else None] if h]
     ctx = setup_run("phase4", cfg.run, to_dict(cfg))
     if ctx.dist.is_main:
-        print(f"phase4: {len(train)} clips from {demos.num_episodes} {split} demonstrations "
+        print(f"phase4: {len(train)} clips from {n_demos} {split} demonstrations "
               f"(tasks {sorted(demos.instructions)}); {model.describe()}; tokenizer {tok_meta['kind']} "
               f"{tok_meta['run']}; objective {cfg.objective}; "
               + (f"finetuning {base.run.dir}; " if base else "from scratch; ") + f"run {ctx.run.dir}", flush=True)
@@ -120,8 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     last = trainer.fit()
     from phase3_vla.training import training_starts
-    used = list(range(cfg.data.episodes)) if 0 < cfg.data.episodes < demos.num_episodes else None
-    starts = training_starts(demo_folder(cfg, split), used) + (base.meta.get("train_starts", []) if base else [])
+    used = list(range(cfg.data.episodes)) if 0 < cfg.data.episodes < n_demos else None
+    starts = (training_starts(demo_folder(cfg, split), used) + played_starts(played)
+              + (base.meta.get("train_starts", []) if base else []))
     meta = {"train_starts": starts, "objective": cfg.objective, "action_dim": int(demos.actions.shape[1]), "views": int(demos.frames.shape[1]),
             "tokenizer": tok_meta, "tokenizer_config": to_dict(tok_cfg), "action_low": stats.low,
             "action_high": stats.high, "instructions": demos.instructions, "trained_steps": trainer.step,

@@ -78,19 +78,6 @@ class ProgressData(torch.utils.data.Dataset):
         return {"z": self.z[i], "progress": self.target[i]}
 
 
-def video_frames(video, size: int) -> torch.Tensor:
-    """An episode video as the evaluation loops write it ((T, H, 2W, 3): agent view | wrist) -> (T, V=2, 3, size,
-    size) uint8, area-resized as the demonstrations were (phase4_uwm.data.resize_frames)."""
-    import imageio.v3 as iio
-
-    from phase4_uwm.data import resize_frames
-
-    frames = np.asarray(iio.imread(video, plugin="pyav"))
-    w = frames.shape[2] // 2
-    return torch.from_numpy(np.stack([resize_frames(np.ascontiguousarray(frames[:, :, :w]), size),
-                                      resize_frames(np.ascontiguousarray(frames[:, :, w:]), size)], axis=1))
-
-
 def rollout_targets(success: bool, steps: int) -> torch.Tensor:
     """The scorer's target along a played episode: t / (T - 1) when it succeeded (like a demonstration), 0 for
     every frame of a failure (a failed episode makes no progress towards success, however far the arm moved)."""

@@ -17,7 +17,6 @@ export/progress_scorer.json and the console. `python -m phase5_integration.choos
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -27,11 +26,11 @@ import torch
 from common.config import ConfigError, cli, to_dict
 from common.errors import DataError, command
 from common.trainer import Trainer, setup_run
-from phase4_uwm.data import cache_dir, demo_folder, encode_all, load_demos
+from phase4_uwm.data import cache_dir, demo_folder, encode_all, load_demos, played_episodes, played_starts
 from phase4_uwm.loading import load_tokenizer, same_scale
 from phase5_integration.config import ScorerTrainConfig
 from phase5_integration.libero_choice import (ProgressData, ProgressScorer, ScorerTraining, episode_progress,
-                                              rollout_targets, spearman, video_frames)
+                                              rollout_targets, spearman)
 
 
 @torch.no_grad()
@@ -54,57 +53,6 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float | None:
         return None
     diff = np.asarray(pos, float)[:, None] - np.asarray(neg, float)[None, :]
     return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
-
-
-def load_rollouts(folders: list[str], tasks: list[int], size: int) -> list[dict]:
-    """Every recorded episode of the tasks in the evaluation folders, in a fixed order: {task, init_state, success,
-    frames (T, V, 3, S, S) uint8, held_out}. Refuses an episode without its video (all must be recorded,
-    or the failures kept would be only the first few) and names an unreadable one."""
-    from phase3_vla.rollouts import video_stem
-
-    out = []
-    for folder in map(lambda f: Path(f).expanduser().resolve(), folders):
-        logs = sorted((folder / "episodes").glob("task_*_ep_*.json"))
-        if not logs:
-            raise DataError(f"rollouts: {folder} holds no episodes/task_*_ep_*.json; play some with e.g. python -m "
-                            "phase4_uwm.evaluate parts=[policy] eval.first_state=25 eval.videos=-1 out=<folder>")
-        missing = []
-        for log in logs:
-            rec = json.loads(log.read_text())
-            if int(rec["task_id"]) not in tasks:
-                continue
-            video = (Path(rec["video"]) if rec.get("video")
-                     else video_stem(folder, rec["task_id"], rec["episode"]).with_suffix(".mp4"))
-            if not video.exists():
-                missing.append(log.name)
-                continue
-            try:
-                frames = video_frames(video, size)
-            except Exception as e:  # noqa: BLE001  (any decoder error: name the file)
-                raise DataError(f"rollouts: {video} is unreadable ({type(e).__name__}: {e}); delete the episode's "
-                                f"log {log} and play it again") from e
-            out.append({"task": int(rec["task_id"]), "init_state": int(rec["init_state"]),
-                        "success": bool(rec["success"]), "frames": frames})
-        if missing:
-            raise DataError(f"rollouts: {len(missing)} episode(s) of {folder} have no video ({', '.join(missing[:5])}"
-                            f"{' ...' if len(missing) > 5 else ''}): every episode must be recorded. Play them into a "
-                            "fresh folder with eval.videos=-1 (out=<new folder>)")
-    for i, r in enumerate(out):
-        r["held_out"] = i % 5 == 4
-    return out
-
-
-def rollout_starts(rollouts: list[dict]) -> list[dict]:
-    """The rollouts' starts as training-start records (LIBERO's fixed states): evaluation on them is then refused."""
-    from phase3_vla.starts import fixed_states, state_digest
-
-    tables: dict[int, np.ndarray] = {}
-    recs = []
-    for r in rollouts:
-        table = tables.setdefault(r["task"], fixed_states(r["task"]))
-        recs.append({"task_id": r["task"], "kind": "fixed", "seed": r["init_state"],
-                     "digest": state_digest(table[r["init_state"]]), "episode_index": -1})
-    return recs
 
 
 @torch.no_grad()
@@ -142,7 +90,9 @@ def main(argv: list[str] | None = None) -> dict:
     data = ProgressData(z, demos.episode)
     rollouts, held, z_held = [], [], []
     if cfg.rollouts:
-        rollouts = load_rollouts(cfg.rollouts, tasks, size)
+        rollouts = played_episodes(cfg.rollouts, tasks, size)
+        for i, r in enumerate(rollouts):
+            r["held_out"] = i % 5 == 4
         if not rollouts:
             raise DataError(f"rollouts: no episode of tasks {tasks} in {cfg.rollouts}")
         with torch.no_grad():
@@ -209,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     meta = {"kind": "progress_scorer", "views": int(z.shape[1]), "latent_channels": int(z.shape[2]),
             "tokenizer": {"run": str(tm.run.dir), "scale": float(tok.scale)}, "split": cfg.split,
             "tasks": tasks, "val": val, "trained_steps": trainer.step, "rollouts": rollouts_meta, "compared": compared,
-            "train_starts": training_starts(demo_folder(cfg, cfg.split), None) + rollout_starts(rollouts),
+            "train_starts": training_starts(demo_folder(cfg, cfg.split), None) + played_starts(rollouts),
             "data": demos.identity}
     return trainer.finish("progress_scorer", meta, last, seconds)
 

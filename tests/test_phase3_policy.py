@@ -476,15 +476,18 @@ def test_new_task_words_are_tokens_no_base_instruction_has(tmp_path):
 
 
 def test_save_episode_keeps_the_played_actions_beside_the_video(tmp_path):
-    """A recorded episode is a training clip: its actions (T, 7) are saved next to its T frames; without frames
-    (not recorded) nothing but the record is written."""
+    """A recorded episode is training data: its actions (T, 7) and states (T, 8) are saved next to its T frames;
+    without frames (not recorded) nothing but the record is written."""
     import numpy as np
     from phase3_vla.rollouts import load_episode, save_episode
     acts = [np.full(7, t, np.float32) for t in range(3)]
-    played = {"success": True, "steps": 3, "frames": [np.zeros((16, 32, 3), np.uint8)] * 3, "actions": acts}
+    states = [np.full(8, -t, np.float32) for t in range(3)]
+    played = {"success": True, "steps": 3, "frames": [np.zeros((16, 32, 3), np.uint8)] * 3, "states": states,
+              "actions": acts}
     rec = save_episode(tmp_path, 9, 4, played, "pick", "run", {"s": 1})
-    saved = np.load(rec["actions"])
-    assert saved.shape == (3, 7) and saved[2, 0] == 2 and rec["video"].endswith(".mp4")
-    assert load_episode(tmp_path, 9, 4, {"s": 1})["actions"] == rec["actions"]
-    rec = save_episode(tmp_path, 9, 5, {"success": False, "steps": 3, "frames": [], "actions": []}, "p", "r", {})
-    assert "actions" not in rec and "video" not in rec
+    with np.load(rec["played"]) as z:
+        assert z["actions"].shape == (3, 7) and z["actions"][2, 0] == 2 and z["state"][1, 0] == -1
+    assert rec["video"].endswith(".mp4") and load_episode(tmp_path, 9, 4, {"s": 1})["played"] == rec["played"]
+    rec = save_episode(tmp_path, 9, 5, {"success": False, "steps": 3, "frames": [], "states": [], "actions": []},
+                       "p", "r", {})
+    assert "played" not in rec and "video" not in rec

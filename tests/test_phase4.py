@@ -441,6 +441,17 @@ def _demo(task: int, seed: int, T: int, size: int = 32):
                                                               "state": state}})
 
 
+def write_played(folder: Path, task: int, ep: int, success: bool, steps: int = 12) -> None:
+    """An evaluation episode as phase 3's loop saves it when recording: record, video (agent | wrist), actions."""
+    from phase3_vla.rollouts import save_episode
+    rng = np.random.default_rng(ep)
+    played = {"success": success, "steps": steps,
+              "frames": [rng.integers(0, 255, (32, 64, 3), dtype=np.uint8) for _ in range(steps)],
+              "states": [rng.normal(size=8).astype(np.float32) for _ in range(steps)],
+              "actions": [rng.uniform(-1, 1, 7).astype(np.float32) for _ in range(steps)]}
+    save_episode(folder, task, ep, played, f"task {task}", "played", {"s": 0})
+
+
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory) -> Path:
     from phase3_vla.dataset import write_lerobot_dataset
@@ -487,6 +498,20 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     r = run_module("phase4_uwm.train", "profile=smoke", *common, "data.split=new", f"init_from={run_root}/phase4/uwm",
                    "run.name=uwm-new", timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+    # finetuning on played episodes too (failures included): their start states become training starts
+    played = run_root / "played"
+    for ep, success in ((25, False), (26, True)):
+        write_played(played, 9, ep, success)
+    r = run_module("phase4_uwm.train", "profile=smoke", *common, "data.split=new", f"init_from={run_root}/phase4/uwm",
+                   "run.name=uwm-played", f"data.played=[{played}]", "train.max_steps=4", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "+ 2 played episodes (1 failed, 24 frames)" in r.stdout
+    meta = json.loads((run_root / "phase4" / "uwm-played" / "export" / "uwm.json").read_text())
+    assert {(s["task_id"], s["seed"]) for s in meta["train_starts"] if s["kind"] == "fixed"} == {(9, 25), (9, 26)}
+    (played / "media" / "task_09_ep_026.played.npz").unlink()  # an episode without its actions is refused, named
+    r = run_module("phase4_uwm.train", "profile=smoke", *common, "data.split=new", f"init_from={run_root}/phase4/uwm",
+                   "run.name=uwm-played2", f"data.played=[{played}]", "train.max_steps=2", timeout=300)
+    assert r.returncode != 0 and "task_09_ep_026.json" in r.stderr and "recorded actions" in r.stderr
     for mode in ("policy", "forward"):
         r = run_module("phase4_uwm.infer", f"mode={mode}", f"load={run_root}/phase4/uwm-new", *common, "clips=4",
                        timeout=300)

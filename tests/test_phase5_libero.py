@@ -49,7 +49,7 @@ def write_episode(folder, task: int, ep: int, frames: np.ndarray, success: bool,
 
 
 def test_video_frames_split_views_and_resize(tmp_path):
-    from phase5_integration.libero_choice import video_frames
+    from phase4_uwm.data import video_frames
     frames = np.zeros((4, 32, 64, 3), np.uint8)
     frames[:, :, :32] = 200  # agent view bright, wrist dark
     write_episode(tmp_path, 9, 0, frames, True)
