@@ -135,6 +135,9 @@ class DataConfig(DemoDataConfig):
     # evaluation folders whose recorded episodes (video + actions, failures included) are trained on as well, e.g.
     # phase 5's rollouts of the split's tasks; their start states are then refused as evaluation states
     played: list[str] = field(default_factory=list)
+    # imitate the played episodes' actions too (action loss); false: they teach dynamics and video only, since a
+    # failure's actions are what the policy should not do
+    played_imitate: bool = False
 
     def check(self) -> None:
         super().check()

@@ -309,7 +309,7 @@ class Clips(torch.utils.data.Dataset):
     same rows (encoded once: the tokenizer is frozen, so this is exact and spares a VAE pass per step)."""
 
     def __init__(self, demos: Demos, cfg: ClipConfig, stats: ActionStats, future_latents: torch.Tensor | None = None,
-                 video_only_fraction: float = 0.0, seed: int = 0):
+                 video_only_fraction: float = 0.0, seed: int = 0, imitate: torch.Tensor | None = None):
         self.demos, self.cfg, self.stats = demos, cfg, stats
         self.idx = clip_indices(demos.episode, cfg)
         self.actions = stats.normalize(demos.actions)
@@ -317,6 +317,11 @@ class Clips(torch.utils.data.Dataset):
         # Action-free samples (video only): a fixed subset, chosen once from the seed, marked has_action = False.
         g = torch.Generator().manual_seed(seed)
         self.has_action = torch.rand(len(demos), generator=g) >= video_only_fraction
+        # imitate (N,) bool: False = the clip's actions condition the video loss but are not imitated (no action
+        # loss), e.g. played episodes that failed; None = every clip is imitated
+        self.imitate = torch.ones(len(demos), dtype=torch.bool) if imitate is None else imitate.bool()
+        if len(self.imitate) != len(demos):
+            raise ValueError(f"imitate has {len(self.imitate)} entries for {len(demos)} frames")
 
     def __len__(self) -> int:
         return len(self.demos)
@@ -328,7 +333,8 @@ class Clips(torch.utils.data.Dataset):
                 "action": self.actions[ix["action"][i]],  # (chunk, A)
                 "action_is_pad": ix["action_is_pad"][i],
                 "task": self.demos.task[i],
-                "has_action": self.has_action[i]}
+                "has_action": self.has_action[i],
+                "imitate": self.imitate[i]}
         if self.latents is not None:
             item["future"] = self.latents[fut].transpose(0, 1).float()  # (V, future_frames, C, h, w)
         else:

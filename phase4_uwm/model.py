@@ -233,8 +233,10 @@ class UWM(nn.Module):
             x_a = a
         cond = self.condition(batch["obs"], batch["task"])
         eps_a, eps_v = self.denoise(x_a, x_v, t_a.float(), t_v.float(), cond)
-        # Action loss over real steps of samples that have actions; padded steps (past the episode's end) excluded.
-        w = (~batch["action_is_pad"].bool() & has[:, None]).float()[..., None].expand_as(a)
+        # Action loss over real steps of samples that have actions and are imitated; padded steps (past the
+        # episode's end) excluded. Samples that are not imitated (played failures) still teach the video loss.
+        imitate = batch.get("imitate", torch.ones_like(has)).bool()
+        w = (~batch["action_is_pad"].bool() & (has & imitate)[:, None]).float()[..., None].expand_as(a)
         per_dim = (((eps_a.float() - n_a) ** 2) * w).sum((0, 1)) / w.sum((0, 1)).clamp_min(1)
         loss_a = (((eps_a.float() - n_a) ** 2) * w).sum() / w.sum().clamp_min(1)
         loss_v = ((eps_v.float() - n_v) ** 2).mean()

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     demos = load_demos(demo_folder(cfg, split), size, cache_dir(cfg.run.root)).select(cfg.data.episodes)
     stats = stats or ActionStats.of(demos.actions)
     z = encode_all(tok, demos, cache_dir(cfg.run.root), split)
-    played, n_demos = [], demos.num_episodes
+    played, n_demos, imitate = [], demos.num_episodes, None
     if cfg.data.played:  # recorded evaluation episodes, failures included; encoded here (small), never cached
         played = played_episodes(cfg.data.played, sorted(demos.instructions), size, with_actions=True)
         if not played:
@@ -108,10 +108,13 @@ def main(argv: list[str] | None = None) -> dict:
         extra = played_demos(played, demos.instructions)
         with torch.no_grad():
             zp = torch.cat([tok.encode(extra.frames[i:i + 128]) for i in range(0, len(extra), 128)])
+        imitate = torch.cat([torch.ones(len(demos), dtype=torch.bool),
+                             torch.full((len(extra),), cfg.data.played_imitate, dtype=torch.bool)])
         demos, z = concat_demos(demos, extra), torch.cat([z, zp])
         print(f"phase4: + {len(played)} played episodes ({extra.identity['failed']} failed, "
-              f"{extra.identity['frames']} frames) from {len(cfg.data.played)} folder(s)", flush=True)
-    train = Clips(demos, cfg.clip, stats, z, cfg.data.video_only_fraction, cfg.run.seed)
+              f"{extra.identity['frames']} frames) from {len(cfg.data.played)} folder(s); their actions "
+              f"{'imitated' if cfg.data.played_imitate else 'condition the video loss only'}", flush=True)
+    train = Clips(demos, cfg.clip, stats, z, cfg.data.video_only_fraction, cfg.run.seed, imitate)
     model = UWM(cfg.model, cfg.clip, tok_cfg, demos.actions.shape[1], demos.frames.shape[1], cfg.objective,
                 cfg.pixel_size)
     model.set_action_stats(stats.low, stats.high)

@@ -18,6 +18,7 @@
 #   ablations   uwm-base-policy-cpu / uwm-base-dynamics-cpu (one loss, same budget) -> their task-9 finetunes;
 #               uwm-base-small-cpu (width 128, 4 blocks) and uwm-new-n10-cpu (10 demonstrations): scale
 #   evaluate    offline (all modes + baselines) and LIBERO policy success (25 fixed states of task 9) per run
+#   played      (only when named) uwm-new continued with and without played episodes (PLAYED=...): see below
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -73,6 +74,15 @@ if has ablations; then
     init_from="$root/phase4/uwm-base-small-$profile" $ft
   run train "uwm-new-n10-$profile" uwm.json tokenizer="$tok" data.split=new data.episodes=10 \
     init_from="$root/phase4/uwm-base-$profile" $ft
+fi
+# played (not in the default stages; phase 5's PLAYED_ARMS runs it): uwm-new-played-<profile> continues uwm-new on the
+# task-9 demonstrations plus the played episodes in PLAYED (comma-separated evaluation folders recorded with actions,
+# failures included, their actions not imitated), uwm-new-more-<profile> the same steps on the demonstrations
+# alone: the equal-budget control
+if has played; then
+  run train "uwm-new-more-$profile" uwm.json tokenizer="$tok" data.split=new init_from="$root/phase4/uwm-new-$profile" $ft
+  run train "uwm-new-played-$profile" uwm.json tokenizer="$tok" data.split=new init_from="$root/phase4/uwm-new-$profile" \
+    "data.played=[${PLAYED:?PLAYED=<evaluation folders with recorded actions>}]" $ft
 fi
 if has evaluate; then
   ev=(run.root="$root" data.demos="$demos")

@@ -10,6 +10,8 @@
 #   TESTBEDS=libero LIBERO_ARMS="vla-first vla-world_model-k4" ...   # phase 3's SmolVLA proposes (VLA=<run>)
 #   TESTBEDS=libero LIBERO_ARMS=" " ROLLOUT_ARMS="simulator world_model" ...  # a scorer trained on played failures too
 #   TESTBEDS=libero SCORER=releases/phase5/scorer-cpu bash scripts/phase5_experiments.sh  # the released scorer
+#   TESTBEDS=libero LIBERO_ARMS=" " PLAYED_ARMS="vla-world_model-k8" TOK=releases/phase4/tok-cpu ...  # a UWM that
+#                                                     # has seen failures (below), against its equal-budget control
 # Testbed 2 needs phase 4's finetuned UWM (STAGES="data tokenizer uwm" bash scripts/phase4_experiments.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,6 +106,29 @@ if [[ " $testbeds " == *" libero "* ]]; then
         > "$logs/train_scorer_rollouts.log" 2>&1
     fi
     for arm in $ROLLOUT_ARMS; do choose_arm "$arm" "$rscorer" rscorer; done
+  fi
+  # The lever the report names: a UWM that has seen failing chunks' futures. The UWM plays states 25-49 again with
+  # its actions recorded (played/uwm); uwm-new continues on the demonstrations plus those episodes (uwm-new-played)
+  # and, the equal-budget control, on the demonstrations alone (uwm-new-more); PLAYED_ARMS play with each as the
+  # imagining world model (tags played-rscorer and more-rscorer; the SmolVLA proposer keeps the proposals fixed).
+  if [ -n "${PLAYED_ARMS:-}" ]; then
+    pdir=$root/phase5/played
+    states=(eval.tasks=[9] eval.first_state=25 eval.episodes=25 eval.videos=-1)
+    [ "$profile" = smoke ] && states=(eval.tasks=[9] eval.first_state=25 eval.episodes=2 eval.videos=-1
+                                      eval.libero.max_steps=6)
+    echo "phase5 played episodes (with actions) -> $logs/played_uwm.log"
+    # shellcheck disable=SC2086
+    "$PY" -m phase4_uwm.evaluate load="$uwm" parts=[policy] "${states[@]}" timestep_spacing=leading \
+      out="$pdir/uwm" run.root="$root" ${ARGS:-} > "$logs/played_uwm.log" 2>&1
+    echo "phase4 uwm-new-more / uwm-new-played -> $root/phase4/logs/"
+    STAGES=played PLAYED="$pdir/uwm" ROOT="$root" PROFILE="$profile" TRAIN_ARGS="${ARGS:-}" \
+      bash scripts/phase4_experiments.sh
+    rscorer=$root/phase5/scorer-rollouts-$profile
+    for arm in $PLAYED_ARMS; do
+      for which in more played; do
+        uwm=$root/phase4/uwm-new-$which-$profile choose_arm "$arm" "$rscorer" "$which-rscorer"
+      done
+    done
   fi
   if ls "$root"/phase5/LIBERO/*/summary.json >/dev/null 2>&1; then
     "$PY" -m phase5_integration.evaluate run.root="$root" testbed=libero | tee "$logs/evaluate_libero.log"

@@ -154,6 +154,24 @@ def test_video_only_samples_have_no_action_loss():
     assert torch.equal(loss, loss2)
 
 
+def test_samples_not_imitated_have_no_action_loss_but_their_actions_condition_the_video():
+    """Played failures (imitate = False) teach dynamics only: no action loss, yet the video loss still depends on
+    their actions (unlike action-free samples, whose actions are replaced by noise)."""
+    m = tiny_model()
+    b = batch_of(4)
+    b["imitate"] = torch.tensor([False, False, True, True])
+    _, logs = m(b, rng_for(4))
+    b_all = dict(b, imitate=torch.ones(4, dtype=torch.bool))
+    _, logs_all = m(b_all, rng_for(4))
+    assert 0 < float(logs["loss/action"]) and float(logs["loss/action"]) != float(logs_all["loss/action"])
+    b_none = dict(b, imitate=torch.zeros(4, dtype=torch.bool))
+    _, logs_none = m(b_none, rng_for(4))
+    assert float(logs_none["loss/action"]) == 0.0
+    other = dict(b_none, action=torch.rand(4, 4, 7) * 2 - 1)
+    _, logs_other = m(other, rng_for(4))
+    assert float(logs_other["loss/video"]) != float(logs_none["loss/video"])
+
+
 def test_padded_action_steps_are_masked_from_the_loss():
     """Errors at padded steps (past the episode's end) do not count: a prediction made terrible there changes
     nothing, and the loss is the mean over the real steps only."""
@@ -505,7 +523,8 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     r = run_module("phase4_uwm.train", "profile=smoke", *common, "data.split=new", f"init_from={run_root}/phase4/uwm",
                    "run.name=uwm-played", f"data.played=[{played}]", "train.max_steps=4", timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "+ 2 played episodes (1 failed, 24 frames)" in r.stdout
+    assert "+ 2 played episodes (1 failed, 24 frames) from 1 folder(s); their actions condition the video loss only" \
+        in r.stdout
     meta = json.loads((run_root / "phase4" / "uwm-played" / "export" / "uwm.json").read_text())
     assert {(s["task_id"], s["seed"]) for s in meta["train_starts"] if s["kind"] == "fixed"} == {(9, 25), (9, 26)}
     (played / "media" / "task_09_ep_026.played.npz").unlink()  # an episode without its actions is refused, named
