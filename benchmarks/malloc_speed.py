@@ -16,25 +16,14 @@ import resource
 import torch
 
 from benchmarks.phase1_speed import median_time
+from benchmarks.phase5_speed import breakout_history
 from common.precision import machine_summary
 from common.system import keep_freed_memory
-from phase1_world_model.envs import make_atari
 from phase1_world_model.loading import load_trained
 from phase5_integration.adapters import Phase1Model
 from phase5_integration.config import PlannerConfig
 from phase5_integration.planner import Planner
 from phase5_integration.protocol import History
-
-
-def breakout_history() -> History:
-    """The real game after 40 steps of scripted play: 4 frames and the 3 actions between them."""
-    env = make_atari("Breakout")
-    obs, _ = env.reset(seed=1)
-    frames = []
-    for a in [1] + [2, 2, 3, 0] * 10:
-        obs, *_ = env.step(a)
-        frames.append(torch.from_numpy(obs).permute(2, 0, 1))
-    return History(torch.stack(frames[-4:]), torch.tensor([2, 3, 0]), None)
 
 
 def measure(planners: dict, hist: History, repeats: int) -> dict:

@@ -27,6 +27,18 @@ from phase5_integration.planner import Planner
 from phase5_integration.protocol import History
 
 
+def breakout_history(with_state: bool = False) -> History:
+    """The real game after 40 steps of scripted play: 4 frames, the 3 actions between them (and the emulator's
+    state, for the oracle)."""
+    env = make_atari("Breakout")
+    obs, _ = env.reset(seed=1)
+    frames = []
+    for a in [1] + [2, 2, 3, 0] * 10:
+        obs, *_ = env.step(a)
+        frames.append(torch.from_numpy(obs).permute(2, 0, 1))
+    return History(torch.stack(frames[-4:]), torch.tensor([2, 3, 0]), snapshot(env) if with_state else None)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
@@ -39,13 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     prec = resolve_precision("auto", "cpu")
     print(f"phase5 speed, {torch.get_num_threads()} thread(s), precision {prec.name} ({prec.reason}); "
           f"{machine_summary()}")
-    env = make_atari("Breakout")
-    obs, _ = env.reset(seed=1)
-    frames = []
-    for a in [1] + [2, 2, 3, 0] * 10:
-        obs, *_ = env.step(a)
-        frames.append(torch.from_numpy(obs).permute(2, 0, 1))
-    hist = History(torch.stack(frames[-4:]), torch.tensor([2, 3, 0]), snapshot(env))
+    hist = breakout_history(with_state=True)
     scorer = load_phase1("latest", "diffusion", args.root)
     models = {"emulator": EmulatorModel(make_atari("Breakout")),
               "diamond": Phase1Model(scorer.model, "diamond", bf16=prec.bf16),

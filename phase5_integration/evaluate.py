@@ -27,7 +27,7 @@ from common.errors import DataError, command
 from common.report import publish as publish_block
 from common.runs import outputs_root
 from phase1_world_model.envs import canonical_game
-from phase5_integration.config import IntegrationEvaluateConfig
+from phase5_integration.config import IntegrationEvaluateConfig, PlannerConfig
 
 README = Path(__file__).resolve().parent / "README.md"
 
@@ -84,35 +84,49 @@ def table(arms: list[dict]) -> str:
 
 
 def budget_figure(arms: list[dict], path: Path) -> Path | None:
-    """Score against the planner's lookahead (agent steps: horizon x action repeat), one line per world model (and
-    replanning interval, when a planner executes more than one planned action) of the enumerating planners, with
-    their intervals, and random play as a band. None when fewer than two planner arms have played."""
+    """Score against the planner's lookahead (agent steps: horizon x action repeat) for the enumerating planners, one
+    line per world model and action repeat (and replanning interval or tie tolerance where they differ), with their
+    intervals, and random play as a band. None when fewer than two planner arms have played."""
     lines: dict[str, list] = {}
     for a in arms:
         p = a.get("planner") or {}
         if p and p.get("method") == "enumerate":
-            label = a["model"] + ("" if p["replan_every"] == p["action_repeat"] else
-                                  f", replans every {p['replan_every']} steps")
+            label = f"{a['model']}, actions held {p['action_repeat']} step{'s' * (p['action_repeat'] > 1)}" + (
+                "" if p["replan_every"] == p["action_repeat"] else f", replans every {p['replan_every']}")
+            tol = p.get("tie_tolerance", PlannerConfig.tie_tolerance)
+            label += "" if tol == PlannerConfig.tie_tolerance else f", ties within {tol:g}"
             lines.setdefault(label, []).append((p["horizon"] * p["action_repeat"], a["score"], a["arm"]))
     if sum(map(len, lines.values())) < 2:
         return None
+    rnd = next((a for a in arms if a["arm"] == "random"), None)
+    return plot_intervals({label: [(x, *score) for x, score, _ in sorted(pts)] for label, pts in lines.items()}, path,
+                          xlabel="lookahead (agent steps = horizon x action repeat)", ylabel="game score per game",
+                          title="Breakout: score against planning lookahead", size=(5.5, 3.6),
+                          band=(rnd["score"][1], rnd["score"][2], "random play (95% interval)") if rnd else None)
+
+
+def plot_intervals(lines: dict[str, list[tuple]], path: Path, xlabel: str, ylabel: str, title: str,
+                   size=(6.5, 3.8), band: tuple | None = None, log2x: bool = False,
+                   ylim: tuple | None = None) -> Path:
+    """One line per label through its points (x, mean, low, high) with interval bars, nudged apart along x so the
+    bars do not hide each other; `band` (low, high, label) shaded across the plot (a baseline's interval)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    rnd = next((a for a in arms if a["arm"] == "random"), None)
-    if rnd:
-        ax.axhspan(rnd["score"][1], rnd["score"][2], color="0.85", label="random play (95% interval)")
-    for j, (model, pts) in enumerate(sorted(lines.items())):
-        pts.sort()
-        x = [q[0] + 0.15 * (j - (len(lines) - 1) / 2) for q in pts]  # a small offset keeps error bars apart
-        m = [q[1][0] for q in pts]
-        err = [[q[1][0] - q[1][1] for q in pts], [q[1][2] - q[1][0] for q in pts]]
-        ax.errorbar(x, m, yerr=err, marker="o", capsize=3, label=model)
-    ax.set_xlabel("lookahead (agent steps = horizon x action repeat)")
-    ax.set_ylabel("game score per game")
-    ax.set_title("Breakout: score against planning lookahead")
-    ax.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=size)
+    if band:
+        ax.axhspan(band[0], band[1], color="0.85", label=band[2])
+    for j, (label, pts) in enumerate(sorted(lines.items())):
+        nudge = j - (len(lines) - 1) / 2
+        x = [q[0] * (1 + 0.03 * nudge) if log2x else q[0] + 0.15 * nudge for q in pts]
+        ax.errorbar(x, [q[1] for q in pts], yerr=[[q[1] - q[2] for q in pts], [q[3] - q[1] for q in pts]],
+                    marker="o", capsize=3, label=label)
+    if log2x:
+        ax.set_xscale("log", base=2)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -181,28 +195,12 @@ def k_figure(arms: list[dict], path: Path) -> Path | None:
     if not any(len({a["settings"]["proposals"] for a in v if a["settings"]["choose"] != "first"}) >= 2
                for v in lines.values()):
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for j, (label, pts) in enumerate(sorted(lines.items())):
-        pts = sorted(pts, key=lambda a: a["settings"]["proposals"])
-        x = [a["settings"]["proposals"] * (1 + 0.03 * (j - (len(lines) - 1) / 2)) for a in pts]  # apart a little
-        y = [100 * a["total"]["rate"] for a in pts]
-        err = [[y_ - 100 * a["total"]["ci95"][0] for y_, a in zip(y, pts)],
-               [100 * a["total"]["ci95"][1] - y_ for y_, a in zip(y, pts)]]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("K (proposals per decision; K = 1: the proposer alone)")
-    ax.set_ylabel("success (%)")
-    ax.set_ylim(-3, 103)
-    ax.set_title("LIBERO: success against the number of proposals")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    pct = lambda a: [100 * a["total"]["rate"], 100 * a["total"]["ci95"][0], 100 * a["total"]["ci95"][1]]  # noqa: E731
+    return plot_intervals({label: [(a["settings"]["proposals"], *pct(a))
+                                   for a in sorted(pts, key=lambda a: a["settings"]["proposals"])]
+                           for label, pts in lines.items()}, path,
+                          xlabel="K (proposals per decision; K = 1: the proposer alone)", ylabel="success (%)",
+                          title="LIBERO: success against the number of proposals", log2x=True, ylim=(-3, 103))
 
 
 def libero_main(cfg: IntegrationEvaluateConfig) -> str:
@@ -237,7 +235,7 @@ def main(argv: list[str] | None = None) -> str:
     fig = budget_figure(arms, outputs_root(cfg.run.root) / "phase5" / canonical_game(cfg.game) / "breakout-budget.png")
     if fig:
         md += ("\n\nThe figure: score against lookahead (agent steps imagined ahead) for the enumerating planners, "
-               "each world model a line, random play the grey band.")
+               "a line per world model and action repeat, random play the grey band.")
     print(md)
     if cfg.publish:
         publish_block(README, md, [fig] if fig else [], README.parent / "figures",
