@@ -82,21 +82,29 @@ if [[ " $testbeds " == *" libero "* ]]; then
       choose="${a%-k*}" "${k[@]}" "${p[@]}" "${t[@]}" ${ARGS:-} > "$log" 2>&1
   }
   for arm in $larms; do choose_arm "$arm" "$scorer"; done
+  play_states() {  # play_states <uwm|vla> <out> <log>: the UWM or the SmolVLA plays task 9 from fixed states 25-49
+    # (never the evaluation's 0-24), every episode recorded (video and actions)
+    local states=(eval.tasks=[9] eval.first_state=25 eval.episodes=25 eval.videos=-1)
+    [ "$profile" = smoke ] && states=(eval.tasks=[9] eval.first_state=25 eval.episodes=2 eval.videos=-1
+                                      eval.libero.max_steps=6)
+    echo "phase5 $1 plays states 25-49 -> $3"
+    if [ "$1" = uwm ]; then
+      # shellcheck disable=SC2086
+      "$PY" -m phase4_uwm.evaluate load="$uwm" parts=[policy] "${states[@]}" timestep_spacing=leading \
+        out="$2" run.root="$root" ${ARGS:-} > "$3" 2>&1
+    else
+      # shellcheck disable=SC2086
+      "$PY" -m phase3_vla.evaluate load="${VLA:-release:full-n50-cpu}" "${states[@]}" eval.out="$2" \
+        run.root="$root" ${ARGS:-} > "$3" 2>&1
+    fi
+  }
   # A scorer that has seen failures: the UWM and the SmolVLA play task 9 from fixed states 25-49 (never the
   # evaluation's 0-24; the scorer's record then refuses them as evaluation states), every episode recorded; the
   # scorer trains on the demonstrations and those episodes; ROLLOUT_ARMS play again with it (tag rscorer).
   if [ -n "${ROLLOUT_ARMS:-}" ]; then
     rdir=$root/phase5/rollouts
-    states=(eval.tasks=[9] eval.first_state=25 eval.episodes=25 eval.videos=-1)
-    [ "$profile" = smoke ] && states=(eval.tasks=[9] eval.first_state=25 eval.episodes=2 eval.videos=-1
-                                      eval.libero.max_steps=6)
-    echo "phase5 rollouts -> $logs/rollouts_uwm.log, $logs/rollouts_vla.log"
-    # shellcheck disable=SC2086
-    "$PY" -m phase4_uwm.evaluate load="$uwm" parts=[policy] "${states[@]}" timestep_spacing=leading \
-      out="$rdir/uwm" run.root="$root" ${ARGS:-} > "$logs/rollouts_uwm.log" 2>&1
-    # shellcheck disable=SC2086
-    "$PY" -m phase3_vla.evaluate load="${VLA:-release:full-n50-cpu}" "${states[@]}" eval.out="$rdir/vla" \
-      run.root="$root" ${ARGS:-} > "$logs/rollouts_vla.log" 2>&1
+    play_states uwm "$rdir/uwm" "$logs/rollouts_uwm.log"
+    play_states vla "$rdir/vla" "$logs/rollouts_vla.log"
     rscorer=$root/phase5/scorer-rollouts-$profile
     if [ ! -f "$rscorer/export/progress_scorer.json" ]; then
       echo "phase5 train_scorer (rollouts) -> $logs/train_scorer_rollouts.log"
@@ -113,13 +121,7 @@ if [[ " $testbeds " == *" libero "* ]]; then
   # imagining world model (tags played-rscorer and more-rscorer; the SmolVLA proposer keeps the proposals fixed).
   if [ -n "${PLAYED_ARMS:-}" ]; then
     pdir=$root/phase5/played
-    states=(eval.tasks=[9] eval.first_state=25 eval.episodes=25 eval.videos=-1)
-    [ "$profile" = smoke ] && states=(eval.tasks=[9] eval.first_state=25 eval.episodes=2 eval.videos=-1
-                                      eval.libero.max_steps=6)
-    echo "phase5 played episodes (with actions) -> $logs/played_uwm.log"
-    # shellcheck disable=SC2086
-    "$PY" -m phase4_uwm.evaluate load="$uwm" parts=[policy] "${states[@]}" timestep_spacing=leading \
-      out="$pdir/uwm" run.root="$root" ${ARGS:-} > "$logs/played_uwm.log" 2>&1
+    play_states uwm "$pdir/uwm" "$logs/played_uwm.log"
     echo "phase4 uwm-new-more / uwm-new-played -> $root/phase4/logs/"
     STAGES=played PLAYED="$pdir/uwm" ROOT="$root" PROFILE="$profile" TRAIN_ARGS="${ARGS:-}" \
       bash scripts/phase4_experiments.sh
