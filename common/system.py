@@ -74,11 +74,12 @@ def set_threads(threads: int, local_world_size: int = 1) -> int:
 def keep_freed_memory(pad_bytes: int = 256 << 20, trim_bytes: int = 1 << 30) -> bool:
     """Ask glibc's malloc to keep freed memory in the process (Linux only; elsewhere a no-op returning False).
 
-    By default glibc returns the top of the heap to the OS whenever more than a few MB are free, so a loop that
-    allocates and frees the same large activations (sampling, planning) page-faults the memory back in on every
-    call: on a 2-core AVX2 machine half of a planning decision's time went to the kernel. A trim threshold of
-    `trim_bytes` and a top pad of `pad_bytes` keep that memory (the process's peak, at most `trim_bytes` more).
-    `python -m benchmarks.malloc_speed` measures the effect in one process."""
+    By default glibc returns the top of the heap to the OS whenever more than a few MB are free, and serves every
+    block above 32 MB with its own mmap, unmapped when freed, so a loop that allocates and frees the same large
+    activations (sampling, planning) page-faults the memory back in on every call: on a 2-core AVX2 machine half of
+    a planning decision's time went to the kernel. A trim threshold of `trim_bytes`, a top pad of `pad_bytes` and no
+    mmap'd blocks (every block from the heap, reused once freed) keep that memory (the process's peak, at most
+    `trim_bytes` more). `python -m benchmarks.malloc_speed` measures the effect in one process."""
     import sys
     for name, v in (("pad_bytes", pad_bytes), ("trim_bytes", trim_bytes)):
         if not 0 <= v < 2**31:
@@ -90,8 +91,9 @@ def keep_freed_memory(pad_bytes: int = 256 << 20, trim_bytes: int = 1 << 30) -> 
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # musl and other C libraries have no mallopt
         return False
-    M_TRIM_THRESHOLD, M_TOP_PAD = -1, -2
-    return bool(mallopt(M_TRIM_THRESHOLD, trim_bytes)) and bool(mallopt(M_TOP_PAD, pad_bytes))
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
+    return all(bool(mallopt(k, v)) for k, v in ((M_TRIM_THRESHOLD, trim_bytes), (M_TOP_PAD, pad_bytes),
+                                                 (M_MMAP_MAX, 0)))
 
 
 def seed_everything(seed: int) -> None:
