@@ -20,6 +20,7 @@ UWM's policy mode, or phase 3's SmolVLA for the arms named vla-*); and what the 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from common.config import cli
@@ -188,8 +189,7 @@ def k_figure(arms: list[dict], path: Path) -> Path | None:
         if st["choose"] == "first":
             continue
         proposer = st.get("proposer", "uwm")
-        label = (f"{'SmolVLA' if proposer == 'vla' else 'UWM'} + {st['choose']}"
-                 + (f" ({a.get('scorer_name') or st['scorer'][:8]})" if "scorer" in st else ""))
+        label = re.sub(r"-k\d+", "", a["arm"])  # the arm without its K: proposer, choice, scorer and world model
         lines.setdefault(label, [firsts.get(proposer)]).append(a)
     lines = {k: [a for a in v if a] for k, v in lines.items()}
     if not any(len({a["settings"]["proposals"] for a in v if a["settings"]["choose"] != "first"}) >= 2

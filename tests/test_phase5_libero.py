@@ -378,7 +378,7 @@ def test_k_figure_needs_two_values_of_k_on_one_line(tmp_path):
         st = {"choose": choose, "proposals": k, "proposer": proposer}
         if choose != "first":
             st["scorer"] = scorer
-        return {"arm": f"{choose}-{k}", "settings": st, "scorer_name": scorer,
+        return {"arm": f"{choose}-k{k}" + ("-b" if scorer == "B" else ""), "settings": st, "scorer_name": scorer,
                 "total": {"successes": succ, "episodes": 20, "rate": succ / 20, "ci95": [0.1, 0.9]}}
     one_k = [arm("first", 1, 10), arm("world_model", 8, 12), arm("world_model", 4, 12, scorer="B")]
     assert k_figure(one_k, tmp_path / "a.png") is None  # a line per scorer: each has one K
