@@ -360,6 +360,12 @@ def cache_dir(root: str) -> Path:
     return outputs_root(root) / "phase4" / "cache"
 
 
+@torch.no_grad()
+def encode_frames(tok, frames: torch.Tensor, batch: int = 128) -> torch.Tensor:
+    """Latents (N, V, C, h, w) of uint8 frames (N, V, 3, S, S), `batch` frames at a time."""
+    return torch.cat([tok.encode(frames[i:i + batch]) for i in range(0, len(frames), batch)])
+
+
 def encode_all(tok, demos: Demos, cache, tag: str, batch: int = 128) -> torch.Tensor:
     """Latents (N, V, C, h, w) of every frame, from the cache when the tokenizer and data set match (fp16 on disk)."""
     key = hashlib.sha256(repr((tag, demos.identity.get("meta_sha256"), len(demos), float(tok.scale),
@@ -372,8 +378,7 @@ def encode_all(tok, demos: Demos, cache, tag: str, batch: int = 128) -> torch.Te
                 return z.float()
         except (OSError, RuntimeError, EOFError) as e:
             print(f"phase4: latent cache {path} is unreadable ({e}); encoding again", flush=True)
-    with torch.no_grad():
-        z = torch.cat([tok.encode(demos.frames[i:i + batch]) for i in range(0, len(demos), batch)])
+    z = encode_frames(tok, demos.frames, batch)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: torch.save(z.half(), f))

@@ -24,8 +24,8 @@ from common.config import ConfigError, cli, to_dict
 from common.errors import command
 from common.trainer import Hook, Trainer, setup_run
 from phase4_uwm.config import Phase4Config, TokenizerConfig
-from phase4_uwm.data import (ActionStats, Clips, cache_dir, concat_demos, demo_folder, encode_all, evenly_spaced,
-                             load_demos, make_clips, played_demos, played_episodes, played_starts)
+from phase4_uwm.data import (ActionStats, Clips, cache_dir, concat_demos, demo_folder, encode_all, encode_frames,
+                             evenly_spaced, load_demos, make_clips, played_demos, played_episodes, played_starts)
 from phase4_uwm.loading import load_tokenizer, load_uwm, pixel_tokenizer
 from phase4_uwm.model import UWM
 from phase4_uwm.modes import run_mode
@@ -106,8 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise ConfigError("data.played", cfg.data.played, f"no recorded episode of tasks "
                                                               f"{sorted(demos.instructions)} there")
         extra = played_demos(played, demos.instructions)
-        with torch.no_grad():
-            zp = torch.cat([tok.encode(extra.frames[i:i + 128]) for i in range(0, len(extra), 128)])
+        zp = encode_frames(tok, extra.frames)
         imitate = torch.cat([torch.ones(len(demos), dtype=torch.bool),
                              torch.full((len(extra),), cfg.data.played_imitate, dtype=torch.bool)])
         demos, z = concat_demos(demos, extra), torch.cat([z, zp])

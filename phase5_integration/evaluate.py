@@ -96,11 +96,11 @@ def budget_figure(arms: list[dict], path: Path) -> Path | None:
                 "" if p["replan_every"] == p["action_repeat"] else f", replans every {p['replan_every']}")
             tol = p.get("tie_tolerance", PlannerConfig.tie_tolerance)
             label += "" if tol == PlannerConfig.tie_tolerance else f", ties within {tol:g}"
-            lines.setdefault(label, []).append((p["horizon"] * p["action_repeat"], a["score"], a["arm"]))
+            lines.setdefault(label, []).append((p["horizon"] * p["action_repeat"], *a["score"]))
     if sum(map(len, lines.values())) < 2:
         return None
     rnd = next((a for a in arms if a["arm"] == "random"), None)
-    return plot_intervals({label: [(x, *score) for x, score, _ in sorted(pts)] for label, pts in lines.items()}, path,
+    return plot_intervals({label: sorted(pts) for label, pts in lines.items()}, path,
                           xlabel="lookahead (agent steps = horizon x action repeat)", ylabel="game score per game",
                           title="Breakout: score against planning lookahead", size=(5.5, 3.6),
                           band=(rnd["score"][1], rnd["score"][2], "random play (95% interval)") if rnd else None)

@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.images import to_uint8
 from phase4_uwm.modes import run_mode
 from phase4_uwm.policy import IMAGE_KEYS
 from phase5_integration.config import CHOOSERS
@@ -352,7 +353,7 @@ class ChunkChooser:
         img = self.tok.decode(z).float()  # (D, V, 3, S, S) in [-1, 1]
         img = torch.cat(list(img.unbind(1)), dim=-1)  # views side by side: (D, 3, S, V * S)
         img = F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)
-        img = ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        img = to_uint8(img).permute(0, 2, 3, 1).cpu().numpy()
         starts = [t for t, _ in self.imagined]
         out, gap = [], np.full((2, w, 3), 255, np.uint8)
         for t, real in enumerate(frames):

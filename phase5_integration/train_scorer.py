@@ -26,7 +26,8 @@ import torch
 from common.config import ConfigError, cli, to_dict
 from common.errors import DataError, command
 from common.trainer import Trainer, setup_run
-from phase4_uwm.data import cache_dir, demo_folder, encode_all, load_demos, played_episodes, played_starts
+from phase4_uwm.data import (cache_dir, demo_folder, encode_all, encode_frames, load_demos, played_episodes,
+                             played_starts)
 from phase4_uwm.loading import load_tokenizer, same_scale
 from phase5_integration.config import ScorerTrainConfig
 from phase5_integration.libero_choice import (ProgressData, ProgressScorer, ScorerTraining, episode_progress,
@@ -95,9 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
             r["held_out"] = i % 5 == 4
         if not rollouts:
             raise DataError(f"rollouts: no episode of tasks {tasks} in {cfg.rollouts}")
-        with torch.no_grad():
-            zr = [torch.cat([tok.encode(r["frames"][i:i + 128]) for i in range(0, len(r["frames"]), 128)])
-                  for r in rollouts]
+        zr = [encode_frames(tok, r["frames"]) for r in rollouts]
         train = [i for i, r in enumerate(rollouts) if not r["held_out"]]
         held = [rollouts[i] for i in range(len(rollouts)) if rollouts[i]["held_out"]]
         z_held = [zr[i] for i in range(len(rollouts)) if rollouts[i]["held_out"]]
