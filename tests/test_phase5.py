@@ -3,6 +3,7 @@ toy world with known dynamics, the emulator oracle (exact, and blind to the real
 protocol (shapes, batching, prefix sharing, determinism under a seed), and smoke runs of the entry points."""
 from __future__ import annotations
 
+import subprocess
 import json
 
 import numpy as np
@@ -385,3 +386,15 @@ def test_action_repeat_plans_macro_actions_and_looks_further():
     assert plan.value == pytest.approx(float(sequence_value(im.reward, im.end, 0.99, 5.0).max()))
     p.shift(2)  # one whole macro-action executed
     assert p.prev[0] == plan.actions[2]
+
+
+def test_first_values_script_prints_a_value_per_first_action():
+    """scripts/phase5_first_values.py (the diagnostic behind the planner stall): one row per first action."""
+    import sys
+    from common.config import REPO_ROOT
+    r = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "phase5_first_values.py"), "model.kind=regressor",
+                        "planner.horizon=2", "run.threads=1"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split(" | ")[0] for row in rows] == ["| 0", "| 1", "| 2", "| 3"]
+    assert "16 sequences at the first frame of game 0" in r.stdout
