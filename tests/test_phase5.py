@@ -3,8 +3,8 @@ toy world with known dynamics, the emulator oracle (exact, and blind to the real
 protocol (shapes, batching, prefix sharing, determinism under a seed), and smoke runs of the entry points."""
 from __future__ import annotations
 
-import subprocess
 import json
+import subprocess
 
 import numpy as np
 import pytest
