@@ -6,6 +6,8 @@
     python -m phase5_integration.choose choose=pixel_goal proposals=8    # ... chosen by pixel distance to a goal
     python -m phase5_integration.choose choose=simulator proposals=8     # ... by the real simulator (the ceiling)
     python -m phase5_integration.choose proposer=vla choose=world_model  # phase 3's SmolVLA proposes instead
+    python -m phase5_integration.choose proposer_uwm=outputs/phase4/uwm-new-cpu uwm=outputs/phase4/uwm-new-played-cpu
+                                                                         # one UWM proposes, another imagines
     python -m phase5_integration.choose profile=smoke                    # seconds (tests)
 
 Every arm plays the same held-out fixed initial states of LIBERO-Object (eval.tasks, eval.first_state ..
@@ -30,7 +32,7 @@ from common.system import start
 from phase4_uwm.libero_eval import Player, policy_eval
 from phase4_uwm.loading import load_uwm, same_scale
 from phase5_integration.config import ChooseConfig
-from phase5_integration.libero_choice import ChunkChooser, VLAProposer
+from phase5_integration.libero_choice import ChunkChooser, UWMProposer, VLAProposer, check_proposer_fits
 from phase5_integration.loading import load_scorer
 
 
@@ -84,7 +86,18 @@ def main(argv: list[str] | None = None) -> dict:
     scorer, settings = None, {"choose": cfg.choose, "proposals": 1 if cfg.choose == "first" else cfg.proposals,
                               "timestep_spacing": uwm.model.cfg.timestep_spacing}
     what = f"UWM `{uwm.run.dir.name}` proposes"
-    vla = None
+    vla = prop = None
+    if cfg.proposer_uwm:
+        prop = load_uwm(cfg.proposer_uwm, root, dev, cfg.timestep_spacing)
+        try:
+            check_proposer_fits(prop.model, uwm.model)
+        except ValueError as e:
+            raise ConfigError("proposer_uwm", cfg.proposer_uwm, f"{prop.run.dir} cannot propose for {uwm.run.dir}: {e}")
+        meta["train_starts"] += list(prop.meta.get("train_starts", []))
+        meta["proposer_folder"] = str(prop.run.dir)
+        settings.update(proposer_uwm=hashlib.sha256((prop.run.export_dir / "model.safetensors").read_bytes())
+                        .hexdigest()[:16])
+        what = f"UWM `{prop.run.dir.name}` proposes, UWM `{uwm.run.dir.name}` imagines"
     if cfg.proposer == "vla":
         vla = load_vla(cfg, dev, chunk)
         meta["vla_folder"] = str(vla[0])
@@ -109,7 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
     what += f"; choice: {cfg.choose}, K = {settings['proposals']}"
 
     def make(task, g):
-        proposer = None if vla is None else VLAProposer(*vla[1:4], chunk, g)
+        proposer = (VLAProposer(*vla[1:4], chunk, g) if vla is not None
+                    else UWMProposer(prop.model, task, cfg.denoise_steps, g) if prop is not None else None)
         return (ChunkChooser(uwm.model, uwm.tokenizer, scorer, task, cfg.proposals, cfg.choose, cfg.denoise_steps,
                              g, goal, proposer), lambda x: x, lambda x: x)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.config import choice, require
+from common.config import choice, require, require_together
 from common.logger import LogConfig
 from common.runs import RunConfig, TrainRunConfig
 from common.trainer import TrainConfig
@@ -227,6 +227,9 @@ class ChooseConfig:
     # phase 4's UWM (the world model, and the proposer unless proposer=vla): a run folder, latest or release
     uwm: str = "latest"
     proposer: str = "uwm"  # who proposes the K chunks: uwm (its policy mode) | vla (phase 3's SmolVLA, `vla`)
+    # proposer=uwm: another UWM whose policy mode proposes while `uwm` imagines (a run folder, latest or release);
+    # "" = `uwm` does both. Keeps the proposals fixed while the imagining model changes (arm names get `uwmp-`)
+    proposer_uwm: str = ""
     # the SmolVLA that proposes when proposer=vla: a phase 3 run name or folder, `release` or `release:<name>`
     vla: str = "release:full-n50-cpu"
     scorer: str = "latest"  # the progress scorer (a train_scorer run folder, latest or release); unused by first
@@ -244,12 +247,15 @@ class ChooseConfig:
     def check(self) -> None:
         choice("choose", self.choose, CHOOSERS)
         choice("proposer", self.proposer, PROPOSERS)
+        require_together(not self.proposer_uwm or self.proposer == "uwm",
+                         {"proposer_uwm": self.proposer_uwm, "proposer": self.proposer},
+                         "proposer_uwm names the UWM that proposes, so only with proposer=uwm: drop one of the two")
         require(self.proposals >= 1, "proposals", self.proposals, "must be >= 1")
         require(self.denoise_steps >= 0, "denoise_steps", self.denoise_steps, "must be >= 0 (0 = the model's)")
         if self.timestep_spacing:
             choice("timestep_spacing", self.timestep_spacing, ("trailing", "leading"))
 
     def arm_name(self) -> str:
-        prefix = "" if self.proposer == "uwm" else f"{self.proposer}-"
+        prefix = "uwmp-" if self.proposer_uwm else "" if self.proposer == "uwm" else f"{self.proposer}-"
         base = prefix + (self.choose if self.choose == "first" else f"{self.choose}-k{self.proposals}")
         return self.name or (f"{base}-{self.tag}" if self.tag else base)

@@ -6,7 +6,8 @@
 
 Every `chunk` steps (the whole chunk is played open loop, so the imagined outcome is the state of the next decision):
 
-    proposer     the UWM's policy mode, K samples of one observation (one conditioning pass, batched over K);
+    proposer     the UWM's policy mode, K samples of one observation (one conditioning pass, batched over K),
+                 or another UWM's (`UWMProposer`: the proposals stay fixed while the imagining UWM changes);
                  or phase 3's SmolVLA (`VLAProposer`): K flow-matching samples (K noise draws, one batched call),
                  each cut to the UWM's chunk length, so that the UWM only imagines and scores
     choose
@@ -240,12 +241,41 @@ class VLAProposer:
         return self.post(actions.reshape(-1, actions.shape[-1])).reshape(k, self.chunk, -1).float()
 
 
+class UWMProposer:
+    """K action chunks from a UWM's policy mode (one conditioning pass, batched over K), raw units. The chooser's
+    own UWM proposes this way by default; this class lets another UWM propose while the chooser's imagines (the
+    proposals stay fixed when only the imagining model changes). Same generator, same draws as the default."""
+
+    reads = "frames"
+
+    def __init__(self, model, task_id: int, denoise_steps: int = 0, generator: torch.Generator | None = None):
+        self.model, self.task_id, self.denoise_steps, self.generator = model.eval(), task_id, denoise_steps, generator
+
+    @torch.no_grad()
+    def __call__(self, obs: torch.Tensor, k: int) -> torch.Tensor:
+        """obs (1, V, F, 3, S, S) uint8 -> (k, chunk, A)."""
+        dev = next(self.model.parameters()).device
+        cond = self.model.condition(obs.to(dev), torch.tensor([self.task_id], device=dev)).expand(k, -1)
+        return run_mode(self.model, "policy", None, None, cond=cond, steps=self.denoise_steps,
+                        generator=self.generator).actions
+
+
+def check_proposer_fits(proposer_model, model) -> None:
+    """A UWM that proposes for another must read the same observations and write the same chunks."""
+    for what, a, b in (("chunk length", proposer_model.clip.chunk, model.clip.chunk),
+                       ("observation frames", proposer_model.clip.obs_frames, model.clip.obs_frames),
+                       ("image size", int(proposer_model.obs_size), int(model.obs_size)),
+                       ("action dimension", proposer_model.action_dim, model.action_dim)):
+        if a != b:
+            raise ValueError(f"the proposing UWM's {what} is {a}, the imagining UWM's {b}: they must match")
+
+
 class ChunkChooser:
     """A policy for phase 3's episode loop that picks one of K proposed chunks per decision (module docstring)."""
 
     def __init__(self, model, tokenizer, scorer: ProgressScorer | None, task_id: int, proposals: int, choose: str,
                  denoise_steps: int = 0, generator: torch.Generator | None = None, goal: torch.Tensor | None = None,
-                 proposer: VLAProposer | None = None):
+                 proposer: VLAProposer | UWMProposer | None = None):
         if choose not in CHOOSERS:
             raise ValueError(f"choose={choose!r}: allowed values: {', '.join(CHOOSERS)}")
         if choose in ("world_model", "simulator") and scorer is None:
@@ -255,7 +285,7 @@ class ChunkChooser:
         self.model, self.tok, self.scorer, self.task_id = model, tokenizer, scorer, task_id
         self.k = 1 if choose == "first" else proposals
         self.choose, self.denoise_steps, self.generator, self.goal = choose, denoise_steps, generator, goal
-        self.proposer = proposer  # None: the UWM's policy mode proposes
+        self.proposer = proposer  # None: this UWM's policy mode proposes
         self.size = int(model.obs_size)
         self._queues = {"action": deque()}
         self.history: deque = deque(maxlen=model.clip.obs_frames)
@@ -276,13 +306,14 @@ class ChunkChooser:
     @torch.no_grad()
     def propose(self, obs: torch.Tensor, raw: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (1, V, F, 3, S, S) -> the UWM's conditioning repeated K times and K chunks (K, chunk, A), raw units
-        (from the UWM's policy mode, or from the VLA proposer given the raw observation batch `raw`)."""
-        if self.proposer is not None and raw is None:
+        (from the UWM's policy mode, another UWM's, or the VLA proposer given the raw observation batch `raw`)."""
+        reads = getattr(self.proposer, "reads", "raw")
+        if self.proposer is not None and reads == "raw" and raw is None:
             raise ValueError("a VLA proposer needs the raw observation batch")
         dev = next(self.model.parameters()).device
         cond = self.model.condition(obs.to(dev), torch.tensor([self.task_id], device=dev)).expand(self.k, -1)
         if self.proposer is not None:
-            return cond, self.proposer(raw, self.k).to(dev)
+            return cond, self.proposer(obs if reads == "frames" else raw, self.k).to(dev)
         out = run_mode(self.model, "policy", None, None, cond=cond, steps=self.denoise_steps, generator=self.generator)
         return cond, out.actions
 

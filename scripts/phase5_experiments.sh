@@ -71,9 +71,12 @@ if [[ " $testbeds " == *" libero "* ]]; then
     "$PY" -m phase5_integration.train_scorer profile="$profile" run.root="$root" run.name="scorer-$profile" \
       log.progress=false ${ARGS:-} > "$logs/train_scorer.log" 2>&1
   fi
-  choose_arm() {  # choose_arm <[vla-]<choice>[-k<K>]> <scorer> [tag]: vla- = phase 3's SmolVLA proposes (VLA=<run>)
+  # choose_arm <[vla-|uwmp-]<choice>[-k<K>]> <scorer> [tag]: vla- = phase 3's SmolVLA proposes (VLA=<run>);
+  # uwmp- = uwm-new (phase 4's) proposes whichever UWM imagines (the proposals fixed while the imaginer changes)
+  choose_arm() {
     local a=$1 k=() p=() t=() log=$logs/libero_$1${3:+-$3}.log
     [[ $a == vla-* ]] && { p=(proposer=vla vla="${VLA:-release:full-n50-cpu}"); a=${a#vla-}; }
+    [[ $a == uwmp-* ]] && { p=(proposer_uwm="$root/phase4/uwm-new-$profile"); a=${a#uwmp-}; }
     [[ $a == *-k* ]] && k=(proposals="${a##*-k}")
     [ -n "${3:-}" ] && t=(tag="$3")
     echo "phase5 LIBERO $1 ${3:+($3) }-> $log"
@@ -118,7 +121,8 @@ if [[ " $testbeds " == *" libero "* ]]; then
   # The lever the report names: a UWM that has seen failing chunks' futures. The UWM plays states 25-49 again with
   # its actions recorded (played/uwm); uwm-new continues on the demonstrations plus those episodes (uwm-new-played)
   # and, the equal-budget control, on the demonstrations alone (uwm-new-more); PLAYED_ARMS play with each as the
-  # imagining world model (tags played-rscorer and more-rscorer; the SmolVLA proposer keeps the proposals fixed).
+  # imagining world model (tags played-rscorer and more-rscorer); the proposals stay fixed with the SmolVLA (vla-)
+  # or uwm-new (uwmp-) proposing: PLAYED_ARMS="vla-world_model-k8 uwmp-world_model-k8".
   if [ -n "${PLAYED_ARMS:-}" ]; then
     pdir=$root/phase5/played
     play_states uwm "$pdir/uwm" "$logs/played_uwm.log"

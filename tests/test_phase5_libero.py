@@ -11,8 +11,8 @@ import torch
 
 from types import SimpleNamespace
 
-from phase5_integration.libero_choice import (ChunkChooser, ProgressScorer, VLAProposer, episode_progress, restore,
-                                              snapshot)
+from phase5_integration.libero_choice import (ChunkChooser, ProgressScorer, UWMProposer, VLAProposer,
+                                              check_proposer_fits, episode_progress, restore, snapshot)
 from test_phase4 import _demo, tiny_model  # noqa: F401  (the synthetic demonstrations and the tiny UWM)
 
 from conftest import run_module
@@ -100,6 +100,37 @@ def test_chooser_plays_the_best_scored_proposal_and_records_its_scores(monkeypat
     # the chosen chunk's imagined end is kept with the step of its decision (for the real-above-imagined video)
     assert [t for t, _ in ch.imagined] == [0, 4]
     assert torch.equal(ch.imagined[1][1], seen["forward"].future[ch.decisions[1]["chosen"], :, -1])
+
+
+def test_another_uwm_proposes_while_the_chooser_imagines():
+    """UWMProposer: with the chooser's own UWM it reproduces the default decisions draw for draw; with another UWM
+    the chunks are that UWM's policy samples and the imagining model scores them; a UWM that writes other chunks
+    cannot propose."""
+    from phase5_integration import libero_choice
+    model, other = tiny_model(0), tiny_model(1)
+    batch = {k: torch.rand(1, 3, 32, 32) for k in libero_choice.IMAGE_KEYS}
+
+    def play(proposer_model, imagine_model, steps=8):
+        g = torch.Generator().manual_seed(4)
+        prop = None if proposer_model is None else UWMProposer(proposer_model, 9, generator=g)
+        ch = ChunkChooser(imagine_model, None, FixedScorer(2, 4, 8), task_id=9, proposals=3, choose="world_model",
+                          generator=g, proposer=prop)
+        ch.reset()
+        return torch.cat([ch.select_action(batch) for _ in range(steps)]), ch.decisions
+
+    default, dec = play(None, model)
+    same, dec_same = play(model, model)
+    assert torch.equal(default, same) and dec == dec_same
+    mixed, dec_mixed = play(other, model)
+    g = torch.Generator().manual_seed(4)
+    obs = libero_choice.frames_at(batch, int(model.obs_size))
+    proposals = UWMProposer(other, 9, generator=g)(torch.stack([obs] * model.clip.obs_frames, 1)[None], 3)
+    assert torch.allclose(mixed[:4], proposals[dec_mixed[0]["chosen"]])
+    assert not torch.allclose(mixed, default)
+    check_proposer_fits(other, model)
+    other.clip = SimpleNamespace(chunk=model.clip.chunk + 1, obs_frames=model.clip.obs_frames)
+    with pytest.raises(ValueError, match="chunk length is 5, the imagining UWM's 4"):
+        check_proposer_fits(other, model)
 
 
 def test_annotate_puts_the_imagined_chunk_end_below_each_real_frame():
@@ -301,6 +332,11 @@ def test_smoke_scorer_choose_and_table(collection, tmp_path, capsys):
                      "eval.videos=0", "eval.progress=false"])
     rec = json.loads(next((root / "phase5" / "LIBERO" / "vla-world_model-k2" / "episodes").glob("*.json")).read_text())
     assert s["played_now"] == 1 and rec["settings"]["proposer"] == "vla" and len(rec["decisions"][0]["scores"]) == 2
+    # another UWM proposes while this one imagines (here the same run: the settings record its weights)
+    s = choose.main(["profile=smoke", *common, f"proposer_uwm={root / 'phase4' / 'uwm'}", "choose=world_model",
+                     "eval.libero.image_size=64", "eval.videos=0", "eval.progress=false"])
+    rec = json.loads(next((root / "phase5" / "LIBERO" / "uwmp-world_model-k2" / "episodes").glob("*.json")).read_text())
+    assert s["played_now"] == 1 and len(rec["settings"]["proposer_uwm"]) == 16 and "proposes, UWM" in s["describe"]
     with pytest.raises(SystemExit) as bad_size:
         choose.main(["profile=smoke", *common, "proposer=vla", "eval.libero.image_size=64", "eval.progress=false"])
     assert bad_size.value.code == 2 and "render at that size" in capsys.readouterr().err
@@ -392,3 +428,6 @@ def test_arm_names():
     assert ChooseConfig(choose="world_model", proposals=4).arm_name() == "world_model-k4"
     assert ChooseConfig(choose="simulator", proposer="vla", tag="rscorer").arm_name() == "vla-simulator-k8-rscorer"
     assert ChooseConfig(choose="simulator", name="mine", tag="x").arm_name() == "mine"
+    assert ChooseConfig(choose="world_model", proposer_uwm="a", tag="t").arm_name() == "uwmp-world_model-k8-t"
+    with pytest.raises(ValueError, match="proposer_uwm"):
+        ChooseConfig(proposer="vla", proposer_uwm="a").check()
