@@ -12,7 +12,8 @@
 #   df-capped-cpu     DF with its training levels capped at the sampler's sigma_max (model.level_max=5)
 #   df-clean-cpu      df-capped-cpu plus 10% of windows with clean context (model.clean_context=0.1)
 #   full-sequence-cpu the full-sequence baseline (model.objective=full_sequence)
-# Two runs train side by side (run.threads=0 divides the cores between them); rerun after an interruption: finished runs are reused,
+# Two runs train side by side, each with half the cores (THREADS=<n> to choose; two processes that each take every
+# core slow each other several-fold); rerun after an interruption: finished runs are reused,
 # interrupted ones resumed. Then `compare` plays every method against each DF variant's own control.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ PY=${PY:-.venv/bin/python}
 root=${ROOT:-outputs}  # run.root of every command
 logs=$root/phase2/logs
 mkdir -p "$logs"
+cores=$(nproc 2>/dev/null || echo 2)
+threads=${THREADS:-$(( cores / 2 > 0 ? cores / 2 : 1 ))}  # per run: two train side by side
 
 train() {  # train <run name> <overrides...>: reuse a finished run, resume an interrupted one
   local name=$1; shift
@@ -28,7 +31,8 @@ train() {  # train <run name> <overrides...>: reuse a finished run, resume an in
   if ls "$dir"/export/*.json >/dev/null 2>&1; then echo "phase2/$name: finished, reused"; return 0; fi
   ls "$dir"/checkpoints/step_*.pt >/dev/null 2>&1 && resume=(run.resume=true)
   echo "phase2/$name -> $logs/$name.log"
-  "$PY" -m phase2_diffusion_forcing.train profile=cpu run.root="$root" "$@" run.name="$name" "${resume[@]}" \
+  "$PY" -m phase2_diffusion_forcing.train profile=cpu run.root="$root" run.threads="$threads" "$@" run.name="$name" \
+    "${resume[@]}" \
     log.progress=false > "$logs/$name.log" 2>&1
 }
 
