@@ -64,6 +64,30 @@ def sample_chunk(model: DFWorldModel, history: torch.Tensor, history_sigma: torc
     return x.clamp(-1, 1)
 
 
+def history_levels(frames: torch.Tensor, generated: torch.Tensor, stabilization: float,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 history frames (B, K, 3, H, W) and which of them the model generated (B, K) -> the history as the
+    denoiser sees it, in [-1, 1], generated frames noised at the stabilization level, and its levels (B, K)."""
+    hist = to_model_range(frames)
+    hist_sigma = torch.where(generated, stabilization, 0.0)
+    if stabilization > 0:
+        hist = hist + hist_sigma[..., None, None, None] * torch.randn(hist.shape, generator=generator,
+                                                                      device=hist.device)
+    return hist, hist_sigma
+
+
+@torch.no_grad()
+def next_frame(model: DFWorldModel, frames: torch.Tensor, actions: torch.Tensor, generated: torch.Tensor,
+               sampler: SamplerConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One frame after K history frames (B, K, 3, H, W) uint8, `actions[:, i]` (B, K) taken on frame i, `generated`
+    (B, K) marking the model's own frames -> (B, 3, H, W) uint8: one window of `rollout` with sampler.chunk = 1
+    (the same random draws in the same order). Only the autoregressive schedule means anything for one frame."""
+    hist, hist_sigma = history_levels(frames, generated, sampler.stabilization, generator)
+    matrix = schedules.make(sampler.schedule, 1, sampler.steps, sampler.uncertainty, sampler.matrix_file)
+    return to_uint8(sample_chunk(model, hist, hist_sigma, actions, matrix, sampler.steps, sampler.stabilization,
+                                 generator))[:, 0]
+
+
 @torch.no_grad()
 def rollout(model: DFWorldModel, context: torch.Tensor, actions: torch.Tensor, horizon: int,
             sampler: SamplerConfig, generator: torch.Generator | None = None, bf16: bool = False) -> torch.Tensor:
@@ -83,11 +107,7 @@ def rollout(model: DFWorldModel, context: torch.Tensor, actions: torch.Tensor, h
         while sum(o.shape[1] for o in out) < horizon:
             done = sum(o.shape[1] for o in out)
             f = min(F, horizon - done)
-            hist = to_model_range(frames[:, -K:])
-            hist_sigma = torch.where(generated[:, -K:], sampler.stabilization, 0.0)
-            if sampler.stabilization > 0:
-                hist = hist + hist_sigma[..., None, None, None] * torch.randn(
-                    hist.shape, generator=generator, device=device)
+            hist, hist_sigma = history_levels(frames[:, -K:], generated[:, -K:], sampler.stabilization, generator)
             chunk = sample_chunk(model, hist, hist_sigma, acts[:, done:done + K + f - 1], matrix[:, :f], sampler.steps,
                                  sampler.stabilization, generator)
             chunk = to_uint8(chunk)

@@ -2,8 +2,9 @@
 
     Phase1Model   phase 1's DIAMOND-lite (diffusion) or its regressor: one frame at a time from the last K frames
                   and actions; reward and life loss from a reward/end head (its own, or another model's)
-    DFModel       phase 2's Diffusion Forcing model: the H frames in one sliding-window rollout (its scheduling
-                  matrix and stabilization level); it has no reward/end head, so a phase 1 head scores its frames
+    DFModel       phase 2's Diffusion Forcing model: its scheduling matrix and stabilization level (the
+                  autoregressive schedule frame by frame over a tree of prefixes, others in sliding windows per
+                  candidate); it has no reward/end head, so a phase 1 head scores its frames
     EmulatorModel the oracle: each candidate is played in a second copy of the real game, restored from a snapshot of
                   the real one (the ALE state and the lives counter): what a perfect world model would predict
 
@@ -12,9 +13,10 @@ phase 1 on real frames. Sharing one head between the diffusion model, the regres
 comparison about the frames each imagines, not about three different critics. Rewards are expected values of the
 head's sign-clipped classes, P(+1) - P(-1); the oracle uses sign(reward) of the real game.
 
-Candidates that share a prefix share its imagined frames in Phase1Model (a tree: enumerating all 4^3 sequences
-of Breakout's 4 actions generates 4 + 16 + 64 frames, not 3 x 64); each distinct prefix is imagined once, so this
-changes the cost, not the distribution of what is imagined.
+Candidates that share a prefix share its imagined frames in Phase1Model, and in DFModel with the autoregressive
+schedule (a tree: enumerating all 4^3 sequences of Breakout's 4 actions generates 4 + 16 + 64 frames, not 3 x 64);
+each distinct prefix is imagined once, so this changes the cost, not the distribution of what each candidate
+imagines.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from phase1_world_model.envs import LifeLossInfo
 from phase1_world_model.model import WorldModel as Phase1WorldModel
 from phase2_diffusion_forcing.config import SamplerConfig
 from phase2_diffusion_forcing.model import DFWorldModel
+from phase2_diffusion_forcing.sampler import next_frame as df_next_frame
 from phase2_diffusion_forcing.sampler import rollout as df_rollout
 from phase5_integration.protocol import History, Imagined, check_actions
 
@@ -54,6 +57,36 @@ def _check_head(scorer: Phase1WorldModel, num_actions: int, context: int) -> Non
                          f"the world model K={context} and {num_actions}: train them on the same data set")
 
 
+def _imagine_tree(history: History, actions: torch.Tensor, K: int, device, scorer: Phase1WorldModel, bf16: bool,
+                  next_frame) -> Imagined:
+    """Candidates that share a prefix share its imagined frames: at step t one frame per distinct prefix a_0..a_t,
+    `next_frame(frames (U, K, 3, h, w) uint8, actions (U, K), generated (U, K) bool) -> (U, 3, h, w) uint8` (the
+    K actions are the ones played on the K frames; `generated` marks the frames the model imagined), scored by
+    `scorer`'s reward/end head."""
+    N, H = actions.shape
+    frames, acts = _batched_history(history, K, N, device)
+    generated = torch.zeros(N, K, dtype=torch.bool, device=device)
+    out, rewards, ends = [], [], []
+    prefixes = actions.cpu().numpy()
+    for t in range(H):
+        _, rep, inv = np.unique(prefixes[:, :t + 1], axis=0, return_index=True, return_inverse=True)
+        rep, inv = torch.as_tensor(rep, device=device), torch.as_tensor(inv.reshape(-1), device=device)
+        f = frames[rep]
+        a = torch.cat([acts[rep], actions[rep, t:t + 1]], dim=1)  # (U, K): the K actions played on f
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            nxt = next_frame(f, a, generated[rep])
+            p_reward, p_end = scorer.reward_end_probs(f, a, nxt)
+        nxt, r, e = nxt[inv], _expected_reward(p_reward)[inv], p_end.float()[inv]
+        out.append(nxt)
+        rewards.append(r)
+        ends.append(e)
+        frames = torch.cat([frames[:, 1:], nxt[:, None]], dim=1)
+        generated = torch.cat([generated[:, 1:], torch.ones(N, 1, dtype=torch.bool, device=device)], dim=1)
+        acts = torch.cat([acts, actions[:, t:t + 1]], dim=1)[:, 1:]
+    return Imagined(reward=torch.stack(rewards, 1).cpu(), end=torch.stack(ends, 1).cpu(),
+                    frames=torch.stack(out, 1).cpu())
+
+
 class Phase1Model:
     """Phase 1's WorldModel (kind diffusion or regressor) behind the planner protocol."""
 
@@ -71,32 +104,19 @@ class Phase1Model:
     def imagine(self, history: History, actions: torch.Tensor,
                 generator: torch.Generator | None = None) -> Imagined:
         actions = check_actions(self, actions).to(self.device)
-        N, H = actions.shape
-        K = self.context
-        frames, acts = _batched_history(history, K, N, self.device)
-        out, rewards, ends = [], [], []
-        prefixes = actions.cpu().numpy()
-        for t in range(H):
-            # one imagined frame per distinct prefix a_0..a_t; rows with the same prefix share it
-            _, rep, inv = np.unique(prefixes[:, :t + 1], axis=0, return_index=True, return_inverse=True)
-            rep, inv = torch.as_tensor(rep, device=self.device), torch.as_tensor(inv.reshape(-1), device=self.device)
-            f = frames[rep]
-            a = torch.cat([acts[rep], actions[rep, t:t + 1]], dim=1)  # (U, K): the K actions played on f
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                nxt = to_uint8(self.model.next_frame(f, a, generator=generator, steps=self.steps))
-                p_reward, p_end = self.scorer.reward_end_probs(f, a, nxt)
-            nxt, r, e = nxt[inv], _expected_reward(p_reward)[inv], p_end.float()[inv]
-            out.append(nxt)
-            rewards.append(r)
-            ends.append(e)
-            frames = torch.cat([frames[:, 1:], nxt[:, None]], dim=1)
-            acts = torch.cat([acts, actions[:, t:t + 1]], dim=1)[:, 1:]
-        return Imagined(reward=torch.stack(rewards, 1).cpu(), end=torch.stack(ends, 1).cpu(),
-                        frames=torch.stack(out, 1).cpu())
+        return _imagine_tree(history, actions, self.context, self.device, self.scorer, self.bf16,
+                             lambda f, a, _: to_uint8(self.model.next_frame(f, a, generator=generator,
+                                                                             steps=self.steps)))
 
 
 class DFModel:
-    """Phase 2's DFWorldModel: the H frames of each candidate by a sliding-window rollout, scored by a head."""
+    """Phase 2's DFWorldModel behind the protocol, scored by a phase 1 head (it has none of its own).
+
+    With the autoregressive schedule each frame is denoised from its K predecessors alone, so candidates share
+    their prefixes as in Phase1Model: one frame per distinct prefix, the sampler's window sliding one frame at a
+    time (`sampler.chunk = 1`: each frame rounded to uint8 and fed back at the stabilization level). Schedules that
+    denoise several frames together (pyramid, full sequence, a file) roll each candidate out whole, in windows of
+    `sampler.chunk` frames; they cost more, because nothing is shared."""
 
     needs_state = False
 
@@ -111,6 +131,9 @@ class DFModel:
     def imagine(self, history: History, actions: torch.Tensor,
                 generator: torch.Generator | None = None) -> Imagined:
         actions = check_actions(self, actions).to(self.device)
+        if self.sampler.schedule == "autoregressive":
+            return _imagine_tree(history, actions, self.context, self.device, self.scorer, self.bf16,
+                                 lambda f, a, gen: df_next_frame(self.model, f, a, gen, self.sampler, generator))
         N, H = actions.shape
         K = self.context
         ctx, past = _batched_history(history, K, N, self.device)

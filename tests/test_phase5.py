@@ -16,6 +16,7 @@ from phase1_world_model.envs import make_atari
 from phase1_world_model.model import WorldModel
 from phase2_diffusion_forcing.config import Phase2Config, SamplerConfig
 from phase2_diffusion_forcing.model import DFWorldModel
+from phase2_diffusion_forcing.sampler import rollout as df_rollout
 from phase5_integration.adapters import DFModel, EmulatorModel, Phase1Model, snapshot
 from phase5_integration.agents import PlanningAgent, play_game
 from phase5_integration.config import PlannerConfig
@@ -215,16 +216,35 @@ def test_adapters_satisfy_the_protocol(adapters, name):
     assert ((im.end >= 0) & (im.end <= 1)).all() and (im.reward.abs() <= 1).all()
     again = m.imagine(hist, acts, torch.Generator().manual_seed(5))  # determinism under a seed
     assert torch.equal(im.frames, again.frames) and torch.equal(im.reward, again.reward)
-    if name != "df":
-        # a shared prefix is imagined once: rows 0, 1 and 3 share step 0 and 1 (rows 0 and 3 are the same sequence)
-        assert torch.equal(im.frames[0, :2], im.frames[1, :2]) and torch.equal(im.frames[0], im.frames[3])
-        assert not torch.equal(im.frames[0, 2], im.frames[1, 2])  # and the actions matter
+    # a shared prefix is imagined once (df too: its default schedule, autoregressive, shares prefixes): rows 0, 1
+    # and 3 share steps 0 and 1 (rows 0 and 3 are the same sequence)
+    assert torch.equal(im.frames[0, :2], im.frames[1, :2]) and torch.equal(im.frames[0], im.frames[3])
+    assert not torch.equal(im.frames[0, 2], im.frames[1, 2])  # and the actions matter
     if name == "regressor":  # deterministic: a candidate alone imagines what it imagines in a batch
         alone = m.imagine(hist, acts[2:3])
         assert torch.allclose(alone.reward, im.reward[2:3], atol=1e-5)
         assert (alone.frames.int() - im.frames[2:3].int()).abs().max() <= 1
     with pytest.raises(ValueError, match="must lie in"):
         m.imagine(hist, torch.tensor([[4, 0, 0]]))
+
+
+@pytest.mark.parametrize("stabilization", [0.0, 0.1])
+def test_df_prefix_tree_is_a_one_frame_window_rollout(adapters, stabilization):
+    """DFModel's autoregressive tree: one candidate imagines exactly what phase 2's rollout gives with a window of one
+    frame (same draws, same order); other schedules roll each candidate out whole, in the model's windows."""
+    from dataclasses import replace
+    m = adapters["df"]
+    hist, acts = _history16(), torch.tensor([[1, 2, 3, 0, 2]])
+    tree = DFModel(m.model, m.scorer, SamplerConfig(steps=2, stabilization=stabilization))
+    got = tree.imagine(hist, acts, torch.Generator().manual_seed(7)).frames
+    want = df_rollout(m.model, hist.frames[None], torch.cat([hist.actions[None], acts], 1), 5,
+                      replace(tree.sampler, chunk=1), torch.Generator().manual_seed(7))
+    assert torch.equal(got, want)
+    pyr = DFModel(m.model, m.scorer, SamplerConfig(steps=2, schedule="pyramid"))
+    got = pyr.imagine(hist, acts, torch.Generator().manual_seed(7)).frames
+    want = df_rollout(m.model, hist.frames[None], torch.cat([hist.actions[None], acts], 1), 5, pyr.sampler,
+                      torch.Generator().manual_seed(7))
+    assert torch.equal(got, want)
 
 
 def test_play_game_runs_a_planner_in_the_real_game(adapters):
