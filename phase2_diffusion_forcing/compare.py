@@ -3,6 +3,8 @@
     python -m phase2_diffusion_forcing.compare                      # latest DF, full-sequence and phase 1 runs
     python -m phase2_diffusion_forcing.compare publish=true         # also rewrite the README's results block
     python -m phase2_diffusion_forcing.compare full_sequence=none teacher_forced=none multiples=[1,2,4,8]
+    python -m phase2_diffusion_forcing.compare tables_from=outputs/phase2/df-cpu/compare/results.json publish=true
+                                                                    # an earlier comparison's tables, nothing generated
 
 From `starts_per_episode` points of every held-out episode, K real frames start each rollout, which then
 runs for max(multiples) x L frames (L = the DF model's training window) under the episode's real actions:
@@ -223,13 +225,19 @@ def _plots(results: dict, out_dir: Path) -> list[str]:
     return [str(p1), str(p2)]
 
 
+def models_line(results: dict) -> str:
+    """Which runs the comparison read, as the command named them (`load`, `control`, ...)."""
+    c = results["config"]
+    return ", ".join(f"{key}={c[key]}" for key in ("load", "control", "teacher_forced", "full_sequence"))
+
+
 def tables(results: dict) -> str:
     L, hs = results["window"], results["horizons"]
     label = lambda h: f"h={h}" + (f" ({h // L}L)" if h % L == 0 else "")
     lines = [f"{results['rollouts']} rollouts of {results['horizon']} frames from "
              f"{len(set(e for e, _ in results['starts']))} held-out {results['game']} episodes, real actions, "
              f"training window L={L}, K={results['context']} context frames, {results['config']['denoise_steps']} noise "
-             f"levels per frame. Each cell: estimate [95% interval]; psnr = PSNR of the mean MSE over rollouts (bootstrap interval), psnr_median = median per-frame PSNR, exact = fraction of bit-exact frames (Wilson), ssim_cs = SSIM without its luminance term (robust to a background offset), the rest means ± 1.96 s.e. DF model: {results['models']['df_describe']}.", ""]
+             f"levels per frame, sampling seed {results['config']['run']['seed']}; models: {models_line(results)}. Each cell: estimate [95% interval]; psnr = PSNR of the mean MSE over rollouts (bootstrap interval), psnr_median = median per-frame PSNR, exact = fraction of bit-exact frames (Wilson), ssim_cs = SSIM without its luminance term (robust to a background offset), the rest means ± 1.96 s.e. DF model: {results['models']['df_describe']}.", ""]
     for k in METRICS:
         lines += [f"**{k}**", "", "| method | " + " | ".join(label(h) for h in hs) + " |", "|---|" + "---|" * len(hs)]
         for name, m in results["methods"].items():
@@ -257,7 +265,33 @@ def tables(results: dict) -> str:
 @command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(CompareConfig, "phase2/compare", argv, __doc__)
-    return compare(cfg)
+    return republish(cfg) if cfg.tables_from else compare(cfg)
+
+
+def _int_keys(obj):
+    """JSON turned the horizon keys (ints) into strings: turn them back."""
+    if isinstance(obj, dict):
+        return {(int(k) if isinstance(k, str) and k.isdigit() else k): _int_keys(v) for k, v in obj.items()}
+    return [_int_keys(v) for v in obj] if isinstance(obj, list) else obj
+
+
+def republish(cfg: CompareConfig) -> dict:
+    """The tables of an earlier comparison's results.json, written again next to it (and published)."""
+    path = Path(cfg.tables_from)
+    try:
+        results = _int_keys(json.loads(path.read_text()))
+        md = tables(results)
+    except FileNotFoundError:
+        raise ConfigError("tables_from", cfg.tables_from, "no such file: give the results.json that compare wrote "
+                                                          "(<df run>/compare/results.json)")
+    except (ValueError, KeyError) as e:  # not JSON, not text, or not compare's keys
+        raise ConfigError("tables_from", cfg.tables_from, f"not a results.json of compare ({e!r}): run compare again")
+    atomic_write(path.with_name("results.md"), lambda f: f.write(md.encode()))
+    if cfg.publish:
+        report.publish(README, md, results["figures"], FIGURES, COMMAND)
+        print(f"  published to {README}")
+    print(f"compare: wrote {path.with_name('results.md')} from {path}")
+    return results
 
 
 if __name__ == "__main__":

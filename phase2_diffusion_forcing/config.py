@@ -142,6 +142,9 @@ class CompareConfig:
     # <run.root>/phase2/release-<name>/compare/)
     out: str = ""
     publish: bool = False  # copy the plots to phase2_diffusion_forcing/figures/ and rewrite the README's results block
+    # results.json of an earlier comparison: write its tables again (and publish them with publish=true) without
+    # generating anything; "" = compare
+    tables_from: str = ""
 
     def check(self) -> None:
         require(len(self.multiples) >= 1 and all(m >= 1 for m in self.multiples), "multiples", self.multiples,

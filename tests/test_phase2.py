@@ -315,3 +315,12 @@ def test_compare_smoke_writes_tables_plots_and_videos(root, tmp_path):
     for name in ("results.json", "results.md", "error_vs_horizon.png", "ablations.png"):
         assert (tmp_path / name).exists()
     assert list((root / "phase2" / "df" / "media").glob("compare_*.gif"))
+    # the tables again from results.json alone, naming the runs as the command did; a wrong file is refused by name
+    first = (tmp_path / "results.md").read_text()
+    (tmp_path / "results.md").unlink()
+    compare.main([f"tables_from={tmp_path / 'results.json'}"])
+    md = (tmp_path / "results.md").read_text()
+    assert md == first and "control=latest" in md and "load=latest" in md
+    with pytest.raises(SystemExit) as bad:
+        compare.main([f"tables_from={tmp_path / 'ablations.png'}"])
+    assert bad.value.code == 2
