@@ -57,6 +57,11 @@ def load_vla(cfg: ChooseConfig, device, chunk: int) -> tuple:
     return folder, policy, pre, post, digest
 
 
+def weights_digest(run) -> str:
+    """The first 16 hex digits of the sha256 of a run's exported weights (recorded in each episode's settings)."""
+    return hashlib.sha256((run.export_dir / "model.safetensors").read_bytes()).hexdigest()[:16]
+
+
 def goal_frame(cfg: ChooseConfig, size: int) -> torch.Tensor:
     """(V, 3, S, S) uint8: the mean last frame of the training demonstrations of the evaluated task (new split)."""
     from phase4_uwm.data import cache_dir, demo_folder, load_demos
@@ -95,8 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise ConfigError("proposer_uwm", cfg.proposer_uwm, f"{prop.run.dir} cannot propose for {uwm.run.dir}: {e}")
         meta["train_starts"] += list(prop.meta.get("train_starts", []))
         meta["proposer_folder"] = str(prop.run.dir)
-        settings.update(proposer_uwm=hashlib.sha256((prop.run.export_dir / "model.safetensors").read_bytes())
-                        .hexdigest()[:16])
+        settings.update(proposer_uwm=weights_digest(prop.run))
         what = f"UWM `{prop.run.dir.name}` proposes, UWM `{uwm.run.dir.name}` imagines"
     if cfg.proposer == "vla":
         vla = load_vla(cfg, dev, chunk)
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                     f"task {cfg.eval.tasks[0]}: train one with the right split")
         scorer = sm.model.scorer.eval()
         meta["train_starts"] += sm.meta.get("train_starts", [])
-        settings["scorer"] = hashlib.sha256((sm.run.export_dir / "model.safetensors").read_bytes()).hexdigest()[:16]
+        settings["scorer"] = weights_digest(sm.run)
         what += f", scorer `{sm.run.dir.name}` (held-out {sm.meta.get('val')})"
     goal = goal_frame(cfg, int(uwm.model.obs_size)) if cfg.choose == "pixel_goal" else None
     what += f"; choice: {cfg.choose}, K = {settings['proposals']}"

@@ -221,6 +221,8 @@ class VLAProposer:
     """K action chunks from phase 3's SmolVLA for one observation: one batched flow-matching call with K noise draws
     from the episode's generator, each chunk cut to its first `chunk` actions, unnormalised (raw units)."""
 
+    reads = "raw"  # phase 3's observation batch (UWMProposer reads the UWM's frames)
+
     def __init__(self, policy, pre, post, chunk: int, generator: torch.Generator | None = None):
         if chunk > policy.config.chunk_size:
             raise ValueError(f"the VLA predicts {policy.config.chunk_size} actions per chunk, fewer than the UWM's "
@@ -307,8 +309,8 @@ class ChunkChooser:
     def propose(self, obs: torch.Tensor, raw: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (1, V, F, 3, S, S) -> the UWM's conditioning repeated K times and K chunks (K, chunk, A), raw units
         (from the UWM's policy mode, another UWM's, or the VLA proposer given the raw observation batch `raw`)."""
-        reads = getattr(self.proposer, "reads", "raw")
-        if self.proposer is not None and reads == "raw" and raw is None:
+        reads = self.proposer.reads if self.proposer is not None else "frames"
+        if reads == "raw" and raw is None:
             raise ValueError("a VLA proposer needs the raw observation batch")
         dev = next(self.model.parameters()).device
         cond = self.model.condition(obs.to(dev), torch.tensor([self.task_id], device=dev)).expand(self.k, -1)

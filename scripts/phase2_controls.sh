@@ -32,8 +32,7 @@ train() {  # train <run name> <overrides...>: reuse a finished run, resume an in
   ls "$dir"/checkpoints/step_*.pt >/dev/null 2>&1 && resume=(run.resume=true)
   echo "phase2/$name -> $logs/$name.log"
   "$PY" -m phase2_diffusion_forcing.train profile=cpu run.root="$root" run.threads="$threads" "$@" run.name="$name" \
-    "${resume[@]}" \
-    log.progress=false > "$logs/$name.log" 2>&1
+    "${resume[@]}" log.progress=false > "$logs/$name.log" 2>&1
 }
 
 ( train df-cpu "$@"; train df-capped-cpu model.level_max=5 "$@"; train full-sequence-cpu model.objective=full_sequence "$@" ) &
