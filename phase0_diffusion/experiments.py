@@ -2,6 +2,9 @@
 
     python -m phase0_diffusion.experiments                 # all of it: many hours on 2 CPU cores (resumable)
     python -m phase0_diffusion.experiments --num-samples 200 --seeds 1 --steps 300    # a quick look
+    python -m phase0_diffusion.experiments --models ddpm --threads 1 &     # two processes side by side, one core
+    python -m phase0_diffusion.experiments --models edm cond --threads 1   # each (1.6x one 2-thread process)
+    python -m phase0_diffusion.experiments --tables-only --publish         # tables from what is measured so far
 
 1. Unconditional DDPM (eps-prediction, linear betas) on Fashion-MNIST: DDPM-1000 samples.
 2. The same UNet in EDM form, trained the same length. FID-proxy and time per sample of DDPM-1000,
@@ -13,8 +16,12 @@ Every cell is measured with --seeds sampling seeds of --num-samples images each 
 seeds), next to the floor: the FID-proxy of as many real training images (never the judge's reference, the test
 split) over the same seeds, the distance a perfect generator would score at that sample size.
 
-Runs go to outputs/phase0/exp-{ddpm,edm,cond}/; a finished run or evaluation is reused, an interrupted
-training run is resumed. Tables: outputs/phase0/experiments/results.md (+ results.json, guidance.png).
+Runs go to <root>/phase0/exp-{ddpm,edm,cond}/; a finished run or evaluation is reused, an interrupted training run
+is resumed, and an interrupted evaluation continues from its last batch of images (eval/*.partial.pt). The cheap
+cells (< 1000 network evaluations per image) come first with all their seeds, then the 1000-step cells one seed at
+a time, so an unfinished run has measured as many cells as it could. The tables are assembled from the evaluations
+on disk (a cell short of seeds says how many it has), so they can be written, or published, at any point.
+Tables: <root>/phase0/experiments/results.md (+ results.json, guidance.png).
 """
 from __future__ import annotations
 
@@ -28,33 +35,46 @@ from omegaconf import OmegaConf
 from common.checkpoint import atomic_write
 from common.errors import command
 from common.precision import Precision
+from common.report import publish
 from common.runs import RunConfig, outputs_root
 from common.system import start
 from phase0_diffusion import classifier, train
 from phase0_diffusion.config import SampleConfig
 from phase0_diffusion.config import DataConfig
 from phase0_diffusion.data import build_split
-from phase0_diffusion.fid import classifier_dir, load_judge, measure, real_floor
+from phase0_diffusion.fid import find_classifier, load_judge, measure, real_floor
 from phase0_diffusion.model import load_trained
-from phase0_diffusion.sampling import tag
+from phase0_diffusion.sampling import nfe, tag
 
-MODELS = {
-    "ddpm": ["profile=cpu", "diffusion.process=ddpm", "model.unet.noise_embedding=sinusoidal"],
-    "edm": ["profile=cpu"],
-    "cond": ["profile=cpu_cond"],
+PROFILES = {  # --profile: the training overrides of each model
+    "cpu": {"ddpm": ["profile=cpu", "diffusion.process=ddpm", "model.unet.noise_embedding=sinusoidal"],
+            "edm": ["profile=cpu"],
+            "cond": ["profile=cpu_cond"]},
+    "smoke": {"ddpm": ["profile=smoke", "diffusion.process=ddpm", "model.unet.noise_embedding=sinusoidal"],
+              "edm": ["profile=smoke"],
+              "cond": ["profile=smoke", "diffusion.class_conditional=true", "diffusion.label_dropout=0.1"]},
 }
+MODELS = PROFILES["cpu"]
 GUIDANCE = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0)
 SAMPLERS = ([SampleConfig(sampler="ddpm")] + [SampleConfig(sampler="ddim", steps=s) for s in (10, 20, 50, 100, 1000)]
             + [SampleConfig(sampler="heun", steps=s) for s in (18, 40)])
+EXPENSIVE_NFE = 1000  # cells at or above this many evaluations per image run one seed at a time, after the others
+README = Path(__file__).parent / "README.md"
+COMMAND = "python -m phase0_diffusion.experiments --tables-only --publish"
 
 
-def train_model(key: str, extra: list[str]) -> Path:
-    run = outputs_root() / "phase0" / f"exp-{key}"
+def run_dir(root: str, key: str) -> Path:
+    return outputs_root(root) / "phase0" / f"exp-{key}"
+
+
+def train_model(key: str, extra: list[str], root: str, profile: str = "cpu") -> Path:
+    run = run_dir(root, key)
     if (run / "export" / "data.json").exists():
         print(f"experiments: {run} is trained; reusing it")
         return run
     resume = ["run.resume=true"] if any((run / "checkpoints").glob("step_*.pt")) else []
-    train.main([*MODELS[key], f"run.name=exp-{key}", "log.progress=false", *resume, *extra])
+    train.main([*PROFILES[profile][key], f"run.root={root}", f"run.name=exp-{key}", "log.progress=false", *resume,
+                *extra])
     return run
 
 
@@ -71,14 +91,16 @@ def training_summary(run: Path) -> dict:
             "params_M": sum(p.numel() for p in model.process.net.parameters()) / 1e6,
             "train_minutes": seconds / 60, "final_loss": train_lines[-1]["train/loss"],
             "precision": cfg["run"].get("precision", "bf16" if cfg["train"].get("bf16") else "fp32"),
-            "process": cfg["diffusion"]["process"]}
+            "threads": cfg["run"].get("threads", 0), "process": cfg["diffusion"]["process"]}
 
 
 def over_seeds(runs: list[dict]) -> dict:
     """One cell from its per-seed evaluations: the seeds' metrics, and the mean and standard error of each."""
     import numpy as np
 
-    cell = {k: v for k, v in runs[0].items() if (isinstance(v, (str, int)) or v is None) and k != "seed"}
+    settings = ("guidance", "eta")  # the sampler's float settings, the same for every seed
+    cell = {k: v for k, v in runs[0].items()
+            if (isinstance(v, (str, int)) or v is None or k in settings) and k != "seed"}
     for k in ("fid_proxy", "seconds_per_sample", "class_accuracy"):
         vals = [r[k] for r in runs if k in r]
         if vals:
@@ -89,25 +111,67 @@ def over_seeds(runs: list[dict]) -> dict:
     return cell
 
 
-def run_eval(run: Path, scfg: SampleConfig, n: int, device, precision: Precision, force: bool, seed: int = 0) -> dict:
-    out = run / "eval" / f"{tag(scfg)}-n{n}-{precision.name}{f'-s{seed}' if seed else ''}.json"
+def eval_path(run: Path, scfg: SampleConfig, n: int, precision: str, seed: int) -> Path:
+    return run / "eval" / f"{tag(scfg)}-n{n}-{precision}{f'-s{seed}' if seed else ''}.json"
+
+
+def run_eval(run: Path, scfg: SampleConfig, n: int, device, precision: Precision, force: bool, seed: int = 0,
+             root: str = "outputs", threads: int = 0) -> dict:
+    out = eval_path(run, scfg, n, precision.name, seed)
     if out.exists() and not force:
         return json.loads(out.read_text())
+    partial = out.with_suffix(".partial.pt")
+    if force:
+        partial.unlink(missing_ok=True)
     tm = load_trained(str(run), device=device)
     model, tcfg, info = tm.model, tm.cfg, tm.meta
-    judge = load_judge("latest", tcfg.data.name, device=device)
+    judge = load_judge("latest", tcfg.data.name, root, device=device)
     m, x = measure(model, judge, scfg, n, tuple(info["shape"]), info["num_classes"], 64, device,
-                    seed=seed, bf16=precision.bf16)
-    m["seed"] = seed
-    m["precision"] = precision.name
+                   seed=seed, bf16=precision.bf16, progress=f"experiments: {run.name} {tag(scfg)} seed {seed}",
+                   resume=partial)
+    m.update(seed=seed, precision=precision.name, threads=threads)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda f: f.write(json.dumps(m, indent=2).encode()))
+    partial.unlink(missing_ok=True)
     import torchvision
+    (run / "media").mkdir(exist_ok=True)
     torchvision.utils.save_image((x[:100].clamp(-1, 1) + 1) / 2, run / "media" / f"eval_{tag(scfg)}.png",
                                  nrow=10, padding=1)
     print(f"experiments: {run.name} {tag(scfg)} seed {seed}: " + ", ".join(
-        f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)))
+        f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)), flush=True)
     return m
+
+
+def cells(key: str, no_edm_ddpm1000: bool = False) -> list[SampleConfig]:
+    """The sampler settings measured on model `key`."""
+    if key == "cond":
+        return [SampleConfig(sampler="heun", steps=18, guidance=g) for g in GUIDANCE]
+    return [s for s in SAMPLERS if not (key == "edm" and s.sampler == "ddpm" and no_edm_ddpm1000)]
+
+
+def work_order(keys: list[str], seeds: list[int], no_edm_ddpm1000: bool = False) -> list[tuple[str, SampleConfig, int]]:
+    """(model, sampler, seed) in the order they are measured: every cheap cell with all its seeds, then the
+    expensive (1000-step) cells seed by seed, so an unfinished run leaves whole cells and a first seed of each
+    expensive one rather than three seeds of one."""
+    cheap = [(k, s) for k in keys for s in cells(k, no_edm_ddpm1000) if nfe(s) < EXPENSIVE_NFE]
+    dear = [(k, s) for k in keys for s in cells(k, no_edm_ddpm1000) if nfe(s) >= EXPENSIVE_NFE]
+    return [(k, s, seed) for k, s in cheap for seed in seeds] + [(k, s, seed) for seed in seeds for k, s in dear]
+
+
+def collect(root: str, n: int, seeds: list[int], precision: str, floor: dict, classifier_info: dict,
+            no_edm_ddpm1000: bool = False) -> dict:
+    """The tables' data from the evaluations on disk: every cell with the seeds measured so far (None: none yet)."""
+    def cell(key: str, s: SampleConfig) -> dict | None:
+        runs = [json.loads(p.read_text()) for seed in seeds
+                if (p := eval_path(run_dir(root, key), s, n, precision, seed)).exists()]
+        return over_seeds(runs) if runs else None
+
+    trained = {k: run_dir(root, k) for k in MODELS if (run_dir(root, k) / "export" / "data.json").exists()}
+    return {"num_samples": n, "seeds": seeds, "precision": precision, "classifier": classifier_info, "floor": floor,
+            "training": {k: training_summary(r) for k, r in trained.items()},
+            "samplers": {k: [cell(k, s) if s in cells(k, no_edm_ddpm1000) else None for s in SAMPLERS]
+                         for k in ("ddpm", "edm")},
+            "guidance": [cell("cond", s) for s in cells("cond")]}
 
 
 @command
@@ -115,85 +179,107 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num-samples", type=int, default=1000, help="generated images per FID-proxy estimate")
     p.add_argument("--seeds", type=int, default=3, help="sampling seeds per cell (0..seeds-1): mean +- s.e.")
-    p.add_argument("--steps", type=int, default=0, help="override train.max_steps (0 = the cpu profile's)")
+    p.add_argument("--steps", type=int, default=0, help="override train.max_steps (0 = the profile's)")
+    p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
+                   help="train and measure only these models (two processes can share the work: their files differ)")
+    p.add_argument("--profile", choices=list(PROFILES), default="cpu", help="training profile (smoke: the tests)")
+    p.add_argument("--root", default="outputs", help="run.root: where the runs, the classifier and the tables are")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = every core)")
     p.add_argument("--force", action="store_true", help="recompute evaluations that already exist")
     p.add_argument("--no-edm-ddpm1000", action="store_true",
                    help="skip the EDM model's DDPM-1000 cell (it costs as much as all the other EDM cells together)")
     p.add_argument("--precision", default="auto", help="sampling precision: auto | bf16 | fp32 (common/precision.py)")
+    p.add_argument("--tables-only", action="store_true", help="train and sample nothing: write the tables from the "
+                   "evaluations measured so far")
+    p.add_argument("--publish", action="store_true", help="also write the tables into phase0_diffusion/README.md")
     args = p.parse_args(argv)
-    rt = start(RunConfig(precision=args.precision))
+    rt = start(RunConfig(root=args.root, precision=args.precision, threads=args.threads))
     device, prec = rt.device, rt.precision
-    print(f"experiments: {rt.describe()}")
-    n = args.num_samples
+    print(f"experiments: {rt.describe()}", flush=True)
+    n, root = args.num_samples, args.root
+    data_name = "synthetic" if args.profile == "smoke" else "fashion_mnist"
     extra = [f"train.max_steps={args.steps}"] if args.steps else []
     t0 = time.perf_counter()
-    if not (classifier_dir("fashion_mnist") / "export" / "classifier.json").exists():
-        classifier.main(["log.progress=false"])
-    runs = {k: train_model(k, extra) for k in MODELS}
-
-    results: dict = {"num_samples": n, "classifier": json.loads(
-        (classifier_dir("fashion_mnist") / "export" / "classifier.json").read_text())}
-    results["training"] = {k: training_summary(r) for k, r in runs.items()}
+    if find_classifier("latest", data_name, root, quiet=True) is None:
+        if args.tables_only:
+            raise FileNotFoundError(f"no classifier for {data_name} under {root} and no release: nothing measured "
+                                    "yet; run python -m phase0_diffusion.experiments first")
+        classifier.main([f"run.root={root}", f"data.name={data_name}", "log.progress=false"])
+    judge = load_judge("latest", data_name, root, device=device)
     seeds = list(range(args.seeds))
-    results["seeds"] = seeds
-    judge = load_judge("latest", "fashion_mnist", device=device)
-    train_images = build_split(DataConfig(name="fashion_mnist"), judge.info["in_channels"], "train").images
-    results["floor"] = over_seeds([{"fid_proxy": f, "seed": s} for s, f in
-                                   zip(seeds, real_floor(judge, train_images, n, seeds))])
-    print(f"experiments: floor (real vs real, n={n}): FID-proxy {results['floor']['fid_proxy']:.3f}")
+    train_images = build_split(DataConfig(name=data_name), judge.info["in_channels"], "train").images
+    floor = over_seeds([{"fid_proxy": f, "seed": s} for s, f in zip(seeds, real_floor(judge, train_images, n, seeds))])
+    print(f"experiments: floor (real vs real, n={n}): FID-proxy {floor['fid_proxy']:.3f}", flush=True)
 
-    def cell(run: Path, s: SampleConfig) -> dict:
-        return over_seeds([run_eval(run, s, n, device, prec, args.force, seed) for seed in seeds])
+    if not args.tables_only:
+        runs = {k: train_model(k, extra, root, args.profile) for k in args.models}
+        for key, s, seed in work_order(args.models, seeds, args.no_edm_ddpm1000):
+            run_eval(runs[key], s, n, device, prec, args.force, seed, root, rt.threads)
 
-    results["samplers"] = {
-        "ddpm": [cell(runs["ddpm"], s) for s in SAMPLERS],
-        "edm": [cell(runs["edm"], s) if s.sampler != "ddpm" or not args.no_edm_ddpm1000 else None for s in SAMPLERS]}
-    results["guidance"] = [cell(runs["cond"], SampleConfig(sampler="heun", steps=18, guidance=g)) for g in GUIDANCE]
-    out_dir = outputs_root() / "phase0" / "experiments"
+    results = collect(root, n, seeds, prec.name, floor, judge.info, args.no_edm_ddpm1000)
+    out_dir = outputs_root(root) / "phase0" / "experiments"
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "results.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
-    (out_dir / "results.md").write_text(markdown(results))
-    plot_guidance(results["guidance"], out_dir / "guidance.png")
-    print((out_dir / "results.md").read_text())
+    md = markdown(results)
+    (out_dir / "results.md").write_text(md)
+    figures = []
+    if all(results["guidance"]):
+        plot_guidance(results["guidance"], out_dir / "guidance.png")
+        figures.append(out_dir / "guidance.png")
+    print(md)
+    if args.publish:
+        publish(README, md, figures, README.parent / "figures", COMMAND)
+        print(f"experiments: published to {README}")
     print(f"experiments: done in {(time.perf_counter() - t0) / 60:.1f} min; tables in {out_dir / 'results.md'}")
     return results
 
 
-def _fid(m: dict | None) -> str:
-    """'mean ± s.e. | s / sample' of a cell (seeds in the table's header)."""
+def _fid(m: dict | None, k: int) -> str:
+    """'mean ± s.e. | s / sample' of a cell; a cell short of the table's k seeds says how many it has."""
     if not m:
-        return "not run | -"
+        return "pending | -"
     se = m.get("fid_proxy_se", float("nan"))
-    return (f"{m['fid_proxy']:.2f}" + (f" ± {se:.2f}" if se == se else "") + f" | {m['seconds_per_sample']:.3f}")
+    short = f" ({len(m['seeds'])} of {k} seeds)" if len(m["seeds"]) < k else ""
+    return f"{m['fid_proxy']:.2f}" + (f" ± {se:.2f}" if se == se else "") + short + f" | {m['seconds_per_sample']:.3f}"
 
 
 def markdown(r: dict) -> str:
     c, f = r["classifier"], r["floor"]
     k = len(r.get("seeds", [0]))
-    lines = [f"FID-proxy: Frechet distance in the {c['feature_dim']}-d feature space of the project's Fashion-MNIST "
-             f"classifier (test accuracy {c['test_accuracy']:.3f}), {r['num_samples']} samples vs the "
-             f"{c['reference']}; mean ± standard error over {k} sampling seed(s). Lower is better; not comparable "
-             f"with Inception FID. **Floor** (real training images vs the same reference, {r['num_samples']} per "
-             f"seed, {k} seed(s)): {f['fid_proxy']:.2f}" + (f" ± {f['fid_proxy_se']:.2f}" if k > 1 else "") +
+    cellruns = [m for rows in r["samplers"].values() for m in rows if m] + [m for m in r["guidance"] if m]
+    threads = sorted({p.get("threads", 0) for m in cellruns for p in m.get("per_seed", [m])})
+    lines = [f"FID-proxy: Frechet distance in the {c['feature_dim']}-d feature space of the project's classifier "
+             f"(test accuracy {c['test_accuracy']:.3f}), {r['num_samples']} samples vs the "
+             f"{c['reference']}; mean ± standard error over {k} sampling seed(s) (a cell measured with fewer says "
+             f"so; pending = not measured yet). Lower is better; not comparable with Inception FID. **Floor** (real "
+             f"training images vs the same reference, {r['num_samples']} per seed, {k} seed(s)): "
+             f"{f['fid_proxy']:.2f}" + (f" ± {f['fid_proxy_se']:.2f}" if k > 1 else "") +
              ": what a perfect generator scores at this sample size. Sampling in "
-             f"{r['samplers']['ddpm'][0].get('precision', 'bf16')}, batch 64, 2 CPU threads.", "",
-             "| model | process | params | steps x batch | training time (2 cores) | final loss |",
+             f"{r.get('precision', 'bf16')}, batch 64, "
+             f"{'/'.join(str(t) if t else 'all' for t in threads) or 'all'} CPU thread(s) per process.", "",
+             "| model | process | params | steps x batch | training time | final loss |",
              "|---|---|---|---|---|---|"]
     for key, t in r["training"].items():
+        thr = t.get("threads", 0)
         lines.append(f"| exp-{key} | {t['process']} | {t['params_M']:.2f}M | {t['steps']} x {t['batch_size']} | "
-                     f"{t['train_minutes']:.1f} min ({t['precision']}) | {t['final_loss']:.4f} |")
+                     f"{t['train_minutes']:.1f} min ({t['precision']}, {thr or 'all'} thread(s)) | "
+                     f"{t['final_loss']:.4f} |")
     lines += ["", "| sampler | NFE | DDPM model: FID-proxy | s / sample | EDM model: FID-proxy | s / sample |",
               "|---|---|---|---|---|---|"]
-    for d, e in zip(r["samplers"]["ddpm"], r["samplers"]["edm"]):
-        name = {"ddpm": "DDPM-1000 ancestral", "ddim": f"DDIM-{d['steps']} (eta 0)",
-                "heun": f"EDM-Heun-{d['steps']}"}[d["sampler"]]
-        lines.append(f"| {name} | {d['nfe']} | {_fid(d)} | {_fid(e)} |")
+    for s, d, e in zip(SAMPLERS, r["samplers"]["ddpm"], r["samplers"]["edm"]):
+        name = {"ddpm": "DDPM-1000 ancestral", "ddim": f"DDIM-{s.steps} (eta 0)",
+                "heun": f"EDM-Heun-{s.steps}"}[s.sampler]
+        lines.append(f"| {name} | {nfe(s)} | {_fid(d, k)} | {_fid(e, k)} |")
     lines += ["", "| guidance scale | FID-proxy | class accuracy | s / sample |", "|---|---|---|---|"]
-    for g in r["guidance"]:
-        se = g.get("class_accuracy_se", float("nan"))
-        acc = f"{g['class_accuracy']:.3f}" + (f" ± {se:.3f}" if se == se else "")
-        fid, secs = _fid(g).split(" | ")
-        lines.append(f"| {g['guidance']:g} | {fid} | {acc} | {secs} |")
+    for g, m in zip(GUIDANCE, r["guidance"]):
+        g = m.get("guidance", g) if m else g
+        if not m:
+            lines.append(f"| {g:g} | pending | - | - |")
+            continue
+        se = m.get("class_accuracy_se", float("nan"))
+        acc = f"{m['class_accuracy']:.3f}" + (f" ± {se:.3f}" if se == se else "")
+        fid, secs = _fid(m, k).split(" | ")
+        lines.append(f"| {g:g} | {fid} | {acc} | {secs} |")
     return "\n".join(lines) + "\n"
 
 

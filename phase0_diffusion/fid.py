@@ -113,10 +113,12 @@ def load_judge(spec: str, dataset: str, root: str = "outputs", device="cpu") -> 
 
 
 def measure(model: ImageDiffusion, judge: Judge, scfg: SampleConfig, n: int, shape, num_classes: int,
-            batch_size: int, device, seed: int = 0, bf16: bool = False, progress: str = "") -> tuple[dict, torch.Tensor]:
+            batch_size: int, device, seed: int = 0, bf16: bool = False, progress: str = "",
+            resume: Path | None = None) -> tuple[dict, torch.Tensor]:
     """Generate n samples and measure them: FID-proxy, class accuracy (conditional models), time per sample.
-    Returns (metrics, samples)."""
-    x, labels, seconds = generate(model, scfg, n, shape, num_classes, batch_size, device, seed, bf16, progress)
+    Returns (metrics, samples). `resume`: a file that makes the generation resumable batch by batch (generate)."""
+    x, labels, seconds = generate(model, scfg, n, shape, num_classes, batch_size, device, seed, bf16, progress,
+                                  resume)
     T = model.process.schedule.T if model.cfg.process == "ddpm" else model.cfg.ddpm.num_timesteps
     metrics = {"fid_proxy": judge.fid_proxy(x), "num_samples": n, "nfe": nfe(scfg, T),
                "seconds_per_sample": seconds / n, "sampler": scfg.sampler, "steps": scfg.steps,

@@ -5,6 +5,8 @@
     python -m phase2_diffusion_forcing.compare full_sequence=none teacher_forced=none multiples=[1,2,4,8]
     python -m phase2_diffusion_forcing.compare tables_from=outputs/phase2/df-cpu/compare/results.json publish=true
                                                                     # an earlier comparison's tables, nothing generated
+    python -m phase2_diffusion_forcing.compare variants=[outputs/phase2/df-cpu/compare/results.json,...] publish=true
+                                                                    # DF variants side by side (their own comparisons)
 
 From `starts_per_episode` points of every held-out episode, K real frames start each rollout, which then
 runs for max(multiples) x L frames (L = the DF model's training window) under the episode's real actions:
@@ -265,6 +267,8 @@ def tables(results: dict) -> str:
 @command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(CompareConfig, "phase2/compare", argv, __doc__)
+    if cfg.variants:
+        return variants(cfg)
     return republish(cfg) if cfg.tables_from else compare(cfg)
 
 
@@ -292,6 +296,73 @@ def republish(cfg: CompareConfig) -> dict:
         print(f"  published to {README}")
     print(f"compare: wrote {path.with_name('results.md')} from {path}")
     return results
+
+
+VARIANTS_COMMAND = "python -m phase2_diffusion_forcing.compare variants=[...] publish=true"
+VARIANT_METRICS = ("psnr", "ssim_cs")  # the frame metrics of the summary; the game metrics follow
+SAME_ROLLOUTS = ("starts", "horizons", "rollouts", "window", "context", "game")
+
+
+def _read_results(path: str, key: str) -> dict:
+    try:
+        return _int_keys(json.loads(Path(path).read_text()))
+    except FileNotFoundError:
+        raise ConfigError(key, path, "no such file: give a results.json that compare wrote (<df run>/compare/)")
+    except ValueError as e:
+        raise ConfigError(key, path, f"not a results.json of compare ({e!r}): run compare again")
+
+
+def variants(cfg: CompareConfig) -> dict:
+    """One table of several DF runs, each from its own comparison against the same control on the same rollouts:
+    every variant's df_ar (DF, autoregressive, clean feedback) next to the baselines its comparisons measured."""
+    runs = [(p, _read_results(p, "variants")) for p in cfg.variants]
+    first_path, first = runs[0]
+    for path, r in runs[1:]:
+        for k in (*SAME_ROLLOUTS, "seed", "denoise_steps"):
+            a = first["config"]["run"]["seed"] if k == "seed" else first["config"][k] if k == "denoise_steps" else first[k]
+            b = r["config"]["run"]["seed"] if k == "seed" else r["config"][k] if k == "denoise_steps" else r[k]
+            if a != b:
+                raise ConfigError("variants", path, f"its {k} differs from {first_path}'s: the variants must be "
+                                  "compared on the same rollouts (same data, starts, horizons, seed and steps)")
+    rows: dict[str, tuple[dict, dict | None]] = {}  # row label -> (frame metrics, game metrics)
+    for name in ("teacher_forced", "tf_control", "full_sequence"):
+        for path, r in runs:
+            if name in r["methods"]:
+                rows[f"{name} ({r['methods'][name]['description']})"] = (
+                    r["methods"][name], (r.get("game_state") or {}).get(name))
+                break
+    for path, r in runs:
+        if "df_ar" not in r["methods"]:
+            raise ConfigError("variants", path, "has no df_ar row: not a comparison of a DF run")
+        rows[f"df_ar of {Path(r['config']['load']).name}"] = (r["methods"]["df_ar"],
+                                                               (r.get("game_state") or {}).get("df_ar"))
+    L, hs = first["window"], first["horizons"]
+    label = lambda h: f"h={h}" + (f" ({h // L}L)" if h % L == 0 else "")
+    lines = [f"{first['rollouts']} rollouts of {first['horizon']} frames from "
+             f"{len(set(e for e, _ in first['starts']))} held-out {first['game']} episodes (the same in every "
+             f"comparison), {first['config']['denoise_steps']} noise levels per frame, sampling seed "
+             f"{first['config']['run']['seed']}; each DF run's df_ar row (autoregressive schedule, clean feedback) from "
+             "its own comparison: " + "; ".join(f"`{p}` ({models_line(r)})" for p, r in runs) +
+             ". Each cell: estimate [95% interval].", ""]
+    titles = {"psnr": "PSNR of the mean MSE (dB)", "ssim_cs": "SSIM-cs (SSIM without its luminance term)"}
+    for k in VARIANT_METRICS:
+        lines += [f"**{titles[k]}**", "", "| method | " + " | ".join(label(h) for h in hs) + " |",
+                  "|---|" + "---|" * len(hs)]
+        lines += [f"| {n} | " + " | ".join(fmt(m[k][h], k) for h in hs) + " |" for n, (m, _) in rows.items()]
+        lines.append("")
+    game = {n: g for n, (_, g) in rows.items() if g}
+    if game:
+        lines += breakout.tables(game, hs, label)
+    md = "\n".join(lines) + "\n"
+    out = (Path(cfg.out) if cfg.out else Path(first_path).parent) / "variants.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda f: f.write(md.encode()))
+    if cfg.publish:
+        report.publish(README, md, [], FIGURES, VARIANTS_COMMAND)
+        print(f"  published to {README}")
+    print(md)
+    print(f"compare: wrote {out}")
+    return {"rows": list(rows), "markdown": md}
 
 
 if __name__ == "__main__":

@@ -145,6 +145,9 @@ class CompareConfig:
     # results.json of an earlier comparison: write its tables again (and publish them with publish=true) without
     # generating anything; "" = compare
     tables_from: str = ""
+    # results.json files of comparisons of several DF runs against the same control on the same rollouts (one per DF
+    # variant): one summary table of every variant's df_ar next to the baselines, published in its own block; [] = off
+    variants: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         require(len(self.multiples) >= 1 and all(m >= 1 for m in self.multiples), "multiples", self.multiples,

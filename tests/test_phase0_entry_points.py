@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from phase0_diffusion import classifier, demo, evaluate, sample, train
 
@@ -106,4 +107,63 @@ def test_real_vs_real_floor_and_seed_cells(trained):
          "samplers": {"ddpm": [cell], "edm": [None]}, "guidance": [{**cell, "guidance": 1.0, "class_accuracy": 0.5,
                                                                     "class_accuracy_se": 0.1}]}
     md = markdown(r)
-    assert "2.00 ± 0.58" in md and f"{floor['fid_proxy']:.2f} ±" in md and "not run" in md and "0.500 ± 0.100" in md
+    assert "2.00 ± 0.58" in md and f"{floor['fid_proxy']:.2f} ±" in md and "pending" in md and "0.500 ± 0.100" in md
+
+
+def test_generation_resumes_with_the_same_draws(trained, tmp_path, monkeypatch):
+    """An evaluation interrupted after a batch continues from its partial file and draws exactly the images the
+    uninterrupted run draws; a partial file saved for other settings is refused, naming the file."""
+    from phase0_diffusion.config import SampleConfig
+    from phase0_diffusion.model import load_trained
+    from phase0_diffusion.sampling import generate
+
+    _, run = trained
+    tm = load_trained(str(run))
+    model, shape, classes = tm.model, tuple(tm.meta["shape"]), tm.meta["num_classes"]
+    scfg = SampleConfig(sampler="euler", steps=3)
+    ref, labels, _ = generate(model, scfg, 10, shape, classes, 4, "cpu", seed=5)
+    partial = tmp_path / "cell.partial.pt"
+    real_sample, calls = type(model).sample, []
+
+    def flaky(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_sample(self, *a, **k)
+
+    monkeypatch.setattr(type(model), "sample", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        generate(model, scfg, 10, shape, classes, 4, "cpu", seed=5, resume=partial)
+    assert torch.load(partial, weights_only=True)["done"] == 8
+    monkeypatch.setattr(type(model), "sample", real_sample)
+    x, lab, _ = generate(model, scfg, 10, shape, classes, 4, "cpu", seed=5, resume=partial)
+    assert torch.equal(x, ref) and torch.equal(lab, labels)
+    with pytest.raises(ValueError, match="cell.partial.pt.*delete it"):
+        generate(model, scfg, 12, shape, classes, 4, "cpu", seed=5, resume=partial)
+
+
+def test_experiments_order_and_partial_tables(trained, capsys):
+    """Cheap cells first with all their seeds, then the 1000-step cells seed by seed; the command trains and
+    measures only the models asked for, and its tables mark what is not measured yet."""
+    from phase0_diffusion import experiments
+
+    order = experiments.work_order(["ddpm", "edm"], [0, 1])
+    dear = [(k, s.sampler, s.steps, seed) for k, s, seed in order if experiments.nfe(s) >= 1000]
+    assert all(experiments.nfe(s) < 1000 for k, s, _ in order[:len(order) - len(dear)])
+    assert [d[3] for d in dear] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert len(experiments.work_order(["edm"], [0], no_edm_ddpm1000=True)) == len(experiments.SAMPLERS) - 1
+
+    root = trained[0]
+    args = ["--profile", "smoke", "--root", str(root), "--num-samples", "8", "--seeds", "2", "--threads", "1"]
+    res = experiments.main([*args, "--models", "cond"])
+    assert all(len(c["seeds"]) == 2 for c in res["guidance"])
+    assert all(c is None for c in res["samplers"]["ddpm"]) and list(res["training"]) == ["cond"]
+    md = (root / "phase0" / "experiments" / "results.md").read_text()
+    assert "| DDPM-1000 ancestral | 1000 | pending | - | pending | - |" in md and "exp-cond" in md
+    evals = sorted((root / "phase0" / "exp-cond" / "eval").glob("*.json"))
+    assert len(evals) == 12 and not list((root / "phase0" / "exp-cond" / "eval").glob("*.partial.pt"))
+    # a seed-1 file removed: the tables say the cell has one of two seeds; the full run measures it again
+    evals[-1].unlink()
+    again = experiments.main([*args, "--tables-only"])
+    assert sum(len(c["seeds"]) for c in again["guidance"]) == 11
+    assert "(1 of 2 seeds)" in (root / "phase0" / "experiments" / "results.md").read_text()

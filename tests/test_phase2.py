@@ -324,3 +324,21 @@ def test_compare_smoke_writes_tables_plots_and_videos(root, tmp_path):
     with pytest.raises(SystemExit) as bad:
         compare.main([f"tables_from={tmp_path / 'ablations.png'}"])
     assert bad.value.code == 2
+    # variants: each DF run's df_ar from its own comparison in one table; different rollouts are refused by name
+    other = json.loads((tmp_path / "results.json").read_text())
+    other["config"]["load"] = "outputs/phase2/df-capped"
+    other["methods"]["df_ar"]["psnr"]["1"] = [12.34, 12.0, 12.5]
+    (tmp_path / "capped").mkdir()
+    (tmp_path / "capped" / "results.json").write_text(json.dumps(other))
+    res = compare.main([f"variants=[{tmp_path / 'results.json'},{tmp_path / 'capped' / 'results.json'}]"])
+    assert res["rows"][:3] == [f"{n} ({res_m['description']})" for n, res_m in
+                               ((n, json.loads((tmp_path / "results.json").read_text())["methods"][n])
+                                for n in ("teacher_forced", "tf_control", "full_sequence"))]
+    assert res["rows"][3:] == ["df_ar of latest", "df_ar of df-capped"]
+    md = (tmp_path / "variants.md").read_text()
+    assert "| df_ar of df-capped | 12.34 [12.00, 12.50] |" in md and "brick count error" in md
+    other["starts"] = other["starts"][1:]
+    (tmp_path / "capped" / "results.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit) as bad:
+        compare.main([f"variants=[{tmp_path / 'results.json'},{tmp_path / 'capped' / 'results.json'}]"])
+    assert bad.value.code == 2
