@@ -7,7 +7,7 @@
 #   ROOT=/tmp/p2 COMPARE_ARGS="max_episodes=1 multiples=[1] ablation_multiple=1" bash scripts/phase2_controls.sh train.max_steps=2  # smoke
 #
 # Runs (outputs/phase2/<name>/):
-#   df-cpu            Diffusion Forcing as published (levels up to sigma_max_train = 20, no clean-context windows)
+#   df-cpu            Diffusion Forcing, the cpu profile (levels up to sigma_max_train = 20, no clean-context windows)
 #   tf-control-cpu    the equal-budget control: model.objective=teacher_forced, everything else as df-cpu
 #   df-capped-cpu     DF with its training levels capped at the sampler's sigma_max (model.level_max=5)
 #   df-clean-cpu      df-capped-cpu plus 10% of windows with clean context (model.clean_context=0.1)
