@@ -42,7 +42,7 @@ from phase0_diffusion import classifier, train
 from phase0_diffusion.config import SampleConfig
 from phase0_diffusion.config import DataConfig
 from phase0_diffusion.data import build_split
-from phase0_diffusion.fid import find_classifier, load_judge, measure, real_floor
+from phase0_diffusion.fid import Judge, find_classifier, load_judge, measure, real_floor
 from phase0_diffusion.model import load_trained
 from phase0_diffusion.sampling import nfe, tag
 
@@ -115,8 +115,8 @@ def eval_path(run: Path, scfg: SampleConfig, n: int, precision: str, seed: int) 
     return run / "eval" / f"{tag(scfg)}-n{n}-{precision}{f'-s{seed}' if seed else ''}.json"
 
 
-def run_eval(run: Path, scfg: SampleConfig, n: int, device, precision: Precision, force: bool, seed: int = 0,
-             root: str = "outputs", threads: int = 0) -> dict:
+def run_eval(run: Path, scfg: SampleConfig, n: int, device, precision: Precision, force: bool, seed: int,
+             judge: Judge, threads: int = 0) -> dict:
     out = eval_path(run, scfg, n, precision.name, seed)
     if out.exists() and not force:
         return json.loads(out.read_text())
@@ -124,8 +124,7 @@ def run_eval(run: Path, scfg: SampleConfig, n: int, device, precision: Precision
     if force:
         partial.unlink(missing_ok=True)
     tm = load_trained(str(run), device=device)
-    model, tcfg, info = tm.model, tm.cfg, tm.meta
-    judge = load_judge("latest", tcfg.data.name, root, device=device)
+    model, info = tm.model, tm.meta
     m, x = measure(model, judge, scfg, n, tuple(info["shape"]), info["num_classes"], 64, device,
                    seed=seed, bf16=precision.bf16, progress=f"experiments: {run.name} {tag(scfg)} seed {seed}",
                    resume=partial)
@@ -214,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.tables_only:
         runs = {k: train_model(k, extra, root, args.profile) for k in args.models}
         for key, s, seed in work_order(args.models, seeds, args.no_edm_ddpm1000):
-            run_eval(runs[key], s, n, device, prec, args.force, seed, root, rt.threads)
+            run_eval(runs[key], s, n, device, prec, args.force, seed, judge, rt.threads)
 
     results = collect(root, n, seeds, prec.name, floor, judge.info, args.no_edm_ddpm1000)
     out_dir = outputs_root(root) / "phase0" / "experiments"

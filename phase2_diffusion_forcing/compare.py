@@ -233,9 +233,14 @@ def models_line(results: dict) -> str:
     return ", ".join(f"{key}={c[key]}" for key in ("load", "control", "teacher_forced", "full_sequence"))
 
 
+def horizon_label(L: int):
+    """A table column's name: h=16 (2L) for multiples of the window L, h=1 otherwise."""
+    return lambda h: f"h={h}" + (f" ({h // L}L)" if h % L == 0 else "")
+
+
 def tables(results: dict) -> str:
     L, hs = results["window"], results["horizons"]
-    label = lambda h: f"h={h}" + (f" ({h // L}L)" if h % L == 0 else "")
+    label = horizon_label(L)
     lines = [f"{results['rollouts']} rollouts of {results['horizon']} frames from "
              f"{len(set(e for e, _ in results['starts']))} held-out {results['game']} episodes, real actions, "
              f"training window L={L}, K={results['context']} context frames, {results['config']['denoise_steps']} noise "
@@ -279,16 +284,22 @@ def _int_keys(obj):
     return [_int_keys(v) for v in obj] if isinstance(obj, list) else obj
 
 
+def _read_results(path: str, key: str) -> dict:
+    try:
+        return _int_keys(json.loads(Path(path).read_text()))
+    except FileNotFoundError:
+        raise ConfigError(key, path, "no such file: give a results.json that compare wrote (<df run>/compare/)")
+    except ValueError as e:
+        raise ConfigError(key, path, f"not a results.json of compare ({e!r}): run compare again")
+
+
 def republish(cfg: CompareConfig) -> dict:
     """The tables of an earlier comparison's results.json, written again next to it (and published)."""
     path = Path(cfg.tables_from)
+    results = _read_results(cfg.tables_from, "tables_from")
     try:
-        results = _int_keys(json.loads(path.read_text()))
         md = tables(results)
-    except FileNotFoundError:
-        raise ConfigError("tables_from", cfg.tables_from, "no such file: give the results.json that compare wrote "
-                                                          "(<df run>/compare/results.json)")
-    except (ValueError, KeyError) as e:  # not JSON, not text, or not compare's keys
+    except KeyError as e:  # JSON, but not compare's keys
         raise ConfigError("tables_from", cfg.tables_from, f"not a results.json of compare ({e!r}): run compare again")
     atomic_write(path.with_name("results.md"), lambda f: f.write(md.encode()))
     if cfg.publish:
@@ -303,25 +314,16 @@ VARIANT_METRICS = ("psnr", "ssim_cs")  # the frame metrics of the summary; the g
 SAME_ROLLOUTS = ("starts", "horizons", "rollouts", "window", "context", "game")
 
 
-def _read_results(path: str, key: str) -> dict:
-    try:
-        return _int_keys(json.loads(Path(path).read_text()))
-    except FileNotFoundError:
-        raise ConfigError(key, path, "no such file: give a results.json that compare wrote (<df run>/compare/)")
-    except ValueError as e:
-        raise ConfigError(key, path, f"not a results.json of compare ({e!r}): run compare again")
-
-
 def variants(cfg: CompareConfig) -> dict:
     """One table of several DF runs, each from its own comparison against the same control on the same rollouts:
     every variant's df_ar (DF, autoregressive, clean feedback) next to the baselines its comparisons measured."""
     runs = [(p, _read_results(p, "variants")) for p in cfg.variants]
     first_path, first = runs[0]
+    setup = lambda r: {**{k: r[k] for k in SAME_ROLLOUTS}, "seed": r["config"]["run"]["seed"],
+                       "denoise_steps": r["config"]["denoise_steps"]}
     for path, r in runs[1:]:
-        for k in (*SAME_ROLLOUTS, "seed", "denoise_steps"):
-            a = first["config"]["run"]["seed"] if k == "seed" else first["config"][k] if k == "denoise_steps" else first[k]
-            b = r["config"]["run"]["seed"] if k == "seed" else r["config"][k] if k == "denoise_steps" else r[k]
-            if a != b:
+        for k in (d := setup(r)):
+            if d[k] != setup(first)[k]:
                 raise ConfigError("variants", path, f"its {k} differs from {first_path}'s: the variants must be "
                                   "compared on the same rollouts (same data, starts, horizons, seed and steps)")
     rows: dict[str, tuple[dict, dict | None]] = {}  # row label -> (frame metrics, game metrics)
@@ -336,8 +338,7 @@ def variants(cfg: CompareConfig) -> dict:
             raise ConfigError("variants", path, "has no df_ar row: not a comparison of a DF run")
         rows[f"df_ar of {Path(r['config']['load']).name}"] = (r["methods"]["df_ar"],
                                                                (r.get("game_state") or {}).get("df_ar"))
-    L, hs = first["window"], first["horizons"]
-    label = lambda h: f"h={h}" + (f" ({h // L}L)" if h % L == 0 else "")
+    hs, label = first["horizons"], horizon_label(first["window"])
     lines = [f"{first['rollouts']} rollouts of {first['horizon']} frames from "
              f"{len(set(e for e, _ in first['starts']))} held-out {first['game']} episodes (the same in every "
              f"comparison), {first['config']['denoise_steps']} noise levels per frame, sampling seed "
