@@ -162,13 +162,23 @@ def writable_dir(run: Run, root: str | Path = "outputs") -> Path:
     return path
 
 
+def _fresh_name(base: Path) -> str:
+    """A timestamp name no folder under `base` has yet: two runs started within the same second (a tokenizer
+    and the model trained on it, in a script) get 20261205-192637 and 20261205-192637-2."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name, k = stamp, 1
+    while (base / name).exists():
+        k += 1
+        name = f"{stamp}-{k}"
+    return name
+
+
 def open_run(phase: str, cfg: TrainRunConfig) -> tuple[Run, bool]:
     """Return (run, resuming). Resuming means the folder already holds a checkpoint to continue from."""
     base = outputs_root(cfg.root) / phase
     mode = cfg.resume_mode
     if mode is None:
-        name = cfg.name or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run = Run(base / name, phase)
+        run = Run(base / (cfg.name or _fresh_name(base)), phase)
         if run.ckpt_dir.exists() and any(run.ckpt_dir.glob("step_*.pt")):
             raise RunExistsError(
                 f"{run.dir} already holds checkpoints. Continue it with run.resume=true, "

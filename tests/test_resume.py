@@ -95,3 +95,23 @@ def test_fresh_run_into_folder_with_checkpoints_is_refused(reference: Path, caps
     assert exit_info.value.code == 2
     assert "run.resume=true" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in (reference / "checkpoints").iterdir()} == ckpts
+
+
+def test_unnamed_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path, monkeypatch):
+    """A script that trains a tokenizer and then the model on it can start both runs within one second: the second
+    run must not land in (and be refused by) the first one's folder."""
+    import datetime as dt
+
+    from common import runs
+
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime(2026, 12, 5, 19, 26, 37)
+
+    monkeypatch.setattr(runs._dt, "datetime", Frozen)
+    cfg = runs.TrainRunConfig(root=str(tmp_path))
+    first, _ = runs.open_run("phase4", cfg)
+    (first.ckpt_dir / "step_00000004.pt").write_bytes(b"")
+    second, resuming = runs.open_run("phase4", cfg)
+    assert (first.dir.name, second.dir.name, resuming) == ("20261205-192637", "20261205-192637-2", False)
