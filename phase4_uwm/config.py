@@ -227,8 +227,9 @@ class OfflineConfig:
     split: str = "new_val"  # validation demonstrations: new_val (the held-out task) | base_val
     clips: int = 256  # evenly spaced clips of the split
     batch_size: int = 32  # clips per forward pass
-    # which modes to score (forward, video, policy, inverse, joint)
-    modes: list[str] = field(default_factory=lambda: ["forward", "video", "policy", "inverse"])
+    # which modes to score (forward, video, policy, inverse, joint), and forward_other: forward dynamics given
+    # another clip's actions (the next clip of the batch), the check that the forward mode uses its actions at all
+    modes: list[str] = field(default_factory=lambda: ["forward", "forward_other", "video", "policy", "inverse"])
     figure_clips: int = 6  # rows of the side-by-side figure (real | each mode's prediction); 0 = no figure
 
     def check(self) -> None:
@@ -237,7 +238,9 @@ class OfflineConfig:
         require(self.clips >= 2, "clips", self.clips, "must be >= 2 (intervals)")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         for m in self.modes:
-            choice("modes", m, ("forward", "video", "policy", "inverse", "joint"))
+            choice("modes", m, ("forward", "forward_other", "video", "policy", "inverse", "joint"))
+        require("forward_other" not in self.modes or self.batch_size >= 2, "batch_size", self.batch_size,
+                "must be >= 2 for forward_other (each clip gets the next clip's actions within a batch)")
 
 
 @dataclass

@@ -117,10 +117,11 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
         add("tokenizer", ((tok.decode(b["future"]) + 1) * 127.5).round().clamp(0, 255), real)
         for mode in oc.modes:
             t0 = time.perf_counter()
-            out = run_mode(m, mode, b["obs"], b["task"], actions=real_a, future=b["future"], steps=cfg.denoise_steps,
-                           generator=g)
+            given = real_a.roll(1, 0) if mode == "forward_other" else real_a  # another clip's chunk: same shapes
+            out = run_mode(m, "forward" if mode == "forward_other" else mode, b["obs"], b["task"], actions=given,
+                           future=b["future"], steps=cfg.denoise_steps, generator=g)
             seconds[mode] = seconds.get(mode, 0.0) + time.perf_counter() - t0
-            if mode in ("forward", "video", "joint"):
+            if mode in ("forward", "forward_other", "video", "joint"):
                 gen = ((tok.decode(out.future.float()) + 1) * 127.5).round().clamp(0, 255)
                 add(mode, gen, real)
                 if keep:
@@ -138,7 +139,8 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
             "shown": {k: torch.cat(v).to(torch.uint8).cpu() for k, v in shown.items()}}
 
 
-FIGURE_COLUMNS = {"now": "now (t)", "real": "real t+{h}", "forward": "forward t+{h}", "video": "video t+{h}",
+FIGURE_COLUMNS = {"now": "now (t)", "real": "real t+{h}", "forward": "forward t+{h}",
+                  "forward_other": "other actions t+{h}", "video": "video t+{h}",
                   "joint": "joint t+{h}", "diamond_lite": "DIAMOND-lite t+{h}"}
 
 
@@ -167,8 +169,11 @@ def modes_figure(shown: dict[str, torch.Tensor], horizon: int, path: Path) -> Pa
 def offline_tables(res: dict) -> str:
     from phase1_world_model.metrics import fmt
 
-    frames = [k for k in ("forward", "video", "joint", "diamond_lite", "copy_current", "tokenizer") if k in res["rows"]]
-    label = {"forward": "forward dynamics (real actions)", "video": "video prediction (no actions)",
+    frames = [k for k in ("forward", "forward_other", "video", "joint", "diamond_lite", "copy_current", "tokenizer")
+              if k in res["rows"]]
+    label = {"forward": "forward dynamics (real actions)",
+             "forward_other": "forward dynamics, another clip's actions (does it use them?)",
+             "video": "video prediction (no actions)",
              "joint": "joint (actions and video sampled)",
              "diamond_lite": "DIAMOND-lite, 16 frames rolled out with the real actions", "copy_current": "copy current frame (floor)",
              "tokenizer": "tokenizer reconstruction (ceiling)"}

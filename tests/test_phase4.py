@@ -552,15 +552,16 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     res = json.loads((run_root / "phase4" / "uwm-new" / "evaluate" / "results.json").read_text())
     assert res["policy"]["total"]["episodes"] == 1 and "none shared" in res["policy"]["starts_check"]
     assert res["offline"]["rows"]["forward"]["psnr"][0] > 0
+    assert res["offline"]["rows"]["forward_other"]["psnr"][0] > 0 and "another clip's actions" in r.stdout
     assert res["offline"]["rows"]["inverse_regressor_actions"]["action_mse"][0] > 0
     assert res["offline"]["rows"]["mean_action_actions"]["action_mse"][0] > 0 and "mean training action (floor)" in r.stdout
     assert res["offline"]["rows"]["diamond_lite"]["psnr"][0] > 0 and res["offline"]["seconds_per_clip"]["diamond_lite"] > 0
-    # the side-by-side figure: a header, then 4 clips (all there are) x [now, real, forward, video, DIAMOND-lite],
-    # each cell the two views stacked
+    # the side-by-side figure: a header, then 4 clips (all there are) x [now, real, forward, forward with another
+    # clip's actions, video, DIAMOND-lite], each cell the two views stacked
     import imageio.v3 as iio
     fig = iio.imread(run_root / "phase4" / "uwm-new" / "evaluate" / "modes.png")
     s = 32  # the smoke profile's frame side
-    assert fig.shape == (14 + 2 + 4 * (2 * s + 1) + 3 * 4, 5 * s + 4 * 4, 3), fig.shape
+    assert fig.shape == (14 + 2 + 4 * (2 * s + 1) + 3 * 4, 6 * s + 5 * 4, 3), fig.shape
 
 
 def test_diffusion_policy_baseline_trains_and_plays(collection, run_root):
