@@ -39,10 +39,20 @@ from phase4_uwm.loading import load_uwm
 from phase4_uwm.modes import run_mode
 
 # ----------------------------------------------------------------------------- offline
+# The modes each training objective taught: policy-only never saw a clean or partly noisy future, dynamics-only never
+# saw noisy actions (its video mode, actions at full noise, is as untrained as its policy).
+TRAINED_MODES = {"joint": ("forward", "forward_other", "video", "policy", "inverse", "joint"),
+                 "policy": ("policy",), "dynamics": ("forward", "forward_other")}
+
+
 def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
     from phase1_world_model.metrics import aggregate, frame_metrics, mean_interval
 
     m, tok, oc = uwm.model, uwm.tokenizer, cfg.offline
+    modes = [k for k in oc.modes if k in TRAINED_MODES[m.objective]]
+    if skipped := [k for k in oc.modes if k not in modes]:
+        print(f"note: not scoring {', '.join(skipped)}: objective={m.objective} never trained the levels they use",
+              flush=True)
     clips = held_out_clips(uwm, cfg.data, cfg.run.root, oc.split)
     idx = evenly_spaced(len(clips), oc.clips)
     per_clip: dict[str, dict[str, list]] = {}
@@ -115,7 +125,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
             seconds["inverse_regressor"] = seconds.get("inverse_regressor", 0.0) + time.perf_counter() - t0
             add_actions("inverse_regressor", pred, real_a, b["action_is_pad"])
         add("tokenizer", ((tok.decode(b["future"]) + 1) * 127.5).round().clamp(0, 255), real)
-        for mode in oc.modes:
+        for mode in modes:
             t0 = time.perf_counter()
             given = real_a.roll(1, 0) if mode == "forward_other" else real_a  # another clip's chunk: same shapes
             out = run_mode(m, "forward" if mode == "forward_other" else mode, b["obs"], b["task"], actions=given,

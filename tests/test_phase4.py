@@ -227,6 +227,19 @@ def test_objectives_train_one_mode_in_its_own_condition():
     assert len(set(ta.tolist()) | set(tv.tolist())) > 1 and not torch.equal(xa, b["action"])
 
 
+def test_evaluation_scores_only_the_modes_an_objective_trained():
+    """A one-loss ablation is scored on its own modes only (policy-only never saw a clean future, dynamics-only never
+    saw noisy actions); the joint model on every mode the evaluation knows."""
+    from phase4_uwm.config import OfflineConfig
+    from phase4_uwm.evaluate import TRAINED_MODES
+    assert set(TRAINED_MODES) == {"joint", "policy", "dynamics"}
+    with pytest.raises(Exception, match="modes"):
+        OfflineConfig(modes=["imagined"]).check()
+    for mode in TRAINED_MODES["joint"]:
+        OfflineConfig(modes=[mode]).check()  # every mode the joint model is scored on is one the evaluation knows
+    assert TRAINED_MODES["policy"] == ("policy",) and set(TRAINED_MODES["dynamics"]) == {"forward", "forward_other"}
+
+
 def test_patchify_round_trip_and_token_layout():
     z = torch.randn(2, 2, 2, 4, 16, 16)
     tok = patchify(z, 4)
