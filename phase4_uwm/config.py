@@ -91,8 +91,9 @@ class UWMConfig:
     clip_actions: float = 1.0  # actions are scaled to [-1, 1] (the authors' range)
     clip_latents: float = 3.0  # latents have unit std (the authors scale theirs to about 1/3 and clip at 1)
     # DDIM timesteps: trailing (T-1, ..., T/N - 1: starts at pure noise's level) | leading (T - T/N, ..., 0: the
-    # authors', diffusers' default); chosen on validation clips (phase4_uwm/README.md, "Sampling")
-    timestep_spacing: str = "trailing"
+    # authors', diffusers' default); leading was chosen on base_val clips (phase4_uwm/README.md, "Sampling"); runs
+    # trained before that choice record trailing (evaluate with timestep_spacing=leading)
+    timestep_spacing: str = "leading"
 
     def check(self) -> None:
         choice("timestep_spacing", self.timestep_spacing, ("trailing", "leading"))
@@ -389,3 +390,18 @@ class DiamondTrainConfig:
         require(not self.model.reward_end.enabled, "model.reward_end.enabled", self.model.reward_end.enabled,
                 "must be false: LIBERO demonstrations have no rewards")
         require(self.sampler_steps >= 1, "sampler_steps", self.sampler_steps, "must be >= 1")
+
+
+@dataclass
+class CompareConfig:
+    """`python -m phase4_uwm.compare`: the evaluated runs side by side (their <run>/evaluate/results.json)."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    # run names under <run.root>/phase4/ or run folders, in table order: the finetuned UWM, the Diffusion Policy
+    # baseline, the one-loss ablations, the small model and the 10-demonstration finetune (scripts/phase4_experiments.sh)
+    runs: list[str] = field(default_factory=lambda: ["uwm-new-cpu", "dp-new-cpu", "uwm-new-policy-cpu",
+                                                     "uwm-new-dynamics-cpu", "uwm-new-small-cpu", "uwm-new-n10-cpu"])
+    publish: bool = False  # rewrite this command's block of phase4_uwm/README.md
+
+    def check(self) -> None:
+        require(len(self.runs) >= 1, "runs", self.runs, "at least one run name or folder")

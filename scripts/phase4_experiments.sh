@@ -17,7 +17,8 @@
 #   baselines   dp-new-cpu (Diffusion Policy from scratch on task 9), inverse-cpu, diamond-cpu (DIAMOND-lite)
 #   ablations   uwm-base-policy-cpu / uwm-base-dynamics-cpu (one loss, same budget) -> their task-9 finetunes;
 #               uwm-base-small-cpu (width 128, 4 blocks) and uwm-new-n10-cpu (10 demonstrations): scale
-#   evaluate    offline (all modes + baselines) and LIBERO policy success (25 fixed states of task 9) per run
+#   evaluate    offline (all modes + baselines) and LIBERO policy success (25 fixed states of task 9) per run, all
+#               with the DDIM spacing chosen on base_val (leading); then phase4_uwm.compare: the runs side by side
 #   played      (only when named) uwm-new continued with and without played episodes (PLAYED=...): see below
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,8 +90,9 @@ if has evaluate; then
   read -r -a extra <<< "${EVAL_ARGS:-}"
   base="$root/phase4"
   echo "evaluate uwm-new-$profile (offline with baselines, policy) -> $logs/evaluate_uwm-new.log"
-  "$PY" -m phase4_uwm.evaluate load="$base/uwm-new-$profile" "${ev[@]}" inverse_regressor="$base/inverse-$profile" \
-    forward_baseline="$base/diamond-$profile" "${extra[@]}" > "$logs/evaluate_uwm-new.log" 2>&1
+  "$PY" -m phase4_uwm.evaluate load="$base/uwm-new-$profile" "${ev[@]}" timestep_spacing=leading \
+    inverse_regressor="$base/inverse-$profile" forward_baseline="$base/diamond-$profile" "${extra[@]}" \
+    > "$logs/evaluate_uwm-new.log" 2>&1
   echo "evaluate dp-new-$profile (policy) -> $logs/evaluate_dp-new.log"
   "$PY" -m phase4_uwm.evaluate method=diffusion_policy load="$base/dp-new-$profile" "parts=[policy]" "${ev[@]}" \
     "${extra[@]}" > "$logs/evaluate_dp-new.log" 2>&1
@@ -99,8 +101,10 @@ if has evaluate; then
     parts="[offline,policy]"
     [ "$name" = uwm-new-dynamics ] && parts="[offline]"  # no action loss: its policy mode was never trained
     echo "evaluate $name-$profile -> $logs/evaluate_$name.log"
-    "$PY" -m phase4_uwm.evaluate load="$base/$name-$profile" "parts=$parts" "${ev[@]}" "${extra[@]}" \
-      > "$logs/evaluate_$name.log" 2>&1
+    "$PY" -m phase4_uwm.evaluate load="$base/$name-$profile" "parts=$parts" "${ev[@]}" timestep_spacing=leading \
+      "${extra[@]}" > "$logs/evaluate_$name.log" 2>&1
   done
+  names=(uwm-new dp-new uwm-new-policy uwm-new-dynamics uwm-new-small uwm-new-n10)
+  "$PY" -m phase4_uwm.compare run.root="$root" "runs=[$(IFS=,; echo "${names[*]/%/-$profile}")]"
 fi
 echo "done: results in $root/phase4/<run>/evaluate/results.md"

@@ -37,6 +37,7 @@ COMMANDS.update({
     "phase4_uwm.train_tokenizer": ["tokenizer.block_channels", "tokenizer.kl_weight", "data.demos", "val_frames"],
     "phase4_uwm.train": ["model.registers", "model.ddpm.num_timesteps", "clip.chunk", "objective", "init_from",
                          "data.video_only_fraction", "tokenizer_kind"],
+    "phase4_uwm.compare": ["runs", "publish"],
     "phase4_uwm.train_dp": ["dp.down_dims", "dp.n_action_steps", "data.split"],
     "phase4_uwm.train_inverse": ["splits", "model.obs_dim", "clip.future_frames"],
     "phase4_uwm.train_diamond": ["model.unet.channels", "model.context", "sampler_steps"],

@@ -608,3 +608,47 @@ def test_bad_keys_and_missing_data_are_user_errors(run_root, tmp_path):
     r = run_module("phase4_uwm.train_tokenizer", "profile=smoke", f"run.root={run_root}",
                    f"data.folder={tmp_path / 'nothing'}")
     assert r.returncode == 2 and "phase3_vla.collect" in r.stderr
+
+
+def _evaluation(run: Path, *, method: str = "uwm", successes: int | None = None, forward: float | None = None,
+                clips: int = 256, starts: range = range(25), objective: str = "joint") -> None:
+    """A run folder with a config.yaml and an evaluate/results.json of the shape phase4_uwm.evaluate writes."""
+    import yaml
+    (run / "evaluate").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"objective": objective, "model": {"width": 256, "depth": 6},
+                                                     "data": {"episodes": 0}, "init_from": "x/uwm-base-cpu"}))
+    res: dict = {"method": method}
+    if forward is not None:
+        rows = {"forward": {"psnr": [forward, forward - 0.1, forward + 0.1], "ssim": [0.5, 0.49, 0.51]},
+                "copy_current": {"psnr": [18.1, 18.0, 18.2], "ssim": [0.6, 0.59, 0.61]},
+                "policy_actions": {"action_mse": [0.02, 0.015, 0.025]}}
+        res["offline"] = {"split": "new_val", "clips": clips, "denoise_steps": 10, "timestep_spacing": "leading",
+                          "rows": rows}
+    if successes is not None:
+        n = len(starts)
+        task = {"task_id": 9, "outcomes": {str(i): i < successes for i in starts}}
+        res["policy"] = {"settings": {"suite": "libero_object", "max_steps": 280, "image_size": 128, "seed": 0,
+                                      "hard_reset": True, "perturb": 0.0},
+                         "tasks": [task], "total": {"successes": successes, "episodes": n, "rate": successes / n,
+                                                    "ci95": [0.0, 0.5]}}
+    (run / "evaluate" / "results.json").write_text(json.dumps(res))
+
+
+def test_compare_puts_evaluated_runs_side_by_side_and_refuses_different_clips(tmp_path):
+    from phase4_uwm import compare
+    from common.config import ConfigError
+    root = tmp_path / "phase4"
+    _evaluation(root / "uwm-new-cpu", successes=3, forward=18.7)
+    _evaluation(root / "dp-new-cpu", method="diffusion_policy", successes=12)
+    out = compare.main([f"run.root={tmp_path}", "runs=[uwm-new-cpu,dp-new-cpu,uwm-new-small-cpu]"])
+    md = out["markdown"]
+    assert "| `uwm-new-cpu` | UWM joint, width 256, depth 6, all demos, from uwm-base-cpu | 3/25 | 12% [0%, 50%]" in md
+    assert "| `dp-new-cpu` | Diffusion Policy (lerobot), from scratch | 12/25 | 48%" in md
+    assert "| `uwm-new-cpu` | 18.70 [18.60, 18.80] |" in md and "copy current frame (floor) | 18.10" in md
+    assert "Not evaluated yet: `uwm-new-small-cpu`" in md and out["runs"] == ["uwm-new-cpu", "dp-new-cpu"]
+    _evaluation(root / "uwm-new-n10-cpu", forward=18.0, clips=128)  # scored on other clips: refused, named
+    with pytest.raises(ConfigError, match="uwm-new-n10-cpu.*clips=128"):
+        compare.main.__wrapped__([f"run.root={tmp_path}", "runs=[uwm-new-cpu,uwm-new-n10-cpu]"])
+    _evaluation(root / "uwm-new-policy-cpu", successes=1, starts=range(5, 30), objective="policy")  # other starts
+    with pytest.raises(ConfigError, match="uwm-new-policy-cpu.*starts"):
+        compare.main.__wrapped__([f"run.root={tmp_path}", "runs=[uwm-new-cpu,uwm-new-policy-cpu]"])

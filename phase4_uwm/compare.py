@@ -1,0 +1,158 @@
+"""Phase 4's comparison: the finetuned UWM, its baselines and its ablations side by side, from their evaluations.
+
+    python -m phase4_uwm.compare                          # the runs scripts/phase4_experiments.sh makes
+    python -m phase4_uwm.compare runs=[uwm-new-cpu,dp-new-cpu] publish=true
+
+Each run was evaluated on its own by `python -m phase4_uwm.evaluate` (scripts/phase4_experiments.sh, stage
+`evaluate`); this command reads their `<run>/evaluate/results.json` and writes two tables: the policy (LIBERO success
+with Wilson intervals, and the action error on validation clips) and the frames (forward dynamics with the real
+actions and with another clip's, video prediction, inverse dynamics), with the baselines the evaluations measured
+(copy-current, DIAMOND-lite, the tokenizer's ceiling, the inverse regressor, the mean action). It refuses runs scored
+on different clips or LIBERO starts; a run not evaluated yet is listed as such, with the command that evaluates it.
+`publish=true` writes the block of phase4_uwm/README.md that belongs to this command.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from common.checkpoint import atomic_write
+from common.config import ConfigError, cli
+from common.errors import command
+from common.runs import outputs_root
+from phase4_uwm.config import CompareConfig
+
+COMMAND = "python -m phase4_uwm.compare publish=true"
+# what must be equal for two evaluations to share a table
+SAME_CLIPS = ("split", "clips", "denoise_steps", "timestep_spacing")
+SAME_EPISODES = ("suite", "max_steps", "image_size", "seed", "hard_reset", "perturb")
+
+
+def run_dir(spec: str, root: str) -> Path:
+    p = Path(spec).expanduser()
+    return p if p.is_absolute() or p.exists() else outputs_root(root) / "phase4" / spec
+
+
+def describe(run: Path, res: dict) -> str:
+    """What the run is, from its own config.yaml: the method, objective, size, data and warm start."""
+    if res.get("method") == "diffusion_policy":
+        return "Diffusion Policy (lerobot), from scratch"
+    cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
+    m, d = cfg.get("model", {}), cfg.get("data", {})
+    parts = [f"UWM {cfg.get('objective', 'joint')}", f"width {m.get('width', '?')}, depth {m.get('depth', '?')}"]
+    parts.append(f"{d['episodes']} demos" if d.get("episodes") else "all demos")
+    if cfg.get("init_from"):
+        parts.append(f"from {Path(cfg['init_from']).name}")
+    return ", ".join(parts)
+
+
+def check_same(name: str, setup: dict, first: tuple[str, dict] | None, what: str) -> tuple[str, dict]:
+    if first is None:
+        return name, setup
+    for k, v in setup.items():
+        if v != first[1].get(k):
+            raise ConfigError("runs", name, f"its {what} {k}={v!r} differs from {first[0]}'s {first[1].get(k)!r}: "
+                              f"runs compared in one table must be scored on the same {what}")
+    return first
+
+
+def episode_setup(pol: dict) -> dict:
+    s = {k: pol["settings"].get(k) for k in SAME_EPISODES}
+    s["starts"] = {t["task_id"]: sorted(map(int, t["outcomes"])) for t in pol["tasks"]}  # initial-state indices
+    return s
+
+
+def cell(est: list[float] | None, digits: int) -> str:
+    return "-" if est is None else f"{est[0]:.{digits}f} [{est[1]:.{digits}f}, {est[2]:.{digits}f}]"
+
+
+def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
+    first_clips = first_eps = None
+    pol_lines = ["| run | what | LIBERO successes | rate [Wilson 95%] | policy action MSE (validation clips) |",
+                 "|---|---|---|---|---|"]
+    frame_lines = ["| run | forward dynamics PSNR (dB) | forward, another clip's actions | video prediction (no actions) "
+                   "| forward SSIM | inverse action MSE |", "|---|---|---|---|---|---|"]
+    baselines: dict[str, str] = {}
+    pending = []
+    for name, run, res in rows:
+        if res is None:
+            pending.append(name)
+            continue
+        what = describe(run, res)
+        off, pol = res.get("offline"), res.get("policy")
+        if off:
+            first_clips = check_same(name, {k: off.get(k) for k in SAME_CLIPS}, first_clips, "validation clips")
+        if pol:
+            first_eps = check_same(name, episode_setup(pol), first_eps, "LIBERO episodes")
+        r = (off or {}).get("rows", {})
+        mse = lambda k: (r.get(f"{k}_actions") or {}).get("action_mse")  # noqa: E731
+        if pol or mse("policy"):
+            t = pol["total"] if pol else None
+            pol_lines.append(f"| `{name}` | {what} | " + (f"{t['successes']}/{t['episodes']} | {t['rate']:.0%} "
+                             f"[{t['ci95'][0]:.0%}, {t['ci95'][1]:.0%}]" if t else "not played | -")
+                             + f" | {cell(mse('policy'), 4)} |")
+        if off and ({"forward", "video"} & set(r) or mse("inverse")):
+            psnr = lambda k: (r.get(k) or {}).get("psnr")  # noqa: E731
+            frame_lines.append(f"| `{name}` | {cell(psnr('forward'), 2)} | {cell(psnr('forward_other'), 2)} "
+                               f"| {cell(psnr('video'), 2)} | {cell((r.get('forward') or {}).get('ssim'), 3)} "
+                               f"| {cell(mse('inverse'), 4)} |")
+        for k, label in (("copy_current", "copy current frame (floor)"),
+                         ("diamond_lite", "DIAMOND-lite, 16 frames rolled out with the real actions"),
+                         ("tokenizer", "tokenizer reconstruction (ceiling)")):
+            if k in r and k not in baselines:
+                baselines[k] = (f"| {label} | {cell(r[k]['psnr'], 2)} | - | - | {cell(r[k]['ssim'], 3)} | - |")
+        for k, label in (("inverse_regressor", "inverse-dynamics regressor"), ("mean_action", "mean training action (floor)")):
+            if mse(k) and k not in baselines:
+                baselines[k] = f"| {label} | - | - | - | - | {cell(mse(k), 4)} |"
+    out = []
+    if first_eps:
+        eps = first_eps[1]
+        out += [f"Policy: LIBERO ({eps['suite']}) task(s) {', '.join(map(str, eps['starts']))}, fixed initial states "
+                f"{', '.join(f'{min(s)}-{max(s)}' for s in eps['starts'].values() if s)}, the same for every run "
+                f"(up to {eps['max_steps']} steps); validation-clip action MSE in the data set's units, real steps only.",
+                "", *pol_lines, ""]
+    if first_clips:
+        c = first_clips[1]
+        out += [f"Frames: {c['clips']} clips of `{c['split']}` (validation demonstrations), {c['denoise_steps']} DDIM steps "
+                f"({c['timestep_spacing']} spacing); the 2 future frames 16 steps ahead, both cameras; estimate [95% "
+                "interval].", "", *frame_lines, *baselines.values(), ""]
+    if pending:
+        out.append("Not evaluated yet: " + ", ".join(f"`{p}`" for p in pending)
+                   + " (`STAGES=evaluate bash scripts/phase4_experiments.sh`).")
+    return "\n".join(out).strip() + "\n"
+
+
+@command
+def main(argv: list[str] | None = None) -> dict:
+    cfg = cli(CompareConfig, "phase4/compare", argv, __doc__)
+    rows = []
+    for spec in cfg.runs:
+        run = run_dir(spec, cfg.run.root)
+        path = run / "evaluate" / "results.json"
+        if not run.exists():
+            print(f"note: {run} does not exist (scripts/phase4_experiments.sh makes it)")
+        try:
+            res = json.loads(path.read_text()) if path.exists() else None
+        except json.JSONDecodeError as e:
+            raise ConfigError("runs", spec, f"{path} is not valid JSON ({e}): rerun its evaluation") from None
+        rows.append((Path(spec).name, run, res))
+    if all(r is None for _, _, r in rows):
+        raise ConfigError("runs", cfg.runs, "none of them has evaluate/results.json: run "
+                          "`STAGES=evaluate bash scripts/phase4_experiments.sh` (or python -m phase4_uwm.evaluate) first")
+    md = tables(rows)
+    print(md, flush=True)
+    out = outputs_root(cfg.run.root) / "phase4" / "compare.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda f: f.write(md.encode()))
+    if cfg.publish:
+        from common.report import publish
+        readme = Path(__file__).resolve().parent / "README.md"
+        publish(readme, md, [], readme.parent / "figures", COMMAND)
+        print(f"published to {readme}", flush=True)
+    return {"markdown": md, "runs": [n for n, _, r in rows if r is not None]}
+
+
+if __name__ == "__main__":
+    main()
