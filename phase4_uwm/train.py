@@ -74,6 +74,10 @@ def validation_hook(model: UWM, val: Clips, every: int, samples: int) -> Hook | 
     return Hook(every, fn, "validation")
 
 
+# model.* keys that only say how the model samples (set per run; never a reason to refuse a warm start)
+SAMPLING_KEYS = ("sample_steps", "clip_actions", "clip_latents", "timestep_spacing")
+
+
 @command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(Phase4Config, "phase4/train", argv, __doc__)
@@ -88,9 +92,12 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.init_from:
         base = load_uwm(cfg.init_from, cfg.run.root)
         for key in ("model", "clip"):
-            if to_dict(getattr(base.cfg, key)) != to_dict(getattr(cfg, key)):
-                raise ConfigError("init_from", cfg.init_from, f"{base.run.dir} has another {key} config than this run: "
-                                                              f"use the base run's {key}.* settings")
+            ours, theirs = to_dict(getattr(cfg, key)), to_dict(getattr(base.cfg, key))
+            if key == "model":  # how it samples is not part of the weights (and a default may have changed since)
+                ours, theirs = ({k: v for k, v in d.items() if k not in SAMPLING_KEYS} for d in (ours, theirs))
+            if (diff := sorted(k for k in ours if ours[k] != theirs.get(k))):
+                raise ConfigError("init_from", cfg.init_from, f"{base.run.dir} has another {key} config than this run "
+                                  f"({', '.join(f'{key}.{k}' for k in diff)}): use the base run's {key}.* settings")
         stats = ActionStats(base.model.action_low.tolist(), base.model.action_high.tolist())
     else:
         stats = None

@@ -534,7 +534,8 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     for ep, success in ((25, False), (26, True)):
         write_played(played, 9, ep, success)
     r = run_module("phase4_uwm.train", "profile=smoke", *common, "data.split=new", f"init_from={run_root}/phase4/uwm",
-                   "run.name=uwm-played", f"data.played=[{played}]", "train.max_steps=4", timeout=300)
+                   "run.name=uwm-played", f"data.played=[{played}]", "train.max_steps=4",
+                   "model.timestep_spacing=trailing", timeout=300)  # sampling settings may differ from the base's
     assert r.returncode == 0, r.stderr[-3000:]
     assert "+ 2 played episodes (1 failed, 24 frames) from 1 folder(s); their actions condition the video loss only" \
         in r.stdout
@@ -544,6 +545,9 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     r = run_module("phase4_uwm.train", "profile=smoke", *common, "data.split=new", f"init_from={run_root}/phase4/uwm",
                    "run.name=uwm-played2", f"data.played=[{played}]", "train.max_steps=2", timeout=300)
     assert r.returncode != 0 and "task_09_ep_026.json" in r.stderr and "recorded actions" in r.stderr
+    r = run_module("phase4_uwm.train", "profile=smoke", *common, "data.split=new", f"init_from={run_root}/phase4/uwm",
+                   "run.name=uwm-deeper", "model.depth=3", timeout=300)  # weights of another shape: refused, named
+    assert r.returncode != 0 and "another model config than this run (model.depth)" in r.stderr
     for mode in ("policy", "forward"):
         r = run_module("phase4_uwm.infer", f"mode={mode}", f"load={run_root}/phase4/uwm-new", *common, "clips=4",
                        timeout=300)
