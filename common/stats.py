@@ -14,3 +14,14 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     c = (p + z * z / (2 * n)) / d
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return max(0.0, c - h), min(1.0, c + h)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for paired binary outcomes (the same episodes' starts played by two agents):
+    b = pairs only the first succeeded on, c = pairs only the second did. Under "no difference" each of the b + c
+    discordant pairs favours either side with probability 1/2, so p = P(Binomial(b + c, 1/2) as or more lopsided)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)

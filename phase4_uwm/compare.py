@@ -22,6 +22,7 @@ from common.checkpoint import atomic_write
 from common.config import ConfigError, cli
 from common.errors import command
 from common.runs import outputs_root
+from common.stats import mcnemar_exact
 from phase4_uwm.config import CompareConfig
 
 COMMAND = "python -m phase4_uwm.compare publish=true"
@@ -64,18 +65,34 @@ def episode_setup(pol: dict) -> dict:
     return s
 
 
+def outcomes(pol: dict) -> dict[tuple[int, int], bool]:
+    """(task id, initial-state index) -> success, for the paired comparison of runs played on the same starts."""
+    return {(t["task_id"], int(i)): bool(ok) for t in pol["tasks"] for i, ok in t["outcomes"].items()}
+
+
+def paired(ours: dict, ref: dict | None) -> str:
+    """This run against the table's first played run on the same starts: starts only it solved / only the first
+    solved, and the exact McNemar p-value."""
+    if ref is None or ours is ref:
+        return "-"
+    b = sum(ok and not ref[k] for k, ok in ours.items())
+    c = sum(ref[k] and not ok for k, ok in ours.items())
+    return f"+{b} / -{c}, p = {mcnemar_exact(b, c):.2g}"
+
+
 def cell(est: list[float] | None, digits: int) -> str:
     return "-" if est is None else f"{est[0]:.{digits}f} [{est[1]:.{digits}f}, {est[2]:.{digits}f}]"
 
 
 def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
     first_clips = first_eps = None
-    pol_lines = ["| run | what | LIBERO successes | rate [Wilson 95%] | policy action MSE (validation clips) |",
-                 "|---|---|---|---|---|"]
+    pol_lines = ["| run | what | LIBERO successes | rate [Wilson 95%] | vs the first run, same starts | "
+                 "policy action MSE (validation clips) |", "|---|---|---|---|---|---|"]
+    ref = None  # the first played run's outcomes
     frame_lines = ["| run | forward dynamics PSNR (dB) | forward, another clip's actions | video prediction (no actions) "
                    "| forward SSIM | inverse action MSE |", "|---|---|---|---|---|---|"]
     baselines: dict[str, str] = {}
-    pending = []
+    pending, floor_row = [], None
     for name, run, res in rows:
         if res is None:
             pending.append(name)
@@ -90,9 +107,11 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
         mse = lambda k: (r.get(f"{k}_actions") or {}).get("action_mse")  # noqa: E731
         if pol or mse("policy"):
             t = pol["total"] if pol else None
+            ours = outcomes(pol) if pol else None
+            ref = ref or ours
             pol_lines.append(f"| `{name}` | {what} | " + (f"{t['successes']}/{t['episodes']} | {t['rate']:.0%} "
-                             f"[{t['ci95'][0]:.0%}, {t['ci95'][1]:.0%}]" if t else "not played | -")
-                             + f" | {cell(mse('policy'), 4)} |")
+                             f"[{t['ci95'][0]:.0%}, {t['ci95'][1]:.0%}] | {paired(ours, ref)}" if t
+                             else "not played | - | -") + f" | {cell(mse('policy'), 4)} |")
         if off and ({"forward", "video"} & set(r) or mse("inverse")):
             psnr = lambda k: (r.get(k) or {}).get("psnr")  # noqa: E731
             frame_lines.append(f"| `{name}` | {cell(psnr('forward'), 2)} | {cell(psnr('forward_other'), 2)} "
@@ -106,13 +125,17 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
         for k, label in (("inverse_regressor", "inverse-dynamics regressor"), ("mean_action", "mean training action (floor)")):
             if mse(k) and k not in baselines:
                 baselines[k] = f"| {label} | - | - | - | - | {cell(mse(k), 4)} |"
+                if k == "mean_action":
+                    floor_row = f"| {label} | - | - | - | - | {cell(mse(k), 4)} |"
     out = []
     if first_eps:
         eps = first_eps[1]
         out += [f"Policy: LIBERO ({eps['suite']}) task(s) {', '.join(map(str, eps['starts']))}, fixed initial states "
                 f"{', '.join(f'{min(s)}-{max(s)}' for s in eps['starts'].values() if s)}, the same for every run "
                 f"(up to {eps['max_steps']} steps); validation-clip action MSE in the data set's units, real steps only.",
-                "", *pol_lines, ""]
+                "", *pol_lines, *([floor_row] if floor_row else []), "",
+                "The paired column: starts this run solved and the first did not (+), the reverse (-), and the "
+                "exact McNemar p-value of that split.", ""]
     if first_clips:
         c = first_clips[1]
         out += [f"Frames: {c['clips']} clips of `{c['split']}` (validation demonstrations), {c['denoise_steps']} DDIM steps "

@@ -254,6 +254,16 @@ def test_wilson_interval():
     assert abs(lo - 0.2366) < 1e-3 and abs(hi - 0.7634) < 1e-3
 
 
+def test_mcnemar_exact_against_closed_forms_and_scipy():
+    from scipy.stats import binomtest
+
+    from common.stats import mcnemar_exact
+    assert mcnemar_exact(6, 0) == 2 / 2 ** 6 and mcnemar_exact(0, 6) == 2 / 2 ** 6  # all 6 discordant pairs one way
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(1, 0) == 1.0 and mcnemar_exact(4, 4) == 1.0
+    for b, c in ((3, 9), (11, 2), (7, 5), (0, 13)):
+        assert abs(mcnemar_exact(b, c) - binomtest(b, b + c, 0.5).pvalue) < 1e-12
+
+
 def test_experiments_plan_and_config_errors(runs, capsys):
     res = experiments.main([*runs["args"], "--plan"])
     steps = [c["step"] for c in res["cells"]]
