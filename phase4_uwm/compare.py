@@ -23,6 +23,7 @@ from common.config import ConfigError, cli
 from common.errors import command
 from common.runs import outputs_root
 from common.stats import mcnemar_exact
+from phase1_world_model.metrics import fmt
 from phase4_uwm.config import CompareConfig
 
 COMMAND = "python -m phase4_uwm.compare publish=true"
@@ -80,8 +81,8 @@ def paired(ours: dict, ref: dict | None) -> str:
     return f"+{b} / -{c}, p = {mcnemar_exact(b, c):.2g}"
 
 
-def cell(est: list[float] | None, digits: int) -> str:
-    return "-" if est is None else f"{est[0]:.{digits}f} [{est[1]:.{digits}f}, {est[2]:.{digits}f}]"
+def cell(est: list[float] | None, metric: str) -> str:
+    return "-" if est is None else fmt(est, metric)
 
 
 def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
@@ -92,7 +93,7 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
     frame_lines = ["| run | forward dynamics PSNR (dB) | forward, another clip's actions | video prediction (no actions) "
                    "| forward SSIM | inverse action MSE |", "|---|---|---|---|---|---|"]
     baselines: dict[str, str] = {}
-    pending, floor_row = [], None
+    pending = []
     for name, run, res in rows:
         if res is None:
             pending.append(name)
@@ -111,23 +112,21 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
             ref = ref or ours
             pol_lines.append(f"| `{name}` | {what} | " + (f"{t['successes']}/{t['episodes']} | {t['rate']:.0%} "
                              f"[{t['ci95'][0]:.0%}, {t['ci95'][1]:.0%}] | {paired(ours, ref)}" if t
-                             else "not played | - | -") + f" | {cell(mse('policy'), 4)} |")
+                             else "not played | - | -") + f" | {cell(mse('policy'), 'mse')} |")
         if off and ({"forward", "video"} & set(r) or mse("inverse")):
             psnr = lambda k: (r.get(k) or {}).get("psnr")  # noqa: E731
-            frame_lines.append(f"| `{name}` | {cell(psnr('forward'), 2)} | {cell(psnr('forward_other'), 2)} "
-                               f"| {cell(psnr('video'), 2)} | {cell((r.get('forward') or {}).get('ssim'), 3)} "
-                               f"| {cell(mse('inverse'), 4)} |")
+            frame_lines.append(f"| `{name}` | {cell(psnr('forward'), 'psnr')} | {cell(psnr('forward_other'), 'psnr')} "
+                               f"| {cell(psnr('video'), 'psnr')} | {cell((r.get('forward') or {}).get('ssim'), 'ssim')} "
+                               f"| {cell(mse('inverse'), 'mse')} |")
         for k, label in (("copy_current", "copy current frame (floor)"),
                          ("diamond_lite", "DIAMOND-lite, 16 frames rolled out with the real actions"),
                          ("tokenizer", "tokenizer reconstruction (ceiling)")):
             if k in r and k not in baselines:
-                baselines[k] = (f"| {label} | {cell(r[k]['psnr'], 2)} | - | - | {cell(r[k]['ssim'], 3)} | - |")
+                baselines[k] = (f"| {label} | {cell(r[k]['psnr'], 'psnr')} | - | - | {cell(r[k]['ssim'], 'ssim')} | - |")
         for k, label in (("inverse_regressor", "inverse-dynamics regressor"), ("mean_action", "mean training action (floor)")):
             if mse(k) and k not in baselines:
-                baselines[k] = f"| {label} | - | - | - | - | {cell(mse(k), 4)} |"
-                if k == "mean_action":
-                    floor_row = f"| {label} | - | - | - | - | {cell(mse(k), 4)} |"
-    out = []
+                baselines[k] = f"| {label} | - | - | - | - | {cell(mse(k), 'mse')} |"
+    out, floor_row = [], baselines.get("mean_action")  # the same floor row (6 columns) closes both tables
     if first_eps:
         eps = first_eps[1]
         out += [f"Policy: LIBERO ({eps['suite']}) task(s) {', '.join(map(str, eps['starts']))}, fixed initial states "

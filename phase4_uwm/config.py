@@ -221,6 +221,8 @@ class InferConfig:
 
 
 PARTS = ("offline", "policy")
+# what the offline part can score: the modes, and forward_other (forward dynamics given another clip's actions)
+OFFLINE_MODES = ("forward", "forward_other", "video", "policy", "inverse", "joint")
 
 
 @dataclass
@@ -239,7 +241,7 @@ class OfflineConfig:
         require(self.clips >= 2, "clips", self.clips, "must be >= 2 (intervals)")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         for m in self.modes:
-            choice("modes", m, ("forward", "forward_other", "video", "policy", "inverse", "joint"))
+            choice("modes", m, OFFLINE_MODES)
         require("forward_other" not in self.modes or self.batch_size >= 2, "batch_size", self.batch_size,
                 "must be >= 2 for forward_other (each clip gets the next clip's actions within a batch)")
 

@@ -32,7 +32,7 @@ from common.config import cli, to_dict
 from common.errors import command
 from common.runs import writable_dir
 from common.system import start
-from phase4_uwm.config import UWMEvaluateConfig
+from phase4_uwm.config import OFFLINE_MODES, UWMEvaluateConfig
 from phase4_uwm.data import ActionStats, evenly_spaced, held_out_clips
 from phase4_uwm.libero_eval import Player, policy_eval
 from phase4_uwm.loading import load_uwm
@@ -41,7 +41,7 @@ from phase4_uwm.modes import run_mode
 # ----------------------------------------------------------------------------- offline
 # The modes each training objective taught: policy-only never saw a clean or partly noisy future, dynamics-only never
 # saw noisy actions (its video mode, actions at full noise, is as untrained as its policy).
-TRAINED_MODES = {"joint": ("forward", "forward_other", "video", "policy", "inverse", "joint"),
+TRAINED_MODES = {"joint": OFFLINE_MODES,
                  "policy": ("policy",), "dynamics": ("forward", "forward_other")}
 
 
