@@ -24,7 +24,7 @@ from common.errors import command
 from common.runs import outputs_root
 from common.stats import mcnemar_exact
 from phase1_world_model.metrics import fmt
-from phase4_uwm.config import CompareConfig
+from phase4_uwm.config import UWMCompareConfig
 
 COMMAND = "python -m phase4_uwm.compare publish=true"
 # what must be equal for two evaluations to share a table
@@ -148,7 +148,7 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
 
 @command
 def main(argv: list[str] | None = None) -> dict:
-    cfg = cli(CompareConfig, "phase4/compare", argv, __doc__)
+    cfg = cli(UWMCompareConfig, "phase4/compare", argv, __doc__)
     rows = []
     for spec in cfg.runs:
         run = run_dir(spec, cfg.run.root)

@@ -395,7 +395,7 @@ class DiamondTrainConfig:
 
 
 @dataclass
-class CompareConfig:
+class UWMCompareConfig:
     """`python -m phase4_uwm.compare`: the evaluated runs side by side (their <run>/evaluate/results.json)."""
 
     run: RunConfig = field(default_factory=RunConfig)

@@ -181,3 +181,23 @@ def test_phase1_sampler_settings_live_apart_from_the_model(tmp_path, capsys):
     assert (saved.sampler.steps, saved.sampler.solver, saved.model.context) == (7, "heun", 2)
     model = WorldModel(saved.model, 4, (3, 16, 16), saved.sampler)
     assert len(model.sigmas()) == 7 + 1  # 7 levels and the final 0
+
+
+def test_every_schema_a_yaml_names_is_one_class():
+    """Hydra's config store is global: two entry points' schemas with one name would check a YAML against the
+    wrong class, depending on which command ran first in the process (CI caught this once, in test order)."""
+    import ast
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    named = {m for p in (root / "configs").rglob("*.yaml") for m in re.findall(r"(\w+)_schema", p.read_text())}
+    defined: dict[str, list[str]] = {}
+    for path in root.glob("*/config.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                defined.setdefault(node.name, []).append(str(path.relative_to(root)))
+    assert named, "no schema names found in configs/"
+    missing = sorted(n for n in named if n not in defined)
+    assert not missing, f"YAMLs name schemas no config.py defines: {missing}"
+    clashes = {n: defined[n] for n in named if len(defined[n]) > 1}
+    assert not clashes, f"schema names defined twice (rename one): {clashes}"
