@@ -1,10 +1,12 @@
-"""Regenerate every phase 0 result table and figure with one command (resumable).
+"""Regenerate every phase 0 result table and figure with one command (resumable, across sessions and machines).
 
-    python -m phase0_diffusion.experiments                 # all of it: many hours on 2 CPU cores (resumable)
-    python -m phase0_diffusion.experiments --num-samples 200 --seeds 1 --steps 300    # a quick look
-    python -m phase0_diffusion.experiments --models ddpm --threads 1 &     # two processes side by side, one core
-    python -m phase0_diffusion.experiments --models edm cond --threads 1   # each (1.6x one 2-thread process)
-    python -m phase0_diffusion.experiments --tables-only --publish         # tables from what is measured so far
+    python -m phase0_diffusion.experiments                    # measure the released models: many hours on 2 cores
+    python -m phase0_diffusion.experiments --num-samples 200 --seeds 1      # a quick look
+    python -m phase0_diffusion.experiments --models ddpm --threads 1 &      # two processes side by side, one core
+    python -m phase0_diffusion.experiments --models edm cond --threads 1    # each
+    python -m phase0_diffusion.experiments --train            # train our own three models first, measure those
+    python -m phase0_diffusion.experiments --tables-only --publish          # tables from what is measured so far
+    python -m phase0_diffusion.experiments --evals phase0_diffusion/results --tables-only --publish   # the README's
 
 1. Unconditional DDPM (eps-prediction, linear betas) on Fashion-MNIST: DDPM-1000 samples.
 2. The same UNet in EDM form, trained the same length. FID-proxy and time per sample of DDPM-1000,
@@ -16,12 +18,18 @@ Every cell is measured with --seeds sampling seeds of --num-samples images each 
 seeds), next to the floor: the FID-proxy of as many real training images (never the judge's reference, the test
 split) over the same seeds, the distance a perfect generator would score at that sample size.
 
-Runs go to <root>/phase0/exp-{ddpm,edm,cond}/; a finished run or evaluation is reused, an interrupted training run
-is resumed, and an interrupted evaluation continues from its last batch of images (eval/*.partial.pt). The cheap
-cells (< 1000 network evaluations per image) come first with all their seeds, then the 1000-step cells one seed at
-a time, so an unfinished run has measured as many cells as it could. The tables are assembled from the evaluations
-on disk (a cell short of seeds says how many it has), so they can be written, or published, at any point.
-Tables: <root>/phase0/experiments/results.md (+ results.json, guidance.png).
+The models: with the cpu profile, the released ones (releases/phase0/{ddpm,edm,cond}-cpu, the profile's recipe:
+the command refuses a release whose recipe differs from the profile's), so a fresh clone measures without
+training; --train (or a profile without releases) trains our own runs <root>/phase0/exp-{ddpm,edm,cond}/ instead
+(a finished run is reused, an interrupted one resumed). Each evaluation is one JSON per (model, sampler, seed) in
+--evals, stamped with the sha256 of the weights it sampled: the tables use only the evaluations of the weights
+being measured, so cells of different models never mix. The measurement is far longer than a working session
+(the 1000-step cells cost 1000 network evaluations per image), so ours accumulates its JSONs in the repository
+(phase0_diffusion/results/, --evals) and any machine continues it where it stopped; an interrupted cell continues
+from its last batch of 64 images with the same random draws (*.partial.pt beside the JSONs, not committed). The
+cheap cells (< 1000 network evaluations per image) come first with all their seeds, then the 1000-step cells one
+seed at a time, so an unfinished run has measured as many cells as it could; a cell short of seeds says how many
+it has. Tables: <root>/phase0/experiments/results.md (+ results.json, guidance.png, sample grids in media/).
 """
 from __future__ import annotations
 
@@ -33,14 +41,14 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from common.checkpoint import atomic_write
-from common.errors import command
+from common.config import load_config
+from common.errors import UserError, command
 from common.precision import Precision
 from common.report import publish
-from common.runs import RunConfig, outputs_root
+from common.runs import RELEASE_MANIFEST, RunConfig, find_release, outputs_root, sha256
 from common.system import start
 from phase0_diffusion import classifier, train
-from phase0_diffusion.config import SampleConfig
-from phase0_diffusion.config import DataConfig
+from phase0_diffusion.config import DataConfig, Phase0Config, SampleConfig
 from phase0_diffusion.data import build_split
 from phase0_diffusion.fid import Judge, find_classifier, load_judge, measure, real_floor
 from phase0_diffusion.model import load_trained
@@ -60,7 +68,20 @@ SAMPLERS = ([SampleConfig(sampler="ddpm")] + [SampleConfig(sampler="ddim", steps
             + [SampleConfig(sampler="heun", steps=s) for s in (18, 40)])
 EXPENSIVE_NFE = 1000  # cells at or above this many evaluations per image run one seed at a time, after the others
 README = Path(__file__).parent / "README.md"
-COMMAND = "python -m phase0_diffusion.experiments --tables-only --publish"
+RESULTS = Path(__file__).parent / "results"  # the evaluations behind the README's tables (committed; --evals)
+COMMAND = "python -m phase0_diffusion.experiments --evals phase0_diffusion/results --tables-only --publish"
+# Settings that make a model what it is; a release is measured only if these match the profile's (bookkeeping such
+# as checkpoint frequency may differ).
+RECIPE = ("model", "diffusion", "data", "train.max_steps", "train.batch_size", "train.lr", "train.warmup_steps",
+          "train.schedule", "train.ema_decay", "train.weight_decay", "train.grad_clip")
+
+
+class ReleaseMismatch(UserError):
+    """A release was trained with another recipe than the profile the tables claim to measure."""
+
+
+def release_name(key: str) -> str:
+    return f"{key}-cpu"
 
 
 def run_dir(root: str, key: str) -> Path:
@@ -78,20 +99,79 @@ def train_model(key: str, extra: list[str], root: str, profile: str = "cpu") -> 
     return run
 
 
-def training_summary(run: Path) -> dict:
-    """Steps, wall-clock training time and model size, read back from the run's own records."""
+def _recipe(cfg: Phase0Config) -> dict:
+    flat = OmegaConf.to_container(OmegaConf.structured(cfg))
+    out = {}
+    for key in RECIPE:
+        section, _, leaf = key.partition(".")
+        out[key] = flat[section][leaf] if leaf else flat[section]
+    return out
+
+
+def model_source(key: str, profile: str, root: str, train_own: bool, extra: list[str]) -> Path:
+    """The folder whose weights the cells of `key` are measured on: the release releases/phase0/<key>-cpu for the
+    cpu profile (unless --train), checked against the profile's recipe; else our own run, trained or resumed here."""
+    if profile == "cpu" and not train_own and not extra:
+        rel = find_release("phase0", "export/data.json", release_name(key))
+        if rel is not None:
+            expected = _recipe(load_config(Phase0Config, "phase0/train", PROFILES[profile][key]))
+            got = _recipe(load_trained(str(rel.dir)).cfg)
+            diff = [f"{k}: {got[k]} (profile: {expected[k]})" for k in RECIPE if got[k] != expected[k]]
+            if diff:
+                raise ReleaseMismatch(
+                    f"release {rel.dir} was not trained with profile {profile}'s recipe for {key} ("
+                    + "; ".join(diff) + "): pass --train to train and measure our own model, or re-release one "
+                    "trained with the profile (scripts/make_releases.sh phase0)")
+            print(f"experiments: {key}: measuring the release {rel.dir} (--train: train our own)", flush=True)
+            return rel.dir
+    return train_model(key, extra, root, profile)
+
+
+def weights_id(folder: Path) -> str:
+    """sha256 of the weights a run or release samples with: what an evaluation is stamped with."""
+    release = (folder / RELEASE_MANIFEST).exists()
+    return sha256(folder / "model.safetensors" if release else folder / "export" / "model.safetensors")
+
+
+def training_summary(folder: Path) -> dict:
+    """Steps, wall-clock training time and model size, read back from the training run's own records (a
+    release's are in the run its provenance names, when that run is on this machine)."""
+    from common.precision import cpu_flags, cpu_name
+
+    run, cpu = folder, f"{cpu_name()} [{' '.join(cpu_flags())}]"
+    if (folder / RELEASE_MANIFEST).exists():
+        prov = json.loads((folder / RELEASE_MANIFEST).read_text())["provenance"]
+        run, machine = Path(prov["source_run"]), prov.get("machine", {})
+        cpu = f"{machine.get('cpu', '?')} [{' '.join(machine.get('cpu_flags', []))}]"
+    if not (run / "metrics.jsonl").exists():
+        return {}
     lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
     train_lines = [l for l in lines if "train/loss" in l]
     cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
-    model = load_trained(str(run)).model
+    model = load_trained(str(folder)).model
     # Each line's throughput covers the log_every steps before it (sampling hooks included).
     seconds = sum(cfg["train"]["batch_size"] * cfg["log"]["log_every"] / l["train/samples_per_s"]
                   for l in train_lines)
-    return {"run": str(run), "steps": train_lines[-1]["step"], "batch_size": cfg["train"]["batch_size"],
+    return {"name": folder.name, "steps": train_lines[-1]["step"], "batch_size": cfg["train"]["batch_size"],
             "params_M": sum(p.numel() for p in model.process.net.parameters()) / 1e6,
             "train_minutes": seconds / 60, "final_loss": train_lines[-1]["train/loss"],
             "precision": cfg["run"].get("precision", "bf16" if cfg["train"].get("bf16") else "fp32"),
-            "threads": cfg["run"].get("threads", 0), "process": cfg["diffusion"]["process"]}
+            "threads": cfg["run"].get("threads", 0), "process": cfg["diffusion"]["process"],
+            "cpu": cpu, "weights": weights_id(folder)}
+
+
+def recorded_training(folder: Path, evals: Path, key: str) -> dict:
+    """The training summary of `folder`, kept in evals/<key>/training.json so the tables can still say how the
+    model was trained where its run is gone (a fresh clone measuring the release)."""
+    path = evals / key / "training.json"
+    summary = training_summary(folder)
+    if summary:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
+        return summary
+    if path.exists() and (old := json.loads(path.read_text())).get("weights") == weights_id(folder):
+        return old
+    return {}
 
 
 def over_seeds(runs: list[dict]) -> dict:
@@ -111,32 +191,48 @@ def over_seeds(runs: list[dict]) -> dict:
     return cell
 
 
-def eval_path(run: Path, scfg: SampleConfig, n: int, precision: str, seed: int) -> Path:
-    return run / "eval" / f"{tag(scfg)}-n{n}-{precision}{f'-s{seed}' if seed else ''}.json"
+def eval_path(evals: Path, key: str, scfg: SampleConfig, n: int, precision: str, seed: int) -> Path:
+    return evals / key / f"{tag(scfg)}-n{n}-{precision}-s{seed}.json"
 
 
-def run_eval(run: Path, scfg: SampleConfig, n: int, device, precision: Precision, force: bool, seed: int,
-             judge: Judge, threads: int = 0) -> dict:
-    out = eval_path(run, scfg, n, precision.name, seed)
+def read_eval(path: Path, weights: str) -> dict | None:
+    """The evaluation in `path` if it sampled these weights (None if absent or of other weights)."""
+    if not path.exists():
+        return None
+    m = json.loads(path.read_text())
+    return m if m.get("weights") == weights else None
+
+
+def run_eval(source: Path, key: str, scfg: SampleConfig, n: int, device, precision: Precision, force: bool,
+             seed: int, judge: Judge, evals: Path, media: Path, threads: int = 0) -> dict:
+    from common.precision import cpu_flags, cpu_name
+
+    weights = weights_id(source)
+    out = eval_path(evals, key, scfg, n, precision.name, seed)
+    if not force and (done := read_eval(out, weights)) is not None:
+        return done
     if out.exists() and not force:
-        return json.loads(out.read_text())
+        raise UserError(f"{out} holds an evaluation of other weights than {source} (sha256 "
+                        f"{json.loads(out.read_text()).get('weights', '?')[:12]} vs {weights[:12]}): move it away, or "
+                        "pass --force to measure this model again over it")
     partial = out.with_suffix(".partial.pt")
     if force:
         partial.unlink(missing_ok=True)
-    tm = load_trained(str(run), device=device)
+    tm = load_trained(str(source), device=device)
     model, info = tm.model, tm.meta
-    m, x = measure(model, judge, scfg, n, tuple(info["shape"]), info["num_classes"], 64, device,
-                   seed=seed, bf16=precision.bf16, progress=f"experiments: {run.name} {tag(scfg)} seed {seed}",
-                   resume=partial)
-    m.update(seed=seed, precision=precision.name, threads=threads)
     out.parent.mkdir(parents=True, exist_ok=True)
+    m, x = measure(model, judge, scfg, n, tuple(info["shape"]), info["num_classes"], 64, device,
+                   seed=seed, bf16=precision.bf16, progress=f"experiments: {key} {tag(scfg)} seed {seed}",
+                   resume=partial)
+    m.update(seed=seed, precision=precision.name, threads=threads, weights=weights, model=source.name,
+             cpu=f"{cpu_name()} [{' '.join(cpu_flags())}]")
     atomic_write(out, lambda f: f.write(json.dumps(m, indent=2).encode()))
     partial.unlink(missing_ok=True)
     import torchvision
-    (run / "media").mkdir(exist_ok=True)
-    torchvision.utils.save_image((x[:100].clamp(-1, 1) + 1) / 2, run / "media" / f"eval_{tag(scfg)}.png",
+    media.mkdir(parents=True, exist_ok=True)
+    torchvision.utils.save_image((x[:100].clamp(-1, 1) + 1) / 2, media / f"{key}_{tag(scfg)}.png",
                                  nrow=10, padding=1)
-    print(f"experiments: {run.name} {tag(scfg)} seed {seed}: " + ", ".join(
+    print(f"experiments: {key} {tag(scfg)} seed {seed}: " + ", ".join(
         f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)), flush=True)
     return m
 
@@ -157,17 +253,26 @@ def work_order(keys: list[str], seeds: list[int], no_edm_ddpm1000: bool = False)
     return [(k, s, seed) for k, s in cheap for seed in seeds] + [(k, s, seed) for seed in seeds for k, s in dear]
 
 
-def collect(root: str, n: int, seeds: list[int], precision: str, floor: dict, classifier_info: dict,
-            no_edm_ddpm1000: bool = False) -> dict:
-    """The tables' data from the evaluations on disk: every cell with the seeds measured so far (None: none yet)."""
+def collect(sources: dict[str, Path], evals: Path, n: int, seeds: list[int], precision: str, floor: dict,
+            classifier_info: dict, no_edm_ddpm1000: bool = False) -> dict:
+    """The tables' data from the evaluations on disk of each model's weights (`sources`: key -> its run or
+    release): every cell with the seeds measured so far (None: none yet)."""
+    weights = {k: weights_id(f) for k, f in sources.items()}
+
     def cell(key: str, s: SampleConfig) -> dict | None:
-        runs = [json.loads(p.read_text()) for seed in seeds
-                if (p := eval_path(run_dir(root, key), s, n, precision, seed)).exists()]
+        if key not in sources:
+            return None
+        runs = [m for seed in seeds if (m := read_eval(eval_path(evals, key, s, n, precision, seed), weights[key]))]
         return over_seeds(runs) if runs else None
 
-    trained = {k: run_dir(root, k) for k in MODELS if (run_dir(root, k) / "export" / "data.json").exists()}
+    stale = sorted(str(p) for k in sources for p in (evals / k).glob("*.json")
+                   if p.name != "training.json" and json.loads(p.read_text()).get("weights") != weights[k])
+    if stale:
+        print(f"experiments: {len(stale)} evaluation(s) of other weights left out of the tables, e.g. {stale[0]}",
+              flush=True)
+    training = {k: t for k, f in sources.items() if (t := recorded_training(f, evals, k))}
     return {"num_samples": n, "seeds": seeds, "precision": precision, "classifier": classifier_info, "floor": floor,
-            "training": {k: training_summary(r) for k, r in trained.items()},
+            "training": training,
             "samplers": {k: [cell(k, s) if s in cells(k, no_edm_ddpm1000) else None for s in SAMPLERS]
                          for k in ("ddpm", "edm")},
             "guidance": [cell("cond", s) for s in cells("cond")]}
@@ -178,7 +283,11 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num-samples", type=int, default=1000, help="generated images per FID-proxy estimate")
     p.add_argument("--seeds", type=int, default=3, help="sampling seeds per cell (0..seeds-1): mean +- s.e.")
-    p.add_argument("--steps", type=int, default=0, help="override train.max_steps (0 = the profile's)")
+    p.add_argument("--steps", type=int, default=0, help="override train.max_steps (0 = the profile's; implies --train)")
+    p.add_argument("--train", action="store_true", help="train (or reuse) our own runs <root>/phase0/exp-<model> "
+                   "instead of measuring the released models (always so for profiles without releases)")
+    p.add_argument("--evals", default="", help="folder of the per-seed evaluation JSONs (default "
+                   "<root>/phase0/experiments/evals; the README's tables: phase0_diffusion/results)")
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
                    help="train and measure only these models (two processes can share the work: their files differ)")
     p.add_argument("--profile", choices=list(PROFILES), default="cpu", help="training profile (smoke: the tests)")
@@ -189,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict:
                    help="skip the EDM model's DDPM-1000 cell (it costs as much as all the other EDM cells together)")
     p.add_argument("--precision", default="auto", help="sampling precision: auto | bf16 | fp32 (common/precision.py)")
     p.add_argument("--tables-only", action="store_true", help="train and sample nothing: write the tables from the "
-                   "evaluations measured so far")
+                   "evaluations measured so far (of the models that exist: releases, or with --train our runs)")
     p.add_argument("--publish", action="store_true", help="also write the tables into phase0_diffusion/README.md")
     args = p.parse_args(argv)
     rt = start(RunConfig(root=args.root, precision=args.precision, threads=args.threads))
@@ -210,13 +319,24 @@ def main(argv: list[str] | None = None) -> dict:
     floor = over_seeds([{"fid_proxy": f, "seed": s} for s, f in zip(seeds, real_floor(judge, train_images, n, seeds))])
     print(f"experiments: floor (real vs real, n={n}): FID-proxy {floor['fid_proxy']:.3f}", flush=True)
 
-    if not args.tables_only:
-        runs = {k: train_model(k, extra, root, args.profile) for k in args.models}
-        for key, s, seed in work_order(args.models, seeds, args.no_edm_ddpm1000):
-            run_eval(runs[key], s, n, device, prec, args.force, seed, judge, rt.threads)
-
-    results = collect(root, n, seeds, prec.name, floor, judge.info, args.no_edm_ddpm1000)
     out_dir = outputs_root(root) / "phase0" / "experiments"
+    evals = Path(args.evals) if args.evals else out_dir / "evals"
+    train_own = args.train or bool(extra)
+    if not args.tables_only:
+        runs = {k: model_source(k, args.profile, root, train_own, extra) for k in args.models}
+        for key, s, seed in work_order(args.models, seeds, args.no_edm_ddpm1000):
+            run_eval(runs[key], key, s, n, device, prec, args.force, seed, judge, evals, out_dir / "media",
+                     rt.threads)
+    sources = {}  # every model the tables can speak for: measured here, else released / trained earlier
+    for k in MODELS:
+        if not train_own and args.profile == "cpu" and find_release("phase0", "export/data.json", release_name(k)):
+            try:
+                sources[k] = model_source(k, args.profile, root, False, [])
+            except ReleaseMismatch as e:
+                print(f"experiments: {k} left out of the tables: {e}", flush=True)
+        elif (run_dir(root, k) / "export" / "data.json").exists():
+            sources[k] = run_dir(root, k)
+    results = collect(sources, evals, n, seeds, prec.name, floor, judge.info, args.no_edm_ddpm1000)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "results.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
     md = markdown(results)
@@ -247,6 +367,7 @@ def markdown(r: dict) -> str:
     k = len(r.get("seeds", [0]))
     cellruns = [m for rows in r["samplers"].values() for m in rows if m] + [m for m in r["guidance"] if m]
     threads = sorted({p.get("threads", 0) for m in cellruns for p in m.get("per_seed", [m])})
+    cpus = sorted({p["cpu"] for m in cellruns for p in m.get("per_seed", [m]) if p.get("cpu")})
     lines = [f"FID-proxy: Frechet distance in the {c['feature_dim']}-d feature space of the project's classifier "
              f"(test accuracy {c['test_accuracy']:.3f}), {r['num_samples']} samples vs the "
              f"{c['reference']}; mean ± standard error over {k} sampling seed(s) (a cell measured with fewer says "
@@ -255,13 +376,16 @@ def markdown(r: dict) -> str:
              f"{f['fid_proxy']:.2f}" + (f" ± {f['fid_proxy_se']:.2f}" if k > 1 else "") +
              ": what a perfect generator scores at this sample size. Sampling in "
              f"{r.get('precision', 'bf16')}, batch 64, "
-             f"{'/'.join(str(t) if t else 'all' for t in threads) or 'all'} CPU thread(s) per process.", "",
+             f"{'/'.join(str(t) if t else 'all' for t in threads) or 'all'} CPU thread(s) per process"
+             + (f" on {'; '.join(cpus)} (s / sample: the mean over the seeds' machines)" if cpus else "") + ".", "",
              "| model | process | params | steps x batch | training time | final loss |",
              "|---|---|---|---|---|---|"]
     for key, t in r["training"].items():
         thr = t.get("threads", 0)
-        lines.append(f"| exp-{key} | {t['process']} | {t['params_M']:.2f}M | {t['steps']} x {t['batch_size']} | "
-                     f"{t['train_minutes']:.1f} min ({t['precision']}, {thr or 'all'} thread(s)) | "
+        lines.append(f"| {t.get('name', 'exp-' + key)} | {t['process']} | {t['params_M']:.2f}M | "
+                     f"{t['steps']} x {t['batch_size']} | "
+                     f"{t['train_minutes']:.1f} min ({t['precision']}, {thr or 'all'} thread(s)"
+                     + (f", {t['cpu']}" if t.get("cpu") else "") + ") | "
                      f"{t['final_loss']:.4f} |")
     lines += ["", "| sampler | NFE | DDPM model: FID-proxy | s / sample | EDM model: FID-proxy | s / sample |",
               "|---|---|---|---|---|---|"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train every phase's cpu-profile models and export them to releases/ (python -m common.release).
 #
-#   bash scripts/make_releases.sh                 # all phases: ~3.5 h on 2 cores (bf16-capable CPU) for phases 0-3,
+#   bash scripts/make_releases.sh                 # all phases: ~5.5 h on 2 cores (bf16-capable CPU) for phases 0-3,
 #                                                 # phases 4-5 about 1.5 h more on an AVX2 CPU (their READMEs)
 #   bash scripts/make_releases.sh phase1 phase2   # only these (each later phase reuses the earlier runs)
 #
@@ -33,9 +33,19 @@ release() { "$PY" -m common.release "outputs/$1" --name "$2" --force "${@:3}"; }
 
 if want phase0; then
   train phase0 classifier-fashion_mnist phase0_diffusion.classifier
-  train phase0 cond-cpu phase0_diffusion.train profile=cpu_cond
+  # The three models phase0_diffusion.experiments measures (exp-* are its run names), the two unconditional ones
+  # side by side, one core each.
+  train phase0 exp-ddpm phase0_diffusion.train profile=cpu diffusion.process=ddpm \
+    model.unet.noise_embedding=sinusoidal run.threads=1 &
+  a=$!
+  train phase0 exp-edm phase0_diffusion.train profile=cpu run.threads=1 &
+  b=$!
+  wait $a; wait $b
+  train phase0 exp-cond phase0_diffusion.train profile=cpu_cond
   release phase0/classifier-fashion_mnist classifier-fashion_mnist
-  release phase0/cond-cpu cond-cpu
+  release phase0/exp-ddpm ddpm-cpu
+  release phase0/exp-edm edm-cpu
+  release phase0/exp-cond cond-cpu   # last: the newest phase 0 release is what `sample`/`evaluate` fall back to
 fi
 if want phase1; then
   "$PY" -m phase1_world_model.collect > "$logs/phase1-collect.log" 2>&1

@@ -160,10 +160,34 @@ def test_experiments_order_and_partial_tables(trained, capsys):
     assert all(c is None for c in res["samplers"]["ddpm"]) and list(res["training"]) == ["cond"]
     md = (root / "phase0" / "experiments" / "results.md").read_text()
     assert "| DDPM-1000 ancestral | 1000 | pending | - | pending | - |" in md and "exp-cond" in md
-    evals = sorted((root / "phase0" / "exp-cond" / "eval").glob("*.json"))
-    assert len(evals) == 12 and not list((root / "phase0" / "exp-cond" / "eval").glob("*.partial.pt"))
+    folder = root / "phase0" / "experiments" / "evals" / "cond"
+    evals = sorted(p for p in folder.glob("*.json") if p.name != "training.json")
+    weights = experiments.weights_id(experiments.run_dir(str(root), "cond"))
+    assert len(evals) == 12 and not list(folder.glob("*.partial.pt")) and (folder / "training.json").exists()
+    assert all(json.loads(p.read_text())["weights"] == weights for p in evals)
     # a seed-1 file removed: the tables say the cell has one of two seeds; the full run measures it again
     evals[-1].unlink()
     again = experiments.main([*args, "--tables-only"])
     assert sum(len(c["seeds"]) for c in again["guidance"]) == 11
     assert "(1 of 2 seeds)" in (root / "phase0" / "experiments" / "results.md").read_text()
+    # an evaluation of other weights (a retrained model) is left out of the tables, and measuring over it is
+    # refused unless --force
+    stale = json.loads(evals[0].read_text())
+    evals[0].write_text(json.dumps({**stale, "weights": "0" * 64}))
+    assert sum(len(c["seeds"]) for c in experiments.main([*args, "--tables-only"])["guidance"]) == 10
+    assert "evaluation(s) of other weights left out" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        experiments.main([*args, "--models", "cond"])
+    assert e.value.code == 2 and str(evals[0]) in capsys.readouterr().err
+
+
+def test_experiments_refuse_a_release_of_another_recipe(trained, tmp_path, monkeypatch):
+    """With the cpu profile the tables measure the released models; a release trained otherwise than the profile
+    says (here a smoke run released under the cpu name) is refused with the keys that differ."""
+    from common.release import make_release
+    from phase0_diffusion import experiments
+
+    monkeypatch.setenv("WM_RELEASES", str(tmp_path / "releases"))
+    make_release(trained[1], "cond-cpu")
+    with pytest.raises(experiments.ReleaseMismatch, match=r"train\.max_steps: 20 \(profile: \d+\)"):
+        experiments.model_source("cond", "cpu", str(tmp_path), train_own=False, extra=[])
