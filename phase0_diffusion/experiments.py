@@ -66,9 +66,11 @@ MODELS = PROFILES["cpu"]
 GUIDANCE = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0)
 SAMPLERS = ([SampleConfig(sampler="ddpm")] + [SampleConfig(sampler="ddim", steps=s) for s in (10, 20, 50, 100, 1000)]
             + [SampleConfig(sampler="heun", steps=s) for s in (18, 40)])
+# Sample grids kept beside the evaluations (seed 0, 100 images) and shown in the README: model -> sampler tags.
+FIGURES = {"ddpm": ("ddpm-1000-g1", "ddim-50-eta0-g1"), "edm": ("heun-18-g1",),
+           "cond": ("heun-18-g1", "heun-18-g2", "heun-18-g7")}
 EXPENSIVE_NFE = 1000  # cells at or above this many evaluations per image run one seed at a time, after the others
 README = Path(__file__).parent / "README.md"
-RESULTS = Path(__file__).parent / "results"  # the evaluations behind the README's tables (committed; --evals)
 COMMAND = "python -m phase0_diffusion.experiments --evals phase0_diffusion/results --tables-only --publish"
 # Settings that make a model what it is; a release is measured only if these match the profile's (bookkeeping such
 # as checkpoint frequency may differ).
@@ -195,6 +197,10 @@ def eval_path(evals: Path, key: str, scfg: SampleConfig, n: int, precision: str,
     return evals / key / f"{tag(scfg)}-n{n}-{precision}-s{seed}.json"
 
 
+def figure_path(evals: Path, key: str, scfg: SampleConfig) -> Path:
+    return evals / key / f"{key}_{tag(scfg)}.png"
+
+
 def read_eval(path: Path, weights: str) -> dict | None:
     """The evaluation in `path` if it sampled these weights (None if absent or of other weights)."""
     if not path.exists():
@@ -230,8 +236,10 @@ def run_eval(source: Path, key: str, scfg: SampleConfig, n: int, device, precisi
     partial.unlink(missing_ok=True)
     import torchvision
     media.mkdir(parents=True, exist_ok=True)
-    torchvision.utils.save_image((x[:100].clamp(-1, 1) + 1) / 2, media / f"{key}_{tag(scfg)}.png",
-                                 nrow=10, padding=1)
+    grid = (x[:100].clamp(-1, 1) + 1) / 2
+    torchvision.utils.save_image(grid, media / f"{key}_{tag(scfg)}.png", nrow=10, padding=1)
+    if seed == 0 and tag(scfg) in FIGURES.get(key, ()):
+        torchvision.utils.save_image(grid, figure_path(evals, key, scfg), nrow=10, padding=1)
     print(f"experiments: {key} {tag(scfg)} seed {seed}: " + ", ".join(
         f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)), flush=True)
     return m
@@ -296,7 +304,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--force", action="store_true", help="recompute evaluations that already exist")
     p.add_argument("--no-edm-ddpm1000", action="store_true",
                    help="skip the EDM model's DDPM-1000 cell (it costs as much as all the other EDM cells together)")
-    p.add_argument("--precision", default="auto", help="sampling precision: auto | bf16 | fp32 (common/precision.py)")
+    p.add_argument("--precision", default="fp32", help="sampling precision: fp32 (default: cells measured on different "
+                   "CPUs are one measurement) | bf16 | auto (common/precision.py); the tables show one precision's cells")
     p.add_argument("--tables-only", action="store_true", help="train and sample nothing: write the tables from the "
                    "evaluations measured so far (of the models that exist: releases, or with --train our runs)")
     p.add_argument("--publish", action="store_true", help="also write the tables into phase0_diffusion/README.md")
@@ -341,7 +350,9 @@ def main(argv: list[str] | None = None) -> dict:
     atomic_write(out_dir / "results.json", lambda f: f.write(json.dumps(results, indent=2).encode()))
     md = markdown(results)
     (out_dir / "results.md").write_text(md)
-    figures = []
+    figures = [f for k, tags in FIGURES.items() if k in sources for s in cells(k) if tag(s) in tags
+               and read_eval(eval_path(evals, k, s, n, prec.name, 0), weights_id(sources[k]))
+               and (f := figure_path(evals, k, s)).exists()]
     if all(results["guidance"]):
         plot_guidance(results["guidance"], out_dir / "guidance.png")
         figures.append(out_dir / "guidance.png")

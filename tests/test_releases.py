@@ -21,7 +21,7 @@ from phase1_world_model import collect, loading, train
 
 REPO = Path(__file__).resolve().parents[1]
 # The cpu-profile models the repo ships (scripts/make_releases.sh); later phases add theirs here.
-EXPECTED = {"phase0/cond-cpu", "phase0/classifier-fashion_mnist", "phase1/diffusion-cpu", "phase1/regressor-cpu",
+EXPECTED = {"phase0/cond-cpu", "phase0/ddpm-cpu", "phase0/edm-cpu", "phase0/classifier-fashion_mnist", "phase1/diffusion-cpu", "phase1/regressor-cpu",
             "phase2/df-cpu", "phase3/base-cpu", "phase3/full-n50-cpu", "phase3/lora-r16-n50-cpu", "phase4/tok-cpu", "phase4/uwm-new-cpu",
             "phase5/scorer-cpu", "phase5/scorer-rollouts-cpu"}
 SHIPPED = release.all_releases(REPO / "releases")
