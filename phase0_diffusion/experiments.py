@@ -331,13 +331,14 @@ def main(argv: list[str] | None = None) -> dict:
     out_dir = outputs_root(root) / "phase0" / "experiments"
     evals = Path(args.evals) if args.evals else out_dir / "evals"
     train_own = args.train or bool(extra)
+    runs: dict[str, Path] = {}
     if not args.tables_only:
         runs = {k: model_source(k, args.profile, root, train_own, extra) for k in args.models}
         for key, s, seed in work_order(args.models, seeds, args.no_edm_ddpm1000):
             run_eval(runs[key], key, s, n, device, prec, args.force, seed, judge, evals, out_dir / "media",
                      rt.threads)
-    sources = {}  # every model the tables can speak for: measured here, else released / trained earlier
-    for k in MODELS:
+    sources = dict(runs)  # every model the tables can speak for: measured here, else released / trained earlier
+    for k in (k for k in MODELS if k not in runs):
         if not train_own and args.profile == "cpu" and find_release("phase0", "export/data.json", release_name(k)):
             try:
                 sources[k] = model_source(k, args.profile, root, False, [])
