@@ -4,6 +4,7 @@
     python -m common.release outputs/phase1/cpu-diffusion --name diffusion-cpu --force
     python -m common.release --verify                                # check every release against its manifest
     python -m common.release --list
+    python -m common.release --store-half releases/phase3/full-n50-cpu   # float32 weights -> float16, in place
 
 A release is a flat folder `releases/<phase>/<name>/` holding what the run's `export/` holds (the EMA weights,
 `config.yaml`, the phase's marker JSON that loaders look for, and any files beside them), plus:
@@ -15,7 +16,7 @@ A release is a flat folder `releases/<phase>/<name>/` holding what the run's `ex
 
 Weight files over 2 MB are stored in float16 by default (`--fp32` keeps them as trained): every phase's cpu
 models are a few million parameters, so a release stays at a few MB (phase 4's 9M-parameter UWM, the largest, at
-about 18 MB) and `releases/` under its 100 MB budget. The largest
+about 18 MB) and `releases/` under its 60 MB budget (`--store-half` converts a release made with `--fp32`). The largest
 rounding error is recorded in the manifest. Loading converts back to the model's fp32 parameters.
 
 `common.runs.resolve_run(phase, "latest")` falls back to a phase's release when there is no local run (saying so
@@ -36,7 +37,7 @@ from common.runs import RELEASE_MANIFEST, ReleaseError, Run, releases_dir, sha25
 
 FORMAT = 1
 MAX_RELEASE_BYTES = 20 * 1024 * 1024  # one release (phase 4's cpu UWM is 9.2M parameters: 18 MB in float16)
-MAX_TOTAL_BYTES = 100 * 1024 * 1024  # all of releases/
+MAX_TOTAL_BYTES = 60 * 1000 * 1000  # all of releases/ (60 MB: what a clone should carry)
 HALF_ABOVE_BYTES = 2 * 1024 * 1024  # smaller weight files (the FID-proxy classifier) stay float32: nothing to save
 # Phase-specific steps run after the export files are copied: module with `prepare(run, out) -> dict` (the dict
 # is merged into the provenance). Phase 3's policies point at a backbone folder and a base policy by path.
@@ -62,6 +63,33 @@ def _half(src: Path, dst: Path) -> dict:
         tensors[k] = v.contiguous()
     atomic_write(dst, lambda f: f.write(save(tensors)))
     return {"dtype": "float16", "converted_parameters": converted, "max_abs_rounding_error": worst}
+
+
+def store_half(folder: str | Path) -> dict:
+    """Store an existing release's float32 weight files (over HALF_ABOVE_BYTES) in float16, in place, keeping its
+    provenance and its "created" date (so which release a phase falls back to does not change); the manifest
+    records what was converted, when, and the sha256 of the float32 files it replaced (the weights that anything
+    measured before the conversion used). Returns the manifest's new "weights" entry."""
+    folder = Path(folder)
+    manifest = verify_release(folder)
+    weights = manifest["weights"] if isinstance(manifest.get("weights"), dict) else {}
+    todo = [rel for rel, f in manifest["files"].items() if rel.endswith(".safetensors") and rel not in weights
+            and f["bytes"] > HALF_ABOVE_BYTES]
+    if not todo:
+        raise ReleaseError(f"{folder}: no float32 weight file over {HALF_ABOVE_BYTES / 2**20:.0f} MB left to convert")
+    when = _dt.datetime.now().isoformat(timespec="seconds")
+    for rel in todo:
+        tmp = folder / f"{rel}.tmp"
+        info = _half(folder / rel, tmp)
+        info.update(converted=when, float32_sha256=manifest["files"][rel]["sha256"],
+                    float32_bytes=manifest["files"][rel]["bytes"])
+        tmp.replace(folder / rel)
+        weights[rel] = info
+        manifest["files"][rel] = {"bytes": (folder / rel).stat().st_size, "sha256": sha256(folder / rel)}
+    manifest["weights"] = weights
+    atomic_write(folder / RELEASE_MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    verify_release(folder)
+    return weights
 
 
 def final_metrics(run: Path) -> dict:
@@ -156,7 +184,7 @@ def make_release(run_dir: str | Path, name: str = "", half: bool = True, force: 
     tmp.rename(final)
     all_bytes = sum(p.stat().st_size for p in (out_root or releases_dir()).rglob("*") if p.is_file())
     if all_bytes > MAX_TOTAL_BYTES:
-        print(f"warning: releases/ now holds {all_bytes / 2**20:.1f} MB, over its {MAX_TOTAL_BYTES / 2**20:.0f} MB "
+        print(f"warning: releases/ now holds {all_bytes / 1e6:.1f} MB, over its {MAX_TOTAL_BYTES / 1e6:.0f} MB "
               f"budget", file=sys.stderr)
     return final
 
@@ -172,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="", help="release name (default: the run's name)")
     ap.add_argument("--fp32", action="store_true", help="keep the weights in float32 (default: float16)")
     ap.add_argument("--force", action="store_true", help="replace an existing release of that name")
+    ap.add_argument("--store-half", metavar="RELEASE", help="store an existing release's float32 weights in float16 "
+                    "(in place; the manifest keeps the float32 sha256); re-measure what was measured on it")
     ap.add_argument("--verify", action="store_true", help="check every release against its manifest")
     ap.add_argument("--list", action="store_true", help="list the releases with size and provenance")
     a = ap.parse_args(argv)
@@ -189,10 +219,15 @@ def main(argv: list[str] | None = None) -> int:
                     bad += 1
                     print(f"BAD  {e}")
             total = sum(p.stat().st_size for p in releases_dir().rglob("*") if p.is_file())
-            print(f"{len(all_releases())} release(s), {total / 2**20:.1f} MB in {releases_dir()}")
+            print(f"{len(all_releases())} release(s), {total / 1e6:.1f} MB in {releases_dir()} (budget "
+                  f"{MAX_TOTAL_BYTES / 1e6:.0f} MB)")
             return 1 if bad else 0
+        if a.store_half:
+            for rel, w in store_half(a.store_half).items():
+                print(f"release: {a.store_half}/{rel}: float16, largest rounding error {w['max_abs_rounding_error']:.3g}")
+            return 0
         if not a.run:
-            ap.error("name a run folder, or pass --verify / --list")
+            ap.error("name a run folder, or pass --verify / --list / --store-half")
         out = make_release(a.run, a.name, half=not a.fp32, force=a.force)
         m = json.loads((out / RELEASE_MANIFEST).read_text())
         print(f"release: {out} ({sum(f['bytes'] for f in m['files'].values()) / 2**20:.2f} MB, "

@@ -131,6 +131,27 @@ def test_a_run_becomes_a_release_the_resolver_falls_back_to(smoke_run, releases,
         release.make_release(smoke_run, "diffusion-smoke")
 
 
+def test_store_half_converts_a_float32_release_in_place(smoke_run, releases, monkeypatch):
+    """A release made with --fp32 stored in float16 afterwards: the weights load within float16 rounding, the
+    manifest verifies, keeps its provenance and "created" date and records the float32 file it replaced."""
+    monkeypatch.setattr(release, "HALF_ABOVE_BYTES", 0)
+    out = release.make_release(smoke_run, "diffusion-smoke", half=False)
+    before = json.loads((out / "release.json").read_text())
+    assert before["weights"] == "as trained (float32)"
+    orig = loading.load_trained(str(out), "diffusion")
+    assert release.main(["--store-half", str(out)]) == 0
+    after = verify_release(out)
+    w = after["weights"]["model.safetensors"]
+    assert w["dtype"] == "float16" and w["float32_sha256"] == before["files"]["model.safetensors"]["sha256"]
+    assert after["files"]["model.safetensors"]["bytes"] < 0.6 * before["files"]["model.safetensors"]["bytes"]
+    assert after["created"] == before["created"] and after["provenance"] == before["provenance"]
+    half = loading.load_trained(str(out), "diffusion")
+    for (k, a), b in zip(orig.model.state_dict().items(), half.model.state_dict().values()):
+        assert a.dtype == b.dtype and torch.allclose(a, b, rtol=1e-3, atol=1e-4), k
+    with pytest.raises(ReleaseError, match="no float32 weight file"):
+        release.store_half(out)
+
+
 def test_a_release_needs_its_data_and_collects_it(smoke_run, releases, tmp_path):
     """Play/evaluate on a fresh clone: the data set recorded in the release is collected with its settings."""
     release.make_release(smoke_run, "diffusion-smoke")
