@@ -4,6 +4,8 @@
     python -m phase0_diffusion.experiments --num-samples 200 --seeds 1      # a quick look
     python -m phase0_diffusion.experiments --models ddpm --threads 1 &      # two processes side by side, one core
     python -m phase0_diffusion.experiments --models edm cond --threads 1    # each
+    python -m phase0_diffusion.experiments --models cond --threads 1 &      # two processes on one model's cells:
+    python -m phase0_diffusion.experiments --models cond --threads 1        # each claims the cells it measures
     python -m phase0_diffusion.experiments --train            # train our own three models first, measure those
     python -m phase0_diffusion.experiments --tables-only --publish          # tables from what is measured so far
     python -m phase0_diffusion.experiments --evals phase0_diffusion/results --tables-only --publish   # the README's
@@ -29,12 +31,16 @@ being measured, so cells of different models never mix. The measurement is far l
 from its last batch of 64 images with the same random draws (*.partial.pt beside the JSONs, not committed). The
 cheap cells (< 1000 network evaluations per image) come first with all their seeds, then the 1000-step cells one
 seed at a time, so an unfinished run has measured as many cells as it could; a cell short of seeds says how many
-it has. Tables: <root>/phase0/experiments/results.md (+ results.json, guidance.png, sample grids in media/).
+it has. Processes sharing one --evals folder (on one machine or a shared disk) split the work: each holds
+<cell>.lock (host and pid) while it measures a cell and passes over cells another live process holds; the lock of a
+process that died is taken over. Tables: <root>/phase0/experiments/results.md (+ results.json, guidance.png, sample grids in media/).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -245,6 +251,43 @@ def run_eval(source: Path, key: str, scfg: SampleConfig, n: int, device, precisi
     return m
 
 
+def _held_by_a_live_process(lock: Path) -> bool:
+    try:
+        text, age = lock.read_text(), time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    try:
+        host, pid = text.split()
+        if host != socket.gethostname():
+            return True  # another machine's process: only its owner (or a person) can tell it is gone
+        os.kill(int(pid), 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    except ValueError:
+        return age < 60  # being written right now, or garbage left behind long ago
+
+
+def claim(out: Path) -> Path | None:
+    """Create <out>.lock for this process (None if another live process holds it; a dead one's is taken over)."""
+    lock = out.with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _held_by_a_live_process(lock):
+                return None
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()} {os.getpid()}")
+        return lock
+    return None
+
+
 def cells(key: str, no_edm_ddpm1000: bool = False) -> list[SampleConfig]:
     """The sampler settings measured on model `key`."""
     if key == "cond":
@@ -334,9 +377,22 @@ def main(argv: list[str] | None = None) -> dict:
     runs: dict[str, Path] = {}
     if not args.tables_only:
         runs = {k: model_source(k, args.profile, root, train_own, extra) for k in args.models}
+        elsewhere = []
         for key, s, seed in work_order(args.models, seeds, args.no_edm_ddpm1000):
-            run_eval(runs[key], key, s, n, device, prec, args.force, seed, judge, evals, out_dir / "media",
-                     rt.threads)
+            out = eval_path(evals, key, s, n, prec.name, seed)
+            if not args.force and read_eval(out, weights_id(runs[key])) is not None:
+                continue
+            if (lock := claim(out)) is None:
+                elsewhere.append(out.name)
+                continue
+            try:
+                run_eval(runs[key], key, s, n, device, prec, args.force, seed, judge, evals, out_dir / "media",
+                         rt.threads)
+            finally:
+                lock.unlink(missing_ok=True)
+        if elsewhere:
+            print(f"experiments: {len(elsewhere)} cell(s) were being measured by another process: "
+                  f"{', '.join(elsewhere)}", flush=True)
     sources = dict(runs)  # every model the tables can speak for: measured here, else released / trained earlier
     for k in (k for k in MODELS if k not in runs):
         if not train_own and args.profile == "cpu" and find_release("phase0", "export/data.json", release_name(k)):

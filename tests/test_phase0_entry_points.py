@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +173,18 @@ def test_experiments_order_and_partial_tables(trained, capsys):
     again = experiments.main([*args, "--tables-only"])
     assert sum(len(c["seeds"]) for c in again["guidance"]) == 11
     assert "(1 of 2 seeds)" in (root / "phase0" / "experiments" / "results.md").read_text()
+    # two processes share the cells: one another live process holds is passed over and named, a dead one's lock is
+    # taken over (and the cell measured)
+    lock = experiments.claim(evals[-1])
+    assert lock is not None and experiments.claim(evals[-1]) is None
+    experiments.main([*args, "--models", "cond"])
+    assert not evals[-1].exists() and f"another process: {evals[-1].name}" in capsys.readouterr().out
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(f"{socket.gethostname()} {dead.pid}")
+    experiments.main([*args, "--models", "cond"])
+    assert evals[-1].exists() and not lock.exists()
+    evals[-1].unlink()
     # an evaluation of other weights (a retrained model) is left out of the tables, and measuring over it is
     # refused unless --force
     stale = json.loads(evals[0].read_text())
