@@ -25,15 +25,8 @@ mkdir -p "$logs"
 cores=$(nproc 2>/dev/null || echo 2)
 threads=${THREADS:-$(( cores / 2 > 0 ? cores / 2 : 1 ))}  # per run: two train side by side
 
-train() {  # train <run name> <overrides...>: reuse a finished run, resume an interrupted one
-  local name=$1; shift
-  local dir=$root/phase2/$name resume=()
-  if ls "$dir"/export/*.json >/dev/null 2>&1; then echo "phase2/$name: finished, reused"; return 0; fi
-  ls "$dir"/checkpoints/step_*.pt >/dev/null 2>&1 && resume=(run.resume=true)
-  echo "phase2/$name -> $logs/$name.log"
-  "$PY" -m phase2_diffusion_forcing.train profile=cpu run.root="$root" run.threads="$threads" "$@" run.name="$name" \
-    "${resume[@]}" log.progress=false > "$logs/$name.log" 2>&1
-}
+# shellcheck source=scripts/phase2_lib.sh
+source scripts/phase2_lib.sh  # train <run name> <overrides...>
 
 ( train df-cpu "$@"; train df-capped-cpu model.level_max=5 "$@"; train full-sequence-cpu model.objective=full_sequence "$@" ) &
 a=$!

@@ -32,15 +32,8 @@ threads=${THREADS:-$(( cores / 2 > 0 ? cores / 2 : 1 ))}
 [ -f "$root/phase1/datasets/Breakout/index.json" ] || "$PY" -m phase1_world_model.collect run.root="$root" \
   > "$logs/collect.log" 2>&1
 
-train() {  # train <run name> <overrides...>: reuse a finished run, resume an interrupted one
-  local name=$1; shift
-  local dir=$root/phase2/$name resume=()
-  if ls "$dir"/export/*.json >/dev/null 2>&1; then echo "phase2/$name: finished, reused"; return 0; fi
-  ls "$dir"/checkpoints/step_*.pt >/dev/null 2>&1 && resume=(run.resume=true)
-  echo "phase2/$name -> $logs/$name.log"
-  "$PY" -m phase2_diffusion_forcing.train profile=cpu run.root="$root" run.threads="$threads" "$@" run.name="$name" \
-    "${resume[@]}" log.progress=false > "$logs/$name.log" 2>&1
-}
+# shellcheck source=scripts/phase2_lib.sh
+source scripts/phase2_lib.sh  # train <run name> <overrides...>
 cmp() {  # cmp <label> <load>: one DF run alone on the published comparison's rollouts
   local label=$1 load=$2
   if [ -f "$out/$label/results.json" ]; then echo "compare $label: done, reused"; return 0; fi
