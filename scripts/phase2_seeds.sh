@@ -14,7 +14,7 @@
 # table of the four df_ar rows: compare variants=[...] out=<that folder>.
 #
 #   bash scripts/phase2_seeds.sh          # ~3.5 h of training on 2 cores (two at a time), then ~40 min per compare
-#   ROOT=/tmp/p2 OUT=/tmp/p2/seeds COMPARE_ARGS="max_episodes=1 multiples=[1]" \
+#   ROOT=/tmp/p2 OUT=/tmp/p2/seeds COMPARE_ARGS="max_episodes=1 multiples=[1] ablation_multiple=1" \
 #     bash scripts/phase2_seeds.sh train.max_steps=2      # smoke: any override goes to every training command
 # Rerun after an interruption: finished runs and comparisons are reused, interrupted runs resumed.
 set -euo pipefail
