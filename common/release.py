@@ -79,11 +79,9 @@ def store_half(folder: str | Path) -> dict:
         raise ReleaseError(f"{folder}: no float32 weight file over {HALF_ABOVE_BYTES / 2**20:.0f} MB left to convert")
     when = _dt.datetime.now().isoformat(timespec="seconds")
     for rel in todo:
-        tmp = folder / f"{rel}.tmp"
-        info = _half(folder / rel, tmp)
+        info = _half(folder / rel, folder / rel)  # read whole, then written atomically over itself
         info.update(converted=when, float32_sha256=manifest["files"][rel]["sha256"],
                     float32_bytes=manifest["files"][rel]["bytes"])
-        tmp.replace(folder / rel)
         weights[rel] = info
         manifest["files"][rel] = {"bytes": (folder / rel).stat().st_size, "sha256": sha256(folder / rel)}
     manifest["weights"] = weights

@@ -33,7 +33,8 @@ cheap cells (< 1000 network evaluations per image) come first with all their see
 seed at a time, so an unfinished run has measured as many cells as it could; a cell short of seeds says how many
 it has. Processes sharing one --evals folder (on one machine or a shared disk) split the work: each holds
 <cell>.lock (host and pid) while it measures a cell and passes over cells another live process holds; the lock of a
-process that died is taken over. Tables: <root>/phase0/experiments/results.md (+ results.json, guidance.png, sample grids in media/).
+process that died is taken over. Tables: <root>/phase0/experiments/results.md (+ results.json, guidance.png, sample
+grids in media/).
 """
 from __future__ import annotations
 
@@ -380,9 +381,7 @@ def main(argv: list[str] | None = None) -> dict:
         elsewhere = []
         for key, s, seed in work_order(args.models, seeds, args.no_edm_ddpm1000):
             out = eval_path(evals, key, s, n, prec.name, seed)
-            if not args.force and read_eval(out, weights_id(runs[key])) is not None:
-                continue
-            if (lock := claim(out)) is None:
+            if (lock := claim(out)) is None:  # (a finished cell is claimed for a moment: run_eval returns it)
                 elsewhere.append(out.name)
                 continue
             try:
