@@ -92,10 +92,23 @@ class GameConfig:
     max_steps: int = 1000  # agent steps before a game is cut (counted as truncated; Breakout waits for FIRE)
     seed: int = 5000  # evaluation seed stream: game i uses SeedSequence([seed, i]); refused if it collides with a
     #   seed of the world model's training data set
+    shard: str = ""  # "k/n": play only games i with i % n == k, so n processes (or sessions) share one arm's games
 
     def check(self) -> None:
         require(self.episodes >= 1, "episodes", self.episodes, "must be >= 1")
         require(self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")
+        self.shard_of()
+
+    def shard_of(self) -> tuple[int, int]:
+        """`shard` -> (k, n); (0, 1) when unset."""
+        if not self.shard:
+            return 0, 1
+        try:
+            k, n = (int(v) for v in self.shard.split("/"))
+        except ValueError:
+            k, n = -1, 0
+        require(n >= 1 and 0 <= k < n, "shard", self.shard, 'must be "k/n" with 0 <= k < n, e.g. "0/2"')
+        return k, n
 
 
 @dataclass
@@ -110,7 +123,10 @@ class PlanConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # planner: which world model
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     game: GameConfig = field(default_factory=GameConfig)
-    name: str = ""  # results folder <run.root>/phase5/<game>/<name>; "" = from agent, model and method
+    name: str = ""  # results folder <results>/<game>/<name>; "" = from agent, model and method
+    # where arms' games go: "" = <run.root>/phase5; the published games are kept in the repo under
+    #   phase5_integration/results (outputs/ may not survive a machine; a few KB of games.jsonl per arm do)
+    results: str = ""
     video: int = 1  # games recorded as video (the first ones): real frames beside the planner's imagined future
     profile: str = "cpu"  # set by the chosen profile file: smoke | cpu | full
 
@@ -176,7 +192,8 @@ class IntegrationEvaluateConfig:
 
     run: RunConfig = field(default_factory=RunConfig)
     testbed: str = "breakout"  # breakout (plan's games) | libero (choose's arms, <run.root>/phase5/LIBERO/<arm>/)
-    game: str = "Breakout"  # breakout: results of which game: <run.root>/phase5/<game>/<agent>/
+    game: str = "Breakout"  # breakout: results of which game: <results>/<game>/<agent>/
+    results: str = ""  # breakout: where plan wrote the games ("" = <run.root>/phase5; the published: phase5_integration/results)
     arms: list[str] = field(default_factory=list)  # result folders to include, in this order; [] = all found
     publish: bool = False  # write the table into phase5_integration/README.md's results block (one per testbed)
 

@@ -1,6 +1,7 @@
 """The table over every agent that has played real games with `python -m phase5_integration.plan`.
 
     python -m phase5_integration.evaluate                       # print the table of <run.root>/phase5/Breakout/*
+    python -m phase5_integration.evaluate results=phase5_integration/results   # ... of the games kept in the repo
     python -m phase5_integration.evaluate publish=true          # and write it into phase5_integration/README.md
     python -m phase5_integration.evaluate testbed=libero        # testbed 2: the arms of phase5_integration.choose
 
@@ -27,6 +28,7 @@ from common.config import cli
 from common.errors import DataError, command
 from common.report import publish as publish_block
 from common.runs import outputs_root
+from phase5_integration.plan import results_root
 from phase1_world_model.envs import canonical_game
 from phase5_integration.config import IntegrationEvaluateConfig, PlannerConfig
 
@@ -45,7 +47,7 @@ def summaries(base: Path, wanted: list[str], order, command: str) -> list[dict]:
 
 
 def load_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
-    return summaries(outputs_root(cfg.run.root) / "phase5" / canonical_game(cfg.game), cfg.arms,
+    return summaries(results_root(cfg.results, cfg.run.root) / canonical_game(cfg.game), cfg.arms,
                      lambda n: (n not in ("random", "sticky_random"), "emulator" not in n, n), "plan")
 
 
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> str:
     md += (f"\n\n{canonical_game(cfg.game)}, DIAMOND's protocol; intervals are 95% percentile bootstrap over games; "
            f"games cut at {arms[0]['max_steps']} agent steps. Decision times (wall-clock, other jobs may have shared "
            f"the machine) on {machines(arms)}.")
-    fig = budget_figure(arms, outputs_root(cfg.run.root) / "phase5" / canonical_game(cfg.game) / "breakout-budget.png")
+    fig = budget_figure(arms, results_root(cfg.results, cfg.run.root) / canonical_game(cfg.game) / "breakout-budget.png")
     if fig:
         md += ("\n\nThe figure: score against lookahead (agent steps imagined ahead) for the enumerating planners, "
                "a line per world model and action repeat, random play the grey band.")

@@ -11,9 +11,9 @@
 
 Each game is the phase 1 protocol (DIAMOND's Atari settings) from a fresh seed: game i is reset with
 `episode_rngs(game.seed, i)`, and the command refuses a seed stream that collides with the seeds of the world
-model's training data. Results go to <run.root>/phase5/<game>/<name>/ (games.jsonl, one line per game, so an
-interrupted evaluation resumes where it stopped; summary.json; media/ with the first `video` games as real |
-imagined-next-frame videos). `python -m phase5_integration.evaluate` tabulates every agent that has played.
+model's training data. Results go to <results>/<game>/<name>/ (`results` defaults to <run.root>/phase5):
+games.jsonl, one line per game, so an interrupted evaluation resumes where it stopped and `game.shard=k/n` lets n
+processes share an arm; summary.json; media/ with the first `video` games as real | imagined-next-frame videos. `python -m phase5_integration.evaluate` tabulates every agent that has played.
 """
 from __future__ import annotations
 
@@ -102,14 +102,38 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
+def results_root(results: str, root: str) -> Path:
+    """Where the arms' folders of every game are: `results`, or <run.root>/phase5 when it is empty."""
+    return Path(results).expanduser().resolve() if results else outputs_root(root) / "phase5"
+
+
 def arm_dir(cfg: PlanConfig) -> Path:
-    return outputs_root(cfg.run.root) / "phase5" / canonical_game(cfg.game.game) / cfg.arm_name()
+    return results_root(cfg.results, cfg.run.root) / canonical_game(cfg.game.game) / cfg.arm_name()
+
+
+def read_games(games_file: Path) -> list[dict]:
+    """The finished games of an arm, one per game index, in game order (shards append in any order)."""
+    rows: dict[int, dict] = {}
+    if games_file.exists():
+        for n, line in enumerate(games_file.read_text().splitlines()):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise DataError(f"{games_file} line {n + 1} is not JSON (an interrupted write?): delete that line "
+                                f"and run again; the game is replayed from its seed") from None
+            if row["game"] in rows and rows[row["game"]] != row:
+                raise DataError(f"{games_file} holds game {row['game']} twice with different results (two "
+                                f"processes on one shard?): delete one of the lines and check the settings")
+            rows[row["game"]] = row
+    return [rows[i] for i in sorted(rows)]
 
 
 def _settings(cfg: PlanConfig) -> dict:
     s = asdict(cfg)
     s.pop("run")
     s["game"].pop("episodes")  # more games may be added to a finished evaluation
+    s["game"].pop("shard")  # which process plays which games does not change them
+    s.pop("results")
     s.pop("video")
     return s
 
@@ -126,14 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
         if diff:
             raise ConfigError("name", cfg.arm_name(), f"{out} holds games played with other settings ({'; '.join(diff)}):"
                               f" choose another name= or delete the folder")
-    rows: list[dict] = []
-    if games_file.exists():
-        for n, line in enumerate(games_file.read_text().splitlines()):
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                raise DataError(f"{games_file} line {n + 1} is not JSON (an interrupted write?): delete that line "
-                                f"and run again; the game is replayed from its seed") from None
+    rows = read_games(games_file)
     env = make_atari(cfg.game.game, cfg.game.env)
     A = int(env.action_space.n)
     if cfg.agent == "planner":
@@ -151,9 +168,13 @@ def main(argv: list[str] | None = None) -> dict:
     check_held_out(cfg, datas)
     if not settings_file.exists():  # only once everything loaded: a failed start leaves nothing that blocks a retry
         atomic_write(settings_file, lambda f: f.write(json.dumps(_settings(cfg), indent=1).encode()))
+    k, n = cfg.game.shard_of()
+    done = {r["game"] for r in rows}
+    todo = [i for i in range(cfg.game.episodes) if i % n == k and i not in done]
     print(f"{cfg.arm_name()}: {cfg.game.episodes} games of {canonical_game(cfg.game.game)} "
-          f"({len(rows)} already played), up to {cfg.game.max_steps} steps each; {rt.describe()}", flush=True)
-    for i in range(len(rows), cfg.game.episodes):
+          f"({len(done)} already played{f'; shard {k}/{n} plays {len(todo)}' if n > 1 else ''}), up to "
+          f"{cfg.game.max_steps} steps each; {rt.describe()}", flush=True)
+    for i in todo:
         env_seed, _ = episode_rngs(cfg.game.seed, i)
         agent_rng = np.random.default_rng([cfg.game.seed, i, 1])
         if cfg.agent == "planner":
@@ -163,15 +184,15 @@ def main(argv: list[str] | None = None) -> dict:
         row = {"game": i, **res.as_dict()}
         with open(games_file, "a") as f:
             f.write(json.dumps(row) + "\n")
-        rows.append(row)
         if video:
             write_video(out / "media" / f"game_{i:03d}", video, fps=15)
         print(f"  game {i}: score {res.score:g}, lives lost {res.lives_lost}, {res.steps} steps"
               f"{'' if res.game_over else ' (cut)'}, {res.decision_ms:.1f} ms/decision", flush=True)
+    rows = [r for r in read_games(games_file) if r["game"] < cfg.game.episodes]  # with other shards' games
     model_col = {"planner": cfg.model.kind, "actor_critic": "trained in diamond"}.get(cfg.agent, "")
     summary = {"arm": cfg.arm_name(), "agent": cfg.agent, "model": model_col,
                "planner": asdict(cfg.planner) if cfg.agent == "planner" else {}, "max_steps": cfg.game.max_steps,
-               "runtime": rt.as_dict(), **summarize(rows[:cfg.game.episodes])}
+               "runtime": rt.as_dict(), **summarize(rows)}
     atomic_write(out / "summary.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
     s = summary
     print(f"{cfg.arm_name()}: score {s['score'][0]:.2f} [{s['score'][1]:.2f}, {s['score'][2]:.2f}], lives lost "

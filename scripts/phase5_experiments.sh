@@ -6,6 +6,8 @@
 #   ROOT=/tmp/p5 PROFILE=smoke bash scripts/phase5_experiments.sh
 #   ARMS="random oracle diamond" bash scripts/phase5_experiments.sh   # a subset
 #   ARGS="run.threads=1" bash scripts/phase5_experiments.sh   # extra overrides for every command (last, so they win)
+#   RESULTS=phase5_integration/results ARMS=diamond-x4-tol0.05 SHARD=0/2 ...   # the games kept in the repo (commit
+#                                                     # them); SHARD=k/n: this process plays games i % n == k
 #   TESTBEDS=libero LIBERO_ARMS="first world_model" bash scripts/phase5_experiments.sh   # testbed 2 only, two arms
 #   TESTBEDS=libero LIBERO_ARMS="vla-first vla-world_model-k4" ...   # phase 3's SmolVLA proposes (VLA=<run>)
 #   TESTBEDS=libero LIBERO_ARMS=" " ROLLOUT_ARMS="simulator world_model" ...  # a scorer trained on played failures too
@@ -29,7 +31,9 @@ play() {  # play <arm> <overrides...>
   local arm=$1; shift
   echo "phase5 $arm -> $logs/$arm.log"
   # shellcheck disable=SC2086
-  "$PY" -m phase5_integration.plan profile="$profile" run.root="$root" "$@" ${ARGS:-} > "$logs/$arm.log" 2>&1
+  local extra=(); [ -n "${RESULTS:-}" ] && extra+=(results="$RESULTS"); [ -n "${SHARD:-}" ] && extra+=(game.shard="$SHARD")
+  "$PY" -m phase5_integration.plan profile="$profile" run.root="$root" "$@" "${extra[@]}" ${ARGS:-} \
+    > "$logs/$arm${SHARD:+-shard${SHARD/\//of}}.log" 2>&1
 }
 [[ " $testbeds " == *" breakout "* ]] || arms=""
 for arm in $arms; do
@@ -60,7 +64,7 @@ for arm in $arms; do
     *) echo "unknown arm $arm" >&2; exit 2 ;;
   esac
 done
-[ -n "$arms" ] && "$PY" -m phase5_integration.evaluate run.root="$root" | tee "$logs/evaluate.log"
+[ -n "$arms" ] && "$PY" -m phase5_integration.evaluate run.root="$root" ${RESULTS:+results="$RESULTS"} | tee "$logs/evaluate.log"
 
 if [[ " $testbeds " == *" libero "* ]]; then
   uwm=${UWM:-$root/phase4/uwm-new-$profile}

@@ -280,6 +280,32 @@ def test_plan_and_evaluate_smoke(run_root):
     assert "plan-emulator-enumerate-h2" in r.stdout and "random" in r.stdout
 
 
+def test_plan_shards_play_the_same_games_as_one_process(run_root, tmp_path):
+    """game.shard=k/n splits an arm's games between processes; together they give exactly the games (and the
+    summary) one process gives, wherever `results` puts them; a malformed shard is refused."""
+    env = subprocess_env(WM_RELEASES=str(run_root / "no-releases"))
+    base = ("phase5_integration.plan", "profile=smoke", f"run.root={run_root}", "agent=random", "game.episodes=3",
+            "video=0")
+    one, shared = tmp_path / "one", tmp_path / "shared"
+    assert run_module(*base, f"results={one}", env=env).returncode == 0
+    for k in (1, 0):
+        r = run_module(*base, f"results={shared}", f"game.shard={k}/2", env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+    assert "shard 0/2 plays 2" in r.stdout
+    lines = [json.loads(x) for x in (shared / "Breakout" / "random" / "games.jsonl").read_text().splitlines()]
+    assert [x["game"] for x in lines] == [1, 0, 2]
+    from phase5_integration.plan import read_games
+    strip = lambda rows: [{k: v for k, v in x.items() if not k.startswith("decision_ms")} for x in rows]  # noqa: E731
+    assert strip(read_games(shared / "Breakout" / "random" / "games.jsonl")) == \
+        strip(read_games(one / "Breakout" / "random" / "games.jsonl"))
+    s1, s2 = (json.loads((d / "Breakout" / "random" / "summary.json").read_text()) for d in (one, shared))
+    assert s1["games"] == s2["games"] == 3 and s1["score"] == s2["score"] and s1["steps"] == s2["steps"]
+    r = run_module("phase5_integration.evaluate", f"run.root={run_root}", f"results={shared}", env=env)
+    assert r.returncode == 0 and "random" in r.stdout, r.stderr[-3000:]
+    r = run_module(*base, f"results={shared}", "game.shard=2/2", env=env)
+    assert r.returncode == 2 and "shard" in r.stderr
+
+
 def test_budget_figure_plots_enumerating_planners_only(tmp_path):
     """One point per enumerating planner (lookahead = horizon x action repeat); a planner that samples candidates
     is left out, and fewer than two points draw nothing."""
@@ -418,3 +444,40 @@ def test_first_values_script_prints_a_value_per_first_action():
     rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [row.split(" | ")[0] for row in rows] == ["| 0", "| 1", "| 2", "| 3"]
     assert "16 sequences at the first frame of game 0" in r.stdout
+
+
+def _value_agreement_module():
+    import importlib.util
+    from common.config import REPO_ROOT
+    spec = importlib.util.spec_from_file_location("value_agreement", REPO_ROOT / "scripts" / "phase5_value_agreement.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_value_agreement_scores_a_choice_by_the_oracle():
+    """The share of the oracle's gain: 1 for an oracle-optimal choice, 0 for a uniform one, ties averaged; None
+    where the real game does not care."""
+    agreement = _value_agreement_module().agreement
+    true = np.array([0.0, 0.0, 1.0, -1.0])  # mean 0, best 1
+    assert agreement(np.array([0.0, 0.0, 5.0, 0.0]), true, 0.05) == pytest.approx(
+        {"share": 1.0, "optimal": 1.0, "optimal_by_chance": 0.25, "spearman": 3 / (3 ** 0.5 * 4.5 ** 0.5),
+         "tied": 1})  # average ranks [2, 2, 4, 2] against [2.5, 2.5, 4, 1]
+    flat = agreement(np.zeros(4), true, 0.05)  # all tied: a uniform choice
+    assert flat["share"] == pytest.approx(0.0) and flat["tied"] == 4 and flat["spearman"] == 0.0
+    worst = agreement(np.array([0.0, 0.0, 0.0, 1.0]), true, 0.05)
+    assert worst["share"] == pytest.approx(-1.0) and worst["optimal"] == 0.0
+    half = agreement(np.array([0.0, 0.0, 1.0, 0.98]), true, 0.05)  # within tolerance: a tie of the best and worst
+    assert half["share"] == pytest.approx(0.0) and half["optimal"] == 0.5 and half["tied"] == 2
+    assert agreement(true, true, 0)["spearman"] == pytest.approx(1.0)
+    assert agreement(np.ones(4), np.ones(4), 0.05) is None
+
+
+def test_value_agreement_of_the_oracle_with_itself_is_perfect():
+    import sys
+    from common.config import REPO_ROOT
+    r = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "phase5_value_agreement.py"), "model.kind=emulator",
+                        "planner.action_repeat=4", "run.threads=1", "--states", "2"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| share | 1.000 [1.000, 1.000] |" in r.stdout and "2 informative states" in r.stdout
