@@ -7,6 +7,8 @@
                   candidate); it has no reward/end head, so a phase 1 head scores its frames
     EmulatorModel the oracle: each candidate is played in a second copy of the real game, restored from a snapshot of
                   the real one (the ALE state and the lives counter): what a perfect world model would predict
+    HeadOnRealFrames  the diagnostic between the two: the oracle's real frames, valued by the learned reward/end head
+                  instead of the game's own rewards and lives (how much of a learned model's loss is the head's)
 
 The reward/end head is a classifier of transitions (K context frames, K actions, the next frame), trained by
 phase 1 on real frames. Sharing one head between the diffusion model, the regressor and the DF model makes the
@@ -208,3 +210,35 @@ class EmulatorModel:
                 if terminated or truncated:
                     break
         return Imagined(reward=reward, end=end, frames=frames)
+
+
+class HeadOnRealFrames:
+    """The real game's frames of every candidate (played as EmulatorModel plays them) valued by a phase 1 reward/end
+    head, as the learned models' frames are: a perfect frame model with the learned critic. Against the oracle it
+    measures what the head loses; against a learned model, what that model's frames lose."""
+
+    needs_state = True
+
+    def __init__(self, sim: gym.Env, scorer: Phase1WorldModel, bf16: bool = False, name: str = "emulator_head"):
+        self.oracle = EmulatorModel(sim, keep_frames=True)
+        self.scorer, self.bf16, self.name = scorer.eval(), bf16, name
+        self.num_actions, self.context = self.oracle.num_actions, scorer.cfg.context
+        _check_head(self.scorer, self.num_actions, self.context)
+        self.device = next(scorer.parameters()).device
+
+    @torch.no_grad()
+    def imagine(self, history: History, actions: torch.Tensor,
+                generator: torch.Generator | None = None) -> Imagined:
+        real = self.oracle.imagine(history, actions)
+        N, H = actions.shape
+        K = self.context
+        ctx, past = _batched_history(history, K, N, self.device)
+        nxt = real.frames.to(self.device)
+        seq = torch.cat([ctx, nxt], dim=1)  # (N, K + H, 3, h, w)
+        all_acts = torch.cat([past, actions.to(self.device)], dim=1)  # all_acts[:, i] is played on frame i
+        f = torch.stack([seq[:, t:t + K] for t in range(H)], 1).flatten(0, 1)
+        a = torch.stack([all_acts[:, t:t + K] for t in range(H)], 1).flatten(0, 1)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            p_reward, p_end = self.scorer.reward_end_probs(f, a, nxt.flatten(0, 1))
+        return Imagined(reward=_expected_reward(p_reward).view(N, H).cpu(), end=p_end.float().view(N, H).cpu(),
+                        frames=real.frames)

@@ -20,7 +20,7 @@ from phase3_vla.config import DemoDataConfig
 from phase4_uwm.config import PolicyEvalConfig
 
 AGENTS = ("random", "sticky_random", "planner", "actor_critic")
-MODELS = ("emulator", "diamond", "regressor", "df")
+MODELS = ("emulator", "diamond", "regressor", "df", "emulator_head")
 METHODS = ("enumerate", "shooting", "cem")
 
 
@@ -69,6 +69,7 @@ class ModelConfig:
     """Which world model the planner imagines with."""
 
     # emulator (the oracle: a copy of the real game) | diamond (phase 1 diffusion) | regressor (phase 1) | df (phase 2)
+    #   | emulator_head (the diagnostic between them: the real game's frames, valued by the learned reward/end head)
     kind: str = "diamond"
     load: str = "latest"  # the run of that kind: a folder, latest (newest local run, else the release) or release
     # The phase 1 diffusion run whose reward/end head scores imagined transitions for every learned model (one

@@ -35,7 +35,7 @@ from phase1_world_model.loading import load_trained as load_phase1
 from phase1_world_model.metrics import bootstrap
 from phase1_world_model.recording import episode_rngs
 from phase5_integration.actor_critic import ActorCriticAgent
-from phase5_integration.adapters import DFModel, EmulatorModel, Phase1Model
+from phase5_integration.adapters import DFModel, EmulatorModel, HeadOnRealFrames, Phase1Model
 from phase5_integration.agents import GameResult, PlanningAgent, RandomAgent, play_game
 from phase5_integration.config import PlanConfig
 from phase5_integration.loading import load_agent
@@ -48,6 +48,10 @@ def build_model(cfg: PlanConfig, device: torch.device, bf16: bool):
     if m.kind == "emulator":
         return EmulatorModel(make_atari(cfg.game.game, cfg.game.env)), []
     scorer = load_phase1(m.scorer, "diffusion", root, device)
+    if m.kind == "emulator_head":
+        print(f"world model: the real game's frames; reward/end head of {scorer.run.describe()}", flush=True)
+        return HeadOnRealFrames(make_atari(cfg.game.game, cfg.game.env), scorer.model, bf16), \
+            [scorer.meta["data"]] if scorer.meta.get("data") else []
     if m.kind in ("diamond", "regressor"):
         tm = scorer if (m.kind == "diamond" and m.load == m.scorer) else load_phase1(
             m.load, "diffusion" if m.kind == "diamond" else "regressor", root, device)

@@ -228,6 +228,37 @@ def test_adapters_satisfy_the_protocol(adapters, name):
         m.imagine(hist, torch.tensor([[4, 0, 0]]))
 
 
+def test_head_on_real_frames_scores_the_oracles_frames_with_the_head():
+    """emulator_head: the oracle's real frames, each transition (K frames, the K actions played on them, the next
+    frame) valued by the learned head, aligned as the learned models' transitions are."""
+    from phase5_integration.adapters import HeadOnRealFrames
+    cfg = load_config(Phase1Config, "phase1/train", ["profile=smoke"])
+    torch.manual_seed(0)
+    head = WorldModel(cfg.model, 4, (3, 64, 64), cfg.sampler).eval()
+    for mod in head.modules():
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) and not mod.weight.any():
+            torch.nn.init.normal_(mod.weight, std=0.1)
+    real = make_atari("Breakout")
+    obs, _ = real.reset(seed=11)
+    K = head.cfg.context
+    frames, acts = [torch.from_numpy(obs).permute(2, 0, 1)], []
+    for a in [1, 2, 2, 3, 0, 2][:K - 1] + [1]:
+        obs, *_ = real.step(a)
+        frames.append(torch.from_numpy(obs).permute(2, 0, 1))
+        acts.append(a)
+    hist = History(torch.stack(frames[-K:]), torch.tensor(acts[-(K - 1):]), snapshot(real))
+    cands = torch.tensor([[0, 2, 3], [3, 3, 1]])
+    m = HeadOnRealFrames(make_atari("Breakout"), head)
+    im = m.imagine(hist, cands)
+    truth = EmulatorModel(make_atari("Breakout"), keep_frames=True).imagine(hist, cands)
+    assert torch.equal(im.frames, truth.frames) and m.context == K and m.needs_state
+    seq = torch.cat([hist.frames, truth.frames[1]])  # candidate 1, transition t = 2, by hand
+    played = torch.cat([hist.actions, cands[1]])
+    p_r, p_e = head.reward_end_probs(seq[None, 2:2 + K], played[None, 2:2 + K], truth.frames[1, 2][None])
+    assert im.reward[1, 2] == pytest.approx(float(p_r[0, 2] - p_r[0, 0]), abs=1e-5)
+    assert im.end[1, 2] == pytest.approx(float(p_e[0]), abs=1e-5)
+
+
 @pytest.mark.parametrize("stabilization", [0.0, 0.1])
 def test_df_prefix_tree_is_a_one_frame_window_rollout(adapters, stabilization):
     """DFModel's autoregressive tree: one candidate imagines exactly what phase 2's rollout gives with a window of one
