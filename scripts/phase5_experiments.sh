@@ -22,7 +22,7 @@ PY=${PY:-.venv/bin/python}
 root=${ROOT:-outputs}
 profile=${PROFILE:-cpu}
 testbeds=${TESTBEDS:-"breakout libero"}
-arms=${ARMS:-"random sticky_random oracle oracle-x4 diamond-x4 regressor-x4 df-x4 actor_critic"}
+arms=${ARMS:-"random sticky_random oracle oracle-h2x4 oracle-h2x6 oracle-x4-r12 oracle-x4 oracle-x4-tol0.05 emulator_head-x4-tol0.05 regressor-x4-tol0.05 diamond-x4-tol0.05 df-x4-tol0.05 actor_critic"}
 larms=${LIBERO_ARMS:-"first world_model pixel_goal simulator world_model-k4 simulator-k4 vla-first vla-world_model vla-simulator"}
 logs=$root/phase5/logs
 mkdir -p "$logs"
@@ -43,8 +43,9 @@ for arm in $arms; do
     # (default 3); x<k> macro-actions: each planned action held k agent steps, replanning every k steps (oracle-x4:
     # H = 3 actions held 4 steps each, 12 steps ahead; diamond-h2x4: H = 2, 8 steps ahead); -r<n> replans every n
     # agent steps instead (diamond-x4-r12 executes whole plans: a third of the decisions of diamond-x4); -tol<v>
-    # values within v of the best are ties (planner.tie_tolerance; regressor-x4-tol0.05)
-    oracle*|diamond*|regressor*|df*)
+    # values within v of the best are ties (planner.tie_tolerance; regressor-x4-tol0.05); emulator_head: the real
+    # game's frames valued by the learned reward/end head (the diagnostic between the oracle and a learned model)
+    oracle*|diamond*|regressor*|df*|emulator_head*)
       m=${arm%%-*} o=()
       [[ $arm =~ -h([0-9]+) ]] && o+=(planner.horizon="${BASH_REMATCH[1]}")
       [[ $arm =~ x([0-9]+) ]] && o+=(planner.action_repeat="${BASH_REMATCH[1]}" planner.replan_every="${BASH_REMATCH[1]}")

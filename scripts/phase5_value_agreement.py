@@ -3,7 +3,7 @@ enumerated sequence is valued twice, by the learned model (and the shared reward
 oracle (the same planner, the real game cloned), and the two value vectors are compared.
 
     python scripts/phase5_value_agreement.py model.kind=diamond planner.action_repeat=4 planner.replan_every=4 \
-        planner.tie_tolerance=0.05 --states 40
+        planner.tie_tolerance=0.05 --states 40 --out phase5_integration/results/Breakout/agreement-diamond.json
 
 States come from sticky-random play (the data's collection policy) of held-out games (`game.seed`, the seed check of
 `phase5_integration.plan`), one every `--every` agent steps once the ball is in play; only states where the oracle's
@@ -23,12 +23,15 @@ that the protocol is the planner's).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from common.checkpoint import atomic_write
 from common.config import cli
 from common.system import start
 from phase1_world_model.envs import make_atari
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--states", type=int, default=40, help="informative states to compare")
     ap.add_argument("--every", type=int, default=4, help="agent steps between states of one game")
+    ap.add_argument("--out", default="", help="also write the summary and every state's row to this JSON file")
     args, rest = ap.parse_known_args(argv)
     cfg = cli(PlanConfig, "phase5/plan", rest, __doc__)
     rt = start(cfg.run, 0, 1)
@@ -112,6 +116,11 @@ def main(argv: list[str] | None = None) -> dict:
         lo, hi = bootstrap(v, lambda x: x.mean(-1)) if len(v) > 1 else (float("nan"), float("nan"))
         out[key] = [float(v.mean()) if len(v) else float("nan"), lo, hi]
         print(f"| {key} | {out[key][0]:.3f} [{lo:.3f}, {hi:.3f}] |")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        record = {"arm": cfg.arm_name(), "argv": rest, "every": args.every, "seed": cfg.game.seed,
+                  "runtime": rt.as_dict(), "summary": out, "states": info}
+        atomic_write(Path(args.out), lambda f: f.write(json.dumps(record, indent=1).encode()))
     return out
 
 

@@ -504,11 +504,13 @@ def test_value_agreement_scores_a_choice_by_the_oracle():
     assert agreement(np.ones(4), np.ones(4), 0.05) is None
 
 
-def test_value_agreement_of_the_oracle_with_itself_is_perfect():
+def test_value_agreement_of_the_oracle_with_itself_is_perfect(tmp_path):
     import sys
     from common.config import REPO_ROOT
     r = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "phase5_value_agreement.py"), "model.kind=emulator",
-                        "planner.action_repeat=4", "run.threads=1", "--states", "2"],
+                        "planner.action_repeat=4", "run.threads=1", "--states", "2", "--out", str(tmp_path / "a.json")],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "| share | 1.000 [1.000, 1.000] |" in r.stdout and "2 informative states" in r.stdout
+    rec = json.loads((tmp_path / "a.json").read_text())
+    assert len(rec["states"]) == 2 and rec["summary"]["share"][0] == 1.0 and rec["summary"]["informative"] == 2
