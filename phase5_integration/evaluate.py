@@ -6,7 +6,8 @@
     python -m phase5_integration.evaluate testbed=libero        # testbed 2: the arms of phase5_integration.choose
 
 Per agent: games, mean score, lives lost and steps survived with 95% bootstrap intervals over games, games that
-ended (the rest were cut at max_steps), mean decision time, candidate futures imagined per decision; and for
+ended (the rest were cut at max_steps), the agent's mean wall-clock per step and per planning decision (a plan
+serves `replan_every` steps), candidate futures imagined per plan; and for
 each planner the share of the oracle's gain over random play it recovers, (planner - random) / (oracle - random),
 where the oracle is the same planner (method, horizon, action repeat, replanning) with the real emulator as its
 model.
@@ -72,16 +73,17 @@ def machines(arms: list[dict]) -> str:
 def table(arms: list[dict]) -> str:
     by = {a["arm"]: a for a in arms}
     rnd = by.get("random")
-    lines = ["| agent | world model | games | score | lives lost | steps | games ended | ms / decision | "
-             "futures / decision | share of the oracle's gain |", "|---" * 10 + "|"]
+    lines = ["| agent | world model | games | score | lives lost | steps | games ended | ms / step | s / plan | "
+             "futures / plan | share of the oracle's gain |", "|---" * 11 + "|"]
     for a in arms:
         share = ""
         p = a.get("planner") or {}
         oracle = by.get(a["arm"].replace(f"plan-{a['model']}-", "plan-emulator-", 1)) if p else None
         if rnd and oracle and a["model"] != "emulator" and oracle["score"][0] != rnd["score"][0]:
             share = f"{(a['score'][0] - rnd['score'][0]) / (oracle['score'][0] - rnd['score'][0]):.2f}"
+        plan_s = f"{a['plan_s']:.2f}" if a.get("plan_s") else "-"  # summaries from before plan_s: -
         lines.append(f"| {a['arm']} | {a['model'] or '-'} | {a['games']} | {_ci(a['score'])} | {_ci(a['lives_lost'])} "
-                     f"| {_ci(a['steps'], 0)} | {a['game_over']}/{a['games']} | {a['decision_ms'][0]:.1f} | "
+                     f"| {_ci(a['steps'], 0)} | {a['game_over']}/{a['games']} | {a['decision_ms'][0]:.1f} | {plan_s} | "
                      f"{a['imagined_per_decision']:.0f} | {share} |")
     return "\n".join(lines)
 

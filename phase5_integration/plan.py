@@ -101,6 +101,8 @@ def summarize(rows: list[dict]) -> dict:
         lo, hi = bootstrap(v, lambda x: x.mean(-1))  # nan with a single game
         out[key] = [float(v.mean()), lo, hi]
     out["game_over"] = sum(bool(r["game_over"]) for r in rows)
+    plans = sum(r["plans"] for r in rows)  # decision_ms is per agent step; a plan covers replan_every steps
+    out["plan_s"] = float(sum(r["decision_ms"] * r["steps"] for r in rows) / 1e3 / plans) if plans else 0.0
     out["imagined_per_decision"] = (float(sum(r["imagined"] for r in rows) / max(1, sum(r["plans"] for r in rows)))
                                     if any(r["plans"] for r in rows) else 0.0)
     return out

@@ -514,3 +514,13 @@ def test_value_agreement_of_the_oracle_with_itself_is_perfect(tmp_path):
     assert "| share | 1.000 [1.000, 1.000] |" in r.stdout and "2 informative states" in r.stdout
     rec = json.loads((tmp_path / "a.json").read_text())
     assert len(rec["states"]) == 2 and rec["summary"]["share"][0] == 1.0 and rec["summary"]["informative"] == 2
+
+
+def test_summary_times_a_plan_not_a_step():
+    """decision_ms is a mean over agent steps (most of them execute a stored plan); plan_s is wall-clock per plan."""
+    from phase5_integration.plan import summarize
+    row = dict(score=1.0, lives_lost=0, game_over=True, imagined=128)
+    s = summarize([{**row, "decision_ms": 100.0, "steps": 8, "plans": 2},
+                   {**row, "decision_ms": 50.0, "steps": 4, "plans": 2}])
+    assert s["plan_s"] == pytest.approx((0.8 + 0.2) / 4) and s["decision_ms"][0] == pytest.approx(75.0)
+    assert s["imagined_per_decision"] == pytest.approx(64.0)
