@@ -59,6 +59,21 @@ def _check_head(scorer: Phase1WorldModel, num_actions: int, context: int) -> Non
                          f"the world model K={context} and {num_actions}: train them on the same data set")
 
 
+def _score_rollout(scorer: Phase1WorldModel, history: History, actions: torch.Tensor, gen: torch.Tensor, K: int,
+                  device, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each candidate's whole rollout `gen` (N, H, 3, h, w) after the history, scored by the head transition by
+    transition (frames t..t+K-1 with the K actions played on them produce frame t+K) -> expected reward, P(end) (N, H)."""
+    N, H = actions.shape
+    ctx, past = _batched_history(history, K, N, device)
+    seq = torch.cat([ctx, gen], dim=1)  # (N, K + H, ...)
+    all_acts = torch.cat([past, actions.to(device)], dim=1)  # all_acts[:, i] is played on frame i
+    f = torch.stack([seq[:, t:t + K] for t in range(H)], 1).flatten(0, 1)
+    a = torch.stack([all_acts[:, t:t + K] for t in range(H)], 1).flatten(0, 1)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        p_reward, p_end = scorer.reward_end_probs(f, a, gen.flatten(0, 1))
+    return _expected_reward(p_reward).view(N, H).cpu(), p_end.float().view(N, H).cpu()
+
+
 def _imagine_tree(history: History, actions: torch.Tensor, K: int, device, scorer: Phase1WorldModel, bf16: bool,
                   next_frame) -> Imagined:
     """Candidates that share a prefix share its imagined frames: at step t one frame per distinct prefix a_0..a_t,
@@ -137,18 +152,11 @@ class DFModel:
             return _imagine_tree(history, actions, self.context, self.device, self.scorer, self.bf16,
                                  lambda f, a, gen: df_next_frame(self.model, f, a, gen, self.sampler, generator))
         N, H = actions.shape
-        K = self.context
-        ctx, past = _batched_history(history, K, N, self.device)
-        all_acts = torch.cat([past, actions], dim=1)  # (N, K - 1 + H): all_acts[:, i] is played on frame i
-        gen = df_rollout(self.model, ctx, all_acts, H, self.sampler, generator, self.bf16).to(self.device)
-        seq = torch.cat([ctx, gen], dim=1)  # (N, K + H, ...)
-        # transition t: frames t..t+K-1 of seq with actions t..t+K-1 produce frame t+K
-        f = torch.stack([seq[:, t:t + K] for t in range(H)], 1).flatten(0, 1)
-        a = torch.stack([all_acts[:, t:t + K] for t in range(H)], 1).flatten(0, 1)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            p_reward, p_end = self.scorer.reward_end_probs(f, a, gen.flatten(0, 1))
-        return Imagined(reward=_expected_reward(p_reward).view(N, H).cpu(), end=p_end.float().view(N, H).cpu(),
-                        frames=gen.cpu())
+        ctx, past = _batched_history(history, self.context, N, self.device)
+        gen = df_rollout(self.model, ctx, torch.cat([past, actions], dim=1), H, self.sampler, generator,
+                         self.bf16).to(self.device)
+        reward, end = _score_rollout(self.scorer, history, actions, gen, self.context, self.device, self.bf16)
+        return Imagined(reward=reward, end=end, frames=gen.cpu())
 
 
 # ----------------------------------------------------------------------------- the oracle
@@ -230,15 +238,6 @@ class HeadOnRealFrames:
     def imagine(self, history: History, actions: torch.Tensor,
                 generator: torch.Generator | None = None) -> Imagined:
         real = self.oracle.imagine(history, actions)
-        N, H = actions.shape
-        K = self.context
-        ctx, past = _batched_history(history, K, N, self.device)
-        nxt = real.frames.to(self.device)
-        seq = torch.cat([ctx, nxt], dim=1)  # (N, K + H, 3, h, w)
-        all_acts = torch.cat([past, actions.to(self.device)], dim=1)  # all_acts[:, i] is played on frame i
-        f = torch.stack([seq[:, t:t + K] for t in range(H)], 1).flatten(0, 1)
-        a = torch.stack([all_acts[:, t:t + K] for t in range(H)], 1).flatten(0, 1)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            p_reward, p_end = self.scorer.reward_end_probs(f, a, nxt.flatten(0, 1))
-        return Imagined(reward=_expected_reward(p_reward).view(N, H).cpu(), end=p_end.float().view(N, H).cpu(),
-                        frames=real.frames)
+        reward, end = _score_rollout(self.scorer, history, actions, real.frames.to(self.device), self.context,
+                                     self.device, self.bf16)
+        return Imagined(reward=reward, end=end, frames=real.frames)

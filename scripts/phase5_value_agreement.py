@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_held_out(cfg, datas)
     oracle = EmulatorModel(make_atari(cfg.game.game, cfg.game.env))
     learned, true = Planner(model, cfg.planner, seed=cfg.run.seed), Planner(oracle, cfg.planner)
-    rows, seen = [], 0
+    info, seen = [], 0  # the informative states' comparisons
     with torch.no_grad():
         for h in real_states(cfg, args.every, max(1, model.context)):
             seen += 1
@@ -103,10 +103,9 @@ def main(argv: list[str] | None = None) -> dict:
             if vt.max() - vt.min() < 1e-9:
                 continue  # nothing the planner does here changes the real outcome within its horizon
             vm = learned._evaluate(h, learned.all_sequences)[0].numpy()
-            rows.append(agreement(vm, vt, cfg.planner.tie_tolerance))
-            if len(rows) == args.states:
+            info.append(agreement(vm, vt, cfg.planner.tie_tolerance))
+            if len(info) == args.states:
                 break
-    info = rows
     out = {"states_seen": seen, "informative": len(info)}
     print(f"{cfg.arm_name()}: {len(info)} informative states (the oracle's values differ) out of {seen} real states "
           f"(sticky-random play, seed stream {cfg.game.seed}, every {args.every} steps); {rt.describe()}")
