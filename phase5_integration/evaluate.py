@@ -29,9 +29,9 @@ from common.config import cli
 from common.errors import DataError, command
 from common.report import publish as publish_block
 from common.runs import outputs_root
-from phase5_integration.plan import results_root
 from phase1_world_model.envs import canonical_game
 from phase5_integration.config import IntegrationEvaluateConfig, PlannerConfig
+from phase5_integration.loading import results_root
 
 README = Path(__file__).resolve().parent / "README.md"
 

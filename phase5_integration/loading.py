@@ -7,16 +7,22 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from torch import nn
 
-from common.runs import Exported, load_exported
+from common.runs import Exported, load_exported, outputs_root
 from phase5_integration.actor_critic import ActorCritic
 from phase5_integration.config import AgentTrainConfig, ScorerTrainConfig
 from phase5_integration.libero_choice import ProgressScorer, ScorerTraining
 
 AGENT_MARKER = "actor_critic.json"
 SCORER_MARKER = "progress_scorer.json"
+
+
+def results_root(results: str, root: str) -> Path:
+    """Where the arms' folders of every game are: `results`, or <run.root>/phase5 when it is empty."""
+    return Path(results).expanduser().resolve() if results else outputs_root(root) / "phase5"
 
 
 def load_agent(spec: str = "latest", root: str = "outputs", device="cpu") -> Exported:

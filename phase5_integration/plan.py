@@ -28,7 +28,7 @@ from common.checkpoint import atomic_write
 from common.config import ConfigError, cli, settings_mismatch
 from common.errors import DataError, command
 from common.logger import write_video
-from common.runs import ArtifactNotFoundError, outputs_root, resolve_run
+from common.runs import ArtifactNotFoundError, resolve_run
 from common.system import start
 from phase1_world_model.envs import canonical_game, make_atari, protocol
 from phase1_world_model.loading import load_trained as load_phase1
@@ -38,7 +38,7 @@ from phase5_integration.actor_critic import ActorCriticAgent
 from phase5_integration.adapters import DFModel, EmulatorModel, HeadOnRealFrames, Phase1Model
 from phase5_integration.agents import GameResult, PlanningAgent, RandomAgent, play_game
 from phase5_integration.config import PlanConfig
-from phase5_integration.loading import load_agent
+from phase5_integration.loading import load_agent, results_root
 from phase5_integration.planner import Planner
 
 
@@ -106,11 +106,6 @@ def summarize(rows: list[dict]) -> dict:
     out["imagined_per_decision"] = (float(sum(r["imagined"] for r in rows) / max(1, sum(r["plans"] for r in rows)))
                                     if any(r["plans"] for r in rows) else 0.0)
     return out
-
-
-def results_root(results: str, root: str) -> Path:
-    """Where the arms' folders of every game are: `results`, or <run.root>/phase5 when it is empty."""
-    return Path(results).expanduser().resolve() if results else outputs_root(root) / "phase5"
 
 
 def arm_dir(cfg: PlanConfig) -> Path:
