@@ -10,7 +10,9 @@ ended (the rest were cut at max_steps), the agent's mean wall-clock per step and
 serves `replan_every` steps), candidate futures imagined per plan; and for
 each planner the share of the oracle's gain over random play it recovers, (planner - random) / (oracle - random),
 where the oracle is the same planner (method, horizon, action repeat, replanning) with the real emulator as its
-model.
+model. The share is taken over the games all three played (game i starts from the same seed in every arm), so an
+unfinished arm is compared with the oracle and random play on its own games, with a 95% bootstrap interval that
+resamples those games jointly.
 
 Testbed 2 (LIBERO), per arm: successes on the same held-out initial states with Wilson 95% intervals, mean
 episode length, seconds per decision, and the share of the simulator's gain over the proposer alone that
@@ -30,8 +32,9 @@ from common.errors import DataError, command
 from common.report import publish as publish_block
 from common.runs import outputs_root
 from phase1_world_model.envs import canonical_game
+from phase1_world_model.metrics import bootstrap
 from phase5_integration.config import IntegrationEvaluateConfig, PlannerConfig
-from phase5_integration.loading import results_root
+from phase5_integration.loading import read_games, results_root
 
 README = Path(__file__).resolve().parent / "README.md"
 
@@ -44,7 +47,7 @@ def summaries(base: Path, wanted: list[str], order, command: str) -> list[dict]:
     if missing or not names:
         raise DataError(f"no finished results for {', '.join(missing) or 'any arm'} under {base}: play them with "
                         f"python -m phase5_integration.{command} (see phase5_integration/README.md)")
-    return [json.loads(found[n].read_text()) for n in names]
+    return [json.loads(found[n].read_text()) | {"dir": str(found[n].parent)} for n in names]
 
 
 def load_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
@@ -70,21 +73,68 @@ def machines(arms: list[dict]) -> str:
     return "; ".join(f"{m} for {', '.join(names)}" for m, names in seen.items())
 
 
+def paired_gain(agent: list[dict], rnd: list[dict], n: int = 2000, seed: int = 0) -> tuple[list[float], int] | None:
+    """Mean score of `agent` minus random play's over the game indices both played, with a 95% percentile bootstrap
+    interval resampling those games jointly: ([gain, low, high], games); None with fewer than two shared games."""
+    import numpy as np
+
+    a, r = ({x["game"]: x["score"] for x in rows} for rows in (agent, rnd))
+    games = sorted(set(a) & set(r))
+    if len(games) < 2:
+        return None
+    d = np.array([a[g] - r[g] for g in games], dtype=np.float64)
+    lo, hi = bootstrap(d, lambda x: x.mean(-1), n=n, seed=seed)
+    return [float(d.mean()), lo, hi], len(games)
+
+
+def paired_share(planner: list[dict], oracle: list[dict], rnd: list[dict], n: int = 2000,
+                 seed: int = 0) -> tuple[list[float], int] | None:
+    """(planner - random) / (oracle - random) in mean score over the game indices all three arms played, and a 95%
+    percentile bootstrap interval resampling those games jointly: ([share, low, high], games). Resamples in which
+    the oracle is no better than random play have no ratio and are dropped; when they are more than 2.5% of all, the
+    bounds are nan (the ratio is unbounded). None when fewer than two games are shared or the oracle does not beat random play on them."""
+    import numpy as np
+
+    by = [{r["game"]: r for r in rows} for rows in (planner, oracle, rnd)]
+    games = sorted(set(by[0]) & set(by[1]) & set(by[2]))
+    for g in games:
+        if len({b[g]["env_seed"] for b in by}) != 1:
+            raise DataError(f"game {g} started from different seeds in the arms compared ({[b[g]['env_seed'] for b in by]}): "
+                            f"their games were played with different game.seed settings; replay one of them")
+    if len(games) < 2:
+        return None
+    s = np.array([[b[g]["score"] for g in games] for b in by], dtype=np.float64)  # (3, games)
+    if s[1].mean() <= s[2].mean():
+        return None
+    idx = np.random.default_rng(seed).integers(0, len(games), size=(n, len(games)))
+    m = s[:, idx].mean(-1)  # (3, n)
+    den = m[1] - m[2]
+    ok = den > 0
+    lo = hi = float("nan")
+    if ok.mean() >= 0.975:
+        lo, hi = (float(x) for x in np.percentile((m[0, ok] - m[2, ok]) / den[ok], [2.5, 97.5]))
+    return [float((s[0].mean() - s[2].mean()) / (s[1].mean() - s[2].mean())), lo, hi], len(games)
+
+
 def table(arms: list[dict]) -> str:
     by = {a["arm"]: a for a in arms}
     rnd = by.get("random")
     lines = ["| agent | world model | games | score | lives lost | steps | games ended | ms / step | s / plan | "
-             "futures / plan | share of the oracle's gain |", "|---" * 11 + "|"]
+             "futures / plan | score - random (same games) | share of the oracle's gain (same games) |", "|---" * 12 + "|"]
     for a in arms:
-        share = ""
+        share = gain = ""
         p = a.get("planner") or {}
+        if rnd and a is not rnd:
+            got = paired_gain(*(read_games(Path(x["dir"]) / "games.jsonl") for x in (a, rnd)))
+            gain = f"{_ci(got[0])} over {got[1]}" if got else ""
         oracle = by.get(a["arm"].replace(f"plan-{a['model']}-", "plan-emulator-", 1)) if p else None
-        if rnd and oracle and a["model"] != "emulator" and oracle["score"][0] != rnd["score"][0]:
-            share = f"{(a['score'][0] - rnd['score'][0]) / (oracle['score'][0] - rnd['score'][0]):.2f}"
+        if rnd and oracle and a["model"] != "emulator":
+            got = paired_share(*(read_games(Path(x["dir"]) / "games.jsonl") for x in (a, oracle, rnd)))
+            share = f"{_ci(got[0])} over {got[1]}" if got else ""
         plan_s = f"{a['plan_s']:.2f}" if a.get("plan_s") else "-"  # summaries from before plan_s: -
         lines.append(f"| {a['arm']} | {a['model'] or '-'} | {a['games']} | {_ci(a['score'])} | {_ci(a['lives_lost'])} "
                      f"| {_ci(a['steps'], 0)} | {a['game_over']}/{a['games']} | {a['decision_ms'][0]:.1f} | {plan_s} | "
-                     f"{a['imagined_per_decision']:.0f} | {share} |")
+                     f"{a['imagined_per_decision']:.0f} | {gain} | {share} |")
     return "\n".join(lines)
 
 

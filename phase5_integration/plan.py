@@ -38,7 +38,7 @@ from phase5_integration.actor_critic import ActorCriticAgent
 from phase5_integration.adapters import DFModel, EmulatorModel, HeadOnRealFrames, Phase1Model
 from phase5_integration.agents import GameResult, PlanningAgent, RandomAgent, play_game
 from phase5_integration.config import PlanConfig
-from phase5_integration.loading import load_agent, results_root
+from phase5_integration.loading import load_agent, read_games, results_root
 from phase5_integration.planner import Planner
 
 
@@ -110,23 +110,6 @@ def summarize(rows: list[dict]) -> dict:
 
 def arm_dir(cfg: PlanConfig) -> Path:
     return results_root(cfg.results, cfg.run.root) / canonical_game(cfg.game.game) / cfg.arm_name()
-
-
-def read_games(games_file: Path) -> list[dict]:
-    """The finished games of an arm, one per game index, in game order (shards append in any order)."""
-    rows: dict[int, dict] = {}
-    if games_file.exists():
-        for n, line in enumerate(games_file.read_text().splitlines()):
-            try:
-                row = json.loads(line)
-            except ValueError:
-                raise DataError(f"{games_file} line {n + 1} is not JSON (an interrupted write?): delete that line "
-                                f"and run again; the game is replayed from its seed") from None
-            if row["game"] in rows and rows[row["game"]] != row:
-                raise DataError(f"{games_file} holds game {row['game']} twice with different results (two "
-                                f"processes on one shard?): delete one of the lines and check the settings")
-            rows[row["game"]] = row
-    return [rows[i] for i in sorted(rows)]
 
 
 def _settings(cfg: PlanConfig) -> dict:

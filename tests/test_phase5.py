@@ -354,6 +354,32 @@ def test_budget_figure_plots_enumerating_planners_only(tmp_path):
     assert out == tmp_path / "f.png" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_paired_share_and_gain_use_the_games_all_arms_played():
+    """The share of the oracle's gain is taken over the shared game indices: a planner that scores random + half of
+    the oracle's lead in every game recovers exactly 0.5 (and every bootstrap resample says so); games another arm did
+    not play are left out; games started from different seeds are refused; the gain over random is the mean paired
+    difference."""
+    from common.errors import DataError
+    from phase5_integration.evaluate import paired_gain, paired_share
+
+    rng = np.random.default_rng(0)
+    rnd_s = rng.integers(0, 4, 12).astype(float)
+    ora_s = rnd_s + rng.integers(1, 6, 12)  # the oracle beats random play in every game
+    rows = lambda scores, games: [{"game": g, "env_seed": 100 + g, "score": float(scores[g])} for g in games]  # noqa: E731
+    rnd, ora = rows(rnd_s, range(12)), rows(ora_s, range(12))
+    half = rows(rnd_s + 0.5 * (ora_s - rnd_s), range(0, 12, 2))  # an unfinished arm: 6 of the 12 games
+    (share, lo, hi), n = paired_share(half, ora, rnd)
+    assert n == 6 and share == pytest.approx(0.5) and lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
+    # over all 12 games the unpaired ratio would differ: only the shared games enter
+    (gain, glo, ghi), n = paired_gain(half, rnd)
+    assert n == 6 and gain == pytest.approx(float(np.mean(0.5 * (ora_s - rnd_s)[::2]))) and glo <= gain <= ghi
+    assert paired_share(rows(rnd_s, [0]), ora, rnd) is None  # one shared game: no interval
+    assert paired_share(half, rnd, rnd) is None  # the oracle does not beat random play
+    bad = [dict(r, env_seed=r["env_seed"] + 1) if r["game"] == 2 else r for r in ora]
+    with pytest.raises(DataError, match="game 2 started from different seeds"):
+        paired_share(half, bad, rnd)
+
+
 def test_plan_with_learned_models_refuses_training_seeds(run_root):
     """With the shipped releases: the planner runs in DIAMOND-lite, the regressor and DF; game.seed = the data's
     collection seed is refused (the games would be training games)."""
