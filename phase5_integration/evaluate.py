@@ -5,7 +5,8 @@
     python -m phase5_integration.evaluate publish=true          # and write it into phase5_integration/README.md
     python -m phase5_integration.evaluate testbed=libero        # testbed 2: the arms of phase5_integration.choose
 
-Per agent: games, mean score, lives lost and steps survived with 95% bootstrap intervals over games, games that
+Per agent (from every game in its games.jsonl, so an arm being played shows the games it has so far; its
+summary.json, written when a `plan` run ends, gives the settings and the machine): games, mean score, lives lost and steps survived with 95% bootstrap intervals over games, games that
 ended (the rest were cut at max_steps), the agent's mean wall-clock per step and per planning decision (a plan
 serves `replan_every` steps), candidate futures imagined per plan; and for
 each planner the share of the oracle's gain over random play it recovers, (planner - random) / (oracle - random),
@@ -34,7 +35,7 @@ from common.runs import outputs_root
 from phase1_world_model.envs import canonical_game
 from phase1_world_model.metrics import bootstrap
 from phase5_integration.config import IntegrationEvaluateConfig, PlannerConfig
-from phase5_integration.loading import read_games, results_root
+from phase5_integration.games import read_games, results_root, summarize
 
 README = Path(__file__).resolve().parent / "README.md"
 
@@ -50,9 +51,17 @@ def summaries(base: Path, wanted: list[str], order, command: str) -> list[dict]:
     return [json.loads(found[n].read_text()) | {"dir": str(found[n].parent)} for n in names]
 
 
+def current(arm: dict) -> dict:
+    """An arm's summary with its statistics recomputed from every game in its games.jsonl: an arm still being played
+    (or one stopped part-way) shows the games it has, not those of its last summary.json."""
+    rows = read_games(Path(arm["dir"]) / "games.jsonl")
+    return arm | summarize(rows) if rows else arm
+
+
 def load_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
-    return summaries(results_root(cfg.results, cfg.run.root) / canonical_game(cfg.game), cfg.arms,
-                     lambda n: (n not in ("random", "sticky_random"), "emulator" not in n, n), "plan")
+    return [current(a) for a in summaries(results_root(cfg.results, cfg.run.root) / canonical_game(cfg.game), cfg.arms,
+                                          lambda n: (n not in ("random", "sticky_random"), "emulator" not in n, n),
+                                          "plan")]
 
 
 def _ci(v: list[float], digits: int = 2) -> str:

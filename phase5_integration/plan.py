@@ -26,19 +26,19 @@ import torch
 
 from common.checkpoint import atomic_write
 from common.config import ConfigError, cli, settings_mismatch
-from common.errors import DataError, command
+from common.errors import command
 from common.logger import write_video
 from common.runs import ArtifactNotFoundError, resolve_run
 from common.system import start
 from phase1_world_model.envs import canonical_game, make_atari, protocol
 from phase1_world_model.loading import load_trained as load_phase1
-from phase1_world_model.metrics import bootstrap
 from phase1_world_model.recording import episode_rngs
 from phase5_integration.actor_critic import ActorCriticAgent
 from phase5_integration.adapters import DFModel, EmulatorModel, HeadOnRealFrames, Phase1Model
 from phase5_integration.agents import GameResult, PlanningAgent, RandomAgent, play_game
 from phase5_integration.config import PlanConfig
-from phase5_integration.loading import load_agent, read_games, results_root
+from phase5_integration.games import read_games, results_root, summarize
+from phase5_integration.loading import load_agent
 from phase5_integration.planner import Planner
 
 
@@ -91,21 +91,6 @@ def scorer_data(cfg: PlanConfig) -> list[dict]:
         return []
     d = json.loads((run.export_dir / "diffusion.json").read_text()).get("data")
     return [d] if d else []
-
-
-def summarize(rows: list[dict]) -> dict:
-    """Means with 95% percentile-bootstrap intervals over games."""
-    out = {"games": len(rows)}
-    for key in ("score", "lives_lost", "steps", "decision_ms"):
-        v = np.array([r[key] for r in rows], dtype=np.float64)
-        lo, hi = bootstrap(v, lambda x: x.mean(-1))  # nan with a single game
-        out[key] = [float(v.mean()), lo, hi]
-    out["game_over"] = sum(bool(r["game_over"]) for r in rows)
-    plans = sum(r["plans"] for r in rows)  # decision_ms is per agent step; a plan covers replan_every steps
-    out["plan_s"] = float(sum(r["decision_ms"] * r["steps"] for r in rows) / 1e3 / plans) if plans else 0.0
-    out["imagined_per_decision"] = (float(sum(r["imagined"] for r in rows) / max(1, sum(r["plans"] for r in rows)))
-                                    if any(r["plans"] for r in rows) else 0.0)
-    return out
 
 
 def arm_dir(cfg: PlanConfig) -> Path:

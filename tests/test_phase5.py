@@ -325,7 +325,7 @@ def test_plan_shards_play_the_same_games_as_one_process(run_root, tmp_path):
     assert "shard 0/2 plays 2" in r.stdout
     lines = [json.loads(x) for x in (shared / "Breakout" / "random" / "games.jsonl").read_text().splitlines()]
     assert [x["game"] for x in lines] == [1, 0, 2]
-    from phase5_integration.plan import read_games
+    from phase5_integration.games import read_games
     strip = lambda rows: [{k: v for k, v in x.items() if not k.startswith("decision_ms")} for x in rows]  # noqa: E731
     assert strip(read_games(shared / "Breakout" / "random" / "games.jsonl")) == \
         strip(read_games(one / "Breakout" / "random" / "games.jsonl"))
@@ -378,6 +378,23 @@ def test_paired_share_and_gain_use_the_games_all_arms_played():
     bad = [dict(r, env_seed=r["env_seed"] + 1) if r["game"] == 2 else r for r in ora]
     with pytest.raises(DataError, match="game 2 started from different seeds"):
         paired_share(half, bad, rnd)
+
+
+def test_evaluate_counts_every_game_played_not_the_last_summary(tmp_path):
+    """An arm stopped part-way (or still playing) has more games in games.jsonl than its last summary.json says;
+    the table's statistics come from the games, the settings from the summary."""
+    from phase5_integration.evaluate import current, summaries
+
+    arm = tmp_path / "Breakout" / "random"
+    arm.mkdir(parents=True)
+    rows = [{"game": g, "env_seed": g, "score": float(g), "lives_lost": 5, "steps": 100 + g, "game_over": True,
+             "decision_ms": 0.01, "plans": 0, "imagined": 0} for g in range(3)]
+    (arm / "games.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (arm / "summary.json").write_text(json.dumps({"arm": "random", "model": "", "games": 1, "score": [0, 0, 0]}))
+    (a,) = summaries(tmp_path / "Breakout", [], str, "plan")
+    now = current(a)
+    assert a["games"] == 1 and now["games"] == 3 and now["score"][0] == pytest.approx(1.0)
+    assert now["arm"] == "random" and now["model"] == ""
 
 
 def test_plan_with_learned_models_refuses_training_seeds(run_root):
@@ -544,7 +561,7 @@ def test_value_agreement_of_the_oracle_with_itself_is_perfect(tmp_path):
 
 def test_summary_times_a_plan_not_a_step():
     """decision_ms is a mean over agent steps (most of them execute a stored plan); plan_s is wall-clock per plan."""
-    from phase5_integration.plan import summarize
+    from phase5_integration.games import summarize
     row = dict(score=1.0, lives_lost=0, game_over=True, imagined=128)
     s = summarize([{**row, "decision_ms": 100.0, "steps": 8, "plans": 2},
                    {**row, "decision_ms": 50.0, "steps": 4, "plans": 2}])
