@@ -520,13 +520,42 @@ def test_first_values_script_prints_a_value_per_first_action():
     assert "16 sequences at the first frame of game 0" in r.stdout
 
 
-def _value_agreement_module():
+def _script(name: str):
     import importlib.util
     from common.config import REPO_ROOT
-    spec = importlib.util.spec_from_file_location("value_agreement", REPO_ROOT / "scripts" / "phase5_value_agreement.py")
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _value_agreement_module():
+    return _script("phase5_value_agreement")
+
+
+def test_agent_imagination_rates_from_logged_updates_and_real_episodes(tmp_path):
+    """The imagined shares are means over the logged updates (lines without them, like validation, skipped); the
+    real shares count steps with a positive reward and steps that end (terminated or a lost life)."""
+    from common.errors import DataError
+    from phase1_world_model.storage import Episode
+
+    mod = _script("phase5_agent_imagination")
+    f = tmp_path / "metrics.jsonl"
+    lines = [{"step": 10 * i, "train/imagined_reward": r, "train/imagined_end": e, "train/imagined_steps": 15.0}
+             for i, (r, e) in enumerate([(0.0, 0.0), (0.1, 0.02), (0.2, 0.04)])] + [{"step": 30, "val/x": 1.0}]
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    im = mod.imagined_rates(f)
+    assert im["updates"] == 3 and im["reward"][0] == pytest.approx(0.1) and im["end"][0] == pytest.approx(0.02)
+    assert im["reward"][1] <= 0.1 <= im["reward"][2] and im["steps"][0] == 15.0
+    z = lambda n: np.zeros(n, dtype=bool)  # noqa: E731
+    eps = [Episode(frames=None, actions=np.zeros(4), rewards=np.array([0, 1, 0, 4.0]), terminated=z(4),
+                   truncated=z(4), life_loss=np.array([0, 0, 1, 0], dtype=bool), meta={}),
+           Episode(frames=None, actions=np.zeros(4), rewards=np.zeros(4), terminated=np.array([0, 0, 0, 1], dtype=bool),
+                   truncated=z(4), life_loss=np.array([0, 0, 0, 1], dtype=bool), meta={})]
+    assert mod.real_rates(eps) == {"reward": 2 / 8, "end": 2 / 8, "steps": 8}
+    (tmp_path / "other.jsonl").write_text(json.dumps({"step": 1, "train/loss": 1.0}) + "\n")
+    with pytest.raises(DataError, match="imagined_reward"):
+        mod.imagined_rates(tmp_path / "other.jsonl")
 
 
 def test_value_agreement_scores_a_choice_by_the_oracle():
