@@ -28,6 +28,8 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 from common.config import cli
 from common.errors import DataError, command
 from common.report import publish as publish_block
@@ -52,10 +54,10 @@ def summaries(base: Path, wanted: list[str], order, command: str) -> list[dict]:
 
 
 def current(arm: dict) -> dict:
-    """An arm's summary with its statistics recomputed from every game in its games.jsonl: an arm still being played
-    (or one stopped part-way) shows the games it has, not those of its last summary.json."""
+    """An arm's summary with its statistics recomputed from every game in its games.jsonl (kept under "rows"): an
+    arm still being played (or one stopped part-way) shows the games it has, not those of its last summary.json."""
     rows = read_games(Path(arm["dir"]) / "games.jsonl")
-    return arm | summarize(rows) if rows else arm
+    return arm | (summarize(rows) if rows else {}) | {"rows": rows}
 
 
 def load_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
@@ -82,18 +84,27 @@ def machines(arms: list[dict]) -> str:
     return "; ".join(f"{m} for {', '.join(names)}" for m, names in seen.items())
 
 
+def _shared_scores(*arms: list[dict]) -> np.ndarray:
+    """The scores (len(arms), games) of the game indices every arm played, in game order; DataError when a game
+    started from different seeds in two arms (their games are not comparable)."""
+    by = [{r["game"]: r for r in rows} for rows in arms]
+    games = sorted(set.intersection(*(set(b) for b in by)))
+    for g in games:
+        if len({b[g]["env_seed"] for b in by}) != 1:
+            raise DataError(f"game {g} started from different seeds in the arms compared ({[b[g]['env_seed'] for b in by]}): "
+                            f"their games were played with different game.seed settings; replay one of them")
+    return np.array([[b[g]["score"] for g in games] for b in by], dtype=np.float64).reshape(len(by), len(games))
+
+
 def paired_gain(agent: list[dict], rnd: list[dict], n: int = 2000, seed: int = 0) -> tuple[list[float], int] | None:
     """Mean score of `agent` minus random play's over the game indices both played, with a 95% percentile bootstrap
     interval resampling those games jointly: ([gain, low, high], games); None with fewer than two shared games."""
-    import numpy as np
-
-    a, r = ({x["game"]: x["score"] for x in rows} for rows in (agent, rnd))
-    games = sorted(set(a) & set(r))
-    if len(games) < 2:
+    s = _shared_scores(agent, rnd)
+    if s.shape[1] < 2:
         return None
-    d = np.array([a[g] - r[g] for g in games], dtype=np.float64)
+    d = s[0] - s[1]
     lo, hi = bootstrap(d, lambda x: x.mean(-1), n=n, seed=seed)
-    return [float(d.mean()), lo, hi], len(games)
+    return [float(d.mean()), lo, hi], len(d)
 
 
 def paired_share(planner: list[dict], oracle: list[dict], rnd: list[dict], n: int = 2000,
@@ -102,27 +113,17 @@ def paired_share(planner: list[dict], oracle: list[dict], rnd: list[dict], n: in
     percentile bootstrap interval resampling those games jointly: ([share, low, high], games). Resamples in which
     the oracle is no better than random play have no ratio and are dropped; when they are more than 2.5% of all, the
     bounds are nan (the ratio is unbounded). None when fewer than two games are shared or the oracle does not beat random play on them."""
-    import numpy as np
-
-    by = [{r["game"]: r for r in rows} for rows in (planner, oracle, rnd)]
-    games = sorted(set(by[0]) & set(by[1]) & set(by[2]))
-    for g in games:
-        if len({b[g]["env_seed"] for b in by}) != 1:
-            raise DataError(f"game {g} started from different seeds in the arms compared ({[b[g]['env_seed'] for b in by]}): "
-                            f"their games were played with different game.seed settings; replay one of them")
-    if len(games) < 2:
+    s = _shared_scores(planner, oracle, rnd)  # (3, games)
+    if s.shape[1] < 2 or s[1].mean() <= s[2].mean():
         return None
-    s = np.array([[b[g]["score"] for g in games] for b in by], dtype=np.float64)  # (3, games)
-    if s[1].mean() <= s[2].mean():
-        return None
-    idx = np.random.default_rng(seed).integers(0, len(games), size=(n, len(games)))
+    idx = np.random.default_rng(seed).integers(0, s.shape[1], size=(n, s.shape[1]))
     m = s[:, idx].mean(-1)  # (3, n)
     den = m[1] - m[2]
     ok = den > 0
     lo = hi = float("nan")
     if ok.mean() >= 0.975:
         lo, hi = (float(x) for x in np.percentile((m[0, ok] - m[2, ok]) / den[ok], [2.5, 97.5]))
-    return [float((s[0].mean() - s[2].mean()) / (s[1].mean() - s[2].mean())), lo, hi], len(games)
+    return [float((s[0].mean() - s[2].mean()) / (s[1].mean() - s[2].mean())), lo, hi], s.shape[1]
 
 
 def table(arms: list[dict]) -> str:
@@ -134,11 +135,11 @@ def table(arms: list[dict]) -> str:
         share = gain = ""
         p = a.get("planner") or {}
         if rnd and a is not rnd:
-            got = paired_gain(*(read_games(Path(x["dir"]) / "games.jsonl") for x in (a, rnd)))
+            got = paired_gain(a["rows"], rnd["rows"])
             gain = f"{_ci(got[0])} over {got[1]}" if got else ""
         oracle = by.get(a["arm"].replace(f"plan-{a['model']}-", "plan-emulator-", 1)) if p else None
         if rnd and oracle and a["model"] != "emulator":
-            got = paired_share(*(read_games(Path(x["dir"]) / "games.jsonl") for x in (a, oracle, rnd)))
+            got = paired_share(a["rows"], oracle["rows"], rnd["rows"])
             share = f"{_ci(got[0])} over {got[1]}" if got else ""
         plan_s = f"{a['plan_s']:.2f}" if a.get("plan_s") else "-"  # summaries from before plan_s: -
         lines.append(f"| {a['arm']} | {a['model'] or '-'} | {a['games']} | {_ci(a['score'])} | {_ci(a['lives_lost'])} "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,8 @@ from phase1_world_model.storage import find_dataset, load_episode, read_index
 def imagined_rates(metrics_file: Path) -> dict[str, list[float]]:
     """{reward, end, steps: [mean, low, high]} over the updates logged in a train_agent run's metrics.jsonl: the
     imagined reward per step (rewards are -1, 0 or +1), the share of imagined steps that end, the imagined steps per
-    world; plus "updates": how many were logged."""
+    world; plus "updates": how many were logged, and "entropy_last": the policy's entropy at the last one (None when
+    not logged)."""
     rows = []
     for n, line in enumerate(Path(metrics_file).read_text().splitlines()):
         try:
@@ -37,7 +37,7 @@ def imagined_rates(metrics_file: Path) -> dict[str, list[float]]:
             rows.append(r)
     if not rows:
         raise DataError(f"{metrics_file} logs no train/imagined_reward: is it a phase5_integration.train_agent run?")
-    out: dict = {"updates": len(rows)}
+    out: dict = {"updates": len(rows), "entropy_last": rows[-1].get("train/entropy")}
     for key in ("reward", "end", "steps"):
         v = np.array([r[f"train/imagined_{key}"] for r in rows], dtype=np.float64)
         out[key] = [float(v.mean()), *bootstrap(v, lambda x: x.mean(-1))]
@@ -73,8 +73,12 @@ def main(argv: list[str] | None = None) -> dict:
           f"[{im['reward'][1]:.4f}, {im['reward'][2]:.4f}] | {real['reward']:.4f} |")
     print(f"| end (a lost life or the game's end) | {im['end'][0]:.4f} [{im['end'][1]:.4f}, {im['end'][2]:.4f}] | "
           f"{real['end']:.4f} |")
+    if im["entropy_last"] is not None:
+        A = read_index(data)["num_actions"]
+        print(f"policy entropy at the last logged update: {im['entropy_last']:.3f} (a uniform policy over {A} "
+              f"actions: ln {A} = {np.log(A):.3f})")
     return {"imagined": im, "real": real}
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    main()
