@@ -275,13 +275,19 @@ def libero_main(cfg: IntegrationEvaluateConfig) -> str:
         f"SmolVLA's training demonstrations started from; every arm plays the same states. Times (wall-clock, "
         f"other jobs may have shared the machine) on {machines(arms)}.")
     fig = k_figure(arms, outputs_root(cfg.run.root) / "phase5" / "LIBERO" / "libero-success-vs-k.png")
+    return _finish(cfg, md, fig, "success against K per proposer, choice and scorer, from the proposer alone "
+                   "(K = 1), with Wilson 95% intervals.", "python -m phase5_integration.evaluate testbed=libero "
+                   "publish=true")
+
+
+def _finish(cfg: IntegrationEvaluateConfig, md: str, fig: Path | None, caption: str, command: str) -> str:
+    """Print the block (with the figure's caption when there is a figure) and, with publish=true, write it into the
+    README between its markers, the figure copied beside it."""
     if fig:
-        md += ("\n\nThe figure: success against K per proposer, choice and scorer, from the proposer alone (K = 1), "
-               "with Wilson 95% intervals.")
+        md += f"\n\nThe figure: {caption}"
     print(md)
     if cfg.publish:
-        publish_block(README, md, [fig] if fig else [], README.parent / "figures",
-                      "python -m phase5_integration.evaluate testbed=libero publish=true")
+        publish_block(README, md, [fig] if fig else [], README.parent / "figures", command)
         print(f"published to {README}")
     return md
 
@@ -297,15 +303,9 @@ def main(argv: list[str] | None = None) -> str:
            f"games cut at {arms[0]['max_steps']} agent steps. Decision times (wall-clock, other jobs may have shared "
            f"the machine) on {machines(arms)}.")
     fig = budget_figure(arms, results_root(cfg.results, cfg.run.root) / canonical_game(cfg.game) / "breakout-budget.png")
-    if fig:
-        md += ("\n\nThe figure: score against lookahead (agent steps imagined ahead) for the enumerating planners, "
-               "a line per world model and action repeat, random play the grey band.")
-    print(md)
-    if cfg.publish:
-        publish_block(README, md, [fig] if fig else [], README.parent / "figures",
-                      "python -m phase5_integration.evaluate publish=true")
-        print(f"published to {README}")
-    return md
+    return _finish(cfg, md, fig, "score against lookahead (agent steps imagined ahead) for the enumerating "
+                   "planners, a line per world model and action repeat, random play the grey band.",
+                   "python -m phase5_integration.evaluate publish=true")
 
 
 if __name__ == "__main__":
