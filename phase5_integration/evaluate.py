@@ -67,7 +67,10 @@ def load_arms(cfg: IntegrationEvaluateConfig) -> list[dict]:
 
 
 def _ci(v: list[float], digits: int = 2) -> str:
+    """`mean [low, high]`; a nan bound (paired_share's unbounded ratio) prints as `[unbounded]`."""
     m, lo, hi = v
+    if np.isnan(lo) or np.isnan(hi):
+        return f"{m:.{digits}f} [unbounded]"
     return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 

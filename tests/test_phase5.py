@@ -378,6 +378,12 @@ def test_paired_share_and_gain_use_the_games_all_arms_played():
     bad = [dict(r, env_seed=r["env_seed"] + 1) if r["game"] == 2 else r for r in ora]
     with pytest.raises(DataError, match="game 2 started from different seeds"):
         paired_share(half, bad, rnd)
+    # the oracle ahead in one game of three: a third of the resamples have no ratio, so the interval is unbounded
+    one = rows(np.array([0.0, 0.0, 3.0]), range(3))
+    (share, lo, hi), n = paired_share(rows(np.array([0.0, 0.0, 1.5]), range(3)), one, rows(np.zeros(3), range(3)))
+    assert n == 3 and share == pytest.approx(0.5) and np.isnan(lo) and np.isnan(hi)
+    from phase5_integration.evaluate import _ci
+    assert _ci([share, lo, hi]) == "0.50 [unbounded]" and _ci([0.5, 0.25, 0.75]) == "0.50 [0.25, 0.75]"
 
 
 def test_evaluate_counts_every_game_played_not_the_last_summary(tmp_path):
