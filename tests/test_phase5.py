@@ -602,3 +602,35 @@ def test_summary_times_a_plan_not_a_step():
                    {**row, "decision_ms": 50.0, "steps": 4, "plans": 2}])
     assert s["plan_s"] == pytest.approx((0.8 + 0.2) / 4) and s["decision_ms"][0] == pytest.approx(75.0)
     assert s["imagined_per_decision"] == pytest.approx(64.0)
+
+
+def test_filmstrip_puts_real_frames_above_the_imagined_ones(tmp_path, capsys):
+    """A recorded game (real | 2-px bar | imagined per frame) cut into two rows: the real frames of the chosen steps
+    on top, their imagined frames below, in order; steps outside the video and frames of another layout are
+    refused; the command reads a GIF plan wrote and writes the PNG."""
+    import imageio.v3 as iio
+
+    from common.errors import DataError
+    from phase5_integration.filmstrip import filmstrip, main
+
+    T, H, W = 10, 4, 4
+    real = np.arange(T, dtype=np.uint8)[:, None, None, None] * 10 + np.zeros((T, H, W, 3), np.uint8)
+    frames = np.concatenate([real, np.full((T, H, 2, 3), 255, np.uint8), real + 1], axis=2)  # imagined = real + 1
+    img = filmstrip(frames, start=2, n=3, every=3, scale=2)  # steps 2, 5, 8
+    gap = 4  # common.images.join's default
+    assert img.shape == (2 * 2 * H + gap, 3 * 2 * W + 2 * gap, 3)
+    for col, step in enumerate((2, 5, 8)):
+        x = col * (2 * W + gap)
+        assert (img[: 2 * H, x: x + 2 * W] == 10 * step).all()  # real
+        assert (img[2 * H + gap:, x: x + 2 * W] == 10 * step + 1).all()  # imagined
+    with pytest.raises(DataError, match="not inside the video's 10 frames"):
+        filmstrip(frames, start=5, n=3, every=3)
+    with pytest.raises(DataError, match="is not real"):
+        filmstrip(frames[:, :, 1:], start=0, n=2)
+    iio.imwrite(tmp_path / "game_000.gif", frames, loop=0)
+    out = main([str(tmp_path / "game_000.gif"), str(tmp_path / "strip.png"), "--start", "1", "--frames", "4",
+                "--scale", "1"])
+    assert iio.imread(out).shape[:2] == (2 * H + gap, 4 * W + 3 * gap)
+    with pytest.raises(SystemExit):  # the entry point prints the error and exits 2
+        main([str(tmp_path / "missing.mp4"), str(tmp_path / "x.png")])
+    assert "no video" in capsys.readouterr().err
