@@ -70,6 +70,8 @@ class PlanningAgent:
         return self.queue.popleft()
 
 
+VIDEO_BAR = 2  # white columns between the real and the imagined frame of a recorded game (filmstrip.split cuts there)
+
 @dataclass
 class GameResult:
     env_seed: int
@@ -116,7 +118,7 @@ def play_game(env: gym.Env, agent, env_seed: int, agent_rng: np.random.Generator
         if record:
             guess = (imagined[0].permute(1, 2, 0).numpy() if imagined is not None and len(imagined)
                      else np.zeros_like(obs))
-            video.append(np.concatenate([obs, np.full((obs.shape[0], 2, 3), 255, np.uint8), guess], axis=1))
+            video.append(np.concatenate([obs, np.full((obs.shape[0], VIDEO_BAR, 3), 255, np.uint8), guess], axis=1))
         frames.append(_chw(obs))
         actions.append(a)
         if terminated or truncated:

@@ -4,8 +4,8 @@
     python -m phase5_integration.filmstrip <arm dir>/media/game_000.gif out.png --start 40 --every 2   # lossless
 
 `python -m phase5_integration.plan` records its first `video` games as `media/game_NNN.mp4`, each frame the real
-observation after the step, a 2-pixel white bar, and the frame the plan being executed imagined for that step
-(black when the agent imagines nothing). This cuts `--frames` of them, from step `--start`, one every `--every`
+observation after the step, a white bar (`agents.VIDEO_BAR` pixels), and the frame the plan being executed
+imagined for that step (black when the agent imagines nothing). This cuts `--frames` of them, from step `--start`, one every `--every`
 steps, into two rows: real on top, imagined below, each column labelled by nothing but its position (the command
 line says which steps they are).
 """
@@ -19,9 +19,10 @@ import numpy as np
 
 from common.errors import DataError, command
 from common.images import join
+from phase5_integration.agents import VIDEO_BAR
 
 
-def split(frame: np.ndarray, bar: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def split(frame: np.ndarray, bar: int = VIDEO_BAR) -> tuple[np.ndarray, np.ndarray]:
     """real | bar | imagined -> (real, imagined); the two halves have the same width."""
     w = (frame.shape[1] - bar) // 2
     if 2 * w + bar != frame.shape[1]:
