@@ -9,6 +9,8 @@
                   the real one (the ALE state and the lives counter): what a perfect world model would predict
     HeadOnRealFrames  the diagnostic between the two: the oracle's real frames, valued by the learned reward/end head
                   instead of the game's own rewards and lives (how much of a learned model's loss is the head's)
+    UWMModel      phase 4's Unified World Model (LIBERO, continuous actions): its forward-dynamics mode imagines the
+                  future latents of each candidate chunk; no reward/end head (testbed 2's scorer values the latents)
 
 The reward/end head is a classifier of transitions (K context frames, K actions, the next frame), trained by
 phase 1 on real frames. Sharing one head between the diffusion model, the regressor and the DF model makes the
@@ -36,6 +38,7 @@ from phase2_diffusion_forcing.config import SamplerConfig
 from phase2_diffusion_forcing.model import DFWorldModel
 from phase2_diffusion_forcing.sampler import next_frame as df_next_frame
 from phase2_diffusion_forcing.sampler import rollout as df_rollout
+from phase4_uwm.modes import run_mode
 from phase5_integration.protocol import History, Imagined, check_actions
 
 
@@ -241,3 +244,45 @@ class HeadOnRealFrames:
         reward, end = _score_rollout(self.scorer, history, actions, real.frames.to(self.device), self.context,
                                      self.device, self.bf16)
         return Imagined(reward=reward, end=end, frames=real.frames)
+
+
+# ----------------------------------------------------------------------------- LIBERO
+class UWMModel:
+    """Phase 4's UWM behind the protocol, in its forward-dynamics mode (actions clean, future video denoised).
+
+    History: the UWM's `context` current frames of every camera, stacked along the channels (K, 3 V, S, S), and the
+    task's index; the actions played before them are not read. Candidates: (N, chunk, A) action chunks in raw units.
+    One conditioning pass on the history is shared by the N candidates; `Imagined.latents` is the imagined future,
+    (N, V, F, C, h, w) in the tokenizer's latent space (F future frames, the last one where the chunk ends)."""
+
+    needs_state = False
+    num_actions = 0  # continuous actions
+
+    def __init__(self, model, name: str = "uwm", steps: int = 0):
+        self.model, self.name, self.steps = model.eval(), name, steps
+        self.context, self.action_dim, self.horizon = model.clip.obs_frames, model.action_dim, model.clip.chunk
+        self.views, self.size = model.views, int(model.obs_size)
+        self.device = next(model.parameters()).device
+
+    def observation(self, history: History) -> torch.Tensor:
+        """History.frames (K, 3 V, S, S) -> the UWM's observation (1, V, K, 3, S, S)."""
+        f = history.frames
+        if f.shape[0] != self.context or f.shape[1] != 3 * self.views or f.shape[2:] != (self.size, self.size):
+            raise ValueError(f"{self.name} reads {self.context} frame(s) of {self.views} camera(s) at {self.size} px, "
+                             f"(K, 3 V, S, S) = ({self.context}, {3 * self.views}, {self.size}, {self.size}); "
+                             f"got {tuple(f.shape)}")
+        return f.reshape(self.context, self.views, 3, self.size, self.size).transpose(0, 1)[None]
+
+    @torch.no_grad()
+    def imagine(self, history: History, actions: torch.Tensor,
+                generator: torch.Generator | None = None) -> Imagined:
+        actions = check_actions(self, actions).to(self.device)
+        if actions.shape[1] != self.horizon:
+            raise ValueError(f"{self.name} imagines whole chunks of {self.horizon} actions, got {actions.shape[1]}")
+        if history.task is None:
+            raise ValueError(f"{self.name} is multi-task: History.task must name the task")
+        cond = self.model.condition(self.observation(history).to(self.device),
+                                    torch.tensor([history.task], device=self.device)).expand(len(actions), -1)
+        out = run_mode(self.model, "forward", None, None, cond=cond, actions=actions, steps=self.steps,
+                       generator=generator)
+        return Imagined(reward=None, end=None, latents=out.future)

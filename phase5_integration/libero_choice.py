@@ -12,8 +12,8 @@ Every `chunk` steps (the whole chunk is played open loop, so the imagined outcom
                  each cut to the UWM's chunk length, so that the UWM only imagines and scores
     choose
       first        the proposer alone: one sample, its chunk played as it comes
-      world_model  the UWM's forward mode imagines each chunk's last future frame (latents of both cameras);
-                   the progress scorer ranks them
+      world_model  the UWM's forward mode imagines each chunk's last future frame (latents of both cameras),
+                   through the planners' protocol (`adapters.UWMModel`); the progress scorer ranks them
       pixel_goal   the same imagined frames, decoded, ranked by pixel distance to the mean last frame of the
                    training demonstrations (the baseline scorer the issue asks for)
       simulator    each chunk played in the real simulator from a snapshot of the current state, its real last
@@ -22,7 +22,7 @@ Every `chunk` steps (the whole chunk is played open loop, so the imagined outcom
 
 The progress scorer (`ProgressScorer`, trained by `python -m phase5_integration.train_scorer`) maps one frame's
 latents (both cameras, the UWM's frozen tokenizer) to the fraction of a successful demonstration that has elapsed,
-t / (T - 1): a value function learned from demonstrations only, blind to failures (no failed episodes were kept).
+t / (T - 1): a value function learned from demonstrations, and from played episodes when given (failures 0).
 """
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ import torch.nn.functional as F
 from common.images import to_uint8
 from phase4_uwm.modes import run_mode
 from phase4_uwm.policy import IMAGE_KEYS
+from phase5_integration.adapters import UWMModel
 from phase5_integration.config import CHOOSERS
+from phase5_integration.protocol import History
 
 SUCCESS_SCORE = 2.0  # what the simulator scores a chunk that reaches the goal (every progress is in [0, 1])
 
@@ -285,12 +287,14 @@ class ChunkChooser:
         if choose == "pixel_goal" and goal is None:
             raise ValueError("choose=pixel_goal needs a goal frame (V, 3, S, S)")
         self.model, self.tok, self.scorer, self.task_id = model, tokenizer, scorer, task_id
+        self.world = UWMModel(model, steps=denoise_steps)  # the protocol's adapter: imagines each chunk's outcome
         self.k = 1 if choose == "first" else proposals
         self.choose, self.denoise_steps, self.generator, self.goal = choose, denoise_steps, generator, goal
         self.proposer = proposer  # None: this UWM's policy mode proposes
         self.size = int(model.obs_size)
         self._queues = {"action": deque()}
         self.history: deque = deque(maxlen=model.clip.obs_frames)
+        self.played: deque = deque(maxlen=model.clip.obs_frames - 1)  # the actions between the history's frames
         self.env = None
         self.decisions: list[dict] = []  # per decision: the scores and the chosen index (for the report)
         self.imagined: list[tuple[int, torch.Tensor]] = []  # (step of the decision, the chosen chunk's imagined end)
@@ -303,30 +307,39 @@ class ChunkChooser:
     def reset(self) -> None:
         self._queues["action"].clear()
         self.history.clear()
+        self.played.clear()
         self.decisions, self.imagined, self._futures, self._step = [], [], None, 0
 
     @torch.no_grad()
-    def propose(self, obs: torch.Tensor, raw: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """obs (1, V, F, 3, S, S) -> the UWM's conditioning repeated K times and K chunks (K, chunk, A), raw units
-        (from the UWM's policy mode, another UWM's, or the VLA proposer given the raw observation batch `raw`)."""
+    def propose(self, obs: torch.Tensor, raw: dict | None = None) -> torch.Tensor:
+        """obs (1, V, F, 3, S, S) -> K chunks (K, chunk, A), raw units (from the UWM's policy mode, another UWM's,
+        or the VLA proposer given the raw observation batch `raw`)."""
         reads = self.proposer.reads if self.proposer is not None else "frames"
         if reads == "raw" and raw is None:
             raise ValueError("a VLA proposer needs the raw observation batch")
         dev = next(self.model.parameters()).device
-        cond = self.model.condition(obs.to(dev), torch.tensor([self.task_id], device=dev)).expand(self.k, -1)
         if self.proposer is not None:
-            return cond, self.proposer(obs if reads == "frames" else raw, self.k).to(dev)
-        out = run_mode(self.model, "policy", None, None, cond=cond, steps=self.denoise_steps, generator=self.generator)
-        return cond, out.actions
+            return self.proposer(obs if reads == "frames" else raw, self.k).to(dev)
+        cond = self.model.condition(obs.to(dev), torch.tensor([self.task_id], device=dev)).expand(self.k, -1)
+        return run_mode(self.model, "policy", None, None, cond=cond, steps=self.denoise_steps,
+                        generator=self.generator).actions
+
+    def world_history(self, obs: torch.Tensor) -> History:
+        """obs (1, V, F, 3, S, S) -> the protocol's History: F frames with the cameras along the channels, the
+        actions played between them (zeros before the episode's first, as its first frame is repeated), the task."""
+        V, Fr, _, S = obs.shape[1], obs.shape[2], obs.shape[3], obs.shape[-1]
+        played = list(self.played)
+        acts = torch.stack([torch.zeros(self.model.action_dim)] * (Fr - 1 - len(played)) + played) if Fr > 1 \
+            else torch.zeros(0, self.model.action_dim)
+        return History(obs[0].transpose(0, 1).reshape(Fr, V * 3, S, S), acts, task=self.task_id)
 
     @torch.no_grad()
-    def scores(self, cond: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def scores(self, history: History, actions: torch.Tensor) -> torch.Tensor:
         if self.choose == "first":
             return torch.zeros(1)
         if self.choose == "simulator":
             return self.simulate(actions)
-        fut = run_mode(self.model, "forward", None, None, cond=cond, actions=actions, steps=self.denoise_steps,
-                       generator=self.generator).future[:, :, -1]  # (K, V, C, h, w): the frame the chunk reaches
+        fut = self.world.imagine(history, actions, self.generator).latents[:, :, -1]  # (K, V, C, h, w): the chunk's end
         self._futures = fut
         if self.choose == "world_model":
             return self.scorer.progress(fut).cpu()
@@ -361,8 +374,8 @@ class ChunkChooser:
             self.history.append(frame)
         if not self._queues["action"]:
             obs = torch.stack(list(self.history), dim=1)[None]  # (1, V, F, 3, S, S)
-            cond, actions = self.propose(obs, batch)
-            s = self.scores(cond, actions)
+            actions = self.propose(obs, batch)
+            s = self.scores(self.world_history(obs), actions)
             best = int(torch.argmax(s))
             self.decisions.append({"scores": [round(float(v), 4) for v in s], "chosen": best})
             if self._futures is not None:
@@ -370,7 +383,9 @@ class ChunkChooser:
                 self._futures = None
             self._queues["action"].extend(actions[best].float().cpu())
         self._step += 1
-        return self._queues["action"].popleft()[None]
+        action = self._queues["action"].popleft()
+        self.played.append(action)
+        return action[None]
 
     @torch.no_grad()
     def annotate(self, frames: list[np.ndarray]) -> list[np.ndarray]:

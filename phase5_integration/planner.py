@@ -51,6 +51,9 @@ class Plan:
 class Planner:
     def __init__(self, model: WorldModel, cfg: PlannerConfig, seed: int = 0):
         cfg.check()
+        if model.num_actions < 1:
+            raise ValueError(f"the planner searches discrete actions; {model.name} takes continuous ones "
+                             "(num_actions = 0): propose and choose chunks instead (phase5_integration.choose)")
         self.model, self.cfg = model, cfg
         self.A, self.H, self.k = model.num_actions, cfg.horizon, cfg.action_repeat
         if cfg.method == "enumerate" and self.A ** self.H > cfg.max_enumerate:
@@ -87,6 +90,9 @@ class Planner:
         values, frames = [], None
         for _ in range(self.cfg.repeats):
             im = self.model.imagine(history, acts, self.generator)
+            if im.reward is None or im.end is None:
+                raise ValueError(f"{self.model.name} imagines no reward or life loss (it has no reward/end head): "
+                                 "the planner cannot value its sequences")
             values.append(sequence_value(im.reward, im.end, self.cfg.gamma, self.cfg.life_penalty))
             frames = im.frames if frames is None else frames
         return torch.stack(values).mean(0), frames

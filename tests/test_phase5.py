@@ -194,6 +194,16 @@ def _history16(K: int = 4, seed: int = 0) -> History:
                    torch.randint(0, 4, (K - 1,), generator=g))
 
 
+def test_history_takes_discrete_or_continuous_actions_and_refuses_wrong_shapes():
+    frames = torch.zeros(3, 6, 8, 8, dtype=torch.uint8)  # 3 frames of 2 cameras
+    assert History(frames, torch.zeros(2, dtype=torch.int64)).actions.shape == (2,)
+    assert History(frames, torch.zeros(2, 7), task=4).task == 4
+    with pytest.raises(ValueError, match="K - 1 = 2"):
+        History(frames, torch.zeros(3, 7))
+    with pytest.raises(ValueError, match="3 x cameras"):
+        History(torch.zeros(3, 4, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
+
+
 @pytest.fixture(scope="module")
 def adapters():
     diffusion, regressor = _phase1("diffusion"), _phase1("regressor")

@@ -77,14 +77,15 @@ def test_chooser_plays_the_best_scored_proposal_and_records_its_scores(monkeypat
     ch = ChunkChooser(model, None, scorer, task_id=9, proposals=5, choose="world_model",
                       generator=torch.Generator().manual_seed(0))
     seen = {}
-    from phase5_integration import libero_choice
+    from phase5_integration import adapters, libero_choice
     real = libero_choice.run_mode
 
     def spy(m, mode, obs, task, **kw):
         out = real(m, mode, obs, task, **kw)
         seen[mode] = out
         return out
-    monkeypatch.setattr(libero_choice, "run_mode", spy)
+    monkeypatch.setattr(libero_choice, "run_mode", spy)  # the policy mode proposes
+    monkeypatch.setattr(adapters, "run_mode", spy)  # the forward mode imagines, behind the protocol
     ch.reset()
     batch = {k: torch.rand(1, 3, 32, 32) for k in libero_choice.IMAGE_KEYS}
     first = ch.select_action(batch)
@@ -100,6 +101,81 @@ def test_chooser_plays_the_best_scored_proposal_and_records_its_scores(monkeypat
     # the chosen chunk's imagined end is kept with the step of its decision (for the real-above-imagined video)
     assert [t for t, _ in ch.imagined] == [0, 4]
     assert torch.equal(ch.imagined[1][1], seen["forward"].future[ch.decisions[1]["chosen"], :, -1])
+
+
+def test_uwm_adapter_satisfies_the_protocol():
+    """UWMModel: a History of the UWM's frames (cameras along the channels) and N continuous chunks -> N imagined
+    futures in latent space, batched, deterministic under a seed, equal to phase 4's forward mode called directly;
+    the chunk and the frames matter, and wrong inputs are refused by name."""
+    from phase5_integration.adapters import UWMModel
+    from phase5_integration.planner import Planner
+    from phase5_integration.config import PlannerConfig
+    from phase5_integration.protocol import History, WorldModel
+    model = tiny_model()
+    m = UWMModel(model)
+    assert isinstance(m, WorldModel) and m.num_actions == 0 and m.action_dim == 7 and m.context == 2
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (2, 6, 32, 32), generator=g, dtype=torch.uint8)
+    hist = History(frames, torch.zeros(1, 7), task=9)
+    acts = torch.rand(3, 4, 7, generator=g) * 2 - 1
+    im = m.imagine(hist, acts, torch.Generator().manual_seed(5))
+    assert im.reward is None and im.end is None and im.frames is None
+    assert im.latents.shape == (3, 2, 2, 4, 16, 16)  # (N, V, F, C, h, w)
+    again = m.imagine(hist, acts, torch.Generator().manual_seed(5))
+    assert torch.equal(im.latents, again.latents)
+    # the observation is the UWM's (1, V, F, 3, S, S): view v of frame f is channels 3v..3v+2 of frames[f]
+    obs = m.observation(hist)
+    assert obs.shape == (1, 2, 2, 3, 32, 32) and torch.equal(obs[0, 1, 0], frames[0, 3:6])
+    direct = run_mode_forward(model, obs, acts, 5)
+    assert torch.allclose(im.latents, direct, atol=1e-6)
+    moved = acts.clone()
+    moved[1] = -moved[1]
+    other = m.imagine(hist, moved, torch.Generator().manual_seed(5)).latents
+    assert not torch.allclose(other[1], im.latents[1])  # the chunk matters
+    seen = m.imagine(History(255 - frames, torch.zeros(1, 7), task=9), acts, torch.Generator().manual_seed(5)).latents
+    assert not torch.allclose(seen, im.latents)  # so do the frames
+    with pytest.raises(ValueError, match=r"\(N, H, 7\)"):
+        m.imagine(hist, torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="whole chunks of 4"):
+        m.imagine(hist, torch.zeros(3, 5, 7))
+    with pytest.raises(ValueError, match="History.task"):
+        m.imagine(History(frames, torch.zeros(1, 7)), acts)
+    with pytest.raises(ValueError, match="camera"):
+        m.imagine(History(frames[:, :3], torch.zeros(1, 7), task=9), acts)
+    with pytest.raises(ValueError, match="continuous"):
+        Planner(m, PlannerConfig())
+
+
+def run_mode_forward(model, obs, acts, seed):
+    """The forward mode called directly, as phase 4 does: what the adapter must reproduce."""
+    from phase4_uwm.modes import run_mode
+    cond = model.condition(obs, torch.tensor([9])).expand(len(acts), -1)
+    with torch.no_grad():
+        return run_mode(model, "forward", None, None, cond=cond, actions=acts,
+                        generator=torch.Generator().manual_seed(seed)).future
+
+
+def test_chooser_history_is_the_uwm_observation_and_the_played_actions():
+    """What the chooser hands the protocol at each decision: the frames it conditions on (a round trip through
+    UWMModel.observation) and the action played between them, zeros before the episode's first step."""
+    from phase5_integration import libero_choice
+    model = tiny_model()
+    ch = ChunkChooser(model, None, FixedScorer(2, 4, 8), task_id=9, proposals=2, choose="world_model",
+                      generator=torch.Generator().manual_seed(0))
+    seen, scores = [], ch.scores
+
+    def spy(history, actions):
+        seen.append((history, torch.stack(list(ch.history), dim=1)[None]))
+        return scores(history, actions)
+    ch.scores = spy
+    ch.reset()
+    batches = [{k: torch.rand(1, 3, 32, 32) for k in libero_choice.IMAGE_KEYS} for _ in range(5)]
+    played = torch.cat([ch.select_action(b) for b in batches])  # decisions at steps 0 and 4 (chunk 4)
+    assert len(seen) == 2
+    for h, obs in seen:
+        assert torch.equal(ch.world.observation(h), obs) and h.task == 9
+    assert seen[0][0].actions.shape == (1, 7) and not seen[0][0].actions.any()  # nothing played before step 0
+    assert torch.equal(seen[1][0].actions, played[3:4])  # step 3's action, between the frames of steps 3 and 4
 
 
 def test_another_uwm_proposes_while_the_chooser_imagines():
