@@ -290,7 +290,8 @@ class ChunkChooser:
         self.world = UWMModel(model, steps=denoise_steps)  # the protocol's adapter: imagines each chunk's outcome
         self.k = 1 if choose == "first" else proposals
         self.choose, self.denoise_steps, self.generator, self.goal = choose, denoise_steps, generator, goal
-        self.proposer = proposer  # None: this UWM's policy mode proposes
+        # None: this UWM's policy mode proposes (a UWMProposer of its own, with the chooser's generator)
+        self.proposer = proposer or UWMProposer(model, task_id, denoise_steps, generator)
         self.size = int(model.obs_size)
         self._queues = {"action": deque()}
         self.history: deque = deque(maxlen=model.clip.obs_frames)
@@ -314,23 +315,18 @@ class ChunkChooser:
     def propose(self, obs: torch.Tensor, raw: dict | None = None) -> torch.Tensor:
         """obs (1, V, F, 3, S, S) -> K chunks (K, chunk, A), raw units (from the UWM's policy mode, another UWM's,
         or the VLA proposer given the raw observation batch `raw`)."""
-        reads = self.proposer.reads if self.proposer is not None else "frames"
-        if reads == "raw" and raw is None:
+        if self.proposer.reads == "raw" and raw is None:
             raise ValueError("a VLA proposer needs the raw observation batch")
         dev = next(self.model.parameters()).device
-        if self.proposer is not None:
-            return self.proposer(obs if reads == "frames" else raw, self.k).to(dev)
-        cond = self.model.condition(obs.to(dev), torch.tensor([self.task_id], device=dev)).expand(self.k, -1)
-        return run_mode(self.model, "policy", None, None, cond=cond, steps=self.denoise_steps,
-                        generator=self.generator).actions
+        return self.proposer(obs if self.proposer.reads == "frames" else raw, self.k).to(dev)
 
     def world_history(self, obs: torch.Tensor) -> History:
         """obs (1, V, F, 3, S, S) -> the protocol's History: F frames with the cameras along the channels, the
         actions played between them (zeros before the episode's first, as its first frame is repeated), the task."""
-        V, Fr, _, S = obs.shape[1], obs.shape[2], obs.shape[3], obs.shape[-1]
-        played = list(self.played)
-        acts = torch.stack([torch.zeros(self.model.action_dim)] * (Fr - 1 - len(played)) + played) if Fr > 1 \
-            else torch.zeros(0, self.model.action_dim)
+        V, Fr, S = obs.shape[1], obs.shape[2], obs.shape[-1]
+        acts = torch.zeros(Fr - 1, self.model.action_dim)
+        if self.played:
+            acts[Fr - 1 - len(self.played):] = torch.stack(list(self.played))
         return History(obs[0].transpose(0, 1).reshape(Fr, V * 3, S, S), acts, task=self.task_id)
 
     @torch.no_grad()
