@@ -172,7 +172,7 @@ def score(generated: torch.Tensor, real: torch.Tensor, horizons: list[int], extr
     return {k: {h: at[h][k] for h in horizons} for k in at[horizons[0]]}
 
 
-DIGITS = {"mse": 4, "ssim": 3, "ssim_cs": 3, "sharpness_ratio": 3, "drift": 3, "exact": 2}
+DIGITS = {"mse": 4, "latent_mse": 3, "ssim": 3, "ssim_cs": 3, "sharpness_ratio": 3, "drift": 3, "exact": 2}
 
 
 def fmt(estimate: list[float] | tuple[float, ...], metric: str) -> str:

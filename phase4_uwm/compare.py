@@ -4,12 +4,18 @@
     python -m phase4_uwm.compare runs=[uwm-new-cpu,dp-new-cpu] publish=true
 
 Each run was evaluated on its own by `python -m phase4_uwm.evaluate` (scripts/phase4_experiments.sh, stage
-`evaluate`); this command reads their `<run>/evaluate/results.json` and writes two tables: the policy (LIBERO success
+`arms`); this command reads their `<run>/evaluate/results.json` and writes two tables: the policy (LIBERO success
 with Wilson intervals, and the action error on validation clips) and the frames (forward dynamics with the real
 actions and with another clip's, video prediction, inverse dynamics), with the baselines the evaluations measured
 (copy-current, DIAMOND-lite, the tokenizer's ceiling, the inverse regressor, the mean action). It refuses runs scored
 on different clips or LIBERO starts; a run not evaluated yet is listed as such, with the command that evaluates it.
 `publish=true` writes the block of phase4_uwm/README.md that belongs to this command.
+
+The runs themselves (outputs/) do not outlive the machine they were trained on, and all of them take longer than a
+working session on 2 cores. So `keep=true` copies each evaluated run's record (its results.json and results.md, and
+the run's config.yaml) into the repository's `phase4_uwm/results/<run>/` (`records`), and a run whose folder has no
+evaluation is read from there: the table can be remade, and a session can add its runs to it, without the others'.
+The run's own evaluation, when present, wins over its record.
 """
 from __future__ import annotations
 
@@ -32,9 +38,39 @@ SAME_CLIPS = ("split", "clips", "denoise_steps", "timestep_spacing")
 SAME_EPISODES = ("suite", "max_steps", "image_size", "seed", "hard_reset", "perturb")
 
 
+RECORDS = Path(__file__).resolve().parent / "results"  # committed evaluation records (keep=true)
+KEPT = ("evaluate/results.json", "evaluate/results.md", "config.yaml")  # what a record holds, relative to the run
+
+
 def run_dir(spec: str, root: str) -> Path:
     p = Path(spec).expanduser()
     return p if p.is_absolute() or p.exists() else outputs_root(root) / "phase4" / spec
+
+
+def find_evaluation(spec: str, root: str, records: Path) -> tuple[Path, dict | None, str]:
+    """(the folder holding the run's config.yaml, its evaluation or None, where it was read): the run's own
+    <run>/evaluate/results.json, else its committed record <records>/<name>/evaluate/results.json."""
+    run = run_dir(spec, root)
+    for folder, source in ((run, "run"), (records / Path(spec).name, "record")):
+        path = folder / "evaluate" / "results.json"
+        if path.exists():
+            try:
+                return folder, json.loads(path.read_text()), f"{source} {path}"
+            except json.JSONDecodeError as e:
+                raise ConfigError("runs", spec, f"{path} is not valid JSON ({e}): rerun its evaluation") from None
+    return run, None, ""
+
+
+def keep(run: Path, records: Path) -> Path:
+    """Copy the run's evaluation record (KEPT) into <records>/<run name>/, atomically file by file."""
+    dest = records / run.name
+    for rel in KEPT:
+        src = run / rel
+        if src.exists():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            data = src.read_bytes()
+            atomic_write(dest / rel, lambda f: f.write(data))
+    return dest
 
 
 def describe(run: Path, res: dict) -> str:
@@ -91,7 +127,7 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
                  "policy action MSE (validation clips) |", "|---|---|---|---|---|---|"]
     ref = None  # the first played run's outcomes
     frame_lines = ["| run | forward dynamics PSNR (dB) | forward, another clip's actions | video prediction (no actions) "
-                   "| forward SSIM | inverse action MSE |", "|---|---|---|---|---|---|"]
+                   "| forward SSIM | inverse action MSE | forward latent MSE |", "|---|---|---|---|---|---|---|"]
     baselines: dict[str, str] = {}
     pending = []
     for name, run, res in rows:
@@ -114,19 +150,21 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
                              f"[{t['ci95'][0]:.0%}, {t['ci95'][1]:.0%}] | {paired(ours, ref)}" if t
                              else "not played | - | -") + f" | {cell(mse('policy'), 'mse')} |")
         if off and ({"forward", "video"} & set(r) or mse("inverse")):
-            psnr = lambda k: (r.get(k) or {}).get("psnr")  # noqa: E731
-            frame_lines.append(f"| `{name}` | {cell(psnr('forward'), 'psnr')} | {cell(psnr('forward_other'), 'psnr')} "
-                               f"| {cell(psnr('video'), 'psnr')} | {cell((r.get('forward') or {}).get('ssim'), 'ssim')} "
-                               f"| {cell(mse('inverse'), 'mse')} |")
+            get = lambda k, metric: cell((r.get(k) or {}).get(metric), metric)  # noqa: E731
+            frame_lines.append(f"| `{name}` | {get('forward', 'psnr')} | {get('forward_other', 'psnr')} "
+                               f"| {get('video', 'psnr')} | {get('forward', 'ssim')} | {cell(mse('inverse'), 'mse')} "
+                               f"| {get('forward', 'latent_mse')} |")
         for k, label in (("copy_current", "copy current frame (floor)"),
                          ("diamond_lite", "DIAMOND-lite, 16 frames rolled out with the real actions"),
                          ("tokenizer", "tokenizer reconstruction (ceiling)")):
             if k in r and k not in baselines:
-                baselines[k] = (f"| {label} | {cell(r[k]['psnr'], 'psnr')} | - | - | {cell(r[k]['ssim'], 'ssim')} | - |")
+                baselines[k] = (f"| {label} | {cell(r[k]['psnr'], 'psnr')} | - | - | {cell(r[k]['ssim'], 'ssim')} | - "
+                                f"| {cell(r[k].get('latent_mse'), 'latent_mse')} |")
         for k, label in (("inverse_regressor", "inverse-dynamics regressor"), ("mean_action", "mean training action (floor)")):
             if mse(k) and k not in baselines:
-                baselines[k] = f"| {label} | - | - | - | - | {cell(mse(k), 'mse')} |"
-    out, floor_row = [], baselines.get("mean_action")  # the same floor row (6 columns) closes both tables
+                baselines[k] = f"| {label} | - | - | - | - | {cell(mse(k), 'mse')} | - |"
+    out = []  # the mean-action floor closes both tables (the policy table's 6 columns, the frames table's 7)
+    floor_row = baselines["mean_action"].removesuffix(" - |") if "mean_action" in baselines else None
     if first_eps:
         eps = first_eps[1]
         out += [f"Policy: LIBERO ({eps['suite']}) task(s) {', '.join(map(str, eps['starts']))}, fixed initial states "
@@ -142,27 +180,27 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
                 "interval].", "", *frame_lines, *baselines.values(), ""]
     if pending:
         out.append("Not evaluated yet: " + ", ".join(f"`{p}`" for p in pending)
-                   + " (`STAGES=evaluate bash scripts/phase4_experiments.sh`).")
+                   + " (`STAGES=arms bash scripts/phase4_experiments.sh`: each arm trains, is evaluated and recorded).")
     return "\n".join(out).strip() + "\n"
 
 
 @command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(UWMCompareConfig, "phase4/compare", argv, __doc__)
+    records = Path(cfg.records).expanduser().resolve() if cfg.records else RECORDS
     rows = []
     for spec in cfg.runs:
-        run = run_dir(spec, cfg.run.root)
-        path = run / "evaluate" / "results.json"
-        if not run.exists():
-            print(f"note: {run} does not exist (scripts/phase4_experiments.sh makes it)")
-        try:
-            res = json.loads(path.read_text()) if path.exists() else None
-        except json.JSONDecodeError as e:
-            raise ConfigError("runs", spec, f"{path} is not valid JSON ({e}): rerun its evaluation") from None
-        rows.append((Path(spec).name, run, res))
+        folder, res, source = find_evaluation(spec, cfg.run.root, records)
+        if res is None:
+            print(f"note: {spec}: no evaluation in {run_dir(spec, cfg.run.root)} nor a record in {records}")
+        else:
+            print(f"{Path(spec).name}: {source}", flush=True)
+            if cfg.keep and source.startswith("run"):
+                print(f"  kept in {keep(folder, records)}", flush=True)
+        rows.append((Path(spec).name, folder, res))
     if all(r is None for _, _, r in rows):
-        raise ConfigError("runs", cfg.runs, "none of them has evaluate/results.json: run "
-                          "`STAGES=evaluate bash scripts/phase4_experiments.sh` (or python -m phase4_uwm.evaluate) first")
+        raise ConfigError("runs", cfg.runs, f"none of them has evaluate/results.json (nor a record in {records}): run "
+                          "`STAGES=arms bash scripts/phase4_experiments.sh` (or python -m phase4_uwm.evaluate) first")
     md = tables(rows)
     print(md, flush=True)
     out = outputs_root(cfg.run.root) / "phase4" / "compare.md"

@@ -234,10 +234,14 @@ class OfflineConfig:
     # another clip's actions (the next clip of the batch), the check that the forward mode uses its actions at all
     modes: list[str] = field(default_factory=lambda: ["forward", "forward_other", "video", "policy", "inverse"])
     figure_clips: int = 6  # rows of the side-by-side figure (real | each mode's prediction); 0 = no figure
+    # the split's first episode every video_stride steps: modes.gif (real | forward | video, frame by frame) and
+    # actions.png (real, policy and inverse actions per dimension); 0 = neither
+    video_stride: int = 4
 
     def check(self) -> None:
         choice("split", self.split, ("base_val", "new_val"))
         require(self.figure_clips >= 0, "figure_clips", self.figure_clips, "must be >= 0 (0 = no figure)")
+        require(self.video_stride >= 0, "video_stride", self.video_stride, "must be >= 0 (0 = no episode video)")
         require(self.clips >= 2, "clips", self.clips, "must be >= 2 (intervals)")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         for m in self.modes:
@@ -404,6 +408,8 @@ class UWMCompareConfig:
     runs: list[str] = field(default_factory=lambda: ["uwm-new-cpu", "dp-new-cpu", "uwm-new-policy-cpu",
                                                      "uwm-new-dynamics-cpu", "uwm-new-small-cpu", "uwm-new-n10-cpu"])
     publish: bool = False  # rewrite this command's block of phase4_uwm/README.md
+    keep: bool = False  # copy each run's evaluation into `records` (commit it: it outlives outputs/)
+    records: str = ""  # folder of the committed evaluation records ("" = phase4_uwm/results)
 
     def check(self) -> None:
         require(len(self.runs) >= 1, "runs", self.runs, "at least one run name or folder")

@@ -8,8 +8,12 @@
 **offline** (validation demonstrations, never trained on; `offline.split`): on `offline.clips` evenly spaced clips,
 - forward dynamics and video prediction: the 2 future frames of both cameras decoded from the predicted latents
   against the real frames, with phase 1's frame metrics (PSNR of the mean MSE with a bootstrap interval, SSIM,
-  SSIM-cs), beside the floor `copy_current` (the last current frame as the prediction) and the ceiling
-  `tokenizer` (the real future through the frozen autoencoder: no prediction can beat its reconstruction);
+  SSIM-cs) and a feature distance, the latent MSE: the frozen tokenizer's encoding of the 8-bit prediction against
+  its encoding of the real frames (unit-variance latents; the same encoder for every row, baselines included),
+  beside the floor `copy_current` (the last current frame as the prediction) and the ceiling `tokenizer` (the real
+  future through the frozen autoencoder: no prediction can beat its reconstruction);
+- pictures: `modes.png` (the first clips: each mode's prediction beside the real future), `modes.gif` and
+  `actions.png` (the split's first episode; `episode_media`);
 - policy and inverse dynamics: the action MSE per clip (data set units, real steps only), mean +- 1.96 s.e.;
 - seconds per clip of each mode.
 
@@ -58,11 +62,13 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
     per_clip: dict[str, dict[str, list]] = {}
     seconds: dict[str, float] = {}
 
-    def add(name: str, gen: torch.Tensor, real: torch.Tensor) -> None:
+    def add(name: str, gen: torch.Tensor, real: torch.Tensor, real_latents: torch.Tensor) -> None:
         fm = frame_metrics(gen.flatten(1, 2), real.flatten(1, 2))  # (B, V*F) per frame
         d = per_clip.setdefault(name, {})
         for k, v in fm.items():
             d.setdefault(k, []).append(v.mean(1) if k != "psnr" else v.median(1).values)
+        lat = tok.encode(gen.float().round().clamp(0, 255).to(torch.uint8)).float()  # the feature distance
+        d.setdefault("latent_mse", []).append((lat - real_latents).pow(2).flatten(1).mean(1))
 
     def add_actions(name: str, pred: torch.Tensor, real: torch.Tensor, pad: torch.Tensor) -> None:
         w = (~pad).float()[..., None]  # real steps only
@@ -100,10 +106,11 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
         items = [clips[i] for i in ids]
         b = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
         real = torch.stack([clips.demos.frames[clips.idx["future"][i]].transpose(0, 1) for i in ids]).to(device)
+        real_lat = tok.encode(real).float()  # (B, V, F, C, h, w)
         real_a = m.unnormalize_actions(b["action"])
         add_actions("mean_action", mean_action.expand_as(real_a), real_a, b["action_is_pad"])
         cur = b["obs"][:, :, -1:].expand_as(real)
-        add("copy_current", cur, real)
+        add("copy_current", cur, real, real_lat)
         keep = max(0, min(oc.figure_clips - j, len(ids)))  # this batch's clips that go in the figure
         if keep:
             shown.setdefault("now", []).append(b["obs"][:keep, :, -1])
@@ -115,7 +122,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
             seconds["diamond_lite"] = seconds.get("diamond_lite", 0.0) + time.perf_counter() - t0
             Fr, V = m.clip.future_frames, real.shape[1]
             gen = gen[:, -Fr:].reshape(len(ids), Fr, V, 3, *gen.shape[-2:]).transpose(1, 2)
-            add("diamond_lite", gen.to(real.device).float(), real)
+            add("diamond_lite", gen.to(real.device).float(), real, real_lat)
             if keep:
                 shown.setdefault("diamond_lite", []).append(gen[:keep, :, -1])
         if inv is not None:
@@ -124,7 +131,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
                 pred = inv.unnormalize(inv.predict(b["obs"], real.to(torch.uint8), b["task"]))
             seconds["inverse_regressor"] = seconds.get("inverse_regressor", 0.0) + time.perf_counter() - t0
             add_actions("inverse_regressor", pred, real_a, b["action_is_pad"])
-        add("tokenizer", ((tok.decode(b["future"]) + 1) * 127.5).round().clamp(0, 255), real)
+        add("tokenizer", ((tok.decode(b["future"]) + 1) * 127.5).round().clamp(0, 255), real, real_lat)
         for mode in modes:
             t0 = time.perf_counter()
             given = real_a.roll(1, 0) if mode == "forward_other" else real_a  # another clip's chunk: same shapes
@@ -133,7 +140,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
             seconds[mode] = seconds.get(mode, 0.0) + time.perf_counter() - t0
             if mode in ("forward", "forward_other", "video", "joint"):
                 gen = ((tok.decode(out.future.float()) + 1) * 127.5).round().clamp(0, 255)
-                add(mode, gen, real)
+                add(mode, gen, real, real_lat)
                 if keep:
                     shown.setdefault(mode, []).append(gen[:keep, :, -1])
             if mode in ("policy", "inverse", "joint"):
@@ -154,26 +161,98 @@ FIGURE_COLUMNS = {"now": "now (t)", "real": "real t+{h}", "forward": "forward t+
                   "joint": "joint t+{h}", "diamond_lite": "DIAMOND-lite t+{h}"}
 
 
+def _header(cols: list[str], width: int, total: int, horizon: int):
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    head = Image.new("RGB", (total, 14), "white")
+    for c, k in enumerate(cols):
+        ImageDraw.Draw(head).text((c * (width + 4) + 2, 1), FIGURE_COLUMNS[k].format(h=horizon), fill="black")
+    return np.asarray(head)
+
+
+def _cells(shown: dict[str, torch.Tensor], cols: list[str], i: int):
+    """Row i of the figure: each column's (V, 3, S, S) uint8 frames, the views stacked (agent view on top)."""
+    from common.images import join
+
+    return join([join([v.permute(1, 2, 0).numpy() for v in shown[k][i]], axis=0, gap=1) for k in cols], axis=1)
+
+
 def modes_figure(shown: dict[str, torch.Tensor], horizon: int, path: Path) -> Path:
     """One row per clip: the current frame, the real frame `horizon` steps later and each mode's prediction of it;
     every cell is the agent view above the wrist view. `shown[k]`: (N, V, 3, S, S) uint8."""
     import imageio.v3 as iio
     import numpy as np
-    from PIL import Image, ImageDraw
 
     from common.images import join
 
     cols = [k for k in FIGURE_COLUMNS if k in shown]
-    cell = lambda x: join([v.permute(1, 2, 0).numpy() for v in x], axis=0, gap=1)  # noqa: E731  (views stacked)
-    rows = [join([cell(shown[k][i]) for k in cols], axis=1) for i in range(len(shown["now"]))]
-    grid = join(rows, axis=0)
-    width = cell(shown["now"][0]).shape[1]
-    head = Image.new("RGB", (grid.shape[1], 14), "white")
-    for c, k in enumerate(cols):
-        ImageDraw.Draw(head).text((c * (width + 4) + 2, 1), FIGURE_COLUMNS[k].format(h=horizon), fill="black")
+    grid = join([_cells(shown, cols, i) for i in range(len(shown["now"]))], axis=0)
+    head = _header(cols, int(shown["now"].shape[-1]), grid.shape[1], horizon)
     path.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(path, join([np.asarray(head), grid], axis=0, gap=2))
     return path
+
+
+def episode_media(uwm, clips, device, out: Path, stride: int, steps: int, seed: int = 0) -> dict[str, Path]:
+    """The split's first validation episode replayed every `stride` steps t: `modes.gif` shows, frame by frame, the
+    current frame, the real frame chunk steps later and the forward (real actions) and video (no actions) modes'
+    predictions of it, side by side (agent view above wrist view); `actions.png` plots, per action dimension, the
+    real action a_t against the first action of the chunk the policy mode (no future) and the inverse mode (the real
+    future) predict at t. One clip per t, so the frames of the GIF are independent predictions, not a rollout."""
+    import imageio.v3 as iio
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from common.images import join
+
+    m, tok = uwm.model, uwm.tokenizer
+    ep = clips.demos.episode
+    rows = torch.nonzero(ep == ep[0]).flatten()
+    ts = [int(t) for t in rows[: max(1, len(rows) - m.clip.chunk)][::stride]]  # futures inside the episode
+    g = torch.Generator(device=device).manual_seed(seed)
+    shown: dict[str, list] = {}
+    acts: dict[str, list] = {}
+    for j in range(0, len(ts), 32):
+        ids = ts[j:j + 32]
+        items = [clips[i] for i in ids]
+        b = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+        real = torch.stack([clips.demos.frames[clips.idx["future"][i]].transpose(0, 1) for i in ids])
+        real_a = m.unnormalize_actions(b["action"])
+        shown.setdefault("now", []).append(b["obs"][:, :, -1].cpu())
+        shown.setdefault("real", []).append(real[:, :, -1])
+        acts.setdefault("real", []).append(real_a[:, 0].cpu())
+        for mode in ("forward", "video", "policy", "inverse"):
+            o = run_mode(m, mode, b["obs"], b["task"], actions=real_a, future=b["future"], steps=steps, generator=g)
+            if mode in ("forward", "video"):
+                gen = ((tok.decode(o.future.float()) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+                shown.setdefault(mode, []).append(gen[:, :, -1].cpu())
+            else:
+                acts.setdefault(mode, []).append(o.actions[:, 0].float().cpu())
+    shown_t = {k: torch.cat(v) for k, v in shown.items()}
+    cols = [k for k in FIGURE_COLUMNS if k in shown_t]
+    frames = [_cells(shown_t, cols, i) for i in range(len(ts))]
+    head = _header(cols, int(shown_t["now"].shape[-1]), frames[0].shape[1], m.clip.chunk)
+    out.mkdir(parents=True, exist_ok=True)
+    gif = out / "modes.gif"
+    iio.imwrite(gif, np.stack([join([head, f], axis=0, gap=2) for f in frames]), extension=".gif",
+                duration=250, loop=0)
+    a = {k: torch.cat(v).numpy() for k, v in acts.items()}
+    dims = a["real"].shape[1]
+    fig, axes = plt.subplots(dims, 1, figsize=(7, 1.3 * dims), sharex=True)
+    for d, ax in enumerate(np.atleast_1d(axes)):
+        for k, style in (("real", "k-"), ("policy", "C0.--"), ("inverse", "C1.:")):
+            ax.plot(ts, a[k][:, d], style, label=k if d == 0 else None, lw=1, ms=3)
+        ax.set_ylabel(f"a[{d}]", fontsize=8)
+    fig.legend(loc="upper center", ncol=3, fontsize=8)
+    np.atleast_1d(axes)[-1].set_xlabel(f"step t of validation episode {int(ep[0])} (first action of the chunk at t)")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    png = out / "actions.png"
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+    return {"gif": gif, "actions": png}
 
 
 def offline_tables(res: dict) -> str:
@@ -190,12 +269,14 @@ def offline_tables(res: dict) -> str:
     lines = [f"{res['clips']} clips of `{res['split']}` (validation demonstrations), {res['denoise_steps']} DDIM steps "
              f"({res.get('timestep_spacing', 'trailing')} spacing); "
              "future = the 2 frames 16 steps ahead, both cameras, 8-bit; each cell estimate [95% interval].", "",
-             "| prediction of the future frames | PSNR (dB) | SSIM | SSIM-cs | s/clip |", "|---|---|---|---|---|"]
+             "| prediction of the future frames | PSNR (dB) | SSIM | SSIM-cs | latent MSE | s/clip |",
+             "|---|---|---|---|---|---|"]
     for k in frames:
         r = res["rows"][k]
         s = res["seconds_per_clip"].get(k)
+        lat = fmt(r["latent_mse"], "latent_mse") if "latent_mse" in r else "-"  # evaluations before it: none
         lines.append(f"| {label[k]} | {fmt(r['psnr'], 'psnr')} | {fmt(r['ssim'], 'ssim')} | "
-                     f"{fmt(r['ssim_cs'], 'ssim_cs')} | {'-' if s is None else f'{s:.3f}'} |")
+                     f"{fmt(r['ssim_cs'], 'ssim_cs')} | {lat} | {'-' if s is None else f'{s:.3f}'} |")
     acts = [k for k in ("policy", "inverse", "inverse_regressor", "joint", "mean_action")
             if f"{k}_actions" in res["rows"]]
     names = {"mean_action": "mean training action (floor)"}
@@ -266,6 +347,11 @@ def main(argv: list[str] | None = None) -> dict:
         if shown:
             figures.append(modes_figure(shown, res["offline"]["chunk"], out / "modes.png"))
         print(offline_tables(res["offline"]), flush=True)
+        if cfg.offline.video_stride and uwm.model.objective == "joint":  # a one-loss model lacks a mode it shows
+            clips = held_out_clips(uwm, cfg.data, cfg.run.root, cfg.offline.split)
+            media = episode_media(uwm, clips, rt.device, out, cfg.offline.video_stride, cfg.denoise_steps)
+            figures.append(media["actions"])  # the GIF (about a megabyte) stays beside the results
+            print(f"side by side: {media['gif']}, {media['actions']}", flush=True)
     if "policy" in cfg.parts:
         res["policy"] = policy_eval(cfg.eval, player, out, rt.device, rt.precision)
     atomic_write(out / "results.json", lambda f: f.write(json.dumps(res, indent=1, default=str).encode()))

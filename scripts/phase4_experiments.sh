@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Phase 4's experiments, in the order they depend on each other; rerun after an interruption: finished runs are
-# reused, interrupted ones resumed, evaluated episodes kept (phase4_uwm.evaluate resumes).
+# reused, interrupted ones resumed, evaluated episodes kept (phase4_uwm.evaluate resumes), recorded arms skipped.
 #
 #   bash scripts/phase4_experiments.sh                 # everything at the cpu profile (many hours on 2 cores)
 #   STAGES="data tokenizer uwm" bash scripts/phase4_experiments.sh      # only these stages
+#   STAGES=data COLLECT_ARGS=workers=2 bash scripts/phase4_experiments.sh      # the collection on both cores, then
+#   export STAGES=arms TRAIN_ARGS=run.threads=1 EVAL_ARGS=run.threads=1       # two arms at a time, one per core:
+#   ARMS=policy bash scripts/phase4_experiments.sh & ARMS=dp-new bash scripts/phase4_experiments.sh; wait
+#   ARMS=inverse bash scripts/phase4_experiments.sh & ARMS=diamond bash scripts/phase4_experiments.sh; wait
+#   ARMS=uwm-new bash scripts/phase4_experiments.sh    # (each arm about 2 h on one core of a 2-core AVX2 EPYC)
 #   ROOT=/tmp/p4 DEMOS=smoke PROFILE=smoke EVAL_ARGS="parts=[policy] eval.episodes=1 eval.libero.max_steps=3" \
 #     bash scripts/phase4_experiments.sh                # the whole chain at smoke scale (no validation demos: no offline part)
 # COLLECT_ARGS are added to the collection's command, EVAL_ARGS to every evaluation's, TRAIN_ARGS to every training's
@@ -14,11 +19,21 @@
 #   data        phase 3's collection (python -m phase3_vla.collect profile=$DEMOS), if not there
 #   tokenizer   tok-cpu: the AutoencoderKL (its reconstruction PSNR is the ceiling of every frame metric)
 #   uwm         uwm-base-cpu (9 base tasks) -> uwm-new-cpu (finetuned on task 9)
-#   baselines   dp-new-cpu (Diffusion Policy from scratch on task 9), inverse-cpu, diamond-cpu (DIAMOND-lite)
-#   ablations   uwm-base-policy-cpu / uwm-base-dynamics-cpu (one loss, same budget) -> their task-9 finetunes;
-#               uwm-base-small-cpu (width 128, 4 blocks) and uwm-new-n10-cpu (10 demonstrations): scale
-#   evaluate    offline (all modes + baselines) and LIBERO policy success (25 fixed states of task 9) per run, all
-#               with the DDIM spacing chosen on base_val (leading); then phase4_uwm.compare: the runs side by side
+#   arms        each arm of $ARMS trains what it needs, is evaluated (offline on the validation clips and/or LIBERO
+#               policy success on 25 fixed states of task 9, the DDIM spacing chosen on base_val: leading) and
+#               recorded: its evaluation is copied into $RECORDS (phase4_uwm/results/<run>/ at the cpu profile,
+#               committed), so an arm is done once on any machine (FORCE=1 redoes recorded arms). The arms:
+#       uwm-new     the finetuned UWM (its run, else the release uwm-new-cpu), all modes, beside the inverse-dynamics
+#                   regressor (inverse-cpu) and DIAMOND-lite (diamond-cpu), which it trains first
+#       dp-new      lerobot's Diffusion Policy from scratch on task 9's demonstrations (dp-new-cpu): policy only
+#       policy      uwm-base-policy-cpu -> uwm-new-policy-cpu, the action loss alone, same budget ("joint training?")
+#       dynamics    uwm-base-dynamics-cpu -> uwm-new-dynamics-cpu, the video loss alone (scored offline only)
+#       small       uwm-base-small-cpu -> uwm-new-small-cpu: width 128, 4 blocks (scale)
+#       n10         uwm-base-cpu -> uwm-new-n10-cpu: 10 of task 9's 50 demonstrations (scale)
+#       inverse, diamond  (only when named) train uwm-new's two baselines and nothing else: two processes train them
+#                   side by side (ARMS=inverse & ARMS=diamond), then ARMS=uwm-new reuses them (never name the same
+#                   arm or run in two processes at once: both would train the same run folder)
+#               then phase4_uwm.compare: every arm evaluated or recorded so far, side by side
 #   played      (only when named) uwm-new continued with and without played episodes (PLAYED=...): see below
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +42,10 @@ PY=${PY:-.venv/bin/python}
 root=${ROOT:-outputs}
 demos=${DEMOS:-cpu}
 profile=${PROFILE:-cpu}
-stages=${STAGES:-"data tokenizer uwm baselines ablations evaluate"}
+stages=${STAGES:-"data tokenizer uwm arms"}
+arms=${ARMS:-"uwm-new dp-new policy dynamics small n10"}
+records=${RECORDS:-}
+[ -z "$records" ] && { [ "$profile" = cpu ] && [ "$root" = outputs ] && records=phase4_uwm/results || records=$root/phase4/records; }
 logs=$root/phase4/logs
 mkdir -p "$logs"
 common=(run.root="$root" data.demos="$demos")
@@ -54,27 +72,13 @@ if has data && [ ! -f "$root/phase3/demos/$demos/lerobot/new/meta/info.json" ]; 
   "$PY" -m phase3_vla.collect profile="$demos" run.root="$root" ${COLLECT_ARGS:-} > "$logs/collect.log" 2>&1
 fi
 tok=${TOK:-$root/phase4/tok-$profile}  # TOK=releases/phase4/tok-cpu: the released tokenizer, no retraining
+if [ -z "${TOK:-}" ] && ! has tokenizer && [ ! -f "$tok/export/tokenizer.json" ] && [ "$profile" = cpu ]; then
+  tok=releases/phase4/tok-cpu  # no tokenizer run here and none asked for: the release (uwm-new-cpu's tokenizer)
+fi
 has tokenizer && run train_tokenizer "tok-$profile" tokenizer.json
 if has uwm; then
   run train "uwm-base-$profile" uwm.json tokenizer="$tok"
   run train "uwm-new-$profile" uwm.json tokenizer="$tok" data.split=new init_from="$root/phase4/uwm-base-$profile" $ft
-fi
-if has baselines; then
-  run train_dp "dp-new-$profile" diffusion_policy.json
-  run train_inverse "inverse-$profile" inverse_regressor.json
-  run train_diamond "diamond-$profile" diamond_lite.json
-fi
-if has ablations; then
-  for obj in policy dynamics; do
-    run train "uwm-base-$obj-$profile" uwm.json tokenizer="$tok" objective=$obj
-    run train "uwm-new-$obj-$profile" uwm.json tokenizer="$tok" objective=$obj data.split=new \
-      init_from="$root/phase4/uwm-base-$obj-$profile" $ft
-  done
-  run train "uwm-base-small-$profile" uwm.json tokenizer="$tok" model.width=128 model.depth=4
-  run train "uwm-new-small-$profile" uwm.json tokenizer="$tok" model.width=128 model.depth=4 data.split=new \
-    init_from="$root/phase4/uwm-base-small-$profile" $ft
-  run train "uwm-new-n10-$profile" uwm.json tokenizer="$tok" data.split=new data.episodes=10 \
-    init_from="$root/phase4/uwm-base-$profile" $ft
 fi
 # played (not in the default stages; phase 5's PLAYED_ARMS runs it): uwm-new-played-<profile> continues uwm-new on the
 # task-9 demonstrations plus the played episodes in PLAYED (comma-separated evaluation folders recorded with actions,
@@ -85,26 +89,66 @@ if has played; then
   run train "uwm-new-played-$profile" uwm.json tokenizer="$tok" data.split=new init_from="$root/phase4/uwm-new-$profile" \
     "data.played=[${PLAYED:?PLAYED=<evaluation folders with recorded actions>}]" $ft
 fi
-if has evaluate; then
-  ev=(run.root="$root" data.demos="$demos")
+if has arms; then
+  base=$root/phase4
   read -r -a extra <<< "${EVAL_ARGS:-}"
-  base="$root/phase4"
-  echo "evaluate uwm-new-$profile (offline with baselines, policy) -> $logs/evaluate_uwm-new.log"
-  "$PY" -m phase4_uwm.evaluate load="$base/uwm-new-$profile" "${ev[@]}" timestep_spacing=leading \
-    inverse_regressor="$base/inverse-$profile" forward_baseline="$base/diamond-$profile" "${extra[@]}" \
-    > "$logs/evaluate_uwm-new.log" 2>&1
-  echo "evaluate dp-new-$profile (policy) -> $logs/evaluate_dp-new.log"
-  "$PY" -m phase4_uwm.evaluate method=diffusion_policy load="$base/dp-new-$profile" "parts=[policy]" "${ev[@]}" \
-    "${extra[@]}" > "$logs/evaluate_dp-new.log" 2>&1
-  for name in uwm-new-policy uwm-new-dynamics uwm-new-small uwm-new-n10; do
-    [ -f "$base/$name-$profile/export/uwm.json" ] || continue
-    parts="[offline,policy]"
-    [ "$name" = uwm-new-dynamics ] && parts="[offline]"  # no action loss: its policy mode was never trained
-    echo "evaluate $name-$profile -> $logs/evaluate_$name.log"
-    "$PY" -m phase4_uwm.evaluate load="$base/$name-$profile" "parts=$parts" "${ev[@]}" timestep_spacing=leading \
-      "${extra[@]}" > "$logs/evaluate_$name.log" 2>&1
+  recorded() { [ -z "${FORCE:-}" ] && [ -f "$records/$1/evaluate/results.json" ]; }
+  evaluate() {  # evaluate <run name> <evaluate overrides...>: evaluate the run, then record its evaluation
+    local name=$1; shift
+    echo "evaluate $name -> $logs/evaluate_$name.log"
+    "$PY" -m phase4_uwm.evaluate run.root="$root" data.demos="$demos" "$@" "${extra[@]}" \
+      > "$logs/evaluate_$name.log" 2>&1
+    "$PY" -m phase4_uwm.compare run.root="$root" "runs=[$name]" records="$records" keep=true \
+      > "$logs/record_$name.log" 2>&1
+    echo "$name: recorded in $records/$name/"
+  }
+  ablation() {  # ablation <arm> <parts> <overrides...>: base run on the 9 tasks -> finetune on task 9 -> evaluate
+    local arm=$1 parts=$2; shift 2
+    run train "uwm-base-$arm-$profile" uwm.json tokenizer="$tok" "$@"
+    run train "uwm-new-$arm-$profile" uwm.json tokenizer="$tok" "$@" data.split=new \
+      init_from="$base/uwm-base-$arm-$profile" $ft
+    evaluate "uwm-new-$arm-$profile" load="$base/uwm-new-$arm-$profile" "parts=$parts" timestep_spacing=leading
+  }
+  for arm in $arms; do
+    case $arm in uwm-new) name=uwm-new-$profile ;; dp-new) name=dp-new-$profile ;; *) name=uwm-new-$arm-$profile ;; esac
+    if [[ $arm != inverse && $arm != diamond ]] && recorded "$name"; then
+      echo "$name: recorded in $records/$name/, skipped (FORCE=1 redoes it)"; continue
+    fi
+    case $arm in
+      inverse) run train_inverse "inverse-$profile" inverse_regressor.json ;;  # uwm-new's baselines alone, so that
+      diamond) run train_diamond "diamond-$profile" diamond_lite.json ;;      # two processes can train them at once
+      uwm-new)
+        run train_inverse "inverse-$profile" inverse_regressor.json
+        run train_diamond "diamond-$profile" diamond_lite.json
+        load=$base/uwm-new-$profile
+        if [ ! -f "$load/export/uwm.json" ]; then
+          [ "$profile" = cpu ] || { echo "no finished $load: run STAGES=uwm first" >&2; exit 2; }
+          load=release:uwm-new-cpu  # evaluated under its name, beside its config
+          mkdir -p "$base/uwm-new-$profile/evaluate"
+          cp releases/phase4/uwm-new-cpu/config.yaml "$base/uwm-new-$profile/config.yaml"
+          extra_out=(out="$base/uwm-new-$profile/evaluate")
+        else
+          extra_out=()
+        fi
+        evaluate "$name" load="$load" "${extra_out[@]}" timestep_spacing=leading \
+          inverse_regressor="$base/inverse-$profile" forward_baseline="$base/diamond-$profile" ;;
+      dp-new)
+        run train_dp "dp-new-$profile" diffusion_policy.json
+        evaluate "$name" method=diffusion_policy load="$base/dp-new-$profile" "parts=[policy]" ;;
+      policy) ablation policy "[offline,policy]" objective=policy ;;
+      dynamics) ablation dynamics "[offline]" objective=dynamics ;;  # no action loss: its policy mode never trained
+      small) ablation small "[offline,policy]" model.width=128 model.depth=4 ;;
+      n10)
+        run train "uwm-base-$profile" uwm.json tokenizer="$tok"
+        run train "uwm-new-n10-$profile" uwm.json tokenizer="$tok" data.split=new data.episodes=10 \
+          init_from="$base/uwm-base-$profile" $ft
+        evaluate "$name" load="$base/uwm-new-n10-$profile" "parts=[offline,policy]" timestep_spacing=leading ;;
+      *) echo "unknown arm $arm (ARMS: uwm-new dp-new policy dynamics small n10; inverse, diamond)" >&2; exit 2 ;;
+    esac
   done
   names=(uwm-new dp-new uwm-new-policy uwm-new-dynamics uwm-new-small uwm-new-n10)
-  "$PY" -m phase4_uwm.compare run.root="$root" "runs=[$(IFS=,; echo "${names[*]/%/-$profile}")]"
+  "$PY" -m phase4_uwm.compare run.root="$root" records="$records" "runs=[$(IFS=,; echo "${names[*]/%/-$profile}")]" \
+    > "$logs/compare.log" 2>&1 || true
+  echo "side by side: $root/phase4/compare.md (publish: python -m phase4_uwm.compare publish=true)"
 fi
-echo "done: results in $root/phase4/<run>/evaluate/results.md"
+echo "done: evaluations in $root/phase4/<run>/evaluate/, records in $records/"

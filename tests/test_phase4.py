@@ -579,6 +579,15 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     fig = iio.imread(run_root / "phase4" / "uwm-new" / "evaluate" / "modes.png")
     s = 32  # the smoke profile's frame side
     assert fig.shape == (14 + 2 + 4 * (2 * s + 1) + 3 * 4, 6 * s + 5 * 4, 3), fig.shape
+    # the feature distance: every frame row has a latent MSE (tokenizer encodings, prediction against real)
+    for k in ("forward", "forward_other", "video", "copy_current", "tokenizer", "diamond_lite"):
+        v = res["offline"]["rows"][k]["latent_mse"]
+        assert np.isfinite(v).all() and 0 <= v[1] <= v[0] <= v[2], (k, v)
+    assert "latent MSE" in r.stdout
+    # the first validation episode as a GIF (now | real | forward | video, one frame per 4 steps) and the actions
+    gif = iio.imread(run_root / "phase4" / "uwm-new" / "evaluate" / "modes.gif", index=None)
+    assert gif.ndim == 4 and gif.shape[0] >= 1 and gif.shape[1:3] == (14 + 2 + 2 * s + 1, 4 * s + 3 * 4), gif.shape
+    assert (run_root / "phase4" / "uwm-new" / "evaluate" / "actions.png").stat().st_size > 0
 
 
 def test_diffusion_policy_baseline_trains_and_plays(collection, run_root):
@@ -644,7 +653,7 @@ def test_compare_puts_evaluated_runs_side_by_side_and_refuses_different_clips(tm
     root = tmp_path / "phase4"
     _evaluation(root / "uwm-new-cpu", successes=3, forward=18.7)
     _evaluation(root / "dp-new-cpu", method="diffusion_policy", successes=12)
-    out = compare.main([f"run.root={tmp_path}", "runs=[uwm-new-cpu,dp-new-cpu,uwm-new-small-cpu]"])
+    out = compare.main([f"run.root={tmp_path}", f"records={tmp_path / 'records'}", "runs=[uwm-new-cpu,dp-new-cpu,uwm-new-small-cpu]"])
     md = out["markdown"]
     assert "| `uwm-new-cpu` | UWM joint, width 256, depth 6, all demos, from uwm-base-cpu | 3/25 | 12% [0%, 50%] | - |" in md
     # paired on the same starts: the DP solved starts 3-11 that the UWM did not, and none the other way
@@ -653,7 +662,31 @@ def test_compare_puts_evaluated_runs_side_by_side_and_refuses_different_clips(tm
     assert "Not evaluated yet: `uwm-new-small-cpu`" in md and out["runs"] == ["uwm-new-cpu", "dp-new-cpu"]
     _evaluation(root / "uwm-new-n10-cpu", forward=18.0, clips=128)  # scored on other clips: refused, named
     with pytest.raises(ConfigError, match="uwm-new-n10-cpu.*clips=128"):
-        compare.main.__wrapped__([f"run.root={tmp_path}", "runs=[uwm-new-cpu,uwm-new-n10-cpu]"])
+        compare.main.__wrapped__([f"run.root={tmp_path}", f"records={tmp_path / 'records'}", "runs=[uwm-new-cpu,uwm-new-n10-cpu]"])
     _evaluation(root / "uwm-new-policy-cpu", successes=1, starts=range(5, 30), objective="policy")  # other starts
     with pytest.raises(ConfigError, match="uwm-new-policy-cpu.*starts"):
-        compare.main.__wrapped__([f"run.root={tmp_path}", "runs=[uwm-new-cpu,uwm-new-policy-cpu]"])
+        compare.main.__wrapped__([f"run.root={tmp_path}", f"records={tmp_path / 'records'}", "runs=[uwm-new-cpu,uwm-new-policy-cpu]"])
+
+
+
+def test_compare_keeps_records_that_outlive_the_runs(tmp_path):
+    """keep=true copies each evaluated run's record into `records`; once the run folder is gone (a fresh clone) the
+    table is remade from the record, and a run's own evaluation wins over its record."""
+    import shutil
+    from common.config import ConfigError
+    from phase4_uwm import compare
+    root, records = tmp_path / "phase4", tmp_path / "records"
+    _evaluation(root / "uwm-new-cpu", successes=3, forward=18.7)
+    _evaluation(root / "dp-new-cpu", method="diffusion_policy", successes=12)
+    args = [f"run.root={tmp_path}", f"records={records}", "runs=[uwm-new-cpu,dp-new-cpu]"]
+    before = compare.main(args + ["keep=true"])["markdown"]
+    assert (records / "uwm-new-cpu" / "config.yaml").exists()
+    assert (records / "dp-new-cpu" / "evaluate" / "results.json").exists()
+    shutil.rmtree(root)
+    assert compare.main(args)["markdown"] == before  # from the records alone, the same tables
+    _evaluation(root / "uwm-new-cpu", successes=5, forward=18.7)  # a new evaluation of the run: it wins
+    assert "| `uwm-new-cpu` | UWM joint, width 256, depth 6, all demos, from uwm-base-cpu | 5/25 |" in \
+        compare.main(args)["markdown"]
+    (records / "dp-new-cpu" / "evaluate" / "results.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="dp-new-cpu.*not valid JSON"):
+        compare.main.__wrapped__(args)
