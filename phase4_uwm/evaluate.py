@@ -49,7 +49,15 @@ TRAINED_MODES = {"joint": OFFLINE_MODES,
                  "policy": ("policy",), "dynamics": ("forward", "forward_other")}
 
 
-def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
+def clip_batch(clips, ids: list[int], device) -> tuple[dict, torch.Tensor]:
+    """Clips `ids` stacked into a batch on `device`, and their real future frames (B, V, F, 3, S, S) uint8."""
+    items = [clips[i] for i in ids]
+    b = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+    real = torch.stack([clips.demos.frames[clips.idx["future"][i]].transpose(0, 1) for i in ids]).to(device)
+    return b, real
+
+
+def offline(cfg: UWMEvaluateConfig, uwm, device, media_dir: Path) -> dict:
     from phase1_world_model.metrics import aggregate, frame_metrics, mean_interval
 
     m, tok, oc = uwm.model, uwm.tokenizer, cfg.offline
@@ -103,9 +111,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
     shown: dict[str, torch.Tensor] = {}  # the figure's clips: the first `figure_clips` of the spaced ones
     for j in range(0, len(idx), oc.batch_size):
         ids = idx[j:j + oc.batch_size]
-        items = [clips[i] for i in ids]
-        b = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
-        real = torch.stack([clips.demos.frames[clips.idx["future"][i]].transpose(0, 1) for i in ids]).to(device)
+        b, real = clip_batch(clips, ids, device)
         real_lat = tok.encode(real).float()  # (B, V, F, C, h, w)
         real_a = m.unnormalize_actions(b["action"])
         add_actions("mean_action", mean_action.expand_as(real_a), real_a, b["action_is_pad"])
@@ -153,7 +159,10 @@ def offline(cfg: UWMEvaluateConfig, uwm, device) -> dict:
     return {"split": oc.split, "clips": len(idx), "denoise_steps": cfg.denoise_steps or m.cfg.sample_steps,
             "timestep_spacing": m.cfg.timestep_spacing, "chunk": m.clip.chunk,
             "rows": rows, "seconds_per_clip": {k: v / len(idx) for k, v in seconds.items()},
-            "shown": {k: torch.cat(v).to(torch.uint8).cpu() for k, v in shown.items()}}
+            "shown": {k: torch.cat(v).to(torch.uint8).cpu() for k, v in shown.items()},
+            # the pictures of the first episode, from the clips loaded above (a one-loss model lacks a mode they show)
+            "media": (episode_media(uwm, clips, device, media_dir, oc.video_stride, cfg.denoise_steps)
+                      if oc.video_stride and m.objective == "joint" else {})}
 
 
 FIGURE_COLUMNS = {"now": "now (t)", "real": "real t+{h}", "forward": "forward t+{h}",
@@ -206,7 +215,7 @@ def episode_media(uwm, clips, device, out: Path, stride: int, steps: int, seed: 
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from common.images import join
+    from common.images import join, to_uint8
 
     m, tok = uwm.model, uwm.tokenizer
     ep = clips.demos.episode
@@ -217,18 +226,15 @@ def episode_media(uwm, clips, device, out: Path, stride: int, steps: int, seed: 
     acts: dict[str, list] = {}
     for j in range(0, len(ts), 32):
         ids = ts[j:j + 32]
-        items = [clips[i] for i in ids]
-        b = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
-        real = torch.stack([clips.demos.frames[clips.idx["future"][i]].transpose(0, 1) for i in ids])
+        b, real = clip_batch(clips, ids, device)
         real_a = m.unnormalize_actions(b["action"])
         shown.setdefault("now", []).append(b["obs"][:, :, -1].cpu())
-        shown.setdefault("real", []).append(real[:, :, -1])
+        shown.setdefault("real", []).append(real[:, :, -1].cpu())
         acts.setdefault("real", []).append(real_a[:, 0].cpu())
         for mode in ("forward", "video", "policy", "inverse"):
             o = run_mode(m, mode, b["obs"], b["task"], actions=real_a, future=b["future"], steps=steps, generator=g)
             if mode in ("forward", "video"):
-                gen = ((tok.decode(o.future.float()) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-                shown.setdefault(mode, []).append(gen[:, :, -1].cpu())
+                shown.setdefault(mode, []).append(to_uint8(tok.decode(o.future.float()))[:, :, -1].cpu())
             else:
                 acts.setdefault(mode, []).append(o.actions[:, 0].float().cpu())
     shown_t = {k: torch.cat(v) for k, v in shown.items()}
@@ -342,14 +348,12 @@ def main(argv: list[str] | None = None) -> dict:
                  "precision": rt.precision.name}
     figures = []
     if "offline" in cfg.parts:
-        res["offline"] = offline(cfg, uwm, rt.device)
-        shown = res["offline"].pop("shown")
+        res["offline"] = offline(cfg, uwm, rt.device, out)
+        shown, media = res["offline"].pop("shown"), res["offline"].pop("media")
         if shown:
             figures.append(modes_figure(shown, res["offline"]["chunk"], out / "modes.png"))
         print(offline_tables(res["offline"]), flush=True)
-        if cfg.offline.video_stride and uwm.model.objective == "joint":  # a one-loss model lacks a mode it shows
-            clips = held_out_clips(uwm, cfg.data, cfg.run.root, cfg.offline.split)
-            media = episode_media(uwm, clips, rt.device, out, cfg.offline.video_stride, cfg.denoise_steps)
+        if media:
             figures.append(media["actions"])  # the GIF (about a megabyte) stays beside the results
             print(f"side by side: {media['gif']}, {media['actions']}", flush=True)
     if "policy" in cfg.parts:
