@@ -48,7 +48,12 @@ records=${RECORDS:-}
 [ -z "$records" ] && { [ "$profile" = cpu ] && [ "$root" = outputs ] && records=phase4_uwm/results || records=$root/phase4/records; }
 logs=$root/phase4/logs
 mkdir -p "$logs"
-common=(run.root="$root" data.demos="$demos")
+# one precision for every training and evaluation of the chain, so that it is never a difference between arms: fp32 at
+# the cpu profile (tok-cpu and uwm-new-cpu, released and compared against, were trained in fp32 on an AVX2 CPU; on a
+# bf16 CPU auto would pick bf16 for the arms), auto at any other profile. PRECISION=auto|bf16|fp32 overrides it.
+precision=${PRECISION:-}
+[ -z "$precision" ] && { [ "$profile" = cpu ] && precision=fp32 || precision=auto; }
+common=(run.root="$root" data.demos="$demos" run.precision="$precision")
 # finetuning on the new task: a third of pretraining's steps at the cpu profile (the paper: 20k after 100k)
 ft=""
 [ "$profile" = cpu ] && ft="train.max_steps=1000 train.warmup_steps=100"
@@ -96,7 +101,7 @@ if has arms; then
   evaluate() {  # evaluate <run name> <evaluate overrides...>: evaluate the run, then record its evaluation
     local name=$1; shift
     echo "evaluate $name -> $logs/evaluate_$name.log"
-    "$PY" -m phase4_uwm.evaluate run.root="$root" data.demos="$demos" "$@" "${extra[@]}" \
+    "$PY" -m phase4_uwm.evaluate "${common[@]}" "$@" "${extra[@]}" \
       > "$logs/evaluate_$name.log" 2>&1
     "$PY" -m phase4_uwm.compare run.root="$root" "runs=[$name]" records="$records" keep=true \
       > "$logs/record_$name.log" 2>&1
