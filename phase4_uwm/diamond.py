@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from common.images import to_uint8
 from phase4_uwm.data import ActionStats, Demos, episode_bounds
 
 
@@ -76,4 +77,4 @@ def rollout(model, demos: Demos, rows: list[int], stats: ActionStats, horizon: i
         out.append(nxt)
         frames = torch.cat([frames[:, 1:], nxt[:, None]], dim=1)
         mask = torch.cat([mask[:, 1:], torch.ones_like(mask[:, :1])], dim=1)
-    return ((torch.stack(out, dim=1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return to_uint8(torch.stack(out, dim=1))

@@ -58,6 +58,7 @@ def clip_batch(clips, ids: list[int], device) -> tuple[dict, torch.Tensor]:
 
 
 def offline(cfg: UWMEvaluateConfig, uwm, device, media_dir: Path) -> dict:
+    from common.images import to_uint8
     from phase1_world_model.metrics import aggregate, frame_metrics, mean_interval
 
     m, tok, oc = uwm.model, uwm.tokenizer, cfg.offline
@@ -137,7 +138,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device, media_dir: Path) -> dict:
                 pred = inv.unnormalize(inv.predict(b["obs"], real.to(torch.uint8), b["task"]))
             seconds["inverse_regressor"] = seconds.get("inverse_regressor", 0.0) + time.perf_counter() - t0
             add_actions("inverse_regressor", pred, real_a, b["action_is_pad"])
-        add("tokenizer", ((tok.decode(b["future"]) + 1) * 127.5).round().clamp(0, 255), real, real_lat)
+        add("tokenizer", to_uint8(tok.decode(b["future"])).float(), real, real_lat)
         for mode in modes:
             t0 = time.perf_counter()
             given = real_a.roll(1, 0) if mode == "forward_other" else real_a  # another clip's chunk: same shapes
@@ -145,7 +146,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device, media_dir: Path) -> dict:
                            future=b["future"], steps=cfg.denoise_steps, generator=g)
             seconds[mode] = seconds.get(mode, 0.0) + time.perf_counter() - t0
             if mode in ("forward", "forward_other", "video", "joint"):
-                gen = ((tok.decode(out.future.float()) + 1) * 127.5).round().clamp(0, 255)
+                gen = to_uint8(tok.decode(out.future.float())).float()
                 add(mode, gen, real, real_lat)
                 if keep:
                     shown.setdefault(mode, []).append(gen[:keep, :, -1])

@@ -24,6 +24,7 @@ import torch
 from common.checkpoint import atomic_write
 from common.config import cli
 from common.errors import command
+from common.images import to_uint8
 from common.runs import writable_dir
 from common.system import start
 from phase4_uwm.config import InferConfig
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
         if cfg.mode in ("forward", "video", "joint"):
             sums["latent_se"] += float(((out.future.float() - b["future"]) ** 2).sum())
             sums["latent_n"] += out.future.numel()
-            pred = ((tok.decode(out.future.float()) + 1) * 127.5).round().clamp(0, 255)
+            pred = to_uint8(tok.decode(out.future.float())).float()
             rows = [clips.idx["future"][i] for i in idx[j:j + cfg.batch_size]]
             real = torch.stack([clips.demos.frames[r].transpose(0, 1) for r in rows]).float().to(pred.device)
             cur = b["obs"][:, :, -1:].float().expand_as(real)

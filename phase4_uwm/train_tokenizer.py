@@ -20,6 +20,7 @@ import torch
 
 from common.config import cli, to_dict
 from common.errors import command
+from common.images import to_uint8
 from common.trainer import Hook, Trainer, setup_run
 from phase4_uwm.config import TokenizerTrainConfig
 from phase4_uwm.data import Demos, cache_dir, demo_folder, evenly_spaced, load_demos
@@ -45,7 +46,7 @@ def psnr_of(model: Tokenizer, frames: torch.Tensor, batch: int = 64) -> float:
     with torch.no_grad():
         for i in range(0, len(frames), batch):
             x = frames[i:i + batch]
-            rec = ((model.decode(model.encode(x)) + 1) * 127.5).round().clamp(0, 255)
+            rec = to_uint8(model.decode(model.encode(x))).float()
             se += float(((rec - x.float()) ** 2).sum())
             n += x.numel()
     return 10 * math.log10(255.0 ** 2 / max(se / n, 1e-12))
