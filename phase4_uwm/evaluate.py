@@ -34,6 +34,7 @@ import torch
 from common.checkpoint import atomic_write
 from common.config import cli, to_dict
 from common.errors import command
+from common.images import join, to_uint8
 from common.runs import writable_dir
 from common.system import start
 from phase4_uwm.config import OFFLINE_MODES, UWMEvaluateConfig
@@ -58,7 +59,6 @@ def clip_batch(clips, ids: list[int], device) -> tuple[dict, torch.Tensor]:
 
 
 def offline(cfg: UWMEvaluateConfig, uwm, device, media_dir: Path) -> dict:
-    from common.images import to_uint8
     from phase1_world_model.metrics import aggregate, frame_metrics, mean_interval
 
     m, tok, oc = uwm.model, uwm.tokenizer, cfg.offline
@@ -183,7 +183,6 @@ def _header(cols: list[str], width: int, total: int, horizon: int):
 
 def _cells(shown: dict[str, torch.Tensor], cols: list[str], i: int):
     """Row i of the figure: each column's (V, 3, S, S) uint8 frames, the views stacked (agent view on top)."""
-    from common.images import join
 
     return join([join([v.permute(1, 2, 0).numpy() for v in shown[k][i]], axis=0, gap=1) for k in cols], axis=1)
 
@@ -194,7 +193,6 @@ def modes_figure(shown: dict[str, torch.Tensor], horizon: int, path: Path) -> Pa
     import imageio.v3 as iio
     import numpy as np
 
-    from common.images import join
 
     cols = [k for k in FIGURE_COLUMNS if k in shown]
     grid = join([_cells(shown, cols, i) for i in range(len(shown["now"]))], axis=0)
@@ -216,7 +214,6 @@ def episode_media(uwm, clips, device, out: Path, stride: int, steps: int, seed: 
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from common.images import join, to_uint8
 
     m, tok = uwm.model, uwm.tokenizer
     ep = clips.demos.episode
