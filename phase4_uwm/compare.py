@@ -125,7 +125,7 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
     first_clips = first_eps = None
     pol_lines = ["| run | what | LIBERO successes | rate [Wilson 95%] | vs the first run, same starts | "
                  "policy action MSE (validation clips) |", "|---|---|---|---|---|---|"]
-    ref = None  # the first played run's outcomes
+    ref = ref_name = None  # the first played run's outcomes, and its name
     frame_lines = ["| run | forward dynamics PSNR (dB) | forward, another clip's actions | video prediction (no actions) "
                    "| forward SSIM | inverse action MSE | forward latent MSE |", "|---|---|---|---|---|---|---|"]
     baselines: dict[str, str] = {}
@@ -145,7 +145,8 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
         if pol or mse("policy"):
             t = pol["total"] if pol else None
             ours = outcomes(pol) if pol else None
-            ref = ref or ours
+            if ref is None and ours is not None:
+                ref, ref_name = ours, name
             pol_lines.append(f"| `{name}` | {what} | " + (f"{t['successes']}/{t['episodes']} | {t['rate']:.0%} "
                              f"[{t['ci95'][0]:.0%}, {t['ci95'][1]:.0%}] | {paired(ours, ref)}" if t
                              else "not played | - | -") + f" | {cell(mse('policy'), 'mse')} |")
@@ -171,8 +172,8 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
                 f"{', '.join(f'{min(s)}-{max(s)}' for s in eps['starts'].values() if s)}, the same for every run "
                 f"(up to {eps['max_steps']} steps); validation-clip action MSE in the data set's units, real steps only.",
                 "", *pol_lines, *([floor_row] if floor_row else []), "",
-                "The paired column: starts this run solved and the first did not (+), the reverse (-), and the "
-                "exact McNemar p-value of that split.", ""]
+                f"The paired column: starts this run solved and `{ref_name}` (the first run played) did not (+), the "
+                "reverse (-), and the exact McNemar p-value of that split.", ""]
     if first_clips:
         c = first_clips[1]
         out += [f"Frames: {c['clips']} clips of `{c['split']}` (validation demonstrations), {c['denoise_steps']} DDIM steps "

@@ -658,6 +658,7 @@ def test_compare_puts_evaluated_runs_side_by_side_and_refuses_different_clips(tm
     assert "| `uwm-new-cpu` | UWM joint, width 256, depth 6, all demos, from uwm-base-cpu | 3/25 | 12% [0%, 50%] | - |" in md
     # paired on the same starts: the DP solved starts 3-11 that the UWM did not, and none the other way
     assert "| `dp-new-cpu` | Diffusion Policy (lerobot), from scratch | 12/25 | 48% [0%, 50%] | +9 / -0, p = 0.0039 |" in md
+    assert "starts this run solved and `uwm-new-cpu` (the first run played) did not (+)" in md
     assert "| `uwm-new-cpu` | 18.70 [18.60, 18.80] |" in md and "copy current frame (floor) | 18.10" in md
     assert "Not evaluated yet: `uwm-new-small-cpu`" in md and out["runs"] == ["uwm-new-cpu", "dp-new-cpu"]
     _evaluation(root / "uwm-new-n10-cpu", forward=18.0, clips=128)  # scored on other clips: refused, named
