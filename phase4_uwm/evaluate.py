@@ -183,7 +183,6 @@ def _header(cols: list[str], width: int, total: int, horizon: int):
 
 def _cells(shown: dict[str, torch.Tensor], cols: list[str], i: int):
     """Row i of the figure: each column's (V, 3, S, S) uint8 frames, the views stacked (agent view on top)."""
-
     return join([join([v.permute(1, 2, 0).numpy() for v in shown[k][i]], axis=0, gap=1) for k in cols], axis=1)
 
 
@@ -192,7 +191,6 @@ def modes_figure(shown: dict[str, torch.Tensor], horizon: int, path: Path) -> Pa
     every cell is the agent view above the wrist view. `shown[k]`: (N, V, 3, S, S) uint8."""
     import imageio.v3 as iio
     import numpy as np
-
 
     cols = [k for k in FIGURE_COLUMNS if k in shown]
     grid = join([_cells(shown, cols, i) for i in range(len(shown["now"]))], axis=0)
@@ -213,7 +211,6 @@ def episode_media(uwm, clips, device, out: Path, stride: int, steps: int, seed: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-
 
     m, tok = uwm.model, uwm.tokenizer
     ep = clips.demos.episode
