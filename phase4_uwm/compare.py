@@ -74,16 +74,19 @@ def keep(run: Path, records: Path) -> Path:
 
 
 def describe(run: Path, res: dict) -> str:
-    """What the run is, from its own config.yaml: the method, objective, size, data and warm start."""
+    """What the run is, from its own config.yaml: the method, objective, size, data and warm start; and, if it was
+    played in LIBERO, how many actions of each predicted chunk it played before predicting again."""
+    pol = res.get("policy")
+    replans = f"replans every {pol['settings']['n_action_steps']} steps" if pol else None
     if res.get("method") == "diffusion_policy":
-        return "Diffusion Policy (lerobot), from scratch"
+        return ", ".join(filter(None, ["Diffusion Policy (lerobot), from scratch", replans]))
     cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
     m, d = cfg.get("model", {}), cfg.get("data", {})
     parts = [f"UWM {cfg.get('objective', 'joint')}", f"width {m.get('width', '?')}, depth {m.get('depth', '?')}"]
     parts.append(f"{d['episodes']} demos" if d.get("episodes") else "all demos")
     if cfg.get("init_from"):
         parts.append(f"from {Path(cfg['init_from']).name}")
-    return ", ".join(parts)
+    return ", ".join(parts + ([replans] if replans else []))
 
 
 def check_same(name: str, setup: dict, first: tuple[str, dict] | None, what: str) -> tuple[str, dict]:

@@ -30,6 +30,10 @@
 #       dynamics    uwm-base-dynamics-cpu -> uwm-new-dynamics-cpu, the video loss alone (scored offline only)
 #       small       uwm-base-small-cpu -> uwm-new-small-cpu: width 128, 4 blocks (scale)
 #       n10         uwm-base-cpu -> uwm-new-n10-cpu: 10 of task 9's 50 demonstrations (scale)
+#       chunk8, dp15  (only when named) the chunk-length control, evaluation only: the joint UWM (its run, else the
+#                   release) replanning every 8 steps instead of playing its 16 actions open loop (uwm-new-chunk8-cpu),
+#                   and the Diffusion Policy playing 15 actions per chunk, its most (horizon 16 - 2 observations + 1),
+#                   instead of 8 (dp-new-chunk15-cpu); each in a folder of its own beside a copy of the run's config
 #       inverse, diamond  (only when named) train uwm-new's two baselines and nothing else: two processes train them
 #                   side by side (ARMS=inverse & ARMS=diamond), then ARMS=uwm-new reuses them (never name the same
 #                   arm or run in two processes at once: both would train the same run folder)
@@ -115,7 +119,8 @@ if has arms; then
     evaluate "uwm-new-$arm-$profile" load="$base/uwm-new-$arm-$profile" "parts=$parts" timestep_spacing=leading
   }
   for arm in $arms; do
-    case $arm in uwm-new) name=uwm-new-$profile ;; dp-new) name=dp-new-$profile ;; *) name=uwm-new-$arm-$profile ;; esac
+    case $arm in uwm-new) name=uwm-new-$profile ;; dp-new) name=dp-new-$profile ;; dp15) name=dp-new-chunk15-$profile ;;
+      *) name=uwm-new-$arm-$profile ;; esac
     if [[ $arm != inverse && $arm != diamond ]] && recorded "$name"; then
       echo "$name: recorded in $records/$name/, skipped (FORCE=1 redoes it)"; continue
     fi
@@ -148,10 +153,25 @@ if has arms; then
         run train "uwm-new-n10-$profile" uwm.json tokenizer="$tok" data.split=new data.episodes=10 \
           init_from="$base/uwm-base-$profile" $ft
         evaluate "$name" load="$base/uwm-new-n10-$profile" "parts=[offline,policy]" timestep_spacing=leading ;;
-      *) echo "unknown arm $arm (ARMS: uwm-new dp-new policy dynamics small n10; inverse, diamond)" >&2; exit 2 ;;
+      chunk8)
+        load=$base/uwm-new-$profile config=$base/uwm-new-$profile/config.yaml
+        if [ ! -f "$load/export/uwm.json" ]; then
+          [ "$profile" = cpu ] || { echo "no finished $load: run STAGES=uwm first" >&2; exit 2; }
+          load=release:uwm-new-cpu config=releases/phase4/uwm-new-cpu/config.yaml
+        fi
+        mkdir -p "$base/$name/evaluate" && cp "$config" "$base/$name/config.yaml"
+        evaluate "$name" load="$load" out="$base/$name/evaluate" "parts=[policy]" eval.n_action_steps=8 \
+          timestep_spacing=leading ;;
+      dp15)
+        run train_dp "dp-new-$profile" diffusion_policy.json
+        mkdir -p "$base/$name/evaluate" && cp "$base/dp-new-$profile/config.yaml" "$base/$name/config.yaml"
+        evaluate "$name" method=diffusion_policy load="$base/dp-new-$profile" out="$base/$name/evaluate" \
+          "parts=[policy]" eval.n_action_steps=15 ;;
+      *) echo "unknown arm $arm (ARMS: uwm-new dp-new policy dynamics small n10; inverse, diamond, chunk8, dp15)" >&2
+         exit 2 ;;
     esac
   done
-  names=(uwm-new dp-new uwm-new-policy uwm-new-dynamics uwm-new-small uwm-new-n10)
+  names=(uwm-new dp-new uwm-new-policy uwm-new-dynamics uwm-new-small uwm-new-n10 uwm-new-chunk8 dp-new-chunk15)
   "$PY" -m phase4_uwm.compare run.root="$root" records="$records" "runs=[$(IFS=,; echo "${names[*]/%/-$profile}")]" \
     > "$logs/compare.log" 2>&1 || true
   echo "side by side: $root/phase4/compare.md (publish: python -m phase4_uwm.compare publish=true)"

@@ -624,7 +624,7 @@ def test_bad_keys_and_missing_data_are_user_errors(run_root, tmp_path):
 
 
 def _evaluation(run: Path, *, method: str = "uwm", successes: int | None = None, forward: float | None = None,
-                clips: int = 256, starts: range = range(25), objective: str = "joint") -> None:
+                clips: int = 256, starts: range = range(25), objective: str = "joint", n_action_steps: int = 16) -> None:
     """A run folder with a config.yaml and an evaluate/results.json of the shape phase4_uwm.evaluate writes."""
     import yaml
     (run / "evaluate").mkdir(parents=True)
@@ -641,7 +641,7 @@ def _evaluation(run: Path, *, method: str = "uwm", successes: int | None = None,
         n = len(starts)
         task = {"task_id": 9, "outcomes": {str(i): i < successes for i in starts}}
         res["policy"] = {"settings": {"suite": "libero_object", "max_steps": 280, "image_size": 128, "seed": 0,
-                                      "hard_reset": True, "perturb": 0.0},
+                                      "hard_reset": True, "perturb": 0.0, "n_action_steps": n_action_steps},
                          "tasks": [task], "total": {"successes": successes, "episodes": n, "rate": successes / n,
                                                     "ci95": [0.0, 0.5]}}
     (run / "evaluate" / "results.json").write_text(json.dumps(res))
@@ -652,12 +652,14 @@ def test_compare_puts_evaluated_runs_side_by_side_and_refuses_different_clips(tm
     from common.config import ConfigError
     root = tmp_path / "phase4"
     _evaluation(root / "uwm-new-cpu", successes=3, forward=18.7)
-    _evaluation(root / "dp-new-cpu", method="diffusion_policy", successes=12)
+    _evaluation(root / "dp-new-cpu", method="diffusion_policy", successes=12, n_action_steps=8)
     out = compare.main([f"run.root={tmp_path}", f"records={tmp_path / 'records'}", "runs=[uwm-new-cpu,dp-new-cpu,uwm-new-small-cpu]"])
     md = out["markdown"]
-    assert "| `uwm-new-cpu` | UWM joint, width 256, depth 6, all demos, from uwm-base-cpu | 3/25 | 12% [0%, 50%] | - |" in md
+    assert ("| `uwm-new-cpu` | UWM joint, width 256, depth 6, all demos, from uwm-base-cpu, replans every 16 steps | 3/25 "
+            "| 12% [0%, 50%] | - |") in md
     # paired on the same starts: the DP solved starts 3-11 that the UWM did not, and none the other way
-    assert "| `dp-new-cpu` | Diffusion Policy (lerobot), from scratch | 12/25 | 48% [0%, 50%] | +9 / -0, p = 0.0039 |" in md
+    assert ("| `dp-new-cpu` | Diffusion Policy (lerobot), from scratch, replans every 8 steps | 12/25 | 48% [0%, 50%] "
+            "| +9 / -0, p = 0.0039 |") in md
     assert "starts this run solved and `uwm-new-cpu` (the first run played) did not (+)" in md
     assert "| `uwm-new-cpu` | 18.70 [18.60, 18.80] |" in md and "copy current frame (floor) | 18.10" in md
     assert "Not evaluated yet: `uwm-new-small-cpu`" in md and out["runs"] == ["uwm-new-cpu", "dp-new-cpu"]
@@ -686,7 +688,7 @@ def test_compare_keeps_records_that_outlive_the_runs(tmp_path):
     shutil.rmtree(root)
     assert compare.main(args)["markdown"] == before  # from the records alone, the same tables
     _evaluation(root / "uwm-new-cpu", successes=5, forward=18.7)  # a new evaluation of the run: it wins
-    assert "| `uwm-new-cpu` | UWM joint, width 256, depth 6, all demos, from uwm-base-cpu | 5/25 |" in \
+    assert "| `uwm-new-cpu` | UWM joint, width 256, depth 6, all demos, from uwm-base-cpu, replans every 16 steps | 5/25 |" in \
         compare.main(args)["markdown"]
     (records / "dp-new-cpu" / "evaluate" / "results.json").write_text("{not json")
     with pytest.raises(ConfigError, match="dp-new-cpu.*not valid JSON"):
