@@ -237,6 +237,10 @@ class OfflineConfig:
     # the split's first episode every video_stride steps: modes.gif (real | forward | video, frame by frame) and
     # actions.png (real, policy and inverse actions per dimension); 0 = neither
     video_stride: int = 4
+    # the sampled rows' noise: each row (mode, DIAMOND-lite) draws from a generator of its own, seeded from this seed
+    # and the row's name, so that a row's draws do not depend on which other rows are scored. Another seed measures
+    # how far a sampled cell moves with the noise alone (the intervals are over clips, not over draws)
+    seed: int = 0
 
     def check(self) -> None:
         choice("split", self.split, ("base_val", "new_val"))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from pathlib import Path
 
 import torch
@@ -108,7 +109,14 @@ def offline(cfg: UWMEvaluateConfig, uwm, device, media_dir: Path) -> dict:
     trained_on = load_demos(demo_folder(uwm.cfg, uwm.cfg.data.split), int(clips.demos.frames.shape[-1]),
                             cache_dir(cfg.run.root))
     mean_action = trained_on.actions.float().mean(0).to(device)
-    g = torch.Generator(device=device).manual_seed(0)
+    gens: dict[str, torch.Generator] = {}
+
+    def noise(row: str) -> torch.Generator:
+        """The row's own generator, seeded from offline.seed and the row's name hashed together (a CPU generator
+        keeps only the low 32 bits of its seed)."""
+        if row not in gens:
+            gens[row] = torch.Generator(device=device).manual_seed(zlib.crc32(f"{oc.seed}/{row}".encode()))
+        return gens[row]
     shown: dict[str, torch.Tensor] = {}  # the figure's clips: the first `figure_clips` of the spaced ones
     for j in range(0, len(idx), oc.batch_size):
         ids = idx[j:j + oc.batch_size]
@@ -125,7 +133,8 @@ def offline(cfg: UWMEvaluateConfig, uwm, device, media_dir: Path) -> dict:
         if wm is not None:
             from phase4_uwm.diamond import rollout
             t0 = time.perf_counter()
-            gen = rollout(wm, clips.demos, ids, wm_stats, m.clip.chunk, generator=g)  # (B, chunk, V*3, S, S)
+            gen = rollout(wm, clips.demos, ids, wm_stats, m.clip.chunk,
+                          generator=noise("diamond_lite"))  # (B, chunk, V*3, S, S)
             seconds["diamond_lite"] = seconds.get("diamond_lite", 0.0) + time.perf_counter() - t0
             Fr, V = m.clip.future_frames, real.shape[1]
             gen = gen[:, -Fr:].reshape(len(ids), Fr, V, 3, *gen.shape[-2:]).transpose(1, 2)
@@ -143,7 +152,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device, media_dir: Path) -> dict:
             t0 = time.perf_counter()
             given = real_a.roll(1, 0) if mode == "forward_other" else real_a  # another clip's chunk: same shapes
             out = run_mode(m, "forward" if mode == "forward_other" else mode, b["obs"], b["task"], actions=given,
-                           future=b["future"], steps=cfg.denoise_steps, generator=g)
+                           future=b["future"], steps=cfg.denoise_steps, generator=noise(mode))
             seconds[mode] = seconds.get(mode, 0.0) + time.perf_counter() - t0
             if mode in ("forward", "forward_other", "video", "joint"):
                 gen = to_uint8(tok.decode(out.future.float())).float()
@@ -158,7 +167,7 @@ def offline(cfg: UWMEvaluateConfig, uwm, device, media_dir: Path) -> dict:
         rows[name] = ({"action_mse": mean_interval(cat["action_mse"].double().cpu().numpy())} if "action_mse" in cat
                       else aggregate(cat))
     return {"split": oc.split, "clips": len(idx), "denoise_steps": cfg.denoise_steps or m.cfg.sample_steps,
-            "timestep_spacing": m.cfg.timestep_spacing, "chunk": m.clip.chunk,
+            "timestep_spacing": m.cfg.timestep_spacing, "chunk": m.clip.chunk, "seed": oc.seed,
             "rows": rows, "seconds_per_clip": {k: v / len(idx) for k, v in seconds.items()},
             "shown": {k: torch.cat(v).to(torch.uint8).cpu() for k, v in shown.items()},
             # the pictures of the first episode, from the clips loaded above (a one-loss model lacks a mode they show)
@@ -269,7 +278,8 @@ def offline_tables(res: dict) -> str:
              "tokenizer": "tokenizer reconstruction (ceiling)"}
     lines = [f"{res['clips']} clips of `{res['split']}` (validation demonstrations), {res['denoise_steps']} DDIM steps "
              f"({res.get('timestep_spacing', 'trailing')} spacing); "
-             "future = the 2 frames 16 steps ahead, both cameras, 8-bit; each cell estimate [95% interval].", "",
+             "future = the 2 frames 16 steps ahead, both cameras, 8-bit; each cell estimate [95% interval over the "
+             "clips]" + (f"; noise seed {res['seed']}" if "seed" in res else "") + ".", "",
              "| prediction of the future frames | PSNR (dB) | SSIM | SSIM-cs | latent MSE | s/clip |",
              "|---|---|---|---|---|---|"]
     for k in frames:

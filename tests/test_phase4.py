@@ -588,6 +588,19 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     gif = iio.imread(run_root / "phase4" / "uwm-new" / "evaluate" / "modes.gif", index=None)
     assert gif.ndim == 4 and gif.shape[0] >= 1 and gif.shape[1:3] == (14 + 2 + 2 * s + 1, 4 * s + 3 * 4), gif.shape
     assert (run_root / "phase4" / "uwm-new" / "evaluate" / "actions.png").stat().st_size > 0
+    # each sampled row draws from its own generator: the video and policy rows alone, without the baselines and the
+    # modes scored before them, draw the same noise and score the same; another offline.seed draws other noise (the
+    # video row shows it: this barely trained model's actions saturate at the clipping bound whatever the noise)
+    for seed, same in ((0, True), (1, False)):
+        r = run_module("phase4_uwm.evaluate", f"load={run_root}/phase4/uwm-new", *common, "offline.clips=4",
+                       "offline.batch_size=4", "parts=[offline]", "offline.modes=[video,policy]", f"offline.seed={seed}",
+                       "offline.figure_clips=0", "offline.video_stride=0", f"out={run_root}/two-modes-{seed}",
+                       timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        alone = json.loads((run_root / f"two-modes-{seed}" / "results.json").read_text())["offline"]
+        assert (alone["rows"]["video"] == res["offline"]["rows"]["video"]) is same, (seed, alone)
+        assert not same or alone["rows"]["policy_actions"] == res["offline"]["rows"]["policy_actions"]
+        assert alone["seed"] == seed and f"noise seed {seed}" in r.stdout
 
 
 def test_diffusion_policy_baseline_trains_and_plays(collection, run_root):
