@@ -34,6 +34,9 @@
 #                   release) replanning every 8 steps instead of playing its 16 actions open loop (uwm-new-chunk8-cpu),
 #                   and the Diffusion Policy playing 15 actions per chunk, its most (horizon 16 - 2 observations + 1),
 #                   instead of 8 (dp-new-chunk15-cpu); each in a folder of its own beside a copy of the run's config
+#       seeds       (only when named) how far the sampled policy action MSE moves with the noise alone: the joint and
+#                   the policy-only UWM's policy mode on the same 256 clips, noise seeds 0-4 (seeds/<run>-s<k>/; the
+#                   summary in $RECORDS/seeds/summary.md)
 #       inverse, diamond  (only when named) train uwm-new's two baselines and nothing else: two processes train them
 #                   side by side (ARMS=inverse & ARMS=diamond), then ARMS=uwm-new reuses them (never name the same
 #                   arm or run in two processes at once: both would train the same run folder)
@@ -121,7 +124,7 @@ if has arms; then
   for arm in $arms; do
     case $arm in uwm-new) name=uwm-new-$profile ;; dp-new) name=dp-new-$profile ;; dp15) name=dp-new-chunk15-$profile ;;
       *) name=uwm-new-$arm-$profile ;; esac
-    if [[ $arm != inverse && $arm != diamond ]] && recorded "$name"; then
+    if [[ $arm != inverse && $arm != diamond && $arm != seeds ]] && recorded "$name"; then
       echo "$name: recorded in $records/$name/, skipped (FORCE=1 redoes it)"; continue
     fi
     case $arm in
@@ -167,7 +170,43 @@ if has arms; then
         mkdir -p "$base/$name/evaluate" && cp "$base/dp-new-$profile/config.yaml" "$base/$name/config.yaml"
         evaluate "$name" method=diffusion_policy load="$base/dp-new-$profile" out="$base/$name/evaluate" \
           "parts=[policy]" eval.n_action_steps=15 ;;
-      *) echo "unknown arm $arm (ARMS: uwm-new dp-new policy dynamics small n10; inverse, diamond, chunk8, dp15)" >&2
+      seeds)
+        for r in uwm-new uwm-new-policy; do
+          load=$base/$r-$profile
+          [ "$r" = uwm-new ] && [ ! -f "$load/export/uwm.json" ] && [ "$profile" = cpu ] && load=release:uwm-new-cpu
+          for s in 0 1 2 3 4; do
+            out=$base/seeds/$r-$profile-s$s
+            if [ ! -f "$out/results.json" ]; then
+              echo "evaluate $r-$profile, noise seed $s -> $logs/seeds_$r-s$s.log"
+              "$PY" -m phase4_uwm.evaluate "${common[@]}" load="$load" "parts=[offline]" "offline.modes=[policy]" \
+                offline.seed=$s offline.figure_clips=0 offline.video_stride=0 timestep_spacing=leading out="$out" \
+                "${extra[@]}" > "$logs/seeds_$r-s$s.log" 2>&1
+            fi
+            mkdir -p "$records/seeds/$r-$profile-s$s" && cp "$out"/results.{json,md} "$records/seeds/$r-$profile-s$s/"
+          done
+        done
+        "$PY" - "$records/seeds" <<'PY'
+import json, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+lines = ["| run | seed | action MSE |", "|---|---|---|"]
+per_run, clips = {}, set()
+for f in sorted(root.glob("*/results.json")):
+    res = json.loads(f.read_text())["offline"]
+    clips.add(f"{res['clips']} clips of `{res['split']}`")
+    v = res["rows"]["policy_actions"]["action_mse"]
+    run = f.parent.name.rsplit("-s", 1)[0]
+    per_run.setdefault(run, []).append(v[0])
+    lines.append(f"| `{run}` | {res['seed']} | {v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}] |")
+lines += ["", "| run | seeds | mean | lowest | highest |", "|---|---|---|---|---|"]
+lines += [f"| `{r}` | {len(v)} | {sum(v) / len(v):.4f} | {min(v):.4f} | {max(v):.4f} |" for r, v in per_run.items()]
+lines = [f"Policy-mode action MSE (data set units, real steps) on the same {' / '.join(sorted(clips))}, one evaluation "
+         "per noise seed (`offline.seed`), [95% interval over the clips]:", "", *lines]
+(root / "summary.md").write_text("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
+        ;;
+      *) echo "unknown arm $arm (ARMS: uwm-new dp-new policy dynamics small n10; inverse, diamond, chunk8, dp15, seeds)" >&2
          exit 2 ;;
     esac
   done
