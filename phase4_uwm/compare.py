@@ -130,8 +130,10 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
                  "policy action MSE (validation clips) |", "|---|---|---|---|---|---|"]
     ref = ref_name = None  # the first played run's outcomes, and its name
     frame_lines = ["| run | forward dynamics PSNR (dB) | forward, another clip's actions | video prediction (no actions) "
-                   "| forward SSIM | inverse action MSE | forward latent MSE |", "|---|---|---|---|---|---|---|"]
+                   "| forward SSIM | inverse action MSE | forward latent MSE | s/clip (forward) |",
+                   "|---|---|---|---|---|---|---|---|"]
     baselines: dict[str, str] = {}
+    mean_floor = None  # the mean training action's error: the floor of both tables' action cells
     pending = []
     for name, run, res in rows:
         if res is None:
@@ -144,6 +146,8 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
         if pol:
             first_eps = check_same(name, episode_setup(pol), first_eps, "LIBERO episodes")
         r = (off or {}).get("rows", {})
+        secs = (off or {}).get("seconds_per_clip", {})
+        per_clip = lambda k: "-" if secs.get(k) is None else f"{secs[k]:.3f}"  # noqa: E731
         mse = lambda k: (r.get(f"{k}_actions") or {}).get("action_mse")  # noqa: E731
         if pol or mse("policy"):
             t = pol["total"] if pol else None
@@ -157,18 +161,19 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
             get = lambda k, metric: cell((r.get(k) or {}).get(metric), metric)  # noqa: E731
             frame_lines.append(f"| `{name}` | {get('forward', 'psnr')} | {get('forward_other', 'psnr')} "
                                f"| {get('video', 'psnr')} | {get('forward', 'ssim')} | {cell(mse('inverse'), 'mse')} "
-                               f"| {get('forward', 'latent_mse')} |")
+                               f"| {get('forward', 'latent_mse')} | {per_clip('forward')} |")
         for k, label in (("copy_current", "copy current frame (floor)"),
                          ("diamond_lite", "DIAMOND-lite, 16 frames rolled out with the real actions"),
                          ("tokenizer", "tokenizer reconstruction (ceiling)")):
             if k in r and k not in baselines:
                 baselines[k] = (f"| {label} | {cell(r[k]['psnr'], 'psnr')} | - | - | {cell(r[k]['ssim'], 'ssim')} | - "
-                                f"| {cell(r[k].get('latent_mse'), 'latent_mse')} |")
+                                f"| {cell(r[k].get('latent_mse'), 'latent_mse')} | {per_clip(k)} |")
+        mean_floor = mean_floor or mse("mean_action")
         for k, label in (("inverse_regressor", "inverse-dynamics regressor"), ("mean_action", "mean training action (floor)")):
             if mse(k) and k not in baselines:
-                baselines[k] = f"| {label} | - | - | - | - | {cell(mse(k), 'mse')} | - |"
-    out = []  # the mean-action floor closes both tables (the policy table's 6 columns, the frames table's 7)
-    floor_row = baselines["mean_action"].removesuffix(" - |") if "mean_action" in baselines else None
+                baselines[k] = f"| {label} | - | - | - | - | {cell(mse(k), 'mse')} | - | - |"
+    out = []  # the mean-action floor closes both tables
+    floor_row = f"| mean training action (floor) | - | - | - | - | {cell(mean_floor, 'mse')} |" if mean_floor else None
     if first_eps:
         eps = first_eps[1]
         out += [f"Policy: LIBERO ({eps['suite']}) task(s) {', '.join(map(str, eps['starts']))}, fixed initial states "

@@ -649,7 +649,7 @@ def _evaluation(run: Path, *, method: str = "uwm", successes: int | None = None,
                 "copy_current": {"psnr": [18.1, 18.0, 18.2], "ssim": [0.6, 0.59, 0.61]},
                 "policy_actions": {"action_mse": [0.02, 0.015, 0.025]}}
         res["offline"] = {"split": "new_val", "clips": clips, "denoise_steps": 10, "timestep_spacing": "leading",
-                          "rows": rows}
+                          "rows": rows, "seconds_per_clip": {"forward": 0.05}}
     if successes is not None:
         n = len(starts)
         task = {"task_id": 9, "outcomes": {str(i): i < successes for i in starts}}
@@ -675,6 +675,7 @@ def test_compare_puts_evaluated_runs_side_by_side_and_refuses_different_clips(tm
             "| +9 / -0, p = 0.0039 |") in md
     assert "starts this run solved and `uwm-new-cpu` (the first run played) did not (+)" in md
     assert "| `uwm-new-cpu` | 18.70 [18.60, 18.80] |" in md and "copy current frame (floor) | 18.10" in md
+    assert "| forward latent MSE | s/clip (forward) |" in md and "| - | 0.050 |" in md  # the wall-clock of each prediction
     assert "Not evaluated yet: `uwm-new-small-cpu`" in md and out["runs"] == ["uwm-new-cpu", "dp-new-cpu"]
     _evaluation(root / "uwm-new-n10-cpu", forward=18.0, clips=128)  # scored on other clips: refused, named
     with pytest.raises(ConfigError, match="uwm-new-n10-cpu.*clips=128"):
