@@ -30,6 +30,8 @@
 #       dynamics    uwm-base-dynamics-cpu -> uwm-new-dynamics-cpu, the video loss alone (scored offline only)
 #       small       uwm-base-small-cpu -> uwm-new-small-cpu: width 128, 4 blocks (scale)
 #       n10         uwm-base-cpu -> uwm-new-n10-cpu: 10 of task 9's 50 demonstrations (scale)
+#       n50         uwm-base-cpu -> uwm-new-n50-cpu: all 50, n10's control from the same base run (the released
+#                   uwm-new-cpu was finetuned from an earlier uwm-base-cpu, lost with its machine)
 #       chunk8, dp15  (only when named) the chunk-length control, evaluation only: the joint UWM (its run, else the
 #                   release) replanning every 8 steps instead of playing its 16 actions open loop (uwm-new-chunk8-cpu),
 #                   and the Diffusion Policy playing 15 actions per chunk, its most (horizon 16 - 2 observations + 1),
@@ -50,7 +52,7 @@ root=${ROOT:-outputs}
 demos=${DEMOS:-cpu}
 profile=${PROFILE:-cpu}
 stages=${STAGES:-"data tokenizer uwm arms"}
-arms=${ARMS:-"uwm-new dp-new policy dynamics small n10"}
+arms=${ARMS:-"uwm-new dp-new policy dynamics small n10 n50"}
 records=${RECORDS:-}
 [ -z "$records" ] && { [ "$profile" = cpu ] && [ "$root" = outputs ] && records=phase4_uwm/results || records=$root/phase4/records; }
 logs=$root/phase4/logs
@@ -156,6 +158,10 @@ if has arms; then
         run train "uwm-new-n10-$profile" uwm.json tokenizer="$tok" data.split=new data.episodes=10 \
           init_from="$base/uwm-base-$profile" $ft
         evaluate "$name" load="$base/uwm-new-n10-$profile" "parts=[offline,policy]" timestep_spacing=leading ;;
+      n50)
+        run train "uwm-base-$profile" uwm.json tokenizer="$tok"
+        run train "uwm-new-n50-$profile" uwm.json tokenizer="$tok" data.split=new init_from="$base/uwm-base-$profile" $ft
+        evaluate "$name" load="$base/uwm-new-n50-$profile" "parts=[offline,policy]" timestep_spacing=leading ;;
       chunk8)
         load=$base/uwm-new-$profile config=$base/uwm-new-$profile/config.yaml
         if [ ! -f "$load/export/uwm.json" ]; then
@@ -206,11 +212,11 @@ lines = [f"Policy-mode action MSE (data set units, real steps) on the same {' / 
 print("\n".join(lines))
 PY
         ;;
-      *) echo "unknown arm $arm (ARMS: uwm-new dp-new policy dynamics small n10; inverse, diamond, chunk8, dp15, seeds)" >&2
+      *) echo "unknown arm $arm (ARMS: uwm-new dp-new policy dynamics small n10 n50; inverse, diamond, chunk8, dp15, seeds)" >&2
          exit 2 ;;
     esac
   done
-  names=(uwm-new dp-new uwm-new-policy uwm-new-dynamics uwm-new-small uwm-new-n10 uwm-new-chunk8 dp-new-chunk15)
+  names=(uwm-new dp-new uwm-new-policy uwm-new-dynamics uwm-new-small uwm-new-n10 uwm-new-n50 uwm-new-chunk8 dp-new-chunk15)
   "$PY" -m phase4_uwm.compare run.root="$root" records="$records" "runs=[$(IFS=,; echo "${names[*]/%/-$profile}")]" \
     > "$logs/compare.log" 2>&1 || true
   echo "side by side: $root/phase4/compare.md (publish: python -m phase4_uwm.compare publish=true)"
