@@ -79,13 +79,14 @@ def describe(run: Path, res: dict) -> str:
     pol = res.get("policy")
     replans = f"replans every {pol['settings']['n_action_steps']} steps" if pol else None
     if res.get("method") == "diffusion_policy":
-        return ", ".join(filter(None, ["Diffusion Policy (lerobot), from scratch", replans]))
-    cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
-    m, d = cfg.get("model", {}), cfg.get("data", {})
-    parts = [f"UWM {cfg.get('objective', 'joint')}", f"width {m.get('width', '?')}, depth {m.get('depth', '?')}"]
-    parts.append(f"{d['episodes']} demos" if d.get("episodes") else "all demos")
-    if cfg.get("init_from"):
-        parts.append(f"from {Path(cfg['init_from']).name}")
+        parts = ["Diffusion Policy (lerobot), from scratch"]
+    else:
+        cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else {}
+        m, d = cfg.get("model", {}), cfg.get("data", {})
+        parts = [f"UWM {cfg.get('objective', 'joint')}", f"width {m.get('width', '?')}, depth {m.get('depth', '?')}"]
+        parts.append(f"{d['episodes']} demos" if d.get("episodes") else "all demos")
+        if cfg.get("init_from"):
+            parts.append(f"from {Path(cfg['init_from']).name}")
     return ", ".join(parts + ([replans] if replans else []))
 
 

@@ -409,8 +409,7 @@ class UWMCompareConfig:
     run: RunConfig = field(default_factory=RunConfig)
     # run names under <run.root>/phase4/ or run folders, in table order: the finetuned UWM, the Diffusion Policy
     # baseline, the one-loss ablations, the small model, the 10- and 50-demonstration finetunes of one base run and the
-    # chunk-length controls
-    # (scripts/phase4_experiments.sh)
+    # chunk-length controls (scripts/phase4_experiments.sh)
     runs: list[str] = field(default_factory=lambda: ["uwm-new-cpu", "dp-new-cpu", "uwm-new-policy-cpu",
                                                      "uwm-new-dynamics-cpu", "uwm-new-small-cpu", "uwm-new-n10-cpu",
                                                      "uwm-new-n50-cpu", "uwm-new-chunk8-cpu", "dp-new-chunk15-cpu"])

@@ -123,6 +123,12 @@ if has arms; then
       init_from="$base/uwm-base-$arm-$profile" $ft
     evaluate "uwm-new-$arm-$profile" load="$base/uwm-new-$arm-$profile" "parts=$parts" timestep_spacing=leading
   }
+  joint() {  # the finetuned joint UWM to evaluate: its run if finished, else (cpu profile) the release; sets load, config
+    load=$base/uwm-new-$profile config=$base/uwm-new-$profile/config.yaml
+    [ -f "$load/export/uwm.json" ] && return 0
+    [ "$profile" = cpu ] || { echo "no finished $load: run STAGES=uwm first" >&2; exit 2; }
+    load=release:uwm-new-cpu config=releases/phase4/uwm-new-cpu/config.yaml
+  }
   for arm in $arms; do
     case $arm in uwm-new) name=uwm-new-$profile ;; dp-new) name=dp-new-$profile ;; dp15) name=dp-new-chunk15-$profile ;;
       *) name=uwm-new-$arm-$profile ;; esac
@@ -135,12 +141,10 @@ if has arms; then
       uwm-new)
         run train_inverse "inverse-$profile" inverse_regressor.json
         run train_diamond "diamond-$profile" diamond_lite.json
-        load=$base/uwm-new-$profile
-        if [ ! -f "$load/export/uwm.json" ]; then
-          [ "$profile" = cpu ] || { echo "no finished $load: run STAGES=uwm first" >&2; exit 2; }
-          load=release:uwm-new-cpu  # evaluated under its name, beside its config
+        joint
+        if [[ $load == release:* ]]; then  # evaluated under the run's name, beside its config
           mkdir -p "$base/uwm-new-$profile/evaluate"
-          cp releases/phase4/uwm-new-cpu/config.yaml "$base/uwm-new-$profile/config.yaml"
+          cp "$config" "$base/uwm-new-$profile/config.yaml"
           extra_out=(out="$base/uwm-new-$profile/evaluate")
         else
           extra_out=()
@@ -163,11 +167,7 @@ if has arms; then
         run train "uwm-new-n50-$profile" uwm.json tokenizer="$tok" data.split=new init_from="$base/uwm-base-$profile" $ft
         evaluate "$name" load="$base/uwm-new-n50-$profile" "parts=[offline,policy]" timestep_spacing=leading ;;
       chunk8)
-        load=$base/uwm-new-$profile config=$base/uwm-new-$profile/config.yaml
-        if [ ! -f "$load/export/uwm.json" ]; then
-          [ "$profile" = cpu ] || { echo "no finished $load: run STAGES=uwm first" >&2; exit 2; }
-          load=release:uwm-new-cpu config=releases/phase4/uwm-new-cpu/config.yaml
-        fi
+        joint
         mkdir -p "$base/$name/evaluate" && cp "$config" "$base/$name/config.yaml"
         evaluate "$name" load="$load" out="$base/$name/evaluate" "parts=[policy]" eval.n_action_steps=8 \
           timestep_spacing=leading ;;
@@ -178,8 +178,7 @@ if has arms; then
           "parts=[policy]" eval.n_action_steps=15 ;;
       seeds)
         for r in uwm-new uwm-new-policy; do
-          load=$base/$r-$profile
-          [ "$r" = uwm-new ] && [ ! -f "$load/export/uwm.json" ] && [ "$profile" = cpu ] && load=release:uwm-new-cpu
+          if [ "$r" = uwm-new ]; then joint; else load=$base/$r-$profile; fi
           for s in 0 1 2 3 4; do
             out=$base/seeds/$r-$profile-s$s
             if [ ! -f "$out/results.json" ]; then
