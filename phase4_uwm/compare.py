@@ -194,6 +194,31 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
     return "\n".join(out).strip() + "\n"
 
 
+def seed_summary(folder: Path) -> str:
+    """The policy mode's action error of each run over noise seeds, from <folder>/<run>-s<seed>/results.json (the
+    `seeds` arm of scripts/phase4_experiments.sh: the same clips, one evaluation per `offline.seed`); written to
+    <folder>/summary.md and returned. Refuses evaluations scored on different clips."""
+    files = sorted(Path(folder).glob("*-s*/results.json"))
+    if not files:
+        raise ConfigError("seeds", str(folder), "holds no <run>-s<seed>/results.json: run "
+                          "`STAGES=arms ARMS=seeds bash scripts/phase4_experiments.sh` first")
+    lines, per_run, first = ["| run | seed | action MSE |", "|---|---|---|"], {}, None
+    for f in files:
+        res = json.loads(f.read_text())["offline"]
+        first = check_same(f.parent.name, {k: res.get(k) for k in SAME_CLIPS}, first, "validation clips")
+        v = res["rows"]["policy_actions"]["action_mse"]
+        run = f.parent.name.rsplit("-s", 1)[0]
+        per_run.setdefault(run, []).append(v[0])
+        lines.append(f"| `{run}` | {res['seed']} | {v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}] |")
+    lines += ["", "| run | seeds | mean | lowest | highest |", "|---|---|---|---|---|"]
+    lines += [f"| `{r}` | {len(v)} | {sum(v) / len(v):.4f} | {min(v):.4f} | {max(v):.4f} |" for r, v in per_run.items()]
+    clips = f"{first[1]['clips']} clips of `{first[1]['split']}`"
+    md = "\n".join([f"Policy-mode action MSE (data set units, real steps) on the same {clips}, one evaluation per noise "
+                    "seed (`offline.seed`), [95% interval over the clips]:", "", *lines]) + "\n"
+    atomic_write(Path(folder) / "summary.md", lambda f: f.write(md.encode()))
+    return md
+
+
 @command
 def main(argv: list[str] | None = None) -> dict:
     cfg = cli(UWMCompareConfig, "phase4/compare", argv, __doc__)

@@ -190,26 +190,8 @@ if has arms; then
             mkdir -p "$records/seeds/$r-$profile-s$s" && cp "$out"/results.{json,md} "$records/seeds/$r-$profile-s$s/"
           done
         done
-        "$PY" - "$records/seeds" <<'PY'
-import json, sys
-from pathlib import Path
-root = Path(sys.argv[1])
-lines = ["| run | seed | action MSE |", "|---|---|---|"]
-per_run, clips = {}, set()
-for f in sorted(root.glob("*/results.json")):
-    res = json.loads(f.read_text())["offline"]
-    clips.add(f"{res['clips']} clips of `{res['split']}`")
-    v = res["rows"]["policy_actions"]["action_mse"]
-    run = f.parent.name.rsplit("-s", 1)[0]
-    per_run.setdefault(run, []).append(v[0])
-    lines.append(f"| `{run}` | {res['seed']} | {v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}] |")
-lines += ["", "| run | seeds | mean | lowest | highest |", "|---|---|---|---|---|"]
-lines += [f"| `{r}` | {len(v)} | {sum(v) / len(v):.4f} | {min(v):.4f} | {max(v):.4f} |" for r, v in per_run.items()]
-lines = [f"Policy-mode action MSE (data set units, real steps) on the same {' / '.join(sorted(clips))}, one evaluation "
-         "per noise seed (`offline.seed`), [95% interval over the clips]:", "", *lines]
-(root / "summary.md").write_text("\n".join(lines) + "\n")
-print("\n".join(lines))
-PY
+        "$PY" -c 'import sys; from phase4_uwm.compare import seed_summary; print(seed_summary(sys.argv[1]))' \
+          "$records/seeds"
         ;;
       *) echo "unknown arm $arm (ARMS: uwm-new dp-new policy dynamics small n10 n50; inverse, diamond, chunk8, dp15, seeds)" >&2
          exit 2 ;;

@@ -686,6 +686,29 @@ def test_compare_puts_evaluated_runs_side_by_side_and_refuses_different_clips(tm
 
 
 
+def test_seed_summary_tabulates_each_runs_action_error_over_noise_seeds(tmp_path):
+    from common.config import ConfigError
+    from phase4_uwm import compare
+    with pytest.raises(ConfigError, match="ARMS=seeds"):
+        compare.seed_summary(tmp_path)
+    for run, values in (("uwm-new-cpu", (0.02, 0.03)), ("uwm-new-policy-cpu", (0.01, 0.04))):
+        for seed, v in enumerate(values):
+            f = tmp_path / f"{run}-s{seed}" / "results.json"
+            f.parent.mkdir()
+            f.write_text(json.dumps({"offline": {"split": "new_val", "clips": 256, "denoise_steps": 10,
+                                                 "timestep_spacing": "leading", "seed": seed,
+                                                 "rows": {"policy_actions": {"action_mse": [v, v - 0.001, v + 0.001]}}}}))
+    md = compare.seed_summary(tmp_path)
+    assert "on the same 256 clips of `new_val`" in md and (tmp_path / "summary.md").read_text() == md
+    assert "| `uwm-new-policy-cpu` | 1 | 0.0400 [0.0390, 0.0410] |" in md
+    assert "| `uwm-new-cpu` | 2 | 0.0250 | 0.0200 | 0.0300 |" in md  # the mean, lowest and highest over the seeds
+    assert "| `uwm-new-policy-cpu` | 2 | 0.0250 | 0.0100 | 0.0400 |" in md
+    f = tmp_path / "uwm-new-cpu-s1" / "results.json"
+    f.write_text(f.read_text().replace('"clips": 256', '"clips": 128'))  # a seed scored on other clips: refused
+    with pytest.raises(ConfigError, match="uwm-new-cpu-s1.*clips=128"):
+        compare.seed_summary(tmp_path)
+
+
 def test_compare_keeps_records_that_outlive_the_runs(tmp_path):
     """keep=true copies each evaluated run's record into `records`; once the run folder is gone (a fresh clone) the
     table is remade from the record, and a run's own evaluation wins over its record."""
