@@ -60,6 +60,9 @@ def clip_batch(clips, ids: list[int], device) -> tuple[dict, torch.Tensor]:
 
 
 def offline(cfg: UWMEvaluateConfig, uwm, device, media_dir: Path) -> dict:
+    """Every trained mode and the configured baselines on the held-out validation clips: frame metrics of the
+    predicted futures, action MSE of the predicted chunks, each row with its own noise generator (`offline.seed`),
+    side-by-side figures and videos in `media_dir`. Returns the `offline` part of results.json."""
     from phase1_world_model.metrics import aggregate, frame_metrics, mean_interval
 
     m, tok, oc = uwm.model, uwm.tokenizer, cfg.offline
@@ -266,6 +269,7 @@ def episode_media(uwm, clips, device, out: Path, stride: int, steps: int, seed: 
 
 
 def offline_tables(res: dict) -> str:
+    """The markdown tables of an `offline` result: frames (one row per mode or baseline) and actions."""
     from phase1_world_model.metrics import fmt
 
     frames = [k for k in ("forward", "forward_other", "video", "joint", "diamond_lite", "copy_current", "tokenizer")
@@ -303,6 +307,7 @@ def offline_tables(res: dict) -> str:
 
 # ----------------------------------------------------------------------------- policy in LIBERO
 def uwm_player(cfg: UWMEvaluateConfig, uwm) -> Player:
+    """The UWM's policy mode for phase 3's LIBERO episode loop (`UWMPolicy`; frames and actions need no processor)."""
     from phase4_uwm.policy import UWMPolicy
 
     ident = lambda x: x  # noqa: E731

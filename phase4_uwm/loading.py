@@ -29,16 +29,21 @@ def load_tokenizer(spec: str = "latest", root: str = "outputs", device: str | to
 
 
 def pixel_tokenizer(size: int) -> Tokenizer:
+    """The identity tokenizer of a pixel-patch UWM (frames at `size` px, scaled to [-1, 1]): nothing to load."""
     return Tokenizer(TokenizerConfig(kind="pixel", image_size=size)).eval()
 
 
 def build_uwm(cfg: Phase4Config, meta: dict) -> UWM:
+    """An untrained UWM of the run's shape: its config and the export's metadata (action size, views, tokenizer)."""
     tok = TokenizerConfig(**meta["tokenizer_config"]) if meta.get("tokenizer_config") else TokenizerConfig()
     return UWM(cfg.model, cfg.clip, tok, meta["action_dim"], meta.get("views", 2), cfg.objective, cfg.pixel_size)
 
 
 @dataclass
 class TrainedUWM:
+    """A trained UWM ready for the modes: the network (eval mode, its action statistics set), the frozen tokenizer
+    it was trained with, its config, the export's metadata and the run (folder or release) it came from."""
+
     model: UWM
     tokenizer: Tokenizer
     cfg: Phase4Config

@@ -33,6 +33,8 @@ from phase4_uwm.config import MODES
 
 @dataclass
 class ModeOutput:
+    """What a mode returns: the denoised (or given) action chunk and future latents; None for a half not asked for."""
+
     actions: torch.Tensor | None  # (B, chunk, A) in the data set's units (given actions are returned as given)
     future: torch.Tensor | None  # (B, V, F, C, h, w) latents (given futures are returned as given)
 
@@ -50,6 +52,7 @@ def leading_timesteps(T: int, steps: int) -> list[int]:
 
 
 def sample_timesteps(T: int, steps: int, spacing: str) -> list[int]:
+    """The `steps` DDIM timesteps out of T, descending, with "trailing" or "leading" spacing."""
     return trailing_timesteps(T, steps) if spacing == "trailing" else leading_timesteps(T, steps)
 
 

@@ -21,6 +21,9 @@ IMAGE_KEYS = ("observation.images.image", "observation.images.image2")  # agent 
 
 
 class UWMPolicy:
+    """Policy mode behind lerobot's `reset` / `select_action` interface: one chunk per `n_action_steps` actions
+    (0 = the whole chunk), `denoise_steps` DDIM steps (0 = the model's), noise from `generator`."""
+
     def __init__(self, model, task_id: int, n_action_steps: int = 0, denoise_steps: int = 0,
                  generator: torch.Generator | None = None):
         self.model, self.task_id = model, task_id
@@ -33,6 +36,7 @@ class UWMPolicy:
         self.history: deque = deque(maxlen=model.clip.obs_frames)
 
     def reset(self) -> None:
+        """A new episode: forget the queued actions and the frame history."""
         self._queues["action"].clear()
         self.history.clear()
 

@@ -29,6 +29,8 @@ def to_unit(frames: torch.Tensor) -> torch.Tensor:
 
 
 def build_vae(cfg: TokenizerConfig) -> nn.Module:
+    """diffusers' AutoencoderKL built from the config (no hub weights): one down and one up block per entry of
+    `block_channels`, so the latent side is image_size / 2^(n-1)."""
     from diffusers import AutoencoderKL
 
     n = len(cfg.block_channels)
@@ -49,6 +51,7 @@ class Tokenizer(nn.Module):
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of one frame's latent."""
         return (self.cfg.channels, self.cfg.latent_side, self.cfg.latent_side)
 
     def _flat(self, x: torch.Tensor, rank: int = 3) -> tuple[torch.Tensor, tuple]:
