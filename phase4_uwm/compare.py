@@ -202,19 +202,39 @@ def seed_summary(folder: Path) -> str:
     if not files:
         raise ConfigError("seeds", str(folder), "holds no <run>-s<seed>/results.json: run "
                           "`STAGES=arms ARMS=seeds bash scripts/phase4_experiments.sh` first")
-    lines, per_run, first = ["| run | seed | action MSE |", "|---|---|---|"], {}, None
+    import numpy as np
+
+    from phase1_world_model.metrics import mean_interval
+
+    four = lambda e: f"{e[0]:.4f} [{e[1]:.4f}, {e[2]:.4f}]"  # noqa: E731
+    lines, per_run, clip_errors, first = ["| run | seed | action MSE |", "|---|---|---|"], {}, {}, None
     for f in files:
         res = json.loads(f.read_text())["offline"]
         first = check_same(f.parent.name, {k: res.get(k) for k in SAME_CLIPS}, first, "validation clips")
-        v = res["rows"]["policy_actions"]["action_mse"]
-        run = f.parent.name.rsplit("-s", 1)[0]
+        row = res["rows"]["policy_actions"]
+        v, run = row["action_mse"], f.parent.name.rsplit("-s", 1)[0]
         per_run.setdefault(run, []).append(v[0])
-        lines.append(f"| `{run}` | {res['seed']} | {v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}] |")
+        if row.get("per_clip"):  # evaluations since the per-clip errors were recorded
+            clip_errors.setdefault(run, {})[res["seed"]] = np.asarray(row["per_clip"], dtype=np.float64)
+        lines.append(f"| `{run}` | {res['seed']} | {four(v)} |")
     lines += ["", "| run | seeds | mean | lowest | highest |", "|---|---|---|---|---|"]
     lines += [f"| `{r}` | {len(v)} | {sum(v) / len(v):.4f} | {min(v):.4f} | {max(v):.4f} |" for r, v in per_run.items()]
     clips = f"{first[1]['clips']} clips of `{first[1]['split']}`"
+    paired_lines = []
+    if len(clip_errors) >= 2:  # each run against the first, clip by clip: the interval of the difference itself
+        ref, *others = list(clip_errors)
+        paired_lines = ["", f"Paired over the clips, each run minus `{ref}` (same clips, same noise seed; negative: "
+                        f"lower error than `{ref}`), [95% interval over the clips]:", "",
+                        "| run | seed | difference in action MSE |", "|---|---|---|"]
+        for run in others:
+            seeds = sorted(set(clip_errors[run]) & set(clip_errors[ref]))
+            diffs = {s: clip_errors[run][s] - clip_errors[ref][s] for s in seeds}
+            paired_lines += [f"| `{run}` | {s} | {four(mean_interval(d))} |" for s, d in diffs.items()]
+            if len(seeds) > 1:  # each clip's difference averaged over the seeds, then the interval over the clips
+                pooled = mean_interval(np.mean(list(diffs.values()), axis=0))
+                paired_lines.append(f"| `{run}` | mean of {len(seeds)} | {four(pooled)} |")
     md = "\n".join([f"Policy-mode action MSE (data set units, real steps) on the same {clips}, one evaluation per noise "
-                    "seed (`offline.seed`), [95% interval over the clips]:", "", *lines]) + "\n"
+                    "seed (`offline.seed`), [95% interval over the clips]:", "", *lines, *paired_lines]) + "\n"
     atomic_write(Path(folder) / "summary.md", lambda f: f.write(md.encode()))
     return md
 

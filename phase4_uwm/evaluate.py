@@ -167,8 +167,11 @@ def offline(cfg: UWMEvaluateConfig, uwm, device, media_dir: Path) -> dict:
     rows = {}
     for name, d in per_clip.items():
         cat = {k: torch.cat(v) for k, v in d.items()}
-        rows[name] = ({"action_mse": mean_interval(cat["action_mse"].double().cpu().numpy())} if "action_mse" in cat
-                      else aggregate(cat))
+        if "action_mse" in cat:  # with the clips' own errors, in clip order: runs on the same clips pair up
+            per = cat["action_mse"].double().cpu().numpy()
+            rows[name] = {"action_mse": mean_interval(per), "per_clip": [float(f"{v:.6g}") for v in per]}
+        else:
+            rows[name] = aggregate(cat)
     return {"split": oc.split, "clips": len(idx), "denoise_steps": cfg.denoise_steps or m.cfg.sample_steps,
             "timestep_spacing": m.cfg.timestep_spacing, "chunk": m.clip.chunk, "seed": oc.seed,
             "rows": rows, "seconds_per_clip": {k: v / len(idx) for k, v in seconds.items()},

@@ -572,6 +572,8 @@ def test_smoke_tokenizer_then_uwm_training_and_modes(collection, run_root):
     assert res["offline"]["rows"]["forward_other"]["psnr"][0] > 0 and "another clip's actions" in r.stdout
     assert res["offline"]["rows"]["inverse_regressor_actions"]["action_mse"][0] > 0
     assert res["offline"]["rows"]["mean_action_actions"]["action_mse"][0] > 0 and "mean training action (floor)" in r.stdout
+    pol = res["offline"]["rows"]["policy_actions"]  # each clip's own error, in clip order, averaging to the cell
+    assert len(pol["per_clip"]) == res["offline"]["clips"] and np.isclose(np.mean(pol["per_clip"]), pol["action_mse"][0])
     assert res["offline"]["rows"]["diamond_lite"]["psnr"][0] > 0 and res["offline"]["seconds_per_clip"]["diamond_lite"] > 0
     # the side-by-side figure: a header, then 4 clips (all there are) x [now, real, forward, forward with another
     # clip's actions, video, DIAMOND-lite], each cell the two views stacked
@@ -691,18 +693,27 @@ def test_seed_summary_tabulates_each_runs_action_error_over_noise_seeds(tmp_path
     from phase4_uwm import compare
     with pytest.raises(ConfigError, match="ARMS=seeds"):
         compare.seed_summary(tmp_path)
+    def per_clip(run, v):  # 3 clips: the joint run errs v on each, the other v - 0.001, v, v + 0.001
+        return [v, v, v] if run == "uwm-new-cpu" else [v - 0.001, v, v + 0.001]
+
     for run, values in (("uwm-new-cpu", (0.02, 0.03)), ("uwm-new-policy-cpu", (0.01, 0.04))):
         for seed, v in enumerate(values):
             f = tmp_path / f"{run}-s{seed}" / "results.json"
             f.parent.mkdir()
             f.write_text(json.dumps({"offline": {"split": "new_val", "clips": 256, "denoise_steps": 10,
                                                  "timestep_spacing": "leading", "seed": seed,
-                                                 "rows": {"policy_actions": {"action_mse": [v, v - 0.001, v + 0.001]}}}}))
+                                                 "rows": {"policy_actions": {"action_mse": [v, v - 0.001, v + 0.001],
+                                                                             "per_clip": per_clip(run, v)}}}}))
     md = compare.seed_summary(tmp_path)
     assert "on the same 256 clips of `new_val`" in md and (tmp_path / "summary.md").read_text() == md
     assert "| `uwm-new-policy-cpu` | 1 | 0.0400 [0.0390, 0.0410] |" in md
     assert "| `uwm-new-cpu` | 2 | 0.0250 | 0.0200 | 0.0300 |" in md  # the mean, lowest and highest over the seeds
     assert "| `uwm-new-policy-cpu` | 2 | 0.0250 | 0.0100 | 0.0400 |" in md
+    # paired clip by clip: seed 0's differences are -0.011, -0.010, -0.009 (half-width 1.96 * 0.001 / sqrt(3))
+    assert "each run minus `uwm-new-cpu`" in md and "| `uwm-new-policy-cpu` | 0 | -0.0100 [-0.0111, -0.0089] |" in md
+    assert "| `uwm-new-policy-cpu` | 1 | 0.0100 [0.0089, 0.0111] |" in md
+    # over both seeds each clip's mean difference is -0.001, 0, +0.001: centred on 0, the same half-width
+    assert "| `uwm-new-policy-cpu` | mean of 2 | 0.0000 [-0.0011, 0.0011] |" in md
     f = tmp_path / "uwm-new-cpu-s1" / "results.json"
     f.write_text(f.read_text().replace('"clips": 256', '"clips": 128'))  # a seed scored on other clips: refused
     with pytest.raises(ConfigError, match="uwm-new-cpu-s1.*clips=128"):
