@@ -194,14 +194,20 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
     return "\n".join(out).strip() + "\n"
 
 
-def seed_summary(folder: Path) -> str:
+def seed_summary(folder: Path, runs: list[str] | None = None, name: str = "summary") -> str:
     """The policy mode's action error of each run over noise seeds, from <folder>/<run>-s<seed>/results.json (the
-    `seeds` arm of scripts/phase4_experiments.sh: the same clips, one evaluation per `offline.seed`); written to
-    <folder>/summary.md and returned. Refuses evaluations scored on different clips."""
-    files = sorted(Path(folder).glob("*-s*/results.json"))
-    if not files:
-        raise ConfigError("seeds", str(folder), "holds no <run>-s<seed>/results.json: run "
-                          "`STAGES=arms ARMS=seeds bash scripts/phase4_experiments.sh` first")
+    `seeds*` arms of scripts/phase4_experiments.sh: the same clips, one evaluation per `offline.seed`), for the runs
+    named (default: every run there), with each run's clip-by-clip difference from the first; written to
+    <folder>/<name>.md and returned. Refuses evaluations scored on different clips, and a named run with none."""
+    run_of = lambda f: f.parent.name.rsplit("-s", 1)[0]  # noqa: E731
+    found = list(Path(folder).glob("*-s*/results.json"))
+    order = list(runs) if runs else sorted({run_of(f) for f in found})
+    files = sorted((f for f in found if run_of(f) in order), key=lambda f: (order.index(run_of(f)), f.parent.name))
+    missing = [r for r in order if not any(run_of(f) == r for f in files)]
+    if missing or not files:
+        raise ConfigError("seeds", str(folder), f"holds no <run>-s<seed>/results.json of {', '.join(missing) or 'any run'}"
+                          ": run `STAGES=arms ARMS=seeds bash scripts/phase4_experiments.sh` (or the seeds arm that "
+                          "scores them) first")
     import numpy as np
 
     from phase1_world_model.metrics import mean_interval
@@ -212,7 +218,7 @@ def seed_summary(folder: Path) -> str:
         res = json.loads(f.read_text())["offline"]
         first = check_same(f.parent.name, {k: res.get(k) for k in SAME_CLIPS}, first, "validation clips")
         row = res["rows"]["policy_actions"]
-        v, run = row["action_mse"], f.parent.name.rsplit("-s", 1)[0]
+        v, run = row["action_mse"], run_of(f)
         per_run.setdefault(run, []).append(v[0])
         if row.get("per_clip"):  # evaluations since the per-clip errors were recorded
             clip_errors.setdefault(run, {})[res["seed"]] = np.asarray(row["per_clip"], dtype=np.float64)
@@ -235,7 +241,7 @@ def seed_summary(folder: Path) -> str:
                 paired_lines.append(f"| `{run}` | mean of {len(seeds)} | {four(pooled)} |")
     md = "\n".join([f"Policy-mode action MSE (data set units, real steps) on the same {clips}, one evaluation per noise "
                     "seed (`offline.seed`), [95% interval over the clips]:", "", *lines, *paired_lines]) + "\n"
-    atomic_write(Path(folder) / "summary.md", lambda f: f.write(md.encode()))
+    atomic_write(Path(folder) / f"{name}.md", lambda f: f.write(md.encode()))
     return md
 
 

@@ -37,11 +37,15 @@
 #                   and the Diffusion Policy playing 15 actions per chunk, its most (horizon 16 - 2 observations + 1),
 #                   instead of 8 (dp-new-chunk15-cpu); each in a folder of its own beside a copy of the run's config
 #       seeds       (only when named) how far the sampled policy action MSE moves with the noise alone: the joint and
-#                   the policy-only UWM's policy mode on the same 256 clips, noise seeds 0-4 (seeds/<run>-s<k>/; the
-#                   summary, with the clip-by-clip paired difference, in $RECORDS/seeds/summary.md; FORCE=1 redoes
-#                   the evaluations)
+#                   the policy-only UWM's policy mode on the same 256 clips, noise seeds 0-4 (evaluations in
+#                   seeds/<run>-s<k>/, recorded in $RECORDS/seeds/; the summary, with the clip-by-clip paired
+#                   difference from the first run, in $RECORDS/seeds/objective.md; FORCE=1 redoes the evaluations)
 #       seeds-data  (only when named) the same for the 10- and 50-demonstration finetunes of one base run (n10, n50:
-#                   run them first), in seeds-data/
+#                   run them first): $RECORDS/seeds/data.md
+#       seeds-rerun (only when named) the same for the joint recipe trained twice: the released uwm-new-cpu (from
+#                   the first base run) and n50 (from a second base run of the same config): how far one training
+#                   run moves, the yardstick of every one-run-per-arm comparison: $RECORDS/seeds/rerun.md (the seeds
+#                   arms share their evaluations: a run scored for one is reused by another)
 #       inverse, diamond  (only when named) train uwm-new's two baselines and nothing else: two processes train them
 #                   side by side (ARMS=inverse & ARMS=diamond), then ARMS=uwm-new reuses them (never name the same
 #                   arm or run in two processes at once: both would train the same run folder)
@@ -132,23 +136,24 @@ if has arms; then
     [ "$profile" = cpu ] || { echo "no finished $load: run STAGES=uwm first" >&2; exit 2; }
     load=release:uwm-new-cpu config=releases/phase4/uwm-new-cpu/config.yaml
   }
-  seeds_of() {  # seeds_of <folder> <run>...: each run's policy mode on the validation clips at noise seeds 0-4
-    local group=$1 r s out; shift
+  seeds_of() {  # seeds_of <summary name> <run>...: each run's policy mode on the validation clips at noise seeds 0-4
+    local group=$1 r s out runs=(); shift
     for r in "$@"; do
       if [ "$r" = uwm-new ]; then joint; else load=$base/$r-$profile; fi
       for s in 0 1 2 3 4; do
-        out=$base/$group/$r-$profile-s$s
+        out=$base/seeds/$r-$profile-s$s
         if [ -n "${FORCE:-}" ] || [ ! -f "$out/results.json" ]; then
-          echo "evaluate $r-$profile, noise seed $s -> $logs/${group}_$r-s$s.log"
+          echo "evaluate $r-$profile, noise seed $s -> $logs/seeds_$r-s$s.log"
           "$PY" -m phase4_uwm.evaluate "${common[@]}" load="$load" "parts=[offline]" "offline.modes=[policy]" \
             offline.seed=$s offline.figure_clips=0 offline.video_stride=0 timestep_spacing=leading out="$out" \
-            "${extra[@]}" > "$logs/${group}_$r-s$s.log" 2>&1
+            "${extra[@]}" > "$logs/seeds_$r-s$s.log" 2>&1
         fi
-        mkdir -p "$records/$group/$r-$profile-s$s" && cp "$out"/results.{json,md} "$records/$group/$r-$profile-s$s/"
+        mkdir -p "$records/seeds/$r-$profile-s$s" && cp "$out"/results.{json,md} "$records/seeds/$r-$profile-s$s/"
       done
+      runs+=("$r-$profile")
     done
-    "$PY" -c 'import sys; from phase4_uwm.compare import seed_summary; print(seed_summary(sys.argv[1]))' \
-      "$records/$group"
+    "$PY" -c 'import sys; from phase4_uwm.compare import seed_summary as s; print(s(sys.argv[1], sys.argv[3:], sys.argv[2]))' \
+      "$records/seeds" "$group" "${runs[@]}"
   }
   for arm in $arms; do
     case $arm in uwm-new) name=uwm-new-$profile ;; dp-new) name=dp-new-$profile ;; dp15) name=dp-new-chunk15-$profile ;;
@@ -197,9 +202,10 @@ if has arms; then
         mkdir -p "$base/$name/evaluate" && cp "$base/dp-new-$profile/config.yaml" "$base/$name/config.yaml"
         evaluate "$name" method=diffusion_policy load="$base/dp-new-$profile" out="$base/$name/evaluate" \
           "parts=[policy]" eval.n_action_steps=15 ;;
-      seeds) seeds_of seeds uwm-new uwm-new-policy ;;
-      seeds-data) seeds_of seeds-data uwm-new-n10 uwm-new-n50 ;;
-      *) echo "unknown arm $arm (ARMS: uwm-new dp-new policy dynamics small n10 n50; inverse, diamond, chunk8, dp15, seeds, seeds-data)" >&2
+      seeds) seeds_of objective uwm-new uwm-new-policy ;;
+      seeds-data) seeds_of data uwm-new-n10 uwm-new-n50 ;;
+      seeds-rerun) seeds_of rerun uwm-new uwm-new-n50 ;;
+      *) echo "unknown arm $arm (ARMS: uwm-new dp-new policy dynamics small n10 n50; inverse, diamond, chunk8, dp15, seeds, seeds-data, seeds-rerun)" >&2
          exit 2 ;;
     esac
   done

@@ -691,7 +691,7 @@ def test_compare_puts_evaluated_runs_side_by_side_and_refuses_different_clips(tm
 def test_seed_summary_tabulates_each_runs_action_error_over_noise_seeds(tmp_path):
     from common.config import ConfigError
     from phase4_uwm import compare
-    with pytest.raises(ConfigError, match="ARMS=seeds"):
+    with pytest.raises(ConfigError, match="of any run.*ARMS=seeds"):
         compare.seed_summary(tmp_path)
     def per_clip(run, v):  # 3 clips: the joint run errs v on each, the other v - 0.001, v, v + 0.001
         return [v, v, v] if run == "uwm-new-cpu" else [v - 0.001, v, v + 0.001]
@@ -714,6 +714,12 @@ def test_seed_summary_tabulates_each_runs_action_error_over_noise_seeds(tmp_path
     assert "| `uwm-new-policy-cpu` | 1 | 0.0100 [0.0089, 0.0111] |" in md
     # over both seeds each clip's mean difference is -0.001, 0, +0.001: centred on 0, the same half-width
     assert "| `uwm-new-policy-cpu` | mean of 2 | 0.0000 [-0.0011, 0.0011] |" in md
+    # the runs named, in their order: the first is the reference of the differences; the summary under its name
+    md = compare.seed_summary(tmp_path, ["uwm-new-policy-cpu", "uwm-new-cpu"], "flipped")
+    assert "each run minus `uwm-new-policy-cpu`" in md and "| `uwm-new-cpu` | 0 | 0.0100 [0.0089, 0.0111] |" in md
+    assert (tmp_path / "flipped.md").read_text() == md and md.index("| `uwm-new-policy-cpu` | 0 |") < md.index("| `uwm-new-cpu` | 0 |")
+    with pytest.raises(ConfigError, match="no <run>-s<seed>/results.json of uwm-new-n50-cpu"):
+        compare.seed_summary(tmp_path, ["uwm-new-cpu", "uwm-new-n50-cpu"])
     f = tmp_path / "uwm-new-cpu-s1" / "results.json"
     f.write_text(f.read_text().replace('"clips": 256', '"clips": 128'))  # a seed scored on other clips: refused
     with pytest.raises(ConfigError, match="uwm-new-cpu-s1.*clips=128"):
