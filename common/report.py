@@ -42,3 +42,42 @@ def publish(readme: Path, markdown: str, figures: list[str | Path], figures_dir:
         text = text.rstrip() + "\n\n" + block + "\n"
     atomic_write(readme, lambda f: f.write(text.encode()))
     return block
+
+
+def interval_panels(panels: list[dict], path: Path, title: str = "") -> Path:
+    """Side-by-side panels of estimates with their intervals, one row per item (a forest plot), for comparing
+    arms that are categories rather than points on an axis. Each panel: {"title", "rows": [(label, estimate, low,
+    high)], "refs": [(value, label)] (vertical dashed lines: a floor or a baseline), "xlabel"}; rows read top down
+    in the order given, and a panel's row labels are shown only where they differ from the previous panel's."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(p["rows"]) for p in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.2, 0.32 * n + 1.3), squeeze=False)
+    shown = None
+    for ax, p in zip(axes[0], panels):
+        labels = [r[0] for r in p["rows"]]
+        y = list(range(len(labels)))[::-1]
+        est = [r[1] for r in p["rows"]]
+        ax.errorbar(est, y, xerr=[[r[1] - r[2] for r in p["rows"]], [r[3] - r[1] for r in p["rows"]]], fmt="o",
+                    capsize=3, color="C0")
+        for j, (value, label) in enumerate(p.get("refs", [])):
+            ax.axvline(value, ls="--", lw=1, color=f"C{j + 1}", label=label)
+        if p.get("refs"):
+            ax.legend(fontsize=7, loc="best")
+        ax.set_yticks(y, labels if labels != shown else [""] * len(labels), fontsize=8)
+        ax.set_ylim(-0.7, len(labels) - 0.3)
+        ax.set_title(p["title"], fontsize=9)
+        ax.set_xlabel(p.get("xlabel", ""), fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        shown = labels
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

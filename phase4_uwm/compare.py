@@ -194,6 +194,40 @@ def tables(rows: list[tuple[str, Path, dict | None]]) -> str:
     return "\n".join(out).strip() + "\n"
 
 
+def figure(rows: list[tuple[str, Path, dict | None]], path: Path) -> Path | None:
+    """The tables' headline cells as a picture: LIBERO success (Wilson 95%), policy action MSE and forward-dynamics
+    PSNR (95% over the clips), one row per run that has the cell; DIAMOND-lite as a row of the PSNR panel and
+    copy-current as a line. None when no run has any of them."""
+    from common.report import interval_panels
+
+    success, actions, forward, refs, floor = [], [], [], {}, None
+    for name, _, res in rows:
+        if res is None:
+            continue
+        pol, r = res.get("policy"), (res.get("offline") or {}).get("rows", {})
+        if pol:
+            t = pol["total"]
+            success.append((name, 100 * t["rate"], 100 * t["ci95"][0], 100 * t["ci95"][1]))
+        if "policy_actions" in r:
+            actions.append((name, *r["policy_actions"]["action_mse"]))
+        if "forward" in r:
+            forward.append((name, *r["forward"]["psnr"]))
+        for k in ("diamond_lite", "copy_current"):
+            if k in r and k not in refs:
+                refs[k] = r[k]["psnr"]
+        floor = floor or (r.get("mean_action_actions") or {}).get("action_mse")
+    if "diamond_lite" in refs:
+        forward.append(("DIAMOND-lite (rollout)", *refs["diamond_lite"]))
+    panels = [p for p in (
+        {"title": "LIBERO success, 25 starts (Wilson 95%)", "rows": success, "xlabel": "% of episodes"},
+        {"title": "policy action MSE (95%, clips)", "rows": actions,
+         "xlabel": "data set units" + (f" (mean-action floor {floor[0]:.3f})" if floor else "")},
+        {"title": "forward dynamics PSNR (95%, clips)", "rows": forward, "xlabel": "dB (higher is better)",
+         "refs": [(refs["copy_current"][0], "copy current frame")] if "copy_current" in refs else []},
+    ) if p["rows"]]
+    return interval_panels(panels, path) if panels else None
+
+
 def seed_summary(folder: Path, runs: list[str] | None = None, name: str = "summary") -> str:
     """The policy mode's action error of each run over noise seeds, from <folder>/<run>-s<seed>/results.json (the
     `seeds*` arms of scripts/phase4_experiments.sh: the same clips, one evaluation per `offline.seed`), for the runs
@@ -267,12 +301,13 @@ def main(argv: list[str] | None = None) -> dict:
     out = outputs_root(cfg.run.root) / "phase4" / "compare.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda f: f.write(md.encode()))
+    fig = figure(rows, out.with_suffix(".png"))
     if cfg.publish:
         from common.report import publish
         readme = Path(__file__).resolve().parent / "README.md"
-        publish(readme, md, [], readme.parent / "figures", COMMAND)
+        publish(readme, md, [fig] if fig else [], readme.parent / "figures", COMMAND)
         print(f"published to {readme}", flush=True)
-    return {"markdown": md, "runs": [n for n, _, r in rows if r is not None]}
+    return {"markdown": md, "runs": [n for n, _, r in rows if r is not None], "figure": fig}
 
 
 if __name__ == "__main__":

@@ -679,6 +679,8 @@ def test_compare_puts_evaluated_runs_side_by_side_and_refuses_different_clips(tm
     assert "| `uwm-new-cpu` | 18.70 [18.60, 18.80] |" in md and "copy current frame (floor) | 18.10" in md
     assert "| forward latent MSE | s/clip (forward) |" in md and "| - | 0.050 |" in md  # the wall-clock of each prediction
     assert "Not evaluated yet: `uwm-new-small-cpu`" in md and out["runs"] == ["uwm-new-cpu", "dp-new-cpu"]
+    assert out["figure"] == tmp_path / "phase4" / "compare.png" and out["figure"].read_bytes()[:4] == b"\x89PNG"
+    assert compare.figure([("x", tmp_path, {"method": "uwm"})], tmp_path / "none.png") is None  # nothing to draw
     _evaluation(root / "uwm-new-n10-cpu", forward=18.0, clips=128)  # scored on other clips: refused, named
     with pytest.raises(ConfigError, match="uwm-new-n10-cpu.*clips=128"):
         compare.main.__wrapped__([f"run.root={tmp_path}", f"records={tmp_path / 'records'}", "runs=[uwm-new-cpu,uwm-new-n10-cpu]"])
