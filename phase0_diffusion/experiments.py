@@ -6,6 +6,7 @@
     python -m phase0_diffusion.experiments --models edm cond --threads 1    # each
     python -m phase0_diffusion.experiments --models cond --threads 1 &      # two processes on one model's cells:
     python -m phase0_diffusion.experiments --models cond --threads 1        # each claims the cells it measures
+    python -m phase0_diffusion.experiments --models ddpm --samplers ddpm-1000 --threads 1   # one cell's seeds first
     python -m phase0_diffusion.experiments --train            # train our own three models first, measure those
     python -m phase0_diffusion.experiments --tables-only --publish          # tables from what is measured so far
     python -m phase0_diffusion.experiments --evals phase0_diffusion/results --tables-only --publish   # the README's
@@ -296,12 +297,14 @@ def cells(key: str, no_edm_ddpm1000: bool = False) -> list[SampleConfig]:
     return [s for s in SAMPLERS if not (key == "edm" and s.sampler == "ddpm" and no_edm_ddpm1000)]
 
 
-def work_order(keys: list[str], seeds: list[int], no_edm_ddpm1000: bool = False) -> list[tuple[str, SampleConfig, int]]:
+def work_order(keys: list[str], seeds: list[int], no_edm_ddpm1000: bool = False,
+               only: list[str] = ()) -> list[tuple[str, SampleConfig, int]]:
     """(model, sampler, seed) in the order they are measured: every cheap cell with all its seeds, then the
     expensive (1000-step) cells seed by seed, so an unfinished run leaves whole cells and a first seed of each
-    expensive one rather than three seeds of one."""
-    cheap = [(k, s) for k in keys for s in cells(k, no_edm_ddpm1000) if nfe(s) < EXPENSIVE_NFE]
-    dear = [(k, s) for k in keys for s in cells(k, no_edm_ddpm1000) if nfe(s) >= EXPENSIVE_NFE]
+    expensive one rather than three seeds of one. `only`: just the samplers whose tag starts with one of these."""
+    mine = [(k, s) for k in keys for s in cells(k, no_edm_ddpm1000) if not only or tag(s).startswith(tuple(only))]
+    cheap = [(k, s) for k, s in mine if nfe(s) < EXPENSIVE_NFE]
+    dear = [(k, s) for k, s in mine if nfe(s) >= EXPENSIVE_NFE]
     return [(k, s, seed) for k, s in cheap for seed in seeds] + [(k, s, seed) for seed in seeds for k, s in dear]
 
 
@@ -342,6 +345,9 @@ def main(argv: list[str] | None = None) -> dict:
                    "<root>/phase0/experiments/evals; the README's tables: phase0_diffusion/results)")
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
                    help="train and measure only these models (two processes can share the work: their files differ)")
+    p.add_argument("--samplers", nargs="+", default=[], metavar="TAG",
+                   help="measure only the samplers whose tag starts with one of these (ddpm-1000, ddim-1000, heun-18, "
+                   "...): the cells a verdict waits for first; the tables still show every cell measured")
     p.add_argument("--profile", choices=list(PROFILES), default="cpu", help="training profile (smoke: the tests)")
     p.add_argument("--root", default="outputs", help="run.root: where the runs, the classifier and the tables are")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = every core)")
@@ -379,7 +385,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.tables_only:
         runs = {k: model_source(k, args.profile, root, train_own, extra) for k in args.models}
         elsewhere = []
-        for key, s, seed in work_order(args.models, seeds, args.no_edm_ddpm1000):
+        for key, s, seed in work_order(args.models, seeds, args.no_edm_ddpm1000, args.samplers):
             out = eval_path(evals, key, s, n, prec.name, seed)
             if (lock := claim(out)) is None:  # (a finished cell is claimed for a moment: run_eval returns it)
                 elsewhere.append(out.name)

@@ -155,6 +155,9 @@ def test_experiments_order_and_partial_tables(trained, capsys):
     assert all(experiments.nfe(s) < 1000 for k, s, _ in order[:len(order) - len(dear)])
     assert [d[3] for d in dear] == [0, 0, 0, 0, 1, 1, 1, 1]
     assert len(experiments.work_order(["edm"], [0], no_edm_ddpm1000=True)) == len(experiments.SAMPLERS) - 1
+    only = experiments.work_order(["ddpm", "edm"], [0, 1, 2], only=["ddpm-1000"])  # the cells a verdict waits for
+    assert [(k, experiments.tag(s), seed) for k, s, seed in only] == [
+        (k, "ddpm-1000-g1", seed) for seed in (0, 1, 2) for k in ("ddpm", "edm")]
 
     root = trained[0]
     args = ["--profile", "smoke", "--root", str(root), "--num-samples", "8", "--seeds", "2", "--threads", "1"]
