@@ -253,9 +253,20 @@ def run_eval(source: Path, key: str, scfg: SampleConfig, n: int, device, precisi
     return m
 
 
+def _started_after(pid: int, t: float) -> bool:
+    """Whether process `pid` started after time `t` (from Linux's /proc; False where that cannot be read)."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK") > t + 2
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+
+
 def _held_by_a_live_process(lock: Path) -> bool:
     try:
-        text, age = lock.read_text(), time.time() - lock.stat().st_mtime
+        text, written = lock.read_text(), lock.stat().st_mtime
     except FileNotFoundError:
         return False
     try:
@@ -263,13 +274,15 @@ def _held_by_a_live_process(lock: Path) -> bool:
         if host != socket.gethostname():
             return True  # another machine's process: only its owner (or a person) can tell it is gone
         os.kill(int(pid), 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # alive, another user's
+        pass  # alive, another user's
     except ValueError:
-        return age < 60  # being written right now, or garbage left behind long ago
+        return time.time() - written < 60  # being written right now, or garbage left behind long ago
+    # alive, unless the pid now names a process that started after the lock was written: the holder is gone and its
+    # pid reused (locks outlive their machine's processes when the repository is carried to a new session)
+    return not _started_after(int(pid), written)
 
 
 def claim(out: Path) -> Path | None:

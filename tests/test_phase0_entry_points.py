@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +189,13 @@ def test_experiments_order_and_partial_tables(trained, capsys):
     lock.write_text(f"{socket.gethostname()} {dead.pid}")
     experiments.main([*args, "--models", "cond"])
     assert evals[-1].exists() and not lock.exists()
+    # a lock whose pid now names a live process that started after the lock was written: the pid was reused
+    with subprocess.Popen(["sleep", "30"]) as reused:
+        lock.write_text(f"{socket.gethostname()} {reused.pid}")
+        os.utime(lock, (time.time() - 100, time.time() - 100))
+        assert experiments.claim(evals[-1]) == lock and lock.read_text().endswith(f" {os.getpid()}")
+        lock.unlink()
+        reused.kill()
     evals[-1].unlink()
     # an evaluation of other weights (a retrained model) is left out of the tables, and measuring over it is
     # refused unless --force
