@@ -44,7 +44,7 @@ def publish(readme: Path, markdown: str, figures: list[str | Path], figures_dir:
     return block
 
 
-def interval_panels(panels: list[dict], path: Path, title: str = "") -> Path:
+def interval_panels(panels: list[dict], path: Path) -> Path:
     """Side-by-side panels of estimates with their intervals, one row per item (a forest plot), for comparing
     arms that are categories rather than points on an axis. Each panel: {"title", "rows": [(label, estimate, low,
     high)], "refs": [(value, label)] (vertical dashed lines: a floor or a baseline), "xlabel"}; rows read top down
@@ -73,8 +73,6 @@ def interval_panels(panels: list[dict], path: Path, title: str = "") -> Path:
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(axis="x", alpha=0.3)
         shown = labels
-    if title:
-        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

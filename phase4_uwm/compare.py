@@ -246,7 +246,6 @@ def seed_summary(folder: Path, runs: list[str] | None = None, name: str = "summa
 
     from phase1_world_model.metrics import mean_interval
 
-    four = lambda e: f"{e[0]:.4f} [{e[1]:.4f}, {e[2]:.4f}]"  # noqa: E731
     lines, per_run, clip_errors, first = ["| run | seed | action MSE |", "|---|---|---|"], {}, {}, None
     for f in files:
         res = json.loads(f.read_text())["offline"]
@@ -256,7 +255,7 @@ def seed_summary(folder: Path, runs: list[str] | None = None, name: str = "summa
         per_run.setdefault(run, []).append(v[0])
         if row.get("per_clip"):  # evaluations since the per-clip errors were recorded
             clip_errors.setdefault(run, {})[res["seed"]] = np.asarray(row["per_clip"], dtype=np.float64)
-        lines.append(f"| `{run}` | {res['seed']} | {four(v)} |")
+        lines.append(f"| `{run}` | {res['seed']} | {fmt(v, 'mse')} |")
     lines += ["", "| run | seeds | mean | lowest | highest |", "|---|---|---|---|---|"]
     lines += [f"| `{r}` | {len(v)} | {sum(v) / len(v):.4f} | {min(v):.4f} | {max(v):.4f} |" for r, v in per_run.items()]
     clips = f"{first[1]['clips']} clips of `{first[1]['split']}`"
@@ -269,10 +268,10 @@ def seed_summary(folder: Path, runs: list[str] | None = None, name: str = "summa
         for run in others:
             seeds = sorted(set(clip_errors[run]) & set(clip_errors[ref]))
             diffs = {s: clip_errors[run][s] - clip_errors[ref][s] for s in seeds}
-            paired_lines += [f"| `{run}` | {s} | {four(mean_interval(d))} |" for s, d in diffs.items()]
+            paired_lines += [f"| `{run}` | {s} | {fmt(mean_interval(d), 'mse')} |" for s, d in diffs.items()]
             if len(seeds) > 1:  # each clip's difference averaged over the seeds, then the interval over the clips
                 pooled = mean_interval(np.mean(list(diffs.values()), axis=0))
-                paired_lines.append(f"| `{run}` | mean of {len(seeds)} | {four(pooled)} |")
+                paired_lines.append(f"| `{run}` | mean of {len(seeds)} | {fmt(pooled, 'mse')} |")
     md = "\n".join([f"Policy-mode action MSE (data set units, real steps) on the same {clips}, one evaluation per noise "
                     "seed (`offline.seed`), [95% interval over the clips]:", "", *lines, *paired_lines]) + "\n"
     atomic_write(Path(folder) / f"{name}.md", lambda f: f.write(md.encode()))
