@@ -19,7 +19,9 @@
 
 Every cell is measured with --seeds sampling seeds of --num-samples images each (mean +- standard error over the
 seeds), next to the floor: the FID-proxy of as many real training images (never the judge's reference, the test
-split) over the same seeds, the distance a perfect generator would score at that sample size.
+split), mean +- s.e. over --floor-seeds draws (cheap: no sampling), the distance a perfect generator would score at
+that sample size. The tables end with the CPU profile's three quantitative targets, each verdict computed from the
+intervals (`verdicts`): yes, no, a tie, or open while an interval straddles the threshold or a cell lacks seeds.
 
 The models: with the cpu profile, the released ones (releases/phase0/{ddpm,edm,cond}-cpu, the profile's recipe:
 the command refuses a release whose recipe differs from the profile's), so a fresh clone measures without
@@ -77,6 +79,9 @@ SAMPLERS = ([SampleConfig(sampler="ddpm")] + [SampleConfig(sampler="ddim", steps
 # Sample grids kept beside the evaluations (seed 0, 100 images) and shown in the README: model -> sampler tags.
 FIGURES = {"ddpm": ("ddpm-1000-g1", "ddim-50-eta0-g1"), "edm": ("heun-18-g1",),
            "cond": ("heun-18-g1", "heun-18-g2", "heun-18-g7")}
+# The CPU profile's quantitative targets (README, "Against the targets"): DDIM-50 within 15% of DDPM-1000's
+# FID-proxy, EDM-Heun-18 at least as good as DDPM-1000, DDPM-1000 within 2x of the real-vs-real floor.
+DDIM50_WITHIN, FLOOR_MULTIPLE = 1.15, 2.0
 EXPENSIVE_NFE = 1000  # cells at or above this many evaluations per image run one seed at a time, after the others
 README = Path(__file__).parent / "README.md"
 COMMAND = "python -m phase0_diffusion.experiments --evals phase0_diffusion/results --tables-only --publish"
@@ -351,6 +356,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num-samples", type=int, default=1000, help="generated images per FID-proxy estimate")
     p.add_argument("--seeds", type=int, default=3, help="sampling seeds per cell (0..seeds-1): mean +- s.e.")
+    p.add_argument("--floor-seeds", type=int, default=20, help="draws of real images for the floor (0..n-1; it needs "
+                   "no sampling, so more than --seeds: its interval bounds every verdict against it)")
     p.add_argument("--steps", type=int, default=0, help="override train.max_steps (0 = the profile's; implies --train)")
     p.add_argument("--train", action="store_true", help="train (or reuse) our own runs <root>/phase0/exp-<model> "
                    "instead of measuring the released models (always so for profiles without releases)")
@@ -373,6 +380,8 @@ def main(argv: list[str] | None = None) -> dict:
                    "evaluations measured so far (of the models that exist: releases, or with --train our runs)")
     p.add_argument("--publish", action="store_true", help="also write the tables into phase0_diffusion/README.md")
     args = p.parse_args(argv)
+    if args.seeds < 1 or args.floor_seeds < 1:
+        p.error(f"--seeds {args.seeds} / --floor-seeds {args.floor_seeds}: each needs at least 1")
     rt = start(RunConfig(root=args.root, precision=args.precision, threads=args.threads))
     device, prec = rt.device, rt.precision
     print(f"experiments: {rt.describe()}", flush=True)
@@ -388,8 +397,10 @@ def main(argv: list[str] | None = None) -> dict:
     judge = load_judge("latest", data_name, root, device=device)
     seeds = list(range(args.seeds))
     train_images = build_split(DataConfig(name=data_name), judge.info["in_channels"], "train").images
-    floor = over_seeds([{"fid_proxy": f, "seed": s} for s, f in zip(seeds, real_floor(judge, train_images, n, seeds))])
-    print(f"experiments: floor (real vs real, n={n}): FID-proxy {floor['fid_proxy']:.3f}", flush=True)
+    fseeds = list(range(args.floor_seeds))
+    floor = over_seeds([{"fid_proxy": f, "seed": s} for s, f in zip(fseeds, real_floor(judge, train_images, n, fseeds))])
+    print(f"experiments: floor (real vs real, n={n}, {len(fseeds)} draws): FID-proxy {floor['fid_proxy']:.3f} ± "
+          f"{floor['fid_proxy_se']:.3f}", flush=True)
 
     out_dir = outputs_root(root) / "phase0" / "experiments"
     evals = Path(args.evals) if args.evals else out_dir / "evals"
@@ -458,8 +469,8 @@ def markdown(r: dict) -> str:
              f"(test accuracy {c['test_accuracy']:.3f}), {r['num_samples']} samples vs the "
              f"{c['reference']}; mean ± standard error over {k} sampling seed(s) (a cell measured with fewer says "
              f"so; pending = not measured yet). Lower is better; not comparable with Inception FID. **Floor** (real "
-             f"training images vs the same reference, {r['num_samples']} per seed, {k} seed(s)): "
-             f"{f['fid_proxy']:.2f}" + (f" ± {f['fid_proxy_se']:.2f}" if k > 1 else "") +
+             f"training images vs the same reference, {r['num_samples']} per draw, {len(f['seeds'])} draw(s)): "
+             f"{f['fid_proxy']:.2f}" + (f" ± {f['fid_proxy_se']:.2f}" if len(f["seeds"]) > 1 else "") +
              ": what a perfect generator scores at this sample size. Sampling in "
              f"{r.get('precision', 'bf16')}, batch 64, "
              f"{'/'.join(str(t) if t else 'all' for t in threads) or 'all'} CPU thread(s) per process"
@@ -489,7 +500,79 @@ def markdown(r: dict) -> str:
         acc = f"{m['class_accuracy']:.3f}" + (f" ± {se:.3f}" if se == se else "")
         fid, secs = _fid(m, k).split(" | ")
         lines.append(f"| {g:g} | {fid} | {acc} | {secs} |")
+    lines += ["", "Targets of the CPU profile, from the intervals: a range is mean ± 2 s.e.; a ratio's s.e. by the "
+              "delta method, its terms' seeds independent. Two cells differ when their ranges do not overlap, else "
+              "they tie; a target is open while its range straddles the threshold or a cell lacks seeds.", "",
+              "| target | measured | met? |", "|---|---|---|"]
+    lines += [f"| {t} | {m} | {v} |" for t, m, v in verdicts(r)]
     return "\n".join(lines) + "\n"
+
+
+def _range(m: dict) -> tuple[float, float]:
+    return m["fid_proxy"] - 2 * m["fid_proxy_se"], m["fid_proxy"] + 2 * m["fid_proxy_se"]
+
+
+def _ratio(a: dict, b: dict) -> tuple[float, float]:
+    """a / b of two cells' FID-proxies and its standard error (delta method, independent seeds)."""
+    q = a["fid_proxy"] / b["fid_proxy"]
+    return q, q * ((a["fid_proxy_se"] / a["fid_proxy"]) ** 2 + (b["fid_proxy_se"] / b["fid_proxy"]) ** 2) ** 0.5
+
+
+def _against(q: float, se: float, threshold: float) -> str:
+    lo, hi = q - 2 * se, q + 2 * se
+    return "yes" if hi <= threshold else "no" if lo > threshold else f"open: the range straddles {threshold:g}"
+
+
+def verdicts(r: dict) -> list[tuple[str, str, str]]:
+    """(target, what was measured, verdict) for the CPU profile's three quantitative targets, from the cells'
+    intervals (`r` as `collect` returns it). A cell with fewer seeds than the table's has no interval to judge by:
+    its target stays pending."""
+    k = len(r.get("seeds", [0]))
+    by = {m: {tag(s): c for s, c in zip(SAMPLERS, r["samplers"].get(m, []))} for m in ("ddpm", "edm")}
+    floor = r["floor"]
+
+    names = {"ddpm-1000-g1": "DDPM-1000", "ddim-50-eta0-g1": "DDIM-50", "heun-18-g1": "Heun-18"}
+
+    def missing(*named: tuple[str, str]) -> str:
+        if k < 2:
+            return "open: one seed per cell has no interval"
+        short = [f"{m.upper()} model's {names[t]} ({len(c['seeds']) if (c := by[m].get(t)) else 0} of {k} seeds)"
+                 for m, t in named if not (c := by[m].get(t)) or len(c["seeds"]) < k]
+        return "pending: " + ", ".join(short) if short else ""
+
+    def fmt(c: dict) -> str:
+        return f"{c['fid_proxy']:.3f} ± {c['fid_proxy_se']:.3f}"
+
+    rows = []
+    ddim, anc = by["ddpm"].get("ddim-50-eta0-g1"), by["ddpm"].get("ddpm-1000-g1")
+    wait = missing(("ddpm", "ddim-50-eta0-g1"), ("ddpm", "ddpm-1000-g1"))
+    measured, verdict = "-", wait
+    if not wait:
+        q, se = _ratio(ddim, anc)
+        speed = anc["seconds_per_sample"] / ddim["seconds_per_sample"]
+        measured = (f"DDPM model: DDIM-50 {fmt(ddim)}, DDPM-1000 {fmt(anc)}: ratio {q:.2f} ± {se:.2f}; "
+                    f"{speed:.0f}x less time per image")
+        verdict = _against(q, se, DDIM50_WITHIN)
+    rows.append((f"DDIM-50 within {DDIM50_WITHIN - 1:.0%} of DDPM-1000 on FID-proxy at ~20x less time", measured,
+                 verdict))
+    for m, name in (("ddpm", "DDPM"), ("edm", "EDM")):
+        heun, anc = by[m].get("heun-18-g1"), by[m].get("ddpm-1000-g1")
+        wait = missing((m, "heun-18-g1"), (m, "ddpm-1000-g1"))
+        measured, verdict = "-", wait
+        if not wait:
+            (hl, hh), (al, ah) = _range(heun), _range(anc)
+            measured = f"{name} model: Heun-18 {fmt(heun)}, DDPM-1000 {fmt(anc)}"
+            verdict = "yes: better" if hh < al else "no: worse" if hl > ah else "yes: a tie"
+        rows.append((f"EDM-Heun-18 (35 evaluations) at least as good as DDPM-1000, {name} model", measured, verdict))
+    anc = by["ddpm"].get("ddpm-1000-g1")
+    wait = missing(("ddpm", "ddpm-1000-g1"))
+    measured, verdict = "-", wait
+    if not wait:
+        q, se = _ratio(anc, floor)
+        measured = (f"DDPM model's DDPM-1000 {fmt(anc)} against the floor {fmt(floor)}: {q:.2f}x ± {se:.2f}")
+        verdict = _against(q, se, FLOOR_MULTIPLE)
+    rows.append((f"DDPM-1000 within {FLOOR_MULTIPLE:g}x of the real-vs-real floor", measured, verdict))
+    return rows
 
 
 def plot_guidance(rows: list[dict], path: Path) -> None:

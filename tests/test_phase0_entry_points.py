@@ -115,6 +115,43 @@ def test_real_vs_real_floor_and_seed_cells(trained):
     assert "2.00 ± 0.58" in md and f"{floor['fid_proxy']:.2f} ±" in md and "pending" in md and "0.500 ± 0.100" in md
 
 
+def test_target_verdicts_from_intervals():
+    """Each quantitative target is judged from ranges of mean ± 2 s.e. (ratios by the delta method): met when the
+    whole range is on the right side of the threshold, missed when it is wholly on the wrong side, open when it
+    straddles it, and pending while a cell lacks seeds; Heun-18 against DDPM-1000 is better / worse / a tie."""
+    from phase0_diffusion.experiments import SAMPLERS, markdown, verdicts
+    from phase0_diffusion.sampling import tag
+
+    def cell(mean, se, n=3, secs=0.36):
+        return {"fid_proxy": mean, "fid_proxy_se": se, "seeds": list(range(n)), "seconds_per_sample": secs}
+
+    def judge(ddim50, anc, heun, floor, edm=None, seeds=(0, 1, 2)):
+        row = {"ddpm-1000-g1": anc, "ddim-50-eta0-g1": ddim50, "heun-18-g1": heun}
+        r = {"seeds": list(seeds), "floor": floor,
+             "samplers": {"ddpm": [row.get(tag(s)) for s in SAMPLERS],
+                          "edm": [(edm or {}).get(tag(s)) for s in SAMPLERS]}}
+        return [v for _, _, v in verdicts(r)], r
+
+    anc = cell(0.38, 0.01, secs=7.6)
+    v, _ = judge(cell(0.40, 0.01), anc, cell(0.30, 0.01), cell(0.11, 0.03))
+    assert v[0] == "yes" and v[1] == "yes: better" and v[2] == "pending: EDM model's Heun-18 (0 of 3 seeds), EDM model's DDPM-1000 (0 of 3 seeds)"
+    assert v[3] == "open: the range straddles 2"  # 3.5x ± 0.96: the floor's interval is too wide to call it
+    v, r = judge(cell(0.60, 0.01), anc, cell(0.45, 0.01), cell(0.11, 0.003),
+                 edm={"heun-18-g1": cell(0.68, 0.05), "ddpm-1000-g1": cell(0.60, 0.05)})
+    assert v == ["no", "no: worse", "yes: a tie", "no"]
+    md = markdown({**r, "classifier": {"feature_dim": 8, "test_accuracy": 0.9, "reference": "test split"},
+                   "num_samples": 10, "training": {}, "guidance": []})
+    assert "| DDPM-1000 within 2x of the real-vs-real floor | DDPM model's DDPM-1000 0.380 ± 0.010" in md
+    assert "ratio 1.58 ± 0.05; 21x less time" in md
+    v, _ = judge(cell(0.45, 0.05), anc, cell(0.38, 0.02), cell(0.11, 0.003))
+    assert v[0] == "open: the range straddles 1.15" and v[1] == "yes: a tie"
+    v, _ = judge(cell(0.45, 0.05), cell(0.34, 0.01, n=2), cell(0.38, 0.02), cell(0.11, 0.003))
+    assert v[0] == v[1] == v[3] == "pending: DDPM model's DDPM-1000 (2 of 3 seeds)"
+    v, _ = judge(cell(0.45, 0.05, n=1), cell(0.34, 0.01, n=1), cell(0.38, 0.02, n=1), cell(0.11, 0.003),
+                 seeds=(0,))
+    assert set(v) == {"open: one seed per cell has no interval"}
+
+
 def test_generation_resumes_with_the_same_draws(trained, tmp_path, monkeypatch):
     """An evaluation interrupted after a batch continues from its partial file and draws exactly the images the
     uninterrupted run draws; a partial file saved for other settings is refused, naming the file."""
