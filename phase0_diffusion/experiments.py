@@ -398,7 +398,8 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = list(range(args.seeds))
     train_images = build_split(DataConfig(name=data_name), judge.info["in_channels"], "train").images
     fseeds = list(range(args.floor_seeds))
-    floor = over_seeds([{"fid_proxy": f, "seed": s} for s, f in zip(fseeds, real_floor(judge, train_images, n, fseeds))])
+    floor = over_seeds([{"fid_proxy": f, "seed": s}
+                        for s, f in zip(fseeds, real_floor(judge, train_images, n, fseeds))])
     print(f"experiments: floor (real vs real, n={n}, {len(fseeds)} draws): FID-proxy {floor['fid_proxy']:.3f} ± "
           f"{floor['fid_proxy_se']:.3f}", flush=True)
 
@@ -502,7 +503,8 @@ def markdown(r: dict) -> str:
         lines.append(f"| {g:g} | {fid} | {acc} | {secs} |")
     lines += ["", "Targets of the CPU profile, from the intervals: a range is mean ± 2 s.e.; a ratio's s.e. by the "
               "delta method, its terms' seeds independent. Two cells differ when their ranges do not overlap, else "
-              "they tie; a target is open while its range straddles the threshold or a cell lacks seeds.", "",
+              "they tie; a target is open while its range straddles the threshold and pending while a cell lacks "
+              "seeds.", "",
               "| target | measured | met? |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {v} |" for t, m, v in verdicts(r)]
     return "\n".join(lines) + "\n"
