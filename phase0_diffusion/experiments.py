@@ -21,7 +21,8 @@ Every cell is measured with --seeds sampling seeds of --num-samples images each 
 seeds), next to the floor: the FID-proxy of as many real training images (never the judge's reference, the test
 split), mean +- s.e. over --floor-seeds draws (cheap: no sampling), the distance a perfect generator would score at
 that sample size. The tables end with the CPU profile's three quantitative targets, each verdict computed from the
-intervals (`verdicts`): yes, no, a tie, or open while an interval straddles the threshold or a cell lacks seeds.
+intervals (`verdicts`): yes, no, a tie, open while a range straddles the threshold, pending while a cell lacks
+seeds.
 
 The models: with the cpu profile, the released ones (releases/phase0/{ddpm,edm,cond}-cpu, the profile's recipe:
 the command refuses a release whose recipe differs from the profile's), so a fresh clone measures without
@@ -510,8 +511,8 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _range(m: dict) -> tuple[float, float]:
-    return m["fid_proxy"] - 2 * m["fid_proxy_se"], m["fid_proxy"] + 2 * m["fid_proxy_se"]
+def _range(mean: float, se: float) -> tuple[float, float]:
+    return mean - 2 * se, mean + 2 * se
 
 
 def _ratio(a: dict, b: dict) -> tuple[float, float]:
@@ -521,7 +522,7 @@ def _ratio(a: dict, b: dict) -> tuple[float, float]:
 
 
 def _against(q: float, se: float, threshold: float) -> str:
-    lo, hi = q - 2 * se, q + 2 * se
+    lo, hi = _range(q, se)
     return "yes" if hi <= threshold else "no" if lo > threshold else f"open: the range straddles {threshold:g}"
 
 
@@ -562,7 +563,7 @@ def verdicts(r: dict) -> list[tuple[str, str, str]]:
         wait = missing((m, "heun-18-g1"), (m, "ddpm-1000-g1"))
         measured, verdict = "-", wait
         if not wait:
-            (hl, hh), (al, ah) = _range(heun), _range(anc)
+            (hl, hh), (al, ah) = (_range(c["fid_proxy"], c["fid_proxy_se"]) for c in (heun, anc))
             measured = f"{name} model: Heun-18 {fmt(heun)}, DDPM-1000 {fmt(anc)}"
             verdict = "yes: better" if hh < al else "no: worse" if hl > ah else "yes: a tie"
         rows.append((f"EDM-Heun-18 (35 evaluations) at least as good as DDPM-1000, {name} model", measured, verdict))
