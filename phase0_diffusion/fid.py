@@ -121,8 +121,11 @@ def measure(model: ImageDiffusion, judge: Judge, scfg: SampleConfig, n: int, sha
                                   resume)
     T = model.process.schedule.T if model.cfg.process == "ddpm" else model.cfg.ddpm.num_timesteps
     metrics = {"fid_proxy": judge.fid_proxy(x), "num_samples": n, "nfe": nfe(scfg, T),
-               "seconds_per_sample": seconds / n, "sampler": scfg.sampler, "steps": scfg.steps,
-               "eta": scfg.eta, "guidance": scfg.guidance if model.classes is not None else None}
+               "seconds_per_sample": seconds / n, "sampler": scfg.sampler,
+               # what the sampler used: ancestral DDPM walks all T timesteps; only DDIM has an eta
+               "steps": T if scfg.sampler == "ddpm" else scfg.steps,
+               "eta": scfg.eta if scfg.sampler == "ddim" else None,
+               "guidance": scfg.guidance if model.classes is not None else None}
     if labels is not None:
         metrics["class_accuracy"] = judge.accuracy(x, labels)
         metrics["class_accuracy_95ci"] = wilson(round(metrics["class_accuracy"] * n), n)  # Wilson, n samples

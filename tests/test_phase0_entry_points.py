@@ -49,6 +49,8 @@ def test_eval_every_sampler_writes_metrics(trained, sampler, steps):
                        "sample.guidance=2", "num_samples=16" if sampler != "ddpm" else "num_samples=4"])
     assert m["fid_proxy"] >= 0 and 0 <= m["class_accuracy"] <= 1 and m["seconds_per_sample"] > 0
     assert m["nfe"] == {"heun": 7, "euler": 3, "ddim": 5, "ddpm": 1000}[sampler]
+    assert m["steps"] == {"heun": 4, "euler": 3, "ddim": 5, "ddpm": 1000}[sampler]  # the steps taken, not the config's
+    assert (m["eta"] is None) == (sampler != "ddim")
     assert list((run / "eval").glob(f"{sampler}-*.json"))
 
 
