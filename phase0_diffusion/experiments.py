@@ -492,6 +492,7 @@ def markdown(r: dict) -> str:
         name = {"ddpm": "DDPM-1000 ancestral", "ddim": f"DDIM-{s.steps} (eta 0)",
                 "heun": f"EDM-Heun-{s.steps}"}[s.sampler]
         lines.append(f"| {name} | {nfe(s)} | {_fid(d, k)} | {_fid(e, k)} |")
+    lines += pairwise(r)
     lines += ["", "| guidance scale | FID-proxy | class accuracy | s / sample |", "|---|---|---|---|"]
     for g, m in zip(GUIDANCE, r["guidance"]):
         g = m.get("guidance", g) if m else g
@@ -513,6 +514,39 @@ def markdown(r: dict) -> str:
 
 def _range(mean: float, se: float) -> tuple[float, float]:
     return mean - 2 * se, mean + 2 * se
+
+
+def _compare(a: dict, b: dict) -> str:
+    """'<' when cell a's range of mean ± 2 s.e. lies wholly below b's (a is better: lower FID-proxy), '>' when
+    wholly above, '=' (a tie) when the ranges overlap."""
+    (al, ah), (bl, bh) = (_range(c["fid_proxy"], c["fid_proxy_se"]) for c in (a, b))
+    return "<" if ah < bl else ">" if al > bh else "="
+
+
+def short_name(s: SampleConfig) -> str:
+    return {"ddpm": "DDPM-1000", "ddim": f"DDIM-{s.steps}", "heun": f"Heun-{s.steps}"}[s.sampler]
+
+
+def pairwise(r: dict) -> list[str]:
+    """Markdown lines: every two sampler cells of one model judged by the targets' rule (`_compare`), so each
+    'tie' or 'differ' read off the sampler table has a printed source. A cell short of the table's seeds has no
+    interval and is compared with nothing."""
+    k = len(r.get("seeds", [0]))
+    if k < 2:
+        return []
+    names = [short_name(s) for s in SAMPLERS]
+    lines = ["", "Pairwise, by the targets' rule (range = mean ± 2 s.e.; row against column, lower is better): "
+             "< the row is better, > the row is worse, = a tie; - a cell short of seeds.", "",
+             "| model | cell | range | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for m, label in (("ddpm", "DDPM"), ("edm", "EDM")):
+        row = r["samplers"].get(m, [])
+        full = [c if c and len(c["seeds"]) >= k else None for c in row]
+        for i, (name, a) in enumerate(zip(names, full)):
+            lo, hi = _range(a["fid_proxy"], a["fid_proxy_se"]) if a else (0.0, 0.0)
+            marks = ["" if i == j else _compare(a, b) if a and b else "-" for j, b in enumerate(full)]
+            lines.append(f"| {label} | {name} | " + (f"{lo:.3f}-{hi:.3f}" if a else "-") + " | "
+                         + " | ".join(marks) + " |")
+    return lines
 
 
 def _ratio(a: dict, b: dict) -> tuple[float, float]:
@@ -563,9 +597,8 @@ def verdicts(r: dict) -> list[tuple[str, str, str]]:
         wait = missing((m, "heun-18-g1"), (m, "ddpm-1000-g1"))
         measured, verdict = "-", wait
         if not wait:
-            (hl, hh), (al, ah) = (_range(c["fid_proxy"], c["fid_proxy_se"]) for c in (heun, anc))
             measured = f"{name} model: Heun-18 {fmt(heun)}, DDPM-1000 {fmt(anc)}"
-            verdict = "yes: better" if hh < al else "no: worse" if hl > ah else "yes: a tie"
+            verdict = {"<": "yes: better", ">": "no: worse", "=": "yes: a tie"}[_compare(heun, anc)]
         rows.append((f"EDM-Heun-18 (35 evaluations) at least as good as DDPM-1000, {name} model", measured, verdict))
     anc = by["ddpm"].get("ddpm-1000-g1")
     wait = missing(("ddpm", "ddpm-1000-g1"))

@@ -155,6 +155,36 @@ def test_target_verdicts_from_intervals():
     assert set(v) == {"open: one seed per cell has no interval"}
 
 
+def test_pairwise_matrix_judges_every_two_cells_by_the_targets_rule():
+    """The pairwise block compares every two cells of a model by their ranges of mean ± 2 s.e.: '<' when the row's
+    range lies wholly below the column's, '>' wholly above, '=' when they overlap (any overlap is a tie); a cell
+    short of seeds has no interval and is compared with nothing; one seed per cell prints no block."""
+    from phase0_diffusion.experiments import SAMPLERS, pairwise, short_name
+    from phase0_diffusion.sampling import tag
+
+    def cell(mean, se, n=3):
+        return {"fid_proxy": mean, "fid_proxy_se": se, "seeds": list(range(n)), "seconds_per_sample": 1.0}
+
+    ddpm = {"ddpm-1000-g1": cell(0.35, 0.02), "ddim-10-eta0-g1": cell(1.2, 0.1), "ddim-50-eta0-g1": cell(0.40, 0.01),
+            "heun-18-g1": cell(0.45, 0.01), "heun-40-g1": cell(0.35, 0.03, n=2)}
+    r = {"seeds": [0, 1, 2], "samplers": {"ddpm": [ddpm.get(tag(s)) for s in SAMPLERS], "edm": [None] * len(SAMPLERS)}}
+    lines = pairwise(r)
+    names = [short_name(s) for s in SAMPLERS]
+    assert names[0] == "DDPM-1000" and names[-1] == "Heun-40" and len(set(names)) == len(SAMPLERS)
+    rows = {tuple(c.strip() for c in ln.strip("|").split("|")[:2]): [c.strip() for c in ln.strip("|").split("|")[2:]]
+            for ln in lines if ln.startswith("| DDPM |") or ln.startswith("| EDM |")}
+    assert len(rows) == 2 * len(SAMPLERS)
+    col = {n: i for i, n in enumerate(names)}
+    anc = rows[("DDPM", "DDPM-1000")]
+    assert anc[0] == "0.310-0.390" and anc[1 + col["DDPM-1000"]] == ""
+    assert anc[1 + col["DDIM-10"]] == "<" and rows[("DDPM", "DDIM-10")][1 + col["DDPM-1000"]] == ">"
+    assert anc[1 + col["DDIM-50"]] == "="  # 0.31-0.39 and 0.38-0.42 overlap: a tie
+    assert anc[1 + col["Heun-18"]] == "<" and rows[("DDPM", "Heun-18")][1 + col["DDPM-1000"]] == ">"
+    assert anc[1 + col["Heun-40"]] == "-" and rows[("DDPM", "Heun-40")][0] == "-"  # 2 of 3 seeds: no interval
+    assert anc[1 + col["DDIM-20"]] == "-" and set(rows[("EDM", "Heun-18")][1:]) == {"", "-"}
+    assert pairwise({**r, "seeds": [0]}) == []
+
+
 def test_generation_resumes_with_the_same_draws(trained, tmp_path, monkeypatch):
     """An evaluation interrupted after a batch continues from its partial file and draws exactly the images the
     uninterrupted run draws; a partial file saved for other settings is refused, naming the file."""
