@@ -542,10 +542,9 @@ def pairwise(r: dict) -> list[str]:
         row = r["samplers"].get(m, [])
         full = [c if c and len(c["seeds"]) >= k else None for c in row]
         for i, (name, a) in enumerate(zip(names, full)):
-            lo, hi = _range(a["fid_proxy"], a["fid_proxy_se"]) if a else (0.0, 0.0)
+            span = "{:.3f}-{:.3f}".format(*_range(a["fid_proxy"], a["fid_proxy_se"])) if a else "-"
             marks = ["" if i == j else _compare(a, b) if a and b else "-" for j, b in enumerate(full)]
-            lines.append(f"| {label} | {name} | " + (f"{lo:.3f}-{hi:.3f}" if a else "-") + " | "
-                         + " | ".join(marks) + " |")
+            lines.append(f"| {label} | {name} | {span} | " + " | ".join(marks) + " |")
     return lines
 
 
@@ -568,7 +567,7 @@ def verdicts(r: dict) -> list[tuple[str, str, str]]:
     by = {m: {tag(s): c for s, c in zip(SAMPLERS, r["samplers"].get(m, []))} for m in ("ddpm", "edm")}
     floor = r["floor"]
 
-    names = {"ddpm-1000-g1": "DDPM-1000", "ddim-50-eta0-g1": "DDIM-50", "heun-18-g1": "Heun-18"}
+    names = {tag(s): short_name(s) for s in SAMPLERS}
 
     def missing(*named: tuple[str, str]) -> str:
         if k < 2:
